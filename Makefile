@@ -1,0 +1,44 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# The engine package: vLLM's GPU build where an NVIDIA GPU answers, else its CPU build.
+ENGINE := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+STAMP := $(VENV)/.installed-$(ENGINE)
+MODEL_DIR := .cache/tiny-model
+
+.PHONY: install lint typecheck contracts test test-fast demo clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade-strategy only-if-needed -e '.[dev,$(ENGINE)]'
+	@# vLLM pulls torchvision/torchaudio/torchcodec built for another torch; text models need none.
+	$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $@
+
+lint: install
+	$(BIN)/ruff check service tests
+	$(BIN)/ruff format --check service tests
+
+typecheck: install
+	$(BIN)/mypy
+
+contracts: install
+	$(BIN)/python -m service.contract_files write
+
+test: install lint typecheck
+	$(BIN)/pytest
+
+test-fast: install
+	$(BIN)/pytest -m "not engine and not broker"
+
+$(MODEL_DIR)/model.safetensors: service/tiny_model.py | install
+	$(BIN)/llm-stream tiny-model $(MODEL_DIR)
+
+demo: install $(MODEL_DIR)/model.safetensors
+	$(BIN)/python -m service.demo $(MODEL_DIR)
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,108 @@
+"""Message contracts of every topic, as pydantic models.
+
+The wire format is the OpenAI Batch API's line format plus a ``batch_id``, so that a line read
+from an OpenAI batch input file can be published as is and a result line can be written to an
+OpenAI batch output file as is. ``contracts/*.schema.json`` are generated from these models.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+#: Batch ids become directory names: letters, digits, ``_`` and ``-`` only, no dots or slashes.
+BATCH_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
+_BATCH_ID_RE = re.compile(BATCH_ID_PATTERN)
+
+BatchId = Annotated[str, StringConstraints(pattern=BATCH_ID_PATTERN)]
+CustomId = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+#: Endpoints a worker answers, exactly as vLLM's OpenAI server routes them.
+SUPPORTED_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+Endpoint = Literal["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
+
+
+def is_safe_batch_id(value: str) -> bool:
+    """True when ``value`` can be used as a batch id (and so as a directory name)."""
+    return bool(_BATCH_ID_RE.fullmatch(value))
+
+
+class RequestMessage(BaseModel):
+    """One OpenAI batch input line plus the batch it belongs to (topic: requests).
+
+    ``method`` and ``url`` are free strings on the wire: a worker answers an unsupported
+    method or endpoint with an error line for that ``custom_id`` rather than dropping it.
+    """
+
+    model_config = ConfigDict(extra="forbid", title="Request")
+
+    batch_id: BatchId
+    custom_id: CustomId
+    method: str = Field("POST", description='HTTP method; only "POST" is served.')
+    url: str = Field(description="Endpoint, e.g. /v1/chat/completions.")
+    body: dict[str, Any] = Field(description="The request body, as for vLLM's OpenAI server.")
+
+
+class ResponseData(BaseModel):
+    """The HTTP response a request would have had from vLLM's OpenAI server."""
+
+    model_config = ConfigDict(title="ResponseData")
+
+    status_code: int = Field(description="HTTP status code: 200 on success.")
+    request_id: str = Field(description="Engine request id.")
+    body: dict[str, Any] | None = Field(
+        description="Response body, or the error body vLLM returns."
+    )
+
+
+class ErrorData(BaseModel):
+    """A failure that produced no HTTP response (OpenAI's ``error`` field of an output line)."""
+
+    model_config = ConfigDict(title="ErrorData")
+
+    code: str
+    message: str
+
+
+class ResultMessage(BaseModel):
+    """One OpenAI batch output line plus its batch (topic: results, key: batch_id)."""
+
+    model_config = ConfigDict(title="Result")
+
+    batch_id: BatchId
+    id: str = Field(description="Unique id of this output line.")
+    custom_id: CustomId
+    response: ResponseData | None
+    error: ErrorData | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        """True for lines that belong in the output file, False for the error file."""
+        return self.error is None and self.response is not None and self.response.status_code == 200
+
+
+class BatchManifest(BaseModel):
+    """Announces a batch before its requests (topic: batches, key: batch_id).
+
+    The aggregator knows a batch is complete when it holds ``request_count`` distinct
+    ``custom_id`` results for it.
+    """
+
+    model_config = ConfigDict(extra="forbid", title="BatchManifest")
+
+    batch_id: BatchId
+    endpoint: Endpoint
+    request_count: int = Field(ge=1, description="Number of request lines in the batch.")
+    completion_window: str = "24h"
+    metadata: dict[str, str] = Field(default_factory=dict)
+    created_at: int = Field(default_factory=lambda: int(time.time()), description="Unix seconds.")
+
+
+ALL_CONTRACTS: dict[str, type[BaseModel]] = {
+    "request": RequestMessage,
+    "result": ResultMessage,
+    "batch-manifest": BatchManifest,
+}

@@ -1,0 +1,93 @@
+"""The one configuration object, read from ``LLM_STREAM_*`` environment variables.
+
+Every process (worker, aggregator, submit, ...) reads the same settings so that a deployment
+configures topics and security once. Command-line flags override single fields.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration shared by every llm-stream process."""
+
+    model_config = SettingsConfigDict(env_prefix="LLM_STREAM_", extra="ignore")
+
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Comma-separated Kafka bootstrap servers."
+    )
+
+    requests_topic: str = Field(
+        "llm-stream.requests", description="Request lines, one per message."
+    )
+    results_topic: str = Field("llm-stream.results", description="Result lines, keyed by batch_id.")
+    batches_topic: str = Field(
+        "llm-stream.batches", description="Batch manifests, keyed by batch_id."
+    )
+    batch_status_topic: str = Field(
+        "llm-stream.batch-status", description="Batch objects emitted when a batch completes."
+    )
+    dead_letter_topic: str = Field(
+        "llm-stream.dead-letter",
+        description="Messages that cannot be attributed to a batch request, with the reason.",
+    )
+
+    worker_group_id: str = Field("llm-stream-workers", description="Consumer group of workers.")
+    aggregator_group_id: str = Field(
+        "llm-stream-aggregators", description="Consumer group of aggregators."
+    )
+    max_in_flight: int = Field(
+        256, ge=1, description="Requests a worker keeps inside the engine at once."
+    )
+
+    output_dir: Path = Field(Path("batches"), description="Where batch output files are written.")
+
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: (
+        Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER"] | None
+    ) = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    enable_idempotence: bool = Field(
+        False, description="Idempotent producer; needs a broker that supports InitProducerId."
+    )
+
+    def kafka_client_kwargs(self) -> dict[str, Any]:
+        """Connection and security keyword arguments shared by aiokafka clients."""
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism is not None:
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+        if self.sasl_plain_username is not None:
+            kwargs["sasl_plain_username"] = self.sasl_plain_username
+        if self.sasl_plain_password is not None:
+            kwargs["sasl_plain_password"] = self.sasl_plain_password.get_secret_value()
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kwargs["ssl_context"] = create_ssl_context(
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+                certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
+                keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
+            )
+        return kwargs
+
+    def topics(self) -> list[str]:
+        """Every topic the service uses, for creation and documentation."""
+        return [
+            self.requests_topic,
+            self.results_topic,
+            self.batches_topic,
+            self.batch_status_topic,
+            self.dead_letter_topic,
+        ]

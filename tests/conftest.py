@@ -1,0 +1,36 @@
+"""Shared fixtures: a real broker for integration and e2e tests."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.kafka_harness import kafka_bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[tuple[str, str]]:
+    """``(bootstrap_servers, kind)`` of the real broker this session runs against."""
+    with kafka_bootstrap_servers() as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: tuple[str, str]) -> str:
+    return kafka_broker[0]
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A name no other test uses: topics and groups stay isolated on a shared cluster."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Path of the tiny deterministic model, built once per session."""
+    from service.tiny_model import build_tiny_model
+
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny-model")))

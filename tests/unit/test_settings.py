@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+
+from service.settings import Settings
+
+
+def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLM_STREAM_BOOTSTRAP_SERVERS", "kafka-1:9093,kafka-2:9093")
+    monkeypatch.setenv("LLM_STREAM_RESULTS_TOPIC", "custom.results")
+    settings = Settings()
+    assert settings.bootstrap_servers == "kafka-1:9093,kafka-2:9093"
+    assert settings.results_topic == "custom.results"
+    assert settings.requests_topic == "llm-stream.requests"
+
+
+def test_topics_are_distinct() -> None:
+    topics = Settings().topics()
+    assert len(topics) == len(set(topics)) == 5
+
+
+def test_sasl_settings_reach_the_client_kwargs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLM_STREAM_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("LLM_STREAM_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("LLM_STREAM_SASL_PLAIN_USERNAME", "svc")
+    monkeypatch.setenv("LLM_STREAM_SASL_PLAIN_PASSWORD", "s3cret")
+    kwargs = Settings().kafka_client_kwargs()
+    assert kwargs["security_protocol"] == "SASL_PLAINTEXT"
+    assert kwargs["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert kwargs["sasl_plain_password"] == "s3cret"
+    assert "s3cret" not in repr(Settings())
+
+
+def test_plaintext_client_kwargs_carry_no_security_options() -> None:
+    assert Settings(bootstrap_servers="h:1").kafka_client_kwargs() == {
+        "bootstrap_servers": "h:1",
+        "security_protocol": "PLAINTEXT",
+    }
+
+
+def test_invalid_in_flight_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLM_STREAM_MAX_IN_FLIGHT", "0")
+    with pytest.raises(ValueError, match="max_in_flight"):
+        Settings()
