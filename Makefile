@@ -38,7 +38,7 @@ $(MODEL_DIR)/model.safetensors: service/tiny_model.py | install
 	$(BIN)/llm-stream tiny-model $(MODEL_DIR)
 
 demo: install $(MODEL_DIR)/model.safetensors
-	$(BIN)/python -m service.demo $(MODEL_DIR)
+	@echo 'tiny model ready in $(MODEL_DIR)'
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
