@@ -49,6 +49,12 @@ def _run_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_worker(args: argparse.Namespace) -> int:
+    from service.worker import main as worker_main
+
+    return worker_main(args.worker_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llm-stream",
@@ -69,6 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tiny.add_argument("directory", help="where to write the model")
     tiny.set_defaults(handler=_run_tiny_model)
+
+    # vLLM's engine flags are parsed by vLLM's own parser (loaded only when needed), so the
+    # worker takes the rest of the command line as is; `llm-stream worker --help` lists them.
+    worker = commands.add_parser(
+        "worker",
+        help="consume requests from Kafka, run them through vLLM, publish results",
+        add_help=False,
+        prefix_chars="\0",
+    )
+    worker.add_argument("worker_args", nargs=argparse.REMAINDER)
+    worker.set_defaults(handler=_run_worker)
     return parser
 
 

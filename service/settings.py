@@ -7,10 +7,14 @@ configures topics and security once. Command-line flags override single fields.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from ssl import SSLContext
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from faststream.security import BaseSecurity
 
 
 class Settings(BaseSettings):
@@ -45,6 +49,18 @@ class Settings(BaseSettings):
         256, ge=1, description="Requests a worker keeps inside the engine at once."
     )
 
+    topic_partitions: int = Field(
+        8, ge=1, description="Partitions of topics the service creates; caps consumers per group."
+    )
+    topic_replication_factor: int = Field(
+        1, ge=1, description="Replication factor of topics the service creates."
+    )
+    commit_interval_s: float = Field(
+        0.5, gt=0, description="How often a worker commits its finished offsets."
+    )
+    drain_timeout_s: float = Field(
+        30.0, ge=0, description="On SIGTERM, how long in-flight requests may take to finish."
+    )
     output_dir: Path = Field(Path("batches"), description="Where batch output files are written.")
 
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -60,6 +76,46 @@ class Settings(BaseSettings):
         False, description="Idempotent producer; needs a broker that supports InitProducerId."
     )
 
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with the given fields replaced, ignoring None (flags left unset)."""
+        values = {name: value for name, value in overrides.items() if value is not None}
+        return self.model_validate({**self.model_dump(), **values}) if values else self
+
+    def _ssl_context(self) -> SSLContext | None:
+        if self.security_protocol not in ("SSL", "SASL_SSL"):
+            return None
+        from aiokafka.helpers import create_ssl_context
+
+        return create_ssl_context(
+            cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+            certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
+            keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
+        )
+
+    def faststream_security(self) -> BaseSecurity | None:
+        """The same security settings as FastStream's KafkaBroker takes them."""
+        from faststream.security import (
+            BaseSecurity,
+            SASLGSSAPI,
+            SASLOAuthBearer,
+            SASLPlaintext,
+            SASLScram256,
+            SASLScram512,
+        )
+
+        ssl_context = self._ssl_context()
+        if self.sasl_mechanism is None:
+            return BaseSecurity(ssl_context=ssl_context) if ssl_context else None
+        if self.sasl_mechanism == "GSSAPI":
+            return SASLGSSAPI(ssl_context=ssl_context)
+        if self.sasl_mechanism == "OAUTHBEARER":
+            return SASLOAuthBearer(ssl_context=ssl_context)
+        classes = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
+        password = self.sasl_plain_password.get_secret_value() if self.sasl_plain_password else ""
+        return classes[self.sasl_mechanism](
+            username=self.sasl_plain_username or "", password=password, ssl_context=ssl_context
+        )
+
     def kafka_client_kwargs(self) -> dict[str, Any]:
         """Connection and security keyword arguments shared by aiokafka clients."""
         kwargs: dict[str, Any] = {
@@ -72,14 +128,9 @@ class Settings(BaseSettings):
             kwargs["sasl_plain_username"] = self.sasl_plain_username
         if self.sasl_plain_password is not None:
             kwargs["sasl_plain_password"] = self.sasl_plain_password.get_secret_value()
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            from aiokafka.helpers import create_ssl_context
-
-            kwargs["ssl_context"] = create_ssl_context(
-                cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
-                certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
-                keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
-            )
+        ssl_context = self._ssl_context()
+        if ssl_context is not None:
+            kwargs["ssl_context"] = ssl_context
         return kwargs
 
     def topics(self) -> list[str]:

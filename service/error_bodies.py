@@ -1,0 +1,51 @@
+"""Error bodies in the exact shape vLLM's OpenAI server returns them.
+
+``{"error": {"message", "type", "param", "code"}}``, the HTTP status in ``code``.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from service.contracts import SUPPORTED_ENDPOINTS, ResponseData
+
+
+def error_response(
+    status: HTTPStatus, message: str, *, error_type: str | None = None, param: str | None = None
+) -> ResponseData:
+    body: dict[str, Any] = {
+        "error": {
+            "message": message,
+            "type": error_type or f"{status.phrase.replace(' ', '')}Error",
+            "param": param,
+            "code": int(status),
+        }
+    }
+    return ResponseData(status_code=int(status), request_id="", body=body)
+
+
+def unsupported_endpoint(url: str) -> ResponseData:
+    supported = ", ".join(SUPPORTED_ENDPOINTS)
+    return error_response(
+        HTTPStatus.NOT_FOUND,
+        f"Unsupported endpoint {url!r}. Supported endpoints: {supported}.",
+        param="url",
+    )
+
+
+def method_not_allowed(method: str) -> ResponseData:
+    return error_response(
+        HTTPStatus.METHOD_NOT_ALLOWED,
+        f"Method {method!r} is not allowed; batch requests use POST.",
+        param="method",
+    )
+
+
+def streaming_refused() -> ResponseData:
+    return error_response(
+        HTTPStatus.BAD_REQUEST,
+        "Request must not be sent in stream mode: batch results are whole responses.",
+        error_type="BadRequestError",
+        param="stream",
+    )

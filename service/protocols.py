@@ -1,0 +1,61 @@
+"""The boundaries of the pipeline, in one place.
+
+The worker's pipeline talks to an inference engine, a publisher and an offset committer only
+through these Protocols, so it runs fast against fakes in unit tests and for real against vLLM
+and Kafka in integration and end-to-end tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from service.contracts import ResponseData, ResultMessage
+
+
+@dataclass(frozen=True, slots=True)
+class EngineRequest:
+    """One request line as the engine sees it."""
+
+    method: str
+    url: str
+    body: dict[str, Any]
+    trace_headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class EngineUnavailableError(RuntimeError):
+    """The engine cannot answer any request (it died): the work must be redelivered, not failed."""
+
+
+class InferenceEngine(Protocol):
+    """Answers OpenAI requests as vLLM's OpenAI server would, without HTTP."""
+
+    async def serve(self, request: EngineRequest) -> ResponseData:
+        """The response (status code and body) for one request; errors are responses too.
+
+        Raises EngineUnavailableError only when no request can be served any more.
+        """
+        ...
+
+    async def check_health(self) -> None:
+        """Raise EngineUnavailableError when the engine is dead."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class ResultPublisher(Protocol):
+    """Publishes what the worker produces; each call returns once the broker has it."""
+
+    async def publish_result(self, result: ResultMessage, headers: Mapping[str, str]) -> None: ...
+
+    async def publish_dead_letter(
+        self, value: bytes | None, key: bytes | None, headers: Mapping[str, str]
+    ) -> None: ...
+
+
+class OffsetCommitter(Protocol):
+    """Commits ``{(topic, partition): next_offset}`` for the consumer group."""
+
+    async def commit(self, offsets: Mapping[tuple[str, int], int]) -> None: ...

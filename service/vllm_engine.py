@@ -1,0 +1,175 @@
+"""The real engine: one vLLM ``AsyncLLM`` behind vLLM's own OpenAI serving objects, no HTTP.
+
+Chat templates, sampling parameters, ``n``, logprobs, stop strings, seeds, structured output,
+usage counts and error bodies are therefore exactly what ``vllm serve`` would answer; this
+module only routes a batch line to the right serving object and turns its return value into
+a status code and a JSON body.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from types import SimpleNamespace
+from typing import Any
+
+import pydantic
+
+from service.error_bodies import (
+    error_response,
+    method_not_allowed,
+    streaming_refused,
+    unsupported_endpoint,
+)
+from service.protocols import EngineRequest, EngineUnavailableError
+from service.contracts import ResponseData
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+class VllmEngine:
+    """Implements ``InferenceEngine`` with vLLM's ``AsyncLLM`` and OpenAI serving layer."""
+
+    def __init__(self, engine_client: Any, state: SimpleNamespace) -> None:
+        from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
+        from vllm.entrypoints.openai.completion.protocol import CompletionRequest
+        from vllm.entrypoints.pooling.embed.protocol import EmbeddingRequest
+
+        self._engine = engine_client
+        self._state = state
+        chat = getattr(state, "openai_serving_chat", None)
+        completion = getattr(state, "openai_serving_completion", None)
+        embedding = getattr(state, "serving_embedding", None)
+        self._routes: dict[str, tuple[type[pydantic.BaseModel], Handler | None]] = {
+            "/v1/chat/completions": (
+                ChatCompletionRequest,
+                chat.create_chat_completion if chat else None,
+            ),
+            "/v1/completions": (
+                CompletionRequest,
+                completion.create_completion if completion else None,
+            ),
+            "/v1/embeddings": (EmbeddingRequest, embedding),
+        }
+
+    @classmethod
+    async def start(cls, args: argparse.Namespace) -> VllmEngine:
+        """Start the engine from vLLM's own parsed CLI arguments (see ``worker_args``)."""
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.entrypoints.launchers.api_server.app_state import init_app_state
+        from vllm.usage.usage_lib import UsageContext
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        engine_args = AsyncEngineArgs.from_cli_args(args)
+        usage = UsageContext.OPENAI_BATCH_RUNNER
+        vllm_config = engine_args.create_engine_config(usage_context=usage)
+        engine = AsyncLLM.from_vllm_config(
+            vllm_config=vllm_config,
+            usage_context=usage,
+            enable_log_requests=engine_args.enable_log_requests,
+            disable_log_stats=engine_args.disable_log_stats,
+        )
+        try:
+            state = SimpleNamespace()
+            await init_app_state(engine, state, args, await engine.get_supported_tasks())
+        except BaseException:
+            engine.shutdown()
+            raise
+        return cls(engine, state)
+
+    @property
+    def model_names(self) -> list[str]:
+        models = self._state.openai_serving_models
+        return [path.name for path in models.base_model_paths]
+
+    async def serve(self, request: EngineRequest) -> ResponseData:
+        if request.method.upper() != "POST":
+            return method_not_allowed(request.method)
+        route = self._routes.get(request.url)
+        if route is None:
+            return unsupported_endpoint(request.url)
+        model_type, handler = route
+        if handler is None:
+            return error_response(
+                HTTPStatus.NOT_FOUND,
+                f"The model does not support {request.url}.",
+                error_type="NotFoundError",
+                param="url",
+            )
+        if request.body.get("stream"):
+            return streaming_refused()
+        try:
+            parsed = model_type.model_validate(request.body)
+        except pydantic.ValidationError as error:
+            return await self._validation_error(error)
+        raw_request = SimpleNamespace(headers=dict(request.trace_headers), state=SimpleNamespace())
+        try:
+            response = await handler(parsed, raw_request)
+        except Exception as error:
+            self._raise_if_dead(error)
+            from vllm.entrypoints.serve import create_error_response
+
+            response = create_error_response(error)
+        return self._to_response_data(response)
+
+    def _raise_if_dead(self, error: BaseException) -> None:
+        if self._engine.errored:
+            raise EngineUnavailableError(f"vLLM engine is dead: {error}") from error
+
+    def _to_response_data(self, response: Any) -> ResponseData:
+        from starlette.responses import Response
+        from vllm.entrypoints.serve.engine.protocol import ErrorResponse
+
+        if isinstance(response, ErrorResponse):
+            if response.error.code >= 500:
+                self._raise_if_dead(RuntimeError(response.error.message))
+            return ResponseData(
+                status_code=response.error.code, request_id="", body=response.model_dump()
+            )
+        if isinstance(response, Response):  # pooling endpoints answer with a JSONResponse
+            body = json.loads(bytes(response.body))
+            return ResponseData(
+                status_code=response.status_code, request_id=body.get("id", ""), body=body
+            )
+        if isinstance(response, pydantic.BaseModel):
+            body = response.model_dump(mode="json")
+            return ResponseData(status_code=200, request_id=body.get("id", ""), body=body)
+        return error_response(
+            HTTPStatus.INTERNAL_SERVER_ERROR, f"Unexpected engine response {type(response)!r}"
+        )
+
+    async def _validation_error(self, error: pydantic.ValidationError) -> ResponseData:
+        """The 400 body vLLM's server gives for a body that fails request validation."""
+        from fastapi.exceptions import RequestValidationError
+        from vllm.entrypoints.serve.exception_handling.handlers.validation import (
+            validation_exception_handler,
+        )
+
+        errors = [
+            {**item, "loc": ("body", *item["loc"])} for item in error.errors(include_url=False)
+        ]
+        fake_http_request = SimpleNamespace(
+            app=SimpleNamespace(state=SimpleNamespace(args=SimpleNamespace(log_error_stack=False))),
+            state=SimpleNamespace(),
+        )
+        response = await validation_exception_handler(
+            fake_http_request,  # type: ignore[arg-type]
+            RequestValidationError(errors),
+        )
+        return ResponseData(
+            status_code=response.status_code, request_id="", body=json.loads(bytes(response.body))
+        )
+
+    async def check_health(self) -> None:
+        try:
+            await self._engine.check_health()
+        except Exception as error:
+            raise EngineUnavailableError(str(error)) from error
+
+    async def close(self) -> None:
+        self._engine.shutdown()

@@ -1,0 +1,149 @@
+"""``llm-stream worker``: FastStream consumes requests, the pipeline runs them through vLLM.
+
+FastStream's batch subscriber fetches records across partitions with ``AckPolicy.MANUAL``; the
+handler only hands records to the pipeline (waiting for a free in-flight slot), so fetching goes
+on while the engine works. Offsets are committed explicitly by the pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+
+from service.kafka_io import ConsumerCommitter, KafkaResultPublisher
+from service.pipeline import IncomingRecord, RequestPipeline
+from service.protocols import InferenceEngine
+from service.settings import Settings
+from service.topics import ensure_topics
+
+logger = logging.getLogger(__name__)
+
+
+def _headers(record: Any) -> dict[str, str]:
+    return {
+        name: value.decode(errors="replace")
+        for name, value in (record.headers or ())
+        if isinstance(value, bytes)
+    }
+
+
+class _ReleaseOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, pipeline: RequestPipeline) -> None:
+        self._pipeline = pipeline
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._pipeline.release_partitions((tp.topic, tp.partition) for tp in revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        logger.info("assigned partitions %s", sorted((tp.topic, tp.partition) for tp in assigned))
+
+
+class Worker:
+    """One engine, one consumer-group member, one pipeline."""
+
+    def __init__(self, settings: Settings, engine: InferenceEngine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.broker = KafkaBroker(
+            settings.bootstrap_servers,
+            security=settings.faststream_security(),
+            enable_idempotence=settings.enable_idempotence,
+        )
+        self._subscriber: Any = None
+        self.pipeline = RequestPipeline(
+            engine,
+            KafkaResultPublisher(self.broker, settings),
+            ConsumerCommitter(self),
+            max_in_flight=settings.max_in_flight,
+        )
+        self._subscriber = self.broker.subscriber(
+            settings.requests_topic,
+            batch=True,
+            group_id=settings.worker_group_id,
+            ack_policy=AckPolicy.MANUAL,
+            auto_offset_reset="earliest",
+            max_records=settings.max_in_flight,
+            batch_timeout_ms=100,
+            listener=_ReleaseOnRevoke(self.pipeline),
+            title="worker:requests",
+        )
+        self._subscriber(self._on_records)
+        self.stopping = asyncio.Event()
+
+    @property
+    def consumer(self) -> Any:
+        return self._subscriber.consumer
+
+    async def _on_records(self, message: KafkaMessage) -> None:
+        for record in message.raw_message:
+            accepted = await self.pipeline.submit(
+                IncomingRecord(
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    value=record.value,
+                    key=record.key,
+                    headers=_headers(record),
+                )
+            )
+            if not accepted:
+                return
+
+    async def run(self) -> int:
+        """Consume until ``stopping`` is set or the pipeline fails; return the exit code."""
+        await ensure_topics(self.settings)
+        async with self.broker:
+            await self.broker.start()
+            committer = asyncio.create_task(
+                self.pipeline.commit_periodically(self.settings.commit_interval_s)
+            )
+            failed = asyncio.create_task(self.pipeline.failed.wait())
+            stopping = asyncio.create_task(self.stopping.wait())
+            await asyncio.wait({failed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            logger.info("stopping: no new requests, finishing %d in flight", self.pipeline.in_flight)
+            self._pause_fetching()
+            finished = await self.pipeline.drain(self.settings.drain_timeout_s)
+            for task in (committer, failed, stopping):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await committer
+        if self.pipeline.failure is not None:
+            return 1
+        if not finished:
+            logger.warning("drain timed out: unfinished requests will be redelivered")
+        return 0
+
+    def _pause_fetching(self) -> None:
+        consumer = self.consumer
+        if consumer is not None:
+            consumer.pause(*consumer.assignment())
+
+
+async def serve_worker(settings: Settings, engine_args: Any) -> int:
+    from service.vllm_engine import VllmEngine
+
+    engine = await VllmEngine.start(engine_args)
+    try:
+        worker = Worker(settings, engine)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, worker.stopping.set)
+        return await worker.run()
+    finally:
+        await engine.close()
+
+
+def main(argv: Sequence[str]) -> int:
+    from service.worker_args import parse_worker_args
+
+    settings, engine_args = parse_worker_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return asyncio.run(serve_worker(settings, engine_args))

@@ -1,0 +1,75 @@
+"""Fakes that implement the pipeline's Protocols (service/protocols.py) in memory."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+from service.contracts import ResponseData, ResultMessage
+from service.error_bodies import unsupported_endpoint
+from service.protocols import EngineRequest, EngineUnavailableError
+
+
+class FakeEngine:
+    """Echoes the prompt after an optional per-prompt delay; ``/v1/completions`` only."""
+
+    def __init__(self, delays: Mapping[str, float] | None = None) -> None:
+        self.delays = dict(delays or {})
+        self.seen: list[EngineRequest] = []
+        self.running = 0
+        self.max_running = 0
+        self.dead = False
+
+    async def serve(self, request: EngineRequest) -> ResponseData:
+        if self.dead:
+            raise EngineUnavailableError("fake engine is dead")
+        if request.url != "/v1/completions":
+            return unsupported_endpoint(request.url)
+        self.seen.append(request)
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        try:
+            prompt = str(request.body.get("prompt", ""))
+            await asyncio.sleep(self.delays.get(prompt, 0))
+            body = {"id": f"cmpl-{prompt}", "choices": [{"text": prompt.upper()}]}
+            return ResponseData(status_code=200, request_id=f"cmpl-{prompt}", body=body)
+        finally:
+            self.running -= 1
+
+    async def check_health(self) -> None:
+        if self.dead:
+            raise EngineUnavailableError("fake engine is dead")
+
+    async def close(self) -> None:
+        self.dead = True
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.results: list[tuple[ResultMessage, dict[str, str]]] = []
+        self.dead_letters: list[tuple[bytes | None, dict[str, str]]] = []
+        self.fail = False
+
+    async def publish_result(self, result: ResultMessage, headers: Mapping[str, str]) -> None:
+        if self.fail:
+            raise ConnectionError("broker unreachable")
+        self.results.append((result, dict(headers)))
+
+    async def publish_dead_letter(
+        self, value: bytes | None, key: bytes | None, headers: Mapping[str, str]
+    ) -> None:
+        self.dead_letters.append((value, dict(headers)))
+
+
+class FakeCommitter:
+    def __init__(self) -> None:
+        self.commits: list[dict[tuple[str, int], int]] = []
+
+    async def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        self.commits.append(dict(offsets))
+
+    def latest(self) -> dict[tuple[str, int], int]:
+        merged: dict[tuple[str, int], int] = {}
+        for commit in self.commits:
+            merged.update(commit)
+        return merged

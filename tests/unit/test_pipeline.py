@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from service.pipeline import IncomingRecord, RequestPipeline
+from tests.fakes import FakeCommitter, FakeEngine, FakePublisher
+
+TOPIC = "requests"
+
+
+def _record(offset: int, prompt: str = "p", partition: int = 0, **fields: object) -> IncomingRecord:
+    line = {
+        "batch_id": "b1",
+        "custom_id": f"c{offset}",
+        "method": "POST",
+        "url": "/v1/completions",
+        "body": {"prompt": prompt},
+        **fields,
+    }
+    return IncomingRecord(TOPIC, partition, offset, orjson.dumps(line))
+
+
+def _pipeline(
+    engine: FakeEngine | None = None, max_in_flight: int = 8
+) -> tuple[RequestPipeline, FakeEngine, FakePublisher, FakeCommitter]:
+    engine = engine or FakeEngine()
+    publisher, committer = FakePublisher(), FakeCommitter()
+    pipeline = RequestPipeline(engine, publisher, committer, max_in_flight=max_in_flight)
+    return pipeline, engine, publisher, committer
+
+
+async def test_every_record_gets_exactly_one_result() -> None:
+    pipeline, _, publisher, committer = _pipeline()
+    for offset in range(20):
+        await pipeline.submit(_record(offset, prompt=f"p{offset}"))
+    assert await pipeline.drain(timeout=5)
+    custom_ids = sorted(result.custom_id for result, _ in publisher.results)
+    assert custom_ids == sorted(f"c{i}" for i in range(20))
+    first = publisher.results[0][0]
+    assert first.response is not None
+    assert first.response.status_code == 200
+    assert first.id.startswith("batch_req_")
+    assert committer.latest() == {(TOPIC, 0): 20}
+
+
+async def test_requests_run_concurrently_up_to_the_limit() -> None:
+    engine = FakeEngine(delays={f"p{i}": 0.05 for i in range(10)})
+    pipeline, engine, _, _ = _pipeline(engine, max_in_flight=4)
+    for offset in range(10):
+        await pipeline.submit(_record(offset, prompt=f"p{offset}"))
+    await pipeline.drain(timeout=5)
+    assert engine.max_running == 4
+
+
+async def test_a_slow_request_holds_back_its_partitions_commit_only() -> None:
+    engine = FakeEngine(delays={"slow": 0.3})
+    pipeline, _, publisher, committer = _pipeline(engine)
+    await pipeline.submit(_record(0, prompt="slow"))
+    await pipeline.submit(_record(1, prompt="fast"))
+    await pipeline.submit(_record(0, prompt="other", partition=1))
+    await asyncio.sleep(0.05)
+    await pipeline.commit()
+    assert committer.latest() == {(TOPIC, 0): 0, (TOPIC, 1): 1}
+    assert len(publisher.results) == 2
+    await pipeline.drain(timeout=5)
+    assert committer.latest() == {(TOPIC, 0): 2, (TOPIC, 1): 1}
+
+
+async def test_submit_does_not_wait_for_earlier_requests_to_finish() -> None:
+    engine = FakeEngine(delays={"slow": 1.0})
+    pipeline, _, _, _ = _pipeline(engine, max_in_flight=4)
+    await asyncio.wait_for(pipeline.submit(_record(0, prompt="slow")), 0.1)
+    await asyncio.wait_for(pipeline.submit(_record(1, prompt="slow")), 0.1)
+    assert pipeline.in_flight == 2
+    await pipeline.drain(timeout=0.01)
+
+
+@pytest.mark.parametrize("value", [b"garbage", b'{"custom_id": "x"}', None])
+async def test_unattributable_records_go_to_the_dead_letter_topic(value: bytes | None) -> None:
+    pipeline, _, publisher, committer = _pipeline()
+    await pipeline.submit(IncomingRecord(TOPIC, 0, 0, value, key=b"k"))
+    await pipeline.submit(_record(1))
+    await pipeline.drain(timeout=5)
+    assert len(publisher.dead_letters) == 1
+    dead_value, headers = publisher.dead_letters[0]
+    assert dead_value == value
+    assert headers["x-llm-stream-source"] == f"{TOPIC}/0/0"
+    assert headers["x-llm-stream-error"]
+    assert [result.custom_id for result, _ in publisher.results] == ["c1"]
+    assert committer.latest() == {(TOPIC, 0): 2}
+
+
+async def test_malformed_but_attributable_lines_get_an_error_line() -> None:
+    pipeline, engine, publisher, _ = _pipeline()
+    await pipeline.submit(_record(0, body="nope"))
+    await pipeline.submit(_record(1, url="/v1/unknown"))
+    await pipeline.drain(timeout=5)
+    by_id = {result.custom_id: result for result, _ in publisher.results}
+    assert by_id["c0"].response is not None
+    assert by_id["c0"].response.status_code == 400
+    assert by_id["c0"].response.body is not None
+    assert "body" in by_id["c0"].response.body["error"]["message"]
+    assert by_id["c1"].response is not None
+    assert by_id["c1"].response.status_code == 404
+    assert not by_id["c0"].succeeded
+    assert len(engine.seen) == 0
+
+
+async def test_trace_context_travels_from_request_to_result() -> None:
+    pipeline, engine, publisher, _ = _pipeline()
+    record = _record(0)
+    traced = IncomingRecord(
+        record.topic,
+        record.partition,
+        record.offset,
+        record.value,
+        headers={"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01", "other": "x"},
+    )
+    await pipeline.submit(traced)
+    await pipeline.drain(timeout=5)
+    assert publisher.results[0][1] == {"traceparent": traced.headers["traceparent"]}
+    assert engine.seen[0].trace_headers == {"traceparent": traced.headers["traceparent"]}
+
+
+async def test_a_dead_engine_stops_the_pipeline_without_committing_the_record() -> None:
+    pipeline, engine, publisher, committer = _pipeline()
+    await pipeline.submit(_record(0))
+    await pipeline.drain(timeout=5)
+    pipeline, _, publisher, committer = _pipeline(engine)
+    engine.dead = True
+    await pipeline.submit(_record(5))
+    await asyncio.wait_for(pipeline.failed.wait(), 1)
+    assert not await pipeline.submit(_record(6))
+    assert not await pipeline.drain(timeout=1)
+    assert publisher.results == []
+    assert committer.latest() == {}
+
+
+async def test_a_failed_publish_leaves_the_offset_uncommitted() -> None:
+    pipeline, _, publisher, committer = _pipeline()
+    publisher.fail = True
+    await pipeline.submit(_record(0))
+    await asyncio.wait_for(pipeline.failed.wait(), 1)
+    await pipeline.drain(timeout=1)
+    assert isinstance(pipeline.failure, ConnectionError)
+    assert committer.latest() == {}
+
+
+async def test_released_partitions_are_committed_then_forgotten() -> None:
+    engine = FakeEngine(delays={"slow": 0.2})
+    pipeline, _, _, committer = _pipeline(engine)
+    await pipeline.submit(_record(0))
+    await pipeline.submit(_record(1, prompt="slow"))
+    await asyncio.sleep(0.05)
+    await pipeline.release_partitions([(TOPIC, 0)])
+    assert committer.latest() == {(TOPIC, 0): 1}
+    await pipeline.drain(timeout=5)
+    assert committer.latest() == {(TOPIC, 0): 1}  # the slow record now belongs to another owner
