@@ -51,10 +51,8 @@ class OffsetTracker:
         for partition, state in self._partitions.items():
             if state.finished is None:
                 continue
-            if state.pending_heap:
-                candidate = state.pending_heap[0]  # first record still in flight
-            else:
-                candidate = state.finished + 1
+            # The first record still in flight, else one past the last finished.
+            candidate = state.pending_heap[0] if state.pending_heap else state.finished + 1
             if state.committed is None or candidate > state.committed:
                 result[partition] = candidate
         return result

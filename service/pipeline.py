@@ -181,15 +181,15 @@ class RequestPipeline:
             await self.commit()
         self._offsets.forget(partitions)
 
-    async def drain(self, timeout: float) -> bool:
-        """Stop taking work, wait up to ``timeout`` for in-flight requests, commit what finished.
+    async def drain(self, grace_period: float) -> bool:
+        """Stop taking work, wait up to ``grace_period`` s for in-flight work, commit what finished.
 
         Returns True when nothing was left unfinished.
         """
         self._accepting = False
         pending = set(self._tasks)
         if pending:
-            _, still_running = await asyncio.wait(pending, timeout=timeout)
+            _, still_running = await asyncio.wait(pending, timeout=grace_period)
             for task in still_running:
                 task.cancel()
             if still_running:

@@ -86,17 +86,18 @@ class Settings(BaseSettings):
             return None
         from aiokafka.helpers import create_ssl_context
 
-        return create_ssl_context(
+        context: SSLContext = create_ssl_context(
             cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
             certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
             keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
         )
+        return context
 
     def faststream_security(self) -> BaseSecurity | None:
         """The same security settings as FastStream's KafkaBroker takes them."""
         from faststream.security import (
-            BaseSecurity,
             SASLGSSAPI,
+            BaseSecurity,
             SASLOAuthBearer,
             SASLPlaintext,
             SASLScram256,
@@ -110,7 +111,11 @@ class Settings(BaseSettings):
             return SASLGSSAPI(ssl_context=ssl_context)
         if self.sasl_mechanism == "OAUTHBEARER":
             return SASLOAuthBearer(ssl_context=ssl_context)
-        classes = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
+        classes = {
+            "PLAIN": SASLPlaintext,
+            "SCRAM-SHA-256": SASLScram256,
+            "SCRAM-SHA-512": SASLScram512,
+        }
         password = self.sasl_plain_password.get_secret_value() if self.sasl_plain_password else ""
         return classes[self.sasl_mechanism](
             username=self.sasl_plain_username or "", password=password, ssl_context=ssl_context

@@ -18,6 +18,7 @@ from typing import Any
 
 import pydantic
 
+from service.contracts import ResponseData
 from service.error_bodies import (
     error_response,
     method_not_allowed,
@@ -25,7 +26,6 @@ from service.error_bodies import (
     unsupported_endpoint,
 )
 from service.protocols import EngineRequest, EngineUnavailableError
-from service.contracts import ResponseData
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class VllmEngine:
             state=SimpleNamespace(),
         )
         response = await validation_exception_handler(
-            fake_http_request,  # type: ignore[arg-type]
+            fake_http_request,
             RequestValidationError(errors),
         )
         return ResponseData(

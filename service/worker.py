@@ -108,7 +108,9 @@ class Worker:
             failed = asyncio.create_task(self.pipeline.failed.wait())
             stopping = asyncio.create_task(self.stopping.wait())
             await asyncio.wait({failed, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            logger.info("stopping: no new requests, finishing %d in flight", self.pipeline.in_flight)
+            logger.info(
+                "stopping: no new requests, finishing %d in flight", self.pipeline.in_flight
+            )
             self._pause_fetching()
             finished = await self.pipeline.drain(self.settings.drain_timeout_s)
             for task in (committer, failed, stopping):

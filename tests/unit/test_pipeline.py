@@ -36,7 +36,7 @@ async def test_every_record_gets_exactly_one_result() -> None:
     pipeline, _, publisher, committer = _pipeline()
     for offset in range(20):
         await pipeline.submit(_record(offset, prompt=f"p{offset}"))
-    assert await pipeline.drain(timeout=5)
+    assert await pipeline.drain(grace_period=5)
     custom_ids = sorted(result.custom_id for result, _ in publisher.results)
     assert custom_ids == sorted(f"c{i}" for i in range(20))
     first = publisher.results[0][0]
@@ -51,7 +51,7 @@ async def test_requests_run_concurrently_up_to_the_limit() -> None:
     pipeline, engine, _, _ = _pipeline(engine, max_in_flight=4)
     for offset in range(10):
         await pipeline.submit(_record(offset, prompt=f"p{offset}"))
-    await pipeline.drain(timeout=5)
+    await pipeline.drain(grace_period=5)
     assert engine.max_running == 4
 
 
@@ -65,7 +65,7 @@ async def test_a_slow_request_holds_back_its_partitions_commit_only() -> None:
     await pipeline.commit()
     assert committer.latest() == {(TOPIC, 0): 0, (TOPIC, 1): 1}
     assert len(publisher.results) == 2
-    await pipeline.drain(timeout=5)
+    await pipeline.drain(grace_period=5)
     assert committer.latest() == {(TOPIC, 0): 2, (TOPIC, 1): 1}
 
 
@@ -75,7 +75,7 @@ async def test_submit_does_not_wait_for_earlier_requests_to_finish() -> None:
     await asyncio.wait_for(pipeline.submit(_record(0, prompt="slow")), 0.1)
     await asyncio.wait_for(pipeline.submit(_record(1, prompt="slow")), 0.1)
     assert pipeline.in_flight == 2
-    await pipeline.drain(timeout=0.01)
+    await pipeline.drain(grace_period=0.01)
 
 
 @pytest.mark.parametrize("value", [b"garbage", b'{"custom_id": "x"}', None])
@@ -83,7 +83,7 @@ async def test_unattributable_records_go_to_the_dead_letter_topic(value: bytes |
     pipeline, _, publisher, committer = _pipeline()
     await pipeline.submit(IncomingRecord(TOPIC, 0, 0, value, key=b"k"))
     await pipeline.submit(_record(1))
-    await pipeline.drain(timeout=5)
+    await pipeline.drain(grace_period=5)
     assert len(publisher.dead_letters) == 1
     dead_value, headers = publisher.dead_letters[0]
     assert dead_value == value
@@ -97,7 +97,7 @@ async def test_malformed_but_attributable_lines_get_an_error_line() -> None:
     pipeline, engine, publisher, _ = _pipeline()
     await pipeline.submit(_record(0, body="nope"))
     await pipeline.submit(_record(1, url="/v1/unknown"))
-    await pipeline.drain(timeout=5)
+    await pipeline.drain(grace_period=5)
     by_id = {result.custom_id: result for result, _ in publisher.results}
     assert by_id["c0"].response is not None
     assert by_id["c0"].response.status_code == 400
@@ -120,7 +120,7 @@ async def test_trace_context_travels_from_request_to_result() -> None:
         headers={"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01", "other": "x"},
     )
     await pipeline.submit(traced)
-    await pipeline.drain(timeout=5)
+    await pipeline.drain(grace_period=5)
     assert publisher.results[0][1] == {"traceparent": traced.headers["traceparent"]}
     assert engine.seen[0].trace_headers == {"traceparent": traced.headers["traceparent"]}
 
@@ -128,13 +128,13 @@ async def test_trace_context_travels_from_request_to_result() -> None:
 async def test_a_dead_engine_stops_the_pipeline_without_committing_the_record() -> None:
     pipeline, engine, publisher, committer = _pipeline()
     await pipeline.submit(_record(0))
-    await pipeline.drain(timeout=5)
+    await pipeline.drain(grace_period=5)
     pipeline, _, publisher, committer = _pipeline(engine)
     engine.dead = True
     await pipeline.submit(_record(5))
     await asyncio.wait_for(pipeline.failed.wait(), 1)
     assert not await pipeline.submit(_record(6))
-    assert not await pipeline.drain(timeout=1)
+    assert not await pipeline.drain(grace_period=1)
     assert publisher.results == []
     assert committer.latest() == {}
 
@@ -144,7 +144,7 @@ async def test_a_failed_publish_leaves_the_offset_uncommitted() -> None:
     publisher.fail = True
     await pipeline.submit(_record(0))
     await asyncio.wait_for(pipeline.failed.wait(), 1)
-    await pipeline.drain(timeout=1)
+    await pipeline.drain(grace_period=1)
     assert isinstance(pipeline.failure, ConnectionError)
     assert committer.latest() == {}
 
@@ -157,5 +157,5 @@ async def test_released_partitions_are_committed_then_forgotten() -> None:
     await asyncio.sleep(0.05)
     await pipeline.release_partitions([(TOPIC, 0)])
     assert committer.latest() == {(TOPIC, 0): 1}
-    await pipeline.drain(timeout=5)
+    await pipeline.drain(grace_period=5)
     assert committer.latest() == {(TOPIC, 0): 1}  # the slow record now belongs to another owner

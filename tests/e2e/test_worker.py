@@ -1,0 +1,195 @@
+"""The worker against a real broker and real vLLM on the tiny model."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.kafka_helpers import collect, publish
+from tests.processes import SERVED_MODEL, running, worker_args
+
+pytestmark = [pytest.mark.engine, pytest.mark.broker]
+
+PRELOADED = 500
+
+
+def _line(batch_id: str, custom_id: str, url: str, body: dict[str, Any], **extra: Any) -> bytes:
+    line = {"batch_id": batch_id, "custom_id": custom_id, "method": "POST", "url": url}
+    return orjson.dumps({**line, "body": body, **extra})
+
+
+def _completion(prompt: str, **params: Any) -> dict[str, Any]:
+    return {"model": SERVED_MODEL, "prompt": prompt, "temperature": 0, "max_tokens": 8, **params}
+
+
+@pytest.fixture(scope="module")
+async def worker_topics(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, tiny_model: str
+) -> AsyncIterator[dict[str, str]]:
+    """A worker started on a requests topic that already holds PRELOADED requests."""
+    prefix = f"e2e-worker-{os.getpid()}"
+    settings = {
+        "bootstrap_servers": kafka_bootstrap,
+        "requests_topic": f"{prefix}.requests",
+        "results_topic": f"{prefix}.results",
+        "dead_letter_topic": f"{prefix}.dead-letter",
+        "worker_group_id": f"{prefix}.workers",
+        "topic_partitions": "4",
+    }
+    preload = (
+        _line("preload", f"p{i}", "/v1/completions", _completion(f"item {i}", max_tokens=4))
+        for i in range(PRELOADED)
+    )
+    await publish(kafka_bootstrap, settings["requests_topic"], preload, key=b"preload")
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with running(worker_args(tiny_model), settings, log) as process:
+        yield settings
+        assert process.poll() is None, log.read_text()[-3000:]
+    assert process.returncode == 0, log.read_text()[-3000:]
+
+
+async def test_a_worker_answers_every_request_already_waiting_in_the_topic(
+    worker_topics: dict[str, str],
+) -> None:
+    results = await collect(
+        worker_topics["bootstrap_servers"],
+        worker_topics["results_topic"],
+        lambda got: len({r["custom_id"] for r in got if r["batch_id"] == "preload"}) >= PRELOADED,
+        within=400,
+        settle=1,
+    )
+    counts = Counter(r["custom_id"] for r in results if r["batch_id"] == "preload")
+    assert set(counts) == {f"p{i}" for i in range(PRELOADED)}
+    assert max(counts.values()) == 1
+    assert all(r["response"]["status_code"] == 200 for r in results)
+
+
+MIXED_EXPECTED_STATUS = {
+    "chat": 200,
+    "echo-logprobs": 200,
+    "n-two": 200,
+    "stop": 200,
+    "seeded-a": 200,
+    "seeded-b": 200,
+    "greedy": 200,
+    "no-messages": 400,
+    "too-long": 400,
+    "unknown-endpoint": 404,
+    "get-method": 405,
+    "wrong-types": 400,
+    "unknown-model": 404,
+    "streaming": 400,
+    "malformed-line": 400,
+}
+
+
+def _mixed_lines() -> list[bytes]:
+    batch = "mixed"
+    chat = {
+        "model": SERVED_MODEL,
+        "messages": [{"role": "user", "content": "Hello there"}],
+        "max_tokens": 6,
+        "temperature": 0,
+    }
+    seeded = _completion("Kafka", temperature=1.0, seed=7, max_tokens=6)
+    return [
+        _line(batch, "chat", "/v1/chat/completions", chat),
+        _line(
+            batch,
+            "echo-logprobs",
+            "/v1/completions",
+            _completion("The quick", echo=True, logprobs=2),
+        ),
+        _line(
+            batch, "n-two", "/v1/completions", _completion("Hello", n=2, temperature=0.8, seed=1)
+        ),
+        _line(batch, "stop", "/v1/completions", _completion("The quick brown", stop=[" fox"])),
+        _line(batch, "seeded-a", "/v1/completions", seeded),
+        _line(batch, "seeded-b", "/v1/completions", seeded),
+        _line(batch, "greedy", "/v1/completions", _completion("Offsets are committed")),
+        _line(batch, "no-messages", "/v1/chat/completions", {"model": SERVED_MODEL}),
+        _line(batch, "too-long", "/v1/completions", _completion("word " * 400)),
+        _line(batch, "unknown-endpoint", "/v1/unknown", {"model": SERVED_MODEL}),
+        _line(batch, "get-method", "/v1/completions", _completion("x"), method="GET"),
+        _line(batch, "wrong-types", "/v1/completions", _completion("x", max_tokens="many")),
+        _line(batch, "unknown-model", "/v1/chat/completions", {**chat, "model": "gpt-unknown"}),
+        _line(batch, "streaming", "/v1/completions", _completion("x", stream=True)),
+        orjson.dumps({"batch_id": batch, "custom_id": "malformed-line", "body": "not an object"}),
+        b"this is not json",
+        orjson.dumps({"batch_id": batch, "url": "/v1/completions", "body": {}}),  # no custom_id
+    ]
+
+
+def _offline_texts(model: str) -> dict[str, str]:
+    """What vLLM's offline LLM.generate answers for the greedy lines."""
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(model=model, dtype="float32", max_model_len=256, enforce_eager=True, seed=0)
+    try:
+        prompts = {
+            "greedy": ("Offsets are committed", SamplingParams(temperature=0, max_tokens=8)),
+            "stop": ("The quick brown", SamplingParams(temperature=0, max_tokens=8, stop=[" fox"])),
+        }
+        outputs = llm.generate(
+            [prompt for prompt, _ in prompts.values()], [p for _, p in prompts.values()]
+        )
+        return {name: out.outputs[0].text for name, out in zip(prompts, outputs, strict=True)}
+    finally:
+        llm.llm_engine.engine_core.shutdown()
+
+
+async def test_a_mixed_file_gets_one_result_per_line_with_vllm_semantics(
+    worker_topics: dict[str, str], tiny_model: str, tmp_path: Path
+) -> None:
+    bootstrap = worker_topics["bootstrap_servers"]
+    await publish(bootstrap, worker_topics["requests_topic"], _mixed_lines(), key=b"mixed")
+    offline = _offline_texts(tiny_model)
+
+    results = await collect(
+        bootstrap,
+        worker_topics["results_topic"],
+        lambda got: (
+            len({r["custom_id"] for r in got if r["batch_id"] == "mixed"})
+            >= len(MIXED_EXPECTED_STATUS)
+        ),
+        within=300,
+        settle=2,
+    )
+    mixed = [r for r in results if r["batch_id"] == "mixed"]
+    assert Counter(r["custom_id"] for r in mixed) == Counter(set(MIXED_EXPECTED_STATUS))
+    by_id = {r["custom_id"]: r for r in mixed}
+    statuses = {cid: r["response"]["status_code"] for cid, r in by_id.items()}
+    assert statuses == MIXED_EXPECTED_STATUS
+
+    def body(custom_id: str) -> dict[str, Any]:
+        value: dict[str, Any] = by_id[custom_id]["response"]["body"]
+        return value
+
+    assert body("greedy")["choices"][0]["text"] == offline["greedy"]
+    assert body("stop")["choices"][0]["text"] == offline["stop"]
+    assert body("chat")["object"] == "chat.completion"
+    assert body("chat")["usage"]["completion_tokens"] == 6
+    echo = body("echo-logprobs")["choices"][0]
+    assert echo["text"].startswith("The quick")
+    assert len(echo["logprobs"]["top_logprobs"][-1]) == 2
+    assert len(body("n-two")["choices"]) == 2
+    assert body("seeded-a")["choices"][0]["text"] == body("seeded-b")["choices"][0]["text"]
+    assert body("unknown-model")["error"]["type"] == "NotFoundError"
+    assert body("no-messages")["error"]["param"] == "body.messages"
+    assert "maximum context length" in body("too-long")["error"]["message"]
+
+    dead = await collect(
+        bootstrap,
+        worker_topics["dead_letter_topic"],
+        lambda got: len(got) >= 2,
+        within=30,
+        decode=bytes,
+    )
+    assert sorted(dead) == sorted(_mixed_lines()[-2:])
