@@ -12,7 +12,7 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from service import __version__
-from service.contracts import BatchManifest, RequestMessage, ResultMessage
+from service.contracts import BatchManifest, BatchObject, RequestMessage, ResultMessage
 from service.settings import Settings
 
 
@@ -65,6 +65,13 @@ def build_specification(settings: Settings | None = None) -> AsyncAPI:
             "worker:results",
             ResultMessage,
             "One OpenAI batch output line per request; key: batch_id.",
+        ),
+        (
+            settings.batch_status_topic,
+            "aggregator:batch-status",
+            BatchObject,
+            "The OpenAI batch object: progress while results arrive, then completion with the "
+            "output and error file locations; key: batch_id.",
         ),
         (
             settings.dead_letter_topic,

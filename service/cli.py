@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -55,6 +56,13 @@ def _run_worker(args: argparse.Namespace) -> int:
     return worker_main(args.worker_args)
 
 
+def _wire(parser: argparse.ArgumentParser, module_name: str) -> None:
+    """Wire a subcommand whose module provides ``add_arguments(parser)`` and ``main(args)``."""
+    module = importlib.import_module(module_name)
+    module.add_arguments(parser)
+    parser.set_defaults(handler=module.main)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llm-stream",
@@ -75,6 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tiny.add_argument("directory", help="where to write the model")
     tiny.set_defaults(handler=_run_tiny_model)
+
+    aggregator = commands.add_parser(
+        "aggregator", help="compact results into OpenAI batch output and error files"
+    )
+    _wire(aggregator, "service.aggregator_app")
+
+    submit = commands.add_parser(
+        "submit", help="validate an OpenAI batch input file and publish it; prints the batch id"
+    )
+    _wire(submit, "service.submit")
+
+    status = commands.add_parser("status", help="print a batch's OpenAI batch object")
+    _wire(status, "service.batch_status")
 
     # vLLM's engine flags are parsed by vLLM's own parser (loaded only when needed), so the
     # worker takes the rest of the command line as is; `llm-stream worker --help` lists them.

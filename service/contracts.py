@@ -22,7 +22,17 @@ CustomId = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
 #: Endpoints a worker answers, exactly as vLLM's OpenAI server routes them.
 SUPPORTED_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
-Endpoint = Literal["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
+
+
+_WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def completion_window_seconds(window: str) -> int | None:
+    """Seconds in a completion window such as ``24h``; None if it is not of that form."""
+    number, unit = window[:-1], window[-1:]
+    if not number.isdigit() or unit not in _WINDOW_UNITS:
+        return None
+    return int(number) * _WINDOW_UNITS[unit]
 
 
 def is_safe_batch_id(value: str) -> bool:
@@ -94,15 +104,59 @@ class BatchManifest(BaseModel):
     model_config = ConfigDict(extra="forbid", title="BatchManifest")
 
     batch_id: BatchId
-    endpoint: Endpoint
+    endpoint: str = Field(
+        description="Endpoint of the batch's lines; `submit` enforces one supported endpoint per "
+        "batch, `run-batch` (like vLLM's) accepts mixed files and records the first line's."
+    )
     request_count: int = Field(ge=1, description="Number of request lines in the batch.")
     completion_window: str = "24h"
     metadata: dict[str, str] = Field(default_factory=dict)
     created_at: int = Field(default_factory=lambda: int(time.time()), description="Unix seconds.")
 
 
+BatchStatus = Literal["validating", "in_progress", "finalizing", "completed", "failed", "expired"]
+
+
+class RequestCounts(BaseModel):
+    total: int
+    completed: int
+    failed: int
+
+
+class BatchObject(BaseModel):
+    """The OpenAI batch object (topic: batch-status, key: batch_id).
+
+    Published as progress while results arrive and once more when the files are written.
+    ``output_file_id``/``error_file_id`` hold the files' paths under the aggregator's output dir.
+    """
+
+    model_config = ConfigDict(title="Batch")
+
+    id: BatchId
+    object: Literal["batch"] = "batch"
+    endpoint: str
+    errors: dict[str, Any] | None = None
+    input_file_id: str | None = None
+    completion_window: str
+    status: BatchStatus
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    created_at: int
+    in_progress_at: int | None = None
+    expires_at: int | None = None
+    finalizing_at: int | None = None
+    completed_at: int | None = None
+    failed_at: int | None = None
+    expired_at: int | None = None
+    cancelling_at: int | None = None
+    cancelled_at: int | None = None
+    request_counts: RequestCounts
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
 ALL_CONTRACTS: dict[str, type[BaseModel]] = {
     "request": RequestMessage,
     "result": ResultMessage,
     "batch-manifest": BatchManifest,
+    "batch": BatchObject,
 }

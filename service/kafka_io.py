@@ -10,7 +10,8 @@ from aiokafka import TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from faststream.kafka import KafkaBroker
 
-from service.contracts import ResultMessage
+from service.contracts import BatchObject, ResultMessage
+from service.protocols import IncomingRecord
 from service.settings import Settings
 
 
@@ -50,11 +51,11 @@ class ConsumerCommitter:
     still in flight; explicit maps commit only what the pipeline says is done.
     """
 
-    def __init__(self, subscriber: Any) -> None:
-        self._subscriber = subscriber
+    def __init__(self, consumer_owner: Any) -> None:
+        self._owner = consumer_owner  # anything with a ``consumer`` attribute, set once started
 
     async def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
-        consumer = self._subscriber.consumer
+        consumer = self._owner.consumer
         if consumer is None:
             return
         await consumer.commit(
@@ -63,3 +64,40 @@ class ConsumerCommitter:
                 for (topic, partition), offset in offsets.items()
             }
         )
+
+
+class KafkaStatusPublisher:
+    """Publishes OpenAI batch objects to the batch-status topic, keyed by batch id."""
+
+    def __init__(self, broker: KafkaBroker, settings: Settings) -> None:
+        self._broker = broker
+        self._topic = settings.batch_status_topic
+
+    async def publish_status(self, batch: BatchObject) -> None:
+        await self._broker.publish(
+            orjson.dumps(batch.model_dump(mode="json")),
+            self._topic,
+            key=batch.id.encode(),
+            headers={"content-type": "application/json"},
+        )
+
+
+def record_headers(record: Any) -> dict[str, str]:
+    """Kafka record headers as text (undecodable bytes replaced)."""
+    return {
+        name: value.decode(errors="replace")
+        for name, value in (record.headers or ())
+        if isinstance(value, bytes)
+    }
+
+
+def incoming(record: Any) -> IncomingRecord:
+    """The Protocol-level view of an aiokafka ConsumerRecord."""
+    return IncomingRecord(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        value=record.value,
+        key=record.key,
+        headers=record_headers(record),
+    )

@@ -13,7 +13,6 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from http import HTTPStatus
 
 from service.contracts import RequestMessage, ResponseData, ResultMessage
@@ -22,6 +21,7 @@ from service.offsets import OffsetTracker, TopicPartitionKey
 from service.protocols import (
     EngineRequest,
     EngineUnavailableError,
+    IncomingRecord,
     InferenceEngine,
     OffsetCommitter,
     ResultPublisher,
@@ -32,22 +32,6 @@ logger = logging.getLogger(__name__)
 
 #: Headers carried from a request to its result: W3C trace context.
 PROPAGATED_HEADERS = ("traceparent", "tracestate", "baggage")
-
-
-@dataclass(frozen=True, slots=True)
-class IncomingRecord:
-    """What the pipeline needs of a consumed Kafka record."""
-
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
-    key: bytes | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def topic_partition(self) -> TopicPartitionKey:
-        return (self.topic, self.partition)
 
 
 class RequestPipeline:

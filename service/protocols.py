@@ -11,7 +11,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from service.contracts import ResponseData, ResultMessage
+from service.contracts import BatchObject, ResponseData, ResultMessage
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingRecord:
+    """What the pipeline and the aggregator need of a consumed Kafka record."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    key: bytes | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def topic_partition(self) -> tuple[str, int]:
+        return (self.topic, self.partition)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,3 +75,9 @@ class OffsetCommitter(Protocol):
     """Commits ``{(topic, partition): next_offset}`` for the consumer group."""
 
     async def commit(self, offsets: Mapping[tuple[str, int], int]) -> None: ...
+
+
+class StatusPublisher(Protocol):
+    """Publishes batch objects (progress and completion) keyed by batch id."""
+
+    async def publish_status(self, batch: BatchObject) -> None: ...

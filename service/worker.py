@@ -18,21 +18,13 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 
-from service.kafka_io import ConsumerCommitter, KafkaResultPublisher
-from service.pipeline import IncomingRecord, RequestPipeline
+from service.kafka_io import ConsumerCommitter, KafkaResultPublisher, incoming
+from service.pipeline import RequestPipeline
 from service.protocols import InferenceEngine
 from service.settings import Settings
 from service.topics import ensure_topics
 
 logger = logging.getLogger(__name__)
-
-
-def _headers(record: Any) -> dict[str, str]:
-    return {
-        name: value.decode(errors="replace")
-        for name, value in (record.headers or ())
-        if isinstance(value, bytes)
-    }
 
 
 class _ReleaseOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -84,17 +76,7 @@ class Worker:
 
     async def _on_records(self, message: KafkaMessage) -> None:
         for record in message.raw_message:
-            accepted = await self.pipeline.submit(
-                IncomingRecord(
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    value=record.value,
-                    key=record.key,
-                    headers=_headers(record),
-                )
-            )
-            if not accepted:
+            if not await self.pipeline.submit(incoming(record)):
                 return
 
     async def run(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-from service.contracts import ResponseData, ResultMessage
+from service.contracts import BatchObject, ResponseData, ResultMessage
 from service.error_bodies import unsupported_endpoint
 from service.protocols import EngineRequest, EngineUnavailableError
 
@@ -73,3 +73,11 @@ class FakeCommitter:
         for commit in self.commits:
             merged.update(commit)
         return merged
+
+
+class FakeStatusPublisher:
+    def __init__(self) -> None:
+        self.published: list[BatchObject] = []
+
+    async def publish_status(self, batch: BatchObject) -> None:
+        self.published.append(batch)

@@ -8,6 +8,7 @@ from service.contracts import (
     RequestMessage,
     ResponseData,
     ResultMessage,
+    completion_window_seconds,
     is_safe_batch_id,
 )
 
@@ -61,11 +62,21 @@ def test_result_success_and_failure_are_told_apart() -> None:
     assert not bad.succeeded
 
 
-def test_manifest_requires_a_supported_endpoint_and_positive_count() -> None:
+def test_manifest_requires_a_safe_id_and_a_positive_count() -> None:
     manifest = BatchManifest(batch_id="b", endpoint="/v1/completions", request_count=3)
     assert manifest.completion_window == "24h"
     assert manifest.created_at > 0
     with pytest.raises(ValidationError):
-        BatchManifest.model_validate({"batch_id": "b", "endpoint": "/v2/x", "request_count": 3})
+        BatchManifest(batch_id="../b", endpoint="/v1/completions", request_count=3)
     with pytest.raises(ValidationError):
         BatchManifest(batch_id="b", endpoint="/v1/completions", request_count=0)
+
+
+@pytest.mark.parametrize(("window", "seconds"), [("24h", 86400), ("90m", 5400), ("2d", 172800)])
+def test_completion_windows_convert_to_seconds(window: str, seconds: int) -> None:
+    assert completion_window_seconds(window) == seconds
+
+
+@pytest.mark.parametrize("window", ["", "h", "24", "1w", "-1h"])
+def test_malformed_completion_windows_have_no_length(window: str) -> None:
+    assert completion_window_seconds(window) is None

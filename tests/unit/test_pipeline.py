@@ -5,7 +5,8 @@ import asyncio
 import orjson
 import pytest
 
-from service.pipeline import IncomingRecord, RequestPipeline
+from service.pipeline import RequestPipeline
+from service.protocols import IncomingRecord
 from tests.fakes import FakeCommitter, FakeEngine, FakePublisher
 
 TOPIC = "requests"

@@ -1,0 +1,158 @@
+"""``llm-stream aggregator``: results and manifests from Kafka into OpenAI batch files.
+
+Results come through a FastStream batch subscriber (consumer group, manual commits of what the
+aggregator says is safe); manifests are small and every aggregator reads all of them, from the
+start, so whichever instance owns a batch's results partition knows its size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+import pydantic
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+
+from service.aggregator import BatchAggregator
+from service.contracts import BatchManifest
+from service.kafka_io import ConsumerCommitter, KafkaStatusPublisher, incoming
+from service.settings import Settings
+from service.topics import ensure_topics
+
+logger = logging.getLogger(__name__)
+
+
+class _CommitThenRelease(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, app: AggregatorApp) -> None:
+        self._app = app
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        with contextlib.suppress(Exception):
+            await self._app.commit()
+        self._app.aggregator.release((tp.topic, tp.partition) for tp in revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        logger.info("assigned partitions %s", sorted((tp.topic, tp.partition) for tp in assigned))
+
+
+class AggregatorApp:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.broker = KafkaBroker(
+            settings.bootstrap_servers, security=settings.faststream_security()
+        )
+        self.aggregator = BatchAggregator(
+            settings.output_dir, KafkaStatusPublisher(self.broker, settings)
+        )
+        self._committer = ConsumerCommitter(self)
+        self._committed: dict[tuple[str, int], int] = {}
+        self._subscriber: Any = self.broker.subscriber(
+            settings.results_topic,
+            batch=True,
+            group_id=settings.aggregator_group_id,
+            ack_policy=AckPolicy.MANUAL,
+            auto_offset_reset="earliest",
+            max_records=1000,
+            batch_timeout_ms=200,
+            listener=_CommitThenRelease(self),
+            title="aggregator:results",
+        )
+        self._subscriber(self._on_results)
+        self.stopping = asyncio.Event()
+
+    @property
+    def consumer(self) -> Any:
+        return self._subscriber.consumer
+
+    async def _on_results(self, message: KafkaMessage) -> None:
+        await self.aggregator.add_results([incoming(r) for r in message.raw_message])
+        await self.commit()
+
+    async def commit(self) -> None:
+        offsets = {
+            partition: offset
+            for partition, offset in self.aggregator.committable().items()
+            if self._committed.get(partition) != offset
+        }
+        if offsets:
+            await self._committer.commit(offsets)
+            self._committed.update(offsets)
+
+    async def read_manifests(self) -> None:
+        """Follow every partition of the batches topic from the beginning, forever."""
+        consumer = AIOKafkaConsumer(**self.settings.kafka_client_kwargs(), enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partitions = consumer.partitions_for_topic(self.settings.batches_topic)
+            if not partitions:
+                await consumer.force_metadata_update()
+                partitions = consumer.partitions_for_topic(self.settings.batches_topic) or set()
+            assigned = [TopicPartition(self.settings.batches_topic, p) for p in partitions]
+            consumer.assign(assigned)
+            await consumer.seek_to_beginning(*assigned)
+            while True:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
+                for records in batches.values():
+                    for record in records:
+                        await self._add_manifest(record)
+        finally:
+            await consumer.stop()
+
+    async def _add_manifest(self, record: Any) -> None:
+        try:
+            manifest = BatchManifest.model_validate_json(record.value or b"")
+        except pydantic.ValidationError as error:
+            logger.warning("skipping invalid manifest at offset %d: %s", record.offset, error)
+            return
+        await self.aggregator.add_manifest(manifest)
+
+    async def run(self) -> int:
+        await ensure_topics(self.settings)
+        manifests = asyncio.create_task(self.read_manifests())
+        try:
+            async with self.broker:
+                await self.broker.start()
+                stopping = asyncio.create_task(self.stopping.wait())
+                await asyncio.wait({manifests, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
+                if manifests.done():
+                    manifests.result()  # re-raise why the manifest reader stopped
+                with contextlib.suppress(Exception):
+                    await self.commit()
+        finally:
+            manifests.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await manifests
+            self.aggregator.close()
+        return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
+    parser.add_argument("--output-dir", type=Path, help="where batch files are written")
+    parser.add_argument("--group-id", dest="aggregator_group_id", help="consumer group")
+
+
+async def serve_aggregator(settings: Settings) -> int:
+    app = AggregatorApp(settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, app.stopping.set)
+    return await app.run()
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = Settings().with_overrides(
+        bootstrap_servers=args.bootstrap_servers,
+        output_dir=args.output_dir,
+        aggregator_group_id=args.aggregator_group_id,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return asyncio.run(serve_aggregator(settings))

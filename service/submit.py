@@ -1,0 +1,136 @@
+"""``llm-stream submit``: validate a batch input file, then publish its manifest and lines.
+
+Nothing is published unless every line is valid. Requests are keyed by ``batch_id/custom_id``
+so one batch spreads over every requests partition (and so over every worker); results come
+back keyed by ``batch_id``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from tqdm import tqdm
+
+from service.batch_file import iter_lines, validate_batch_file
+from service.contracts import BatchManifest, is_safe_batch_id
+from service.settings import Settings
+from service.topics import ensure_topics
+
+_WINDOW = 1000  # sends awaited together: throughput without unbounded buffering
+
+
+@asynccontextmanager
+async def kafka_producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
+    producer = AIOKafkaProducer(
+        **settings.kafka_client_kwargs(),
+        enable_idempotence=settings.enable_idempotence,
+        acks="all",
+        linger_ms=10,
+    )
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
+async def publish_batch(
+    settings: Settings,
+    manifest: BatchManifest,
+    lines: Iterable[dict[str, Any]],
+    progress: tqdm[Any] | None = None,
+) -> int:
+    """Publish the manifest, then every request line with ``batch_id`` added; return the count."""
+    await ensure_topics(settings)
+    key = manifest.batch_id.encode()
+    sent = 0
+    async with kafka_producer(settings) as producer:
+        await producer.send_and_wait(
+            settings.batches_topic, orjson.dumps(manifest.model_dump(mode="json")), key=key
+        )
+        window: list[asyncio.Future[Any]] = []
+        for line in lines:
+            request = {**line, "batch_id": manifest.batch_id}
+            window.append(
+                await producer.send(
+                    settings.requests_topic,
+                    orjson.dumps(request),
+                    key=f"{manifest.batch_id}/{line.get('custom_id')}".encode(),
+                )
+            )
+            if len(window) >= _WINDOW:
+                sent += await _settle(window, progress)
+        sent += await _settle(window, progress)
+    return sent
+
+
+async def _settle(window: list[asyncio.Future[Any]], progress: tqdm[Any] | None) -> int:
+    await asyncio.gather(*window)
+    count = len(window)
+    if progress is not None:
+        progress.update(count)
+    window.clear()
+    return count
+
+
+def parse_metadata(pairs: list[str]) -> dict[str, str]:
+    metadata: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"metadata must be key=value, got {pair!r}")
+        metadata[key] = value
+    if len(metadata) > 16:
+        raise ValueError("at most 16 metadata pairs")
+    return metadata
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path, help="OpenAI batch input file (JSONL)")
+    parser.add_argument("--batch-id", help="batch id (default: a new batch_<uuid>)")
+    parser.add_argument(
+        "--metadata", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
+    )
+    parser.add_argument("--completion-window", default="24h")
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
+
+
+def main(args: argparse.Namespace) -> int:
+    batch_id = args.batch_id or f"batch_{uuid.uuid4().hex}"
+    if not is_safe_batch_id(batch_id):
+        print(f"error: unsafe batch id {batch_id!r}: use letters, digits, _ and -", file=sys.stderr)
+        return 2
+    try:
+        metadata = parse_metadata(args.metadata)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not args.file.is_file():
+        print(f"error: no such file {args.file}", file=sys.stderr)
+        return 2
+    check = validate_batch_file(args.file)
+    if not check.ok or check.endpoint is None:
+        print(f"error: {args.file} is not a valid batch file:\n{check.report()}", file=sys.stderr)
+        return 1
+    manifest = BatchManifest(
+        batch_id=batch_id,
+        endpoint=check.endpoint,
+        request_count=check.line_count,
+        completion_window=args.completion_window,
+        metadata=metadata,
+    )
+    settings = Settings().with_overrides(bootstrap_servers=args.bootstrap_servers)
+    lines = (orjson.loads(raw) for _, raw in iter_lines(args.file))
+    with tqdm(total=check.line_count, unit="req", desc="submit", file=sys.stderr) as progress:
+        asyncio.run(publish_batch(settings, manifest, lines, progress))
+    print(batch_id)
+    return 0
