@@ -37,8 +37,14 @@ test-fast: install
 $(MODEL_DIR)/model.safetensors: service/tiny_model.py | install
 	$(BIN)/llm-stream tiny-model $(MODEL_DIR)
 
+DEMO_OUTPUT := .cache/demo-output.jsonl
+# Engine flags that fit the tiny model on a small CPU machine.
+TINY_FLAGS := --served-model-name tiny-llama --dtype float32 --max-model-len 256 --enforce-eager
+
 demo: install $(MODEL_DIR)/model.safetensors
-	@echo 'tiny model ready in $(MODEL_DIR)'
+	VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-1} $(BIN)/llm-stream run-batch \
+		-i docs/examples/demo.jsonl -o $(DEMO_OUTPUT) --model $(MODEL_DIR) $(TINY_FLAGS)
+	@$(BIN)/python -m service.show_output $(DEMO_OUTPUT)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

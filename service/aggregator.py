@@ -96,6 +96,11 @@ class BatchAggregator:
     def open_batches(self) -> int:
         return len(self._open)
 
+    def received(self, batch_id: str) -> int:
+        """Distinct results held for an unfinished batch (0 if none yet)."""
+        batch = self._open.get(batch_id)
+        return batch.spool.total if batch is not None else 0
+
     async def add_manifest(self, manifest: BatchManifest) -> None:
         async with self._lock:
             await self._add_manifest(manifest)

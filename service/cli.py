@@ -56,6 +56,12 @@ def _run_worker(args: argparse.Namespace) -> int:
     return worker_main(args.worker_args)
 
 
+def _run_run_batch(args: argparse.Namespace) -> int:
+    from service.run_batch import main as run_batch_main
+
+    return run_batch_main(args.run_batch_args)
+
+
 def _wire(parser: argparse.ArgumentParser, module_name: str) -> None:
     """Wire a subcommand whose module provides ``add_arguments(parser)`` and ``main(args)``."""
     module = importlib.import_module(module_name)
@@ -107,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("worker_args", nargs=argparse.REMAINDER)
     worker.set_defaults(handler=_run_worker)
+
+    run_batch = commands.add_parser(
+        "run-batch",
+        help="drop-in for vllm run-batch: the whole pipeline in one command",
+        add_help=False,
+        prefix_chars="\0",
+    )
+    run_batch.add_argument("run_batch_args", nargs=argparse.REMAINDER)
+    run_batch.set_defaults(handler=_run_run_batch)
     return parser
 
 

@@ -60,6 +60,12 @@ class BatchSpool:
         self.failed += added_failed
         return added_ok + added_failed
 
+    def get(self, custom_id: str) -> bytes | None:
+        row = self._db.execute(
+            "SELECT line FROM results WHERE custom_id = ?", (custom_id,)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
     def lines(self, *, succeeded: bool) -> Iterator[bytes]:
         """Stored lines in arrival order, streamed from disk."""
         cursor = self._db.execute(

@@ -65,7 +65,8 @@ def _config() -> dict[str, Any]:
         "rms_norm_eps": 1e-5,
         "rope_theta": 10000.0,
         "initializer_range": 0.02,
-        "tie_word_embeddings": True,
+        # Untied: with tied embeddings a random model mostly repeats its last input token.
+        "tie_word_embeddings": False,
         "torch_dtype": "float32",
         "bos_token_id": SPECIAL_TOKENS.index(BOS),
         "eos_token_id": SPECIAL_TOKENS.index(EOS),
@@ -76,7 +77,7 @@ def _config() -> dict[str, Any]:
 
 
 def _weight_shapes() -> list[tuple[str, tuple[int, ...]]]:
-    """Parameter names and shapes of ``LlamaForCausalLM`` with tied embeddings."""
+    """Parameter names and shapes of ``LlamaForCausalLM``."""
     head_dim = HIDDEN_SIZE // NUM_HEADS
     shapes: list[tuple[str, tuple[int, ...]]] = [
         ("model.embed_tokens.weight", (VOCAB_SIZE, HIDDEN_SIZE))
@@ -95,6 +96,7 @@ def _weight_shapes() -> list[tuple[str, tuple[int, ...]]]:
             (f"{prefix}.mlp.down_proj.weight", (HIDDEN_SIZE, INTERMEDIATE_SIZE)),
         ]
     shapes.append(("model.norm.weight", (HIDDEN_SIZE,)))
+    shapes.append(("lm_head.weight", (VOCAB_SIZE, HIDDEN_SIZE)))
     return shapes
 
 
@@ -108,6 +110,8 @@ def _weights() -> dict[str, np.ndarray]:
             # Unit-variance activations (std 1/sqrt(fan_in)) make greedy text depend on the
             # prompt, so tests comparing outputs compare something.
             scale = 1.0 if name.endswith("embed_tokens.weight") else shape[-1] ** -0.5
+            if name == "lm_head.weight":
+                scale *= 8.0  # peaked next-token distributions: sampling stays readable
             weights[name] = (rng.standard_normal(shape) * scale).astype(np.float32)
     return weights
 

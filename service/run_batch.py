@@ -1,0 +1,187 @@
+"""``llm-stream run-batch``: a drop-in for ``vllm run-batch`` that runs the whole pipeline.
+
+Same flags (vLLM's own parser), same single output file in input order, errors included. One
+command starts the embedded broker, the engine, a worker and an aggregator in this process,
+submits the file, waits for the batch files and merges them into ``-o``. Unlike vLLM's
+run-batch, lines it cannot parse, duplicate ids and ``/v1/completions`` lines are answered
+(the first two as error lines) instead of aborting the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import orjson
+from tqdm import tqdm
+
+from service.aggregator import ERROR_FILE, OUTPUT_FILE
+from service.aggregator_app import AggregatorApp
+from service.atomic_files import write_atomically
+from service.batch_file import iter_lines
+from service.contracts import BatchManifest
+from service.embedded_broker import EmbeddedBroker
+from service.error_bodies import error_response
+from service.settings import Settings
+from service.spool import BatchSpool
+from service.submit import publish_batch
+from service.worker import Worker
+
+logger = logging.getLogger(__name__)
+REQUEST_FIELDS = ("custom_id", "method", "url", "body")
+
+
+def build_parser() -> Any:
+    """vLLM's run-batch parser (engine and frontend flags, -i/-o), under our name."""
+    from vllm.entrypoints.launchers.run_batch import make_arg_parser
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    parser = FlexibleArgumentParser(
+        prog="llm-stream run-batch",
+        description="Run an OpenAI batch file through the Kafka pipeline on an embedded broker; "
+        "accepts vllm run-batch's flags and writes the same single output file.",
+    )
+    make_arg_parser(parser)
+    parser.add_argument(
+        "--max-in-flight", type=int, default=256, help="requests inside the engine at once"
+    )
+    return parser
+
+
+def classify_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, bytes | None]]:
+    """For each input line: ``(number, request_line, None)`` when it can be submitted, else
+    ``(number, None, error_output_line)``."""
+    seen: set[str] = set()
+    for number, raw in iter_lines(path):
+        try:
+            document = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            yield number, None, local_error_line(None, f"line {number}: not valid JSON")
+            continue
+        custom_id = document.get("custom_id") if isinstance(document, dict) else None
+        if not isinstance(custom_id, str) or not custom_id:
+            message = f"line {number}: custom_id must be a non-empty string"
+            yield number, None, local_error_line(None, message)
+        elif custom_id in seen:
+            message = f"line {number}: duplicate custom_id {custom_id!r}"
+            yield number, None, local_error_line(custom_id, message)
+        else:
+            seen.add(custom_id)
+            yield number, {k: document[k] for k in REQUEST_FIELDS if k in document}, None
+
+
+def local_error_line(custom_id: str | None, message: str) -> bytes:
+    response = error_response(HTTPStatus.BAD_REQUEST, message, error_type="BadRequestError")
+    line = {
+        "id": f"batch_req_{uuid.uuid4().hex}",
+        "custom_id": custom_id,
+        "response": {**response.model_dump(), "request_id": f"req_{uuid.uuid4().hex}"},
+        "error": None,
+    }
+    return orjson.dumps(line) + b"\n"
+
+
+def merge_in_input_order(input_path: Path, batch_dir: Path, output_path: Path) -> int:
+    """Write one output line per input line, in input order; return the line count."""
+    index = BatchSpool(batch_dir / "index.db")
+    try:
+        for name, succeeded in ((OUTPUT_FILE, True), (ERROR_FILE, False)):
+            with (batch_dir / name).open("rb") as file:
+                index.add((orjson.loads(line)["custom_id"], succeeded, line) for line in file)
+
+        def ordered() -> Iterator[bytes]:
+            for _, request, error_line in classify_lines(input_path):
+                if error_line is not None:
+                    yield error_line
+                else:
+                    assert request is not None
+                    line = index.get(request["custom_id"])
+                    if line is None:
+                        raise RuntimeError(f"no result for {request['custom_id']!r}")
+                    yield line
+
+        lines = 0
+
+        def counted() -> Iterator[bytes]:
+            nonlocal lines
+            for line in ordered():
+                lines += 1
+                yield line
+
+        write_atomically(output_path, counted())
+        return lines
+    finally:
+        index.delete()
+
+
+async def _run_pipeline(args: argparse.Namespace, settings: Settings, batch_id: str) -> None:
+    from service.vllm_engine import VllmEngine
+
+    input_path = Path(args.input_file)
+    requests = (request for _, request, _ in classify_lines(input_path) if request is not None)
+    count = sum(1 for _ in requests)
+    if count == 0:
+        return
+    first = next(r for _, r, _ in classify_lines(input_path) if r is not None)
+    manifest = BatchManifest(
+        batch_id=batch_id, endpoint=str(first.get("url", "")), request_count=count
+    )
+    engine = await VllmEngine.start(args)
+    worker, aggregator = Worker(settings, engine), AggregatorApp(settings)
+    tasks = [asyncio.create_task(worker.run()), asyncio.create_task(aggregator.run())]
+    try:
+        lines = (r for _, r, _ in classify_lines(input_path) if r is not None)
+        await publish_batch(settings, manifest, lines)
+        with tqdm(total=count, unit="req", desc="run-batch", file=sys.stderr) as progress:
+            while not aggregator.aggregator.is_finished(batch_id):
+                for task in tasks:
+                    if task.done():
+                        raise RuntimeError(f"pipeline stopped early: {task.exception()!r}")
+                progress.update(aggregator.aggregator.received(batch_id) - progress.n)
+                await asyncio.sleep(0.2)
+            progress.update(count - progress.n)
+    finally:
+        worker.stopping.set()
+        aggregator.stopping.set()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await engine.close()
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(list(argv))
+    input_path, output_path = Path(args.input_file), Path(args.output_file)
+    if not input_path.is_file():
+        print(f"error: {args.input_file} is not a local file", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    batch_id = f"run_batch_{uuid.uuid4().hex}"
+    with (
+        EmbeddedBroker() as broker,
+        tempfile.TemporaryDirectory(dir=args.output_tmp_dir) as workdir,
+    ):
+        settings = Settings(
+            bootstrap_servers=broker.bootstrap_servers,
+            output_dir=Path(workdir),
+            max_in_flight=args.max_in_flight,
+            topic_partitions=1,
+            drain_timeout_s=5,
+        )
+        asyncio.run(_run_pipeline(args, settings, batch_id))
+        batch_dir = Path(workdir) / batch_id
+        if not batch_dir.exists():  # nothing was submittable: every line is a local error
+            batch_dir.mkdir()
+            (batch_dir / OUTPUT_FILE).touch()
+            (batch_dir / ERROR_FILE).touch()
+        written = merge_in_input_order(input_path, batch_dir, output_path)
+    print(f"wrote {written} lines to {output_path}", file=sys.stderr)
+    return 0
