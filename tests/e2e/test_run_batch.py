@@ -35,8 +35,11 @@ def _comparable(line: dict[str, Any]) -> dict[str, Any]:
 
 def _run_batch(model: str, source: Path, target: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "service", "run-batch", "-i", str(source), "-o", str(target)]
-        + ["--model", model, *TINY_ENGINE_FLAGS],
+        [
+            *(sys.executable, "-m", "service", "run-batch"),
+            *("-i", str(source), "-o", str(target), "--model", model),
+            *TINY_ENGINE_FLAGS,
+        ],
         env=service_env({}),
         capture_output=True,
         text=True,
@@ -130,9 +133,11 @@ def test_run_batch_conforms_to_vllms_run_batch(
     """Same status codes and, at temperature 0, the same message contents as vLLM's."""
     reference = tmp_path / "vllm.jsonl"
     result = subprocess.run(
-        [sys.executable, "-m", "vllm.entrypoints.openai.run_batch"]
-        + ["-i", str(EXAMPLES / "chat.jsonl"), "-o", str(reference), "--model", tiny_model]
-        + list(TINY_ENGINE_FLAGS),
+        [
+            *(sys.executable, "-m", "vllm.entrypoints.openai.run_batch"),
+            *("-i", str(EXAMPLES / "chat.jsonl"), "-o", str(reference), "--model", tiny_model),
+            *TINY_ENGINE_FLAGS,
+        ],
         env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"},
         capture_output=True,
         text=True,
