@@ -18,7 +18,9 @@ from pathlib import Path
 
 import orjson
 import pydantic
+from opentelemetry.trace import Link, SpanContext
 
+from service import metrics, telemetry
 from service.atomic_files import write_atomically
 from service.contracts import (
     BatchManifest,
@@ -54,18 +56,25 @@ class _OpenBatch:
     in_progress_at: int = field(default_factory=lambda: int(time.time()))
     progress_sent_at: float = 0.0
     progress_sent_total: int = -1
+    trace_links: list[SpanContext] = field(default_factory=list)
 
 
 class BatchAggregator:
     """Turns result records and manifests into batch files and batch-status events."""
 
     def __init__(
-        self, output_dir: Path, status: StatusPublisher, *, progress_interval: float = 2.0
+        self,
+        output_dir: Path,
+        status: StatusPublisher,
+        *,
+        progress_interval: float = 2.0,
+        trace_link_limit: int = 1000,
     ) -> None:
         self.output_dir = output_dir
         self._spool_dir = output_dir / ".spool"
         self._status = status
         self._progress_interval = progress_interval
+        self._trace_link_limit = trace_link_limit
         self._open: dict[str, _OpenBatch] = {}
         self._manifests: dict[str, BatchManifest] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
@@ -140,6 +149,7 @@ class BatchAggregator:
             return ResultMessage.model_validate_json(record.value or b"")
         except pydantic.ValidationError as error:
             self.invalid_results += 1
+            metrics.RESULTS_INVALID.inc()
             logger.warning(
                 "skipping invalid result %s[%d]@%d: %s",
                 record.topic,
@@ -196,6 +206,22 @@ class BatchAggregator:
 
     async def _finalize(self, manifest: BatchManifest, batch: _OpenBatch) -> None:
         """Write output, error and batch files atomically (batch.json last: the marker)."""
+        with telemetry.tracer().start_as_current_span(
+            f"finalize {manifest.batch_id}",
+            links=[Link(context) for context in batch.trace_links],
+            attributes={
+                "llm_stream.batch_id": manifest.batch_id,
+                "llm_stream.request_counts.total": manifest.request_count,
+                "llm_stream.request_counts.completed": batch.spool.completed,
+                "llm_stream.request_counts.failed": batch.spool.failed,
+            },
+        ):
+            await self._write_files(manifest, batch)
+        metrics.BATCHES_COMPLETED.inc()
+        metrics.LINES_WRITTEN.labels("output").inc(batch.spool.completed)
+        metrics.LINES_WRITTEN.labels("error").inc(batch.spool.failed)
+
+    async def _write_files(self, manifest: BatchManifest, batch: _OpenBatch) -> None:
         finalizing_at = int(time.time())
         directory = self.batch_dir(manifest.batch_id)
         output, errors = directory / OUTPUT_FILE, directory / ERROR_FILE

@@ -19,11 +19,21 @@ import pydantic
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import REGISTRY
 
 from service.aggregator import BatchAggregator
 from service.contracts import BatchManifest
-from service.kafka_io import ConsumerCommitter, KafkaStatusPublisher, incoming
+from service.kafka_io import (
+    ConsumerCommitter,
+    KafkaStatusPublisher,
+    incoming,
+    report_consumer_lag,
+)
+from service.logs import configure_logging
+from service.ops_server import serving_ops
 from service.settings import Settings
+from service.telemetry import configure_tracing
 from service.topics import ensure_topics
 
 logger = logging.getLogger(__name__)
@@ -46,10 +56,14 @@ class AggregatorApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.broker = KafkaBroker(
-            settings.bootstrap_servers, security=settings.faststream_security()
+            settings.bootstrap_servers,
+            security=settings.faststream_security(),
+            middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY)],
         )
         self.aggregator = BatchAggregator(
-            settings.output_dir, KafkaStatusPublisher(self.broker, settings)
+            settings.output_dir,
+            KafkaStatusPublisher(self.broker, settings),
+            trace_link_limit=settings.trace_link_limit,
         )
         self._committer = ConsumerCommitter(self)
         self._committed: dict[tuple[str, int], int] = {}
@@ -66,6 +80,7 @@ class AggregatorApp:
         )
         self._subscriber(self._on_results)
         self.stopping = asyncio.Event()
+        self._manifest_reader_failed: BaseException | None = None
 
     @property
     def consumer(self) -> Any:
@@ -74,6 +89,14 @@ class AggregatorApp:
     async def _on_results(self, message: KafkaMessage) -> None:
         await self.aggregator.add_results([incoming(r) for r in message.raw_message])
         await self.commit()
+        await report_consumer_lag(self.consumer, self.settings.aggregator_group_id)
+
+    async def readiness(self) -> str | None:
+        if not await self.broker.ping(timeout=2):
+            return "broker unreachable"
+        if self._manifest_reader_failed is not None:
+            return f"manifest reader failed: {self._manifest_reader_failed!r}"
+        return None
 
     async def commit(self) -> None:
         offsets = {
@@ -116,13 +139,18 @@ class AggregatorApp:
     async def run(self) -> int:
         await ensure_topics(self.settings)
         manifests = asyncio.create_task(self.read_manifests())
+        settings = self.settings
         try:
-            async with self.broker:
+            async with (
+                self.broker,
+                serving_ops(settings.ops_host, settings.ops_port, self.readiness),
+            ):
                 await self.broker.start()
                 stopping = asyncio.create_task(self.stopping.wait())
                 await asyncio.wait({manifests, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 stopping.cancel()
                 if manifests.done():
+                    self._manifest_reader_failed = manifests.exception()
                     manifests.result()  # re-raise why the manifest reader stopped
                 with contextlib.suppress(Exception):
                     await self.commit()
@@ -138,6 +166,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
     parser.add_argument("--output-dir", type=Path, help="where batch files are written")
     parser.add_argument("--group-id", dest="aggregator_group_id", help="consumer group")
+    parser.add_argument(
+        "--ops-port", type=int, help="port of /metrics, /healthz and /readyz (default: none)"
+    )
 
 
 async def serve_aggregator(settings: Settings) -> int:
@@ -153,6 +184,8 @@ def main(args: argparse.Namespace) -> int:
         bootstrap_servers=args.bootstrap_servers,
         output_dir=args.output_dir,
         aggregator_group_id=args.aggregator_group_id,
+        ops_port=args.ops_port,
     )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_format, settings.log_level)
+    configure_tracing(settings, "llm-stream-aggregator")
     return asyncio.run(serve_aggregator(settings))

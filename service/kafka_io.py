@@ -10,6 +10,7 @@ from aiokafka import TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from faststream.kafka import KafkaBroker
 
+from service import metrics
 from service.contracts import BatchObject, ResultMessage
 from service.protocols import IncomingRecord
 from service.settings import Settings
@@ -100,4 +101,19 @@ def incoming(record: Any) -> IncomingRecord:
         value=record.value,
         key=record.key,
         headers=record_headers(record),
+        timestamp_ms=record.timestamp,
     )
+
+
+async def report_consumer_lag(consumer: Any, group: str) -> None:
+    """Set the lag gauge of every assigned partition: end of the log minus our position."""
+    if consumer is None:
+        return
+    for partition in consumer.assignment():
+        highwater = consumer.highwater(partition)
+        if highwater is None:
+            continue
+        position = await consumer.position(partition)
+        metrics.CONSUMER_LAG.labels(group, partition.topic, str(partition.partition)).set(
+            max(0, highwater - position)
+        )

@@ -11,15 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from http import HTTPStatus
 
+from opentelemetry.trace import Span, SpanKind, StatusCode
+
+from service import metrics, telemetry
 from service.contracts import RequestMessage, ResponseData, ResultMessage
 from service.error_bodies import error_response
 from service.offsets import OffsetTracker, TopicPartitionKey
 from service.protocols import (
     EngineRequest,
+    EngineTimings,
     EngineUnavailableError,
     IncomingRecord,
     InferenceEngine,
@@ -27,6 +32,7 @@ from service.protocols import (
     ResultPublisher,
 )
 from service.request_parsing import DeadLetter, InvalidRequest, parse_record
+from service.telemetry import GEN_AI_OPERATIONS
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +50,12 @@ class RequestPipeline:
         committer: OffsetCommitter,
         *,
         max_in_flight: int,
+        results_topic: str = "results",
+        consumer_group: str | None = None,
     ) -> None:
         self._engine = engine
+        self._results_topic = results_topic
+        self._consumer_group = consumer_group
         self._publisher = publisher
         self._committer = committer
         self._slots = asyncio.Semaphore(max_in_flight)
@@ -71,6 +81,7 @@ class RequestPipeline:
             self._slots.release()
             return False
         self._offsets.start(record.topic_partition, record.offset)
+        metrics.REQUESTS_IN_FLIGHT.inc()
         task = asyncio.create_task(self._process(record))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -84,36 +95,96 @@ class RequestPipeline:
         else:
             self._offsets.finish(record.topic_partition, record.offset)
         finally:
+            metrics.REQUESTS_IN_FLIGHT.dec()
             self._slots.release()
 
     async def _answer(self, record: IncomingRecord) -> None:
+        metrics.REQUESTS_CONSUMED.inc()
         parsed = parse_record(record.value)
-        if isinstance(parsed, DeadLetter):
-            logger.warning(
-                "dead-lettering %s[%d]@%d: %s",
-                record.topic,
-                record.partition,
-                record.offset,
-                parsed.reason,
+        with telemetry.tracer().start_as_current_span(
+            f"process {record.topic}",
+            context=telemetry.context_from_headers(record.headers),
+            kind=SpanKind.CONSUMER,
+            attributes=telemetry.messaging_attributes(record, "process", self._consumer_group),
+        ) as span:
+            if isinstance(parsed, DeadLetter):
+                span.set_status(StatusCode.ERROR, parsed.reason)
+                await self._dead_letter(record, parsed)
+                return
+            span.set_attributes({"llm_stream.batch_id": parsed.batch_id})
+            span.set_attributes({"llm_stream.custom_id": parsed.custom_id})
+            if isinstance(parsed, InvalidRequest):
+                endpoint = "invalid"
+                response = error_response(
+                    HTTPStatus.BAD_REQUEST, parsed.message, error_type="BadRequestError"
+                )
+            else:
+                endpoint = parsed.url if parsed.url in GEN_AI_OPERATIONS else "other"
+                response = await self._serve(parsed, endpoint)
+            await self._publish(record, parsed.batch_id, parsed.custom_id, response)
+        self._observe_answer(record, endpoint, response)
+
+    async def _dead_letter(self, record: IncomingRecord, dead: DeadLetter) -> None:
+        logger.warning(
+            "dead-lettering %s[%d]@%d: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            dead.reason,
+            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
+        )
+        await self._publisher.publish_dead_letter(
+            record.value,
+            record.key,
+            {
+                "x-llm-stream-error": dead.reason,
+                "x-llm-stream-source": f"{record.topic}/{record.partition}/{record.offset}",
+            },
+        )
+        metrics.DEAD_LETTERS.inc()
+
+    async def _serve(self, request: RequestMessage, endpoint: str) -> ResponseData:
+        """Run one request through the engine inside a GenAI-convention span."""
+        attributes = telemetry.gen_ai_request_attributes(request.url, request.body)
+        model = request.body.get("model")
+        name = f"{attributes['gen_ai.operation.name']} {model if isinstance(model, str) else ''}"
+        with telemetry.tracer().start_as_current_span(
+            name.strip(), kind=SpanKind.CLIENT, attributes=attributes
+        ) as span:
+            started = time.monotonic()
+            reply = await self._engine.serve(
+                EngineRequest(
+                    method=request.method,
+                    url=request.url,
+                    body=request.body,
+                    trace_headers=telemetry.headers_with_context(),
+                )
             )
-            await self._publisher.publish_dead_letter(
-                record.value,
-                record.key,
-                {
-                    "x-llm-stream-error": parsed.reason,
-                    "x-llm-stream-source": f"{record.topic}/{record.partition}/{record.offset}",
-                },
-            )
-            return
-        trace = {k: v for k, v in record.headers.items() if k in PROPAGATED_HEADERS}
-        if isinstance(parsed, InvalidRequest):
-            response = error_response(
-                HTTPStatus.BAD_REQUEST, parsed.message, error_type="BadRequestError"
-            )
-            batch_id, custom_id = parsed.batch_id, parsed.custom_id
-        else:
-            response = await self._serve(parsed, trace)
-            batch_id, custom_id = parsed.batch_id, parsed.custom_id
+            metrics.ENGINE_DURATION.labels(endpoint).observe(time.monotonic() - started)
+            response = reply.response
+            span.set_attributes(telemetry.gen_ai_response_attributes(response.body))
+            if reply.timings is not None:
+                self._observe_timings(span, endpoint, reply.timings)
+            if response.status_code >= 400:
+                span.set_attribute("error.type", str(response.status_code))
+                span.set_status(StatusCode.ERROR, f"HTTP {response.status_code}")
+            return response
+
+    @staticmethod
+    def _observe_timings(span: Span, endpoint: str, timings: EngineTimings) -> None:
+        for name, value in (
+            ("llm_stream.engine.queue_time_s", timings.queue),
+            ("llm_stream.engine.time_to_first_token_s", timings.time_to_first_token),
+            ("llm_stream.engine.generation_time_s", timings.generation),
+        ):
+            if value is not None:
+                span.set_attribute(name, value)
+        if timings.time_to_first_token is not None:
+            metrics.TIME_TO_FIRST_TOKEN.labels(endpoint).observe(timings.time_to_first_token)
+
+    async def _publish(
+        self, record: IncomingRecord, batch_id: str, custom_id: str, response: ResponseData
+    ) -> None:
         if not response.request_id:
             response = response.model_copy(update={"request_id": f"req_{uuid.uuid4().hex}"})
         result = ResultMessage(
@@ -122,14 +193,31 @@ class RequestPipeline:
             custom_id=custom_id,
             response=response,
         )
-        await self._publisher.publish_result(result, trace)
-
-    async def _serve(self, request: RequestMessage, trace: Mapping[str, str]) -> ResponseData:
-        return await self._engine.serve(
-            EngineRequest(
-                method=request.method, url=request.url, body=request.body, trace_headers=trace
+        with telemetry.tracer().start_as_current_span(
+            f"send {self._results_topic}",
+            kind=SpanKind.PRODUCER,
+            attributes=telemetry.publish_attributes(self._results_topic, batch_id),
+        ):
+            # Without a recording span, the request's own trace context passes through.
+            passthrough = {k: v for k, v in record.headers.items() if k in PROPAGATED_HEADERS}
+            await self._publisher.publish_result(
+                result, telemetry.headers_with_context(passthrough)
             )
-        )
+
+    @staticmethod
+    def _observe_answer(record: IncomingRecord, endpoint: str, response: ResponseData) -> None:
+        status = str(response.status_code)
+        metrics.REQUESTS_ANSWERED.labels(endpoint, status).inc()
+        if response.status_code != 200:
+            metrics.REQUESTS_FAILED.labels(endpoint, status).inc()
+        usage = (response.body or {}).get("usage") or {}
+        if isinstance(usage.get("prompt_tokens"), int):
+            metrics.PROMPT_TOKENS.labels(endpoint).inc(usage["prompt_tokens"])
+        if isinstance(usage.get("completion_tokens"), int):
+            metrics.COMPLETION_TOKENS.labels(endpoint).inc(usage["completion_tokens"])
+        if record.timestamp_ms is not None:
+            latency = max(0.0, time.time() - record.timestamp_ms / 1000)
+            metrics.END_TO_END_LATENCY.labels(endpoint).observe(latency)
 
     def _fail(self, error: BaseException) -> None:
         """Stop taking work; the worker exits and uncommitted records are redelivered."""
@@ -149,14 +237,6 @@ class RequestPipeline:
             if offsets:
                 await self._committer.commit(offsets)
                 self._offsets.mark_committed(offsets)
-
-    async def commit_periodically(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.commit()
-            except Exception:
-                logger.exception("offset commit failed; retrying at the next interval")
 
     async def release_partitions(self, partitions: Iterable[TopicPartitionKey]) -> None:
         """Before a rebalance takes partitions away: commit what is done, then forget them."""

@@ -24,6 +24,7 @@ class IncomingRecord:
     value: bytes | None
     key: bytes | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    timestamp_ms: int | None = None
 
     @property
     def topic_partition(self) -> tuple[str, int]:
@@ -40,6 +41,21 @@ class EngineRequest:
     trace_headers: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class EngineTimings:
+    """vLLM's own per-request timings, in seconds (absent for n > 1 or when stats are off)."""
+
+    queue: float | None = None
+    time_to_first_token: float | None = None
+    generation: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EngineReply:
+    response: ResponseData
+    timings: EngineTimings | None = None
+
+
 class EngineUnavailableError(RuntimeError):
     """The engine cannot answer any request (it died): the work must be redelivered, not failed."""
 
@@ -47,7 +63,7 @@ class EngineUnavailableError(RuntimeError):
 class InferenceEngine(Protocol):
     """Answers OpenAI requests as vLLM's OpenAI server would, without HTTP."""
 
-    async def serve(self, request: EngineRequest) -> ResponseData:
+    async def serve(self, request: EngineRequest) -> EngineReply:
         """The response (status code and body) for one request; errors are responses too.
 
         Raises EngineUnavailableError only when no request can be served any more.

@@ -61,6 +61,19 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(
         30.0, ge=0, description="On SIGTERM, how long in-flight requests may take to finish."
     )
+    otel_exporter: Literal["none", "console", "otlp"] = Field(
+        "none",
+        description="Where spans go; otlp reads OTEL_EXPORTER_OTLP_ENDPOINT (OTLP over HTTP).",
+    )
+    trace_link_limit: int = Field(
+        1000, ge=0, description="Request spans the aggregator's finalise span links to, at most."
+    )
+    log_format: Literal["text", "json"] = Field("text", description="json: one object per line.")
+    log_level: str = "INFO"
+    ops_host: str = Field("0.0.0.0", description="Address of the /metrics and health endpoint.")
+    ops_port: int | None = Field(
+        None, description="Port of /metrics, /healthz and /readyz; unset: no HTTP endpoint."
+    )
     output_dir: Path = Field(Path("batches"), description="Where batch output files are written.")
 
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

@@ -18,8 +18,10 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from opentelemetry.trace import SpanKind
 from tqdm import tqdm
 
+from service import telemetry
 from service.batch_file import iter_lines, validate_batch_file
 from service.contracts import BatchManifest, is_safe_batch_id
 from service.settings import Settings
@@ -60,13 +62,21 @@ async def publish_batch(
         window: list[asyncio.Future[Any]] = []
         for line in lines:
             request = {**line, "batch_id": manifest.batch_id}
-            window.append(
-                await producer.send(
-                    settings.requests_topic,
-                    orjson.dumps(request),
-                    key=f"{manifest.batch_id}/{line.get('custom_id')}".encode(),
+            message_key = f"{manifest.batch_id}/{line.get('custom_id')}"
+            with telemetry.tracer().start_as_current_span(
+                f"send {settings.requests_topic}",
+                kind=SpanKind.PRODUCER,
+                attributes=telemetry.publish_attributes(settings.requests_topic, message_key),
+            ):
+                headers = telemetry.headers_with_context()
+                window.append(
+                    await producer.send(
+                        settings.requests_topic,
+                        orjson.dumps(request),
+                        key=message_key.encode(),
+                        headers=[(name, value.encode()) for name, value in headers.items()],
+                    )
                 )
-            )
             if len(window) >= _WINDOW:
                 sent += await _settle(window, progress)
         sent += await _settle(window, progress)
@@ -129,8 +139,14 @@ def main(args: argparse.Namespace) -> int:
         metadata=metadata,
     )
     settings = Settings().with_overrides(bootstrap_servers=args.bootstrap_servers)
+    telemetry.configure_tracing(settings, "llm-stream-submit")
     lines = (orjson.loads(raw) for _, raw in iter_lines(args.file))
-    with tqdm(total=check.line_count, unit="req", desc="submit", file=sys.stderr) as progress:
+    with (
+        telemetry.tracer().start_as_current_span(
+            f"submit {batch_id}", attributes={"llm_stream.batch_id": batch_id}
+        ),
+        tqdm(total=check.line_count, unit="req", desc="submit", file=sys.stderr) as progress,
+    ):
         asyncio.run(publish_batch(settings, manifest, lines, progress))
     print(batch_id)
     return 0

@@ -25,23 +25,39 @@ from service.error_bodies import (
     streaming_refused,
     unsupported_endpoint,
 )
-from service.protocols import EngineRequest, EngineUnavailableError
+from service.protocols import EngineReply, EngineRequest, EngineTimings, EngineUnavailableError
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[..., Awaitable[Any]]
 
 
+def _seconds(value: Any) -> float | None:
+    return float(value) / 1000 if isinstance(value, int | float) else None
+
+
+def _timings(metrics: dict[str, Any]) -> EngineTimings:
+    """vLLM's PerRequestMetrics (milliseconds) as seconds."""
+    return EngineTimings(
+        queue=_seconds(metrics.get("queue_time_ms")),
+        time_to_first_token=_seconds(metrics.get("time_to_first_token_ms")),
+        generation=_seconds(metrics.get("generation_time_ms")),
+    )
+
+
 class VllmEngine:
     """Implements ``InferenceEngine`` with vLLM's ``AsyncLLM`` and OpenAI serving layer."""
 
-    def __init__(self, engine_client: Any, state: SimpleNamespace) -> None:
+    def __init__(
+        self, engine_client: Any, state: SimpleNamespace, *, keep_metrics_in_body: bool = True
+    ) -> None:
         from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
         from vllm.entrypoints.openai.completion.protocol import CompletionRequest
         from vllm.entrypoints.pooling.embed.protocol import EmbeddingRequest
 
         self._engine = engine_client
         self._state = state
+        self._keep_metrics_in_body = keep_metrics_in_body
         chat = getattr(state, "openai_serving_chat", None)
         completion = getattr(state, "openai_serving_completion", None)
         embedding = getattr(state, "serving_embedding", None)
@@ -65,6 +81,11 @@ class VllmEngine:
         from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        # vLLM's per-request timings feed our spans and histograms; they stay out of response
+        # bodies unless the user asked for them with --enable-per-request-metrics.
+        asked_for_metrics = bool(args.enable_per_request_metrics)
+        if not args.disable_log_stats:
+            args.enable_per_request_metrics = True
         engine_args = AsyncEngineArgs.from_cli_args(args)
         usage = UsageContext.OPENAI_BATCH_RUNNER
         vllm_config = engine_args.create_engine_config(usage_context=usage)
@@ -80,14 +101,22 @@ class VllmEngine:
         except BaseException:
             engine.shutdown()
             raise
-        return cls(engine, state)
+        return cls(engine, state, keep_metrics_in_body=asked_for_metrics)
 
     @property
     def model_names(self) -> list[str]:
         models = self._state.openai_serving_models
         return [path.name for path in models.base_model_paths]
 
-    async def serve(self, request: EngineRequest) -> ResponseData:
+    async def serve(self, request: EngineRequest) -> EngineReply:
+        response = await self._respond(request)
+        body = response.body
+        if body is None or not isinstance(body.get("metrics"), dict):
+            return EngineReply(response)
+        metrics = body["metrics"] if self._keep_metrics_in_body else body.pop("metrics")
+        return EngineReply(response, _timings(metrics))
+
+    async def _respond(self, request: EngineRequest) -> ResponseData:
         if request.method.upper() != "POST":
             return method_not_allowed(request.method)
         route = self._routes.get(request.url)

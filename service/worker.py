@@ -17,11 +17,21 @@ from typing import Any
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import REGISTRY
 
-from service.kafka_io import ConsumerCommitter, KafkaResultPublisher, incoming
+from service.kafka_io import (
+    ConsumerCommitter,
+    KafkaResultPublisher,
+    incoming,
+    report_consumer_lag,
+)
+from service.logs import configure_logging
+from service.ops_server import serving_ops
 from service.pipeline import RequestPipeline
-from service.protocols import InferenceEngine
+from service.protocols import EngineUnavailableError, InferenceEngine
 from service.settings import Settings
+from service.telemetry import configure_tracing
 from service.topics import ensure_topics
 
 logger = logging.getLogger(__name__)
@@ -48,6 +58,7 @@ class Worker:
             settings.bootstrap_servers,
             security=settings.faststream_security(),
             enable_idempotence=settings.enable_idempotence,
+            middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY)],
         )
         self._subscriber: Any = None
         self.pipeline = RequestPipeline(
@@ -55,6 +66,8 @@ class Worker:
             KafkaResultPublisher(self.broker, settings),
             ConsumerCommitter(self),
             max_in_flight=settings.max_in_flight,
+            results_topic=settings.results_topic,
+            consumer_group=settings.worker_group_id,
         )
         self._subscriber = self.broker.subscriber(
             settings.requests_topic,
@@ -79,14 +92,36 @@ class Worker:
             if not await self.pipeline.submit(incoming(record)):
                 return
 
+    async def readiness(self) -> str | None:
+        """None when ready: the broker answers and the engine is alive."""
+        if not await self.broker.ping(timeout=2):
+            return "broker unreachable"
+        try:
+            await self.engine.check_health()
+        except EngineUnavailableError as error:
+            return f"engine unavailable: {error}"
+        return None
+
+    async def _housekeeping(self) -> None:
+        """Commit finished offsets and refresh the lag gauge, every commit interval."""
+        while True:
+            await asyncio.sleep(self.settings.commit_interval_s)
+            try:
+                await self.pipeline.commit()
+                await report_consumer_lag(self.consumer, self.settings.worker_group_id)
+            except Exception:
+                logger.exception("offset commit failed; retrying at the next interval")
+
     async def run(self) -> int:
         """Consume until ``stopping`` is set or the pipeline fails; return the exit code."""
         await ensure_topics(self.settings)
-        async with self.broker:
+        settings = self.settings
+        async with (
+            self.broker,
+            serving_ops(settings.ops_host, settings.ops_port, self.readiness),
+        ):
             await self.broker.start()
-            committer = asyncio.create_task(
-                self.pipeline.commit_periodically(self.settings.commit_interval_s)
-            )
+            committer = asyncio.create_task(self._housekeeping())
             failed = asyncio.create_task(self.pipeline.failed.wait())
             stopping = asyncio.create_task(self.stopping.wait())
             await asyncio.wait({failed, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -129,5 +164,6 @@ def main(argv: Sequence[str]) -> int:
     from service.worker_args import parse_worker_args
 
     settings, engine_args = parse_worker_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_format, settings.log_level)
+    configure_tracing(settings, "llm-stream-worker")
     return asyncio.run(serve_worker(settings, engine_args))

@@ -26,6 +26,9 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--drain-timeout", dest="drain_timeout_s", type=float, help="seconds to finish on SIGTERM"
     )
+    group.add_argument(
+        "--ops-port", type=int, help="port of /metrics, /healthz and /readyz (default: none)"
+    )
 
 
 SERVICE_FIELDS = (
@@ -36,6 +39,7 @@ SERVICE_FIELDS = (
     "worker_group_id",
     "max_in_flight",
     "drain_timeout_s",
+    "ops_port",
 )
 
 

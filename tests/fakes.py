@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from service.contracts import BatchObject, ResponseData, ResultMessage
 from service.error_bodies import unsupported_endpoint
-from service.protocols import EngineRequest, EngineUnavailableError
+from service.protocols import EngineReply, EngineRequest, EngineTimings, EngineUnavailableError
 
 
 class FakeEngine:
@@ -20,19 +20,25 @@ class FakeEngine:
         self.max_running = 0
         self.dead = False
 
-    async def serve(self, request: EngineRequest) -> ResponseData:
+    async def serve(self, request: EngineRequest) -> EngineReply:
         if self.dead:
             raise EngineUnavailableError("fake engine is dead")
         if request.url != "/v1/completions":
-            return unsupported_endpoint(request.url)
+            return EngineReply(unsupported_endpoint(request.url))
         self.seen.append(request)
         self.running += 1
         self.max_running = max(self.max_running, self.running)
         try:
             prompt = str(request.body.get("prompt", ""))
             await asyncio.sleep(self.delays.get(prompt, 0))
-            body = {"id": f"cmpl-{prompt}", "choices": [{"text": prompt.upper()}]}
-            return ResponseData(status_code=200, request_id=f"cmpl-{prompt}", body=body)
+            body = {
+                "id": f"cmpl-{prompt}",
+                "model": request.body.get("model", "fake"),
+                "choices": [{"text": prompt.upper(), "finish_reason": "length"}],
+                "usage": {"prompt_tokens": len(prompt), "completion_tokens": 2},
+            }
+            response = ResponseData(status_code=200, request_id=f"cmpl-{prompt}", body=body)
+            return EngineReply(response, EngineTimings(queue=0.001, time_to_first_token=0.002))
         finally:
             self.running -= 1
 

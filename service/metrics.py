@@ -1,0 +1,78 @@
+"""Prometheus metrics of the service, registered in the default registry.
+
+vLLM registers its own ``vllm:*`` engine metrics in the same default registry, so one /metrics
+endpoint serves both; ours are prefixed ``llm_stream_`` and never re-implement vLLM's.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
+
+REQUESTS_CONSUMED = Counter(
+    "llm_stream_requests_consumed_total", "Request messages taken from the requests topic."
+)
+REQUESTS_ANSWERED = Counter(
+    "llm_stream_requests_answered_total",
+    "Result lines published, by endpoint and HTTP status code.",
+    ["endpoint", "status_code"],
+)
+REQUESTS_FAILED = Counter(
+    "llm_stream_requests_failed_total",
+    "Result lines published with a non-200 status, by endpoint and status code.",
+    ["endpoint", "status_code"],
+)
+REQUESTS_IN_FLIGHT = Gauge(
+    "llm_stream_requests_in_flight", "Requests inside the worker (engine or publishing)."
+)
+DEAD_LETTERS = Counter("llm_stream_dead_letters_total", "Messages sent to the dead-letter topic.")
+PROMPT_TOKENS = Counter(
+    "llm_stream_prompt_tokens_total", "Prompt tokens of answered requests.", ["endpoint"]
+)
+COMPLETION_TOKENS = Counter(
+    "llm_stream_completion_tokens_total", "Generated tokens of answered requests.", ["endpoint"]
+)
+ENGINE_DURATION = Histogram(
+    "llm_stream_engine_duration_seconds",
+    "Time a request spent in the engine (queue, prefill and decode).",
+    ["endpoint"],
+    buckets=LATENCY_BUCKETS,
+)
+TIME_TO_FIRST_TOKEN = Histogram(
+    "llm_stream_time_to_first_token_seconds",
+    "Engine time to first token, as vLLM measured it for the request.",
+    ["endpoint"],
+    buckets=LATENCY_BUCKETS,
+)
+END_TO_END_LATENCY = Histogram(
+    "llm_stream_end_to_end_latency_seconds",
+    "From the request's Kafka timestamp to its result being published.",
+    ["endpoint"],
+    buckets=LATENCY_BUCKETS,
+)
+CONSUMER_LAG = Gauge(
+    "llm_stream_consumer_lag",
+    "Messages between a consumer's position and the end of the partition.",
+    ["group", "topic", "partition"],
+)
+
+RESULTS_RECEIVED = Counter(
+    "llm_stream_aggregator_results_received_total", "Result messages read by the aggregator."
+)
+RESULTS_DUPLICATE = Counter(
+    "llm_stream_aggregator_results_duplicate_total",
+    "Result messages dropped because their custom_id was already answered.",
+)
+RESULTS_INVALID = Counter(
+    "llm_stream_aggregator_results_invalid_total", "Result messages that are not valid results."
+)
+BATCHES_OPEN = Gauge("llm_stream_batches_open", "Batches with results but no files yet.")
+BATCHES_COMPLETED = Counter(
+    "llm_stream_batches_completed_total", "Batches whose output files were written."
+)
+LINES_WRITTEN = Counter(
+    "llm_stream_aggregator_lines_written_total",
+    "Lines written to batch files, by file (output or error).",
+    ["file"],
+)
