@@ -18,7 +18,7 @@ from pathlib import Path
 
 import orjson
 import pydantic
-from opentelemetry.trace import Link, SpanContext
+from opentelemetry.trace import Link, SpanContext, SpanKind
 
 from service import metrics, telemetry
 from service.atomic_files import write_atomically
@@ -121,6 +121,7 @@ class BatchAggregator:
         batch = self._open.get(manifest.batch_id)
         if batch is not None:
             await self._advance(manifest.batch_id, batch)
+            metrics.BATCHES_OPEN.set(len(self._open))
 
     async def add_results(self, records: Sequence[IncomingRecord]) -> None:
         async with self._lock:
@@ -129,20 +130,43 @@ class BatchAggregator:
     async def _add_results(self, records: Sequence[IncomingRecord]) -> None:
         rows: dict[str, list[tuple[str, bool, bytes]]] = {}
         for record in records:
+            metrics.RESULTS_RECEIVED.inc()
             partition = record.topic_partition
             self._high_water[partition] = max(self._high_water.get(partition, 0), record.offset + 1)
             result = self._parse(record)
-            if result is None or self.is_finished(result.batch_id):
+            if result is None:
+                continue
+            if self.is_finished(result.batch_id):
+                metrics.RESULTS_DUPLICATE.inc()
                 continue
             batch = self._open_batch(result.batch_id)
             batch.first_offsets.setdefault(partition, record.offset)
+            self._trace(record, result, batch)
             rows.setdefault(result.batch_id, []).append(
                 (result.custom_id, result.succeeded, output_line(result))
             )
         for batch_id, batch_rows in rows.items():
             batch = self._open[batch_id]
-            batch.spool.add(batch_rows)
+            added = batch.spool.add(batch_rows)
+            metrics.RESULTS_DUPLICATE.inc(len(batch_rows) - added)
             await self._advance(batch_id, batch)
+        metrics.BATCHES_OPEN.set(len(self._open))
+
+    def _trace(self, record: IncomingRecord, result: ResultMessage, batch: _OpenBatch) -> None:
+        """A receive span in the request's trace; remember its context for the finalise link."""
+        with telemetry.tracer().start_as_current_span(
+            f"receive {record.topic}",
+            context=telemetry.context_from_headers(record.headers),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                **telemetry.messaging_attributes(record, "receive"),
+                "llm_stream.batch_id": result.batch_id,
+                "llm_stream.custom_id": result.custom_id,
+            },
+        ) as span:
+            context = span.get_span_context()
+            if context.is_valid and len(batch.trace_links) < self._trace_link_limit:
+                batch.trace_links.append(context)
 
     def _parse(self, record: IncomingRecord) -> ResultMessage | None:
         try:
