@@ -91,7 +91,7 @@ class RequestPipeline:
         try:
             await self._answer(record)
         except Exception as error:  # the record stays uncommitted: it will be redelivered
-            self._fail(error)
+            self.fail(error)
         else:
             self._offsets.finish(record.topic_partition, record.offset)
         finally:
@@ -219,7 +219,7 @@ class RequestPipeline:
             latency = max(0.0, time.time() - record.timestamp_ms / 1000)
             metrics.END_TO_END_LATENCY.labels(endpoint).observe(latency)
 
-    def _fail(self, error: BaseException) -> None:
+    def fail(self, error: BaseException) -> None:
         """Stop taking work; the worker exits and uncommitted records are redelivered."""
         if self.failure is None:
             if isinstance(error, EngineUnavailableError):

@@ -60,7 +60,6 @@ class Worker:
             enable_idempotence=settings.enable_idempotence,
             middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY)],
         )
-        self._subscriber: Any = None
         self.pipeline = RequestPipeline(
             engine,
             KafkaResultPublisher(self.broker, settings),
@@ -69,7 +68,7 @@ class Worker:
             results_topic=settings.results_topic,
             consumer_group=settings.worker_group_id,
         )
-        self._subscriber = self.broker.subscriber(
+        self._subscriber: Any = self.broker.subscriber(
             settings.requests_topic,
             batch=True,
             group_id=settings.worker_group_id,
@@ -103,9 +102,14 @@ class Worker:
         return None
 
     async def _housekeeping(self) -> None:
-        """Commit finished offsets and refresh the lag gauge, every commit interval."""
+        """Every commit interval: commit finished offsets, refresh the lag gauge, and stop the
+        worker if the engine died while idle (its requests then go to another worker)."""
         while True:
             await asyncio.sleep(self.settings.commit_interval_s)
+            try:
+                await self.engine.check_health()
+            except EngineUnavailableError as error:
+                self.pipeline.fail(error)
             try:
                 await self.pipeline.commit()
                 await report_consumer_lag(self.consumer, self.settings.worker_group_id)

@@ -45,7 +45,7 @@ async def _scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
 @pytest.fixture
 async def running_worker(
     kafka_bootstrap: str, unique_name: str, tmp_path: Path
-) -> AsyncIterator[tuple[Worker, FakeEngine, str]]:
+) -> AsyncIterator[tuple[Worker, FakeEngine, str, asyncio.Task[int]]]:
     settings = Settings(
         bootstrap_servers=kafka_bootstrap,
         requests_topic=f"{unique_name}.requests",
@@ -66,10 +66,10 @@ async def running_worker(
             break
         await asyncio.sleep(0.1)
     try:
-        yield worker, engine, base
+        yield worker, engine, base, task
     finally:
         worker.stopping.set()
-        assert await asyncio.wait_for(task, 30) == 0
+        await asyncio.wait_for(task, 30)
 
 
 def _line(custom_id: str, **fields: object) -> bytes:
@@ -85,9 +85,9 @@ def _line(custom_id: str, **fields: object) -> bytes:
 
 
 async def test_metrics_count_what_the_worker_did(
-    running_worker: tuple[Worker, FakeEngine, str],
+    running_worker: tuple[Worker, FakeEngine, str, asyncio.Task[int]],
 ) -> None:
-    worker, _, base = running_worker
+    worker, _, base, task = running_worker
     settings = worker.settings
     before = await _scrape(base)
     lines = [_line(f"ok-{i}") for i in range(5)]
@@ -127,16 +127,20 @@ async def test_metrics_count_what_the_worker_did(
     }
     assert lag_partitions  # the lag gauge covers the assigned partitions
     assert any(name.startswith("faststream_") for name, _ in after)
+    worker.stopping.set()
+    assert await asyncio.wait_for(task, 30) == 0
 
 
-async def test_readiness_follows_the_engine_while_liveness_stays_up(
-    running_worker: tuple[Worker, FakeEngine, str],
+async def test_a_dead_engine_makes_the_worker_unready_then_stop_with_an_error(
+    running_worker: tuple[Worker, FakeEngine, str, asyncio.Task[int]],
 ) -> None:
-    _, engine, base = running_worker
+    worker, engine, base, task = running_worker
     assert await asyncio.to_thread(_get, f"{base}/readyz") == (200, "ready\n")
+    assert (await asyncio.to_thread(_get, f"{base}/healthz"))[0] == 200
     engine.dead = True
     status, body = await asyncio.to_thread(_get, f"{base}/readyz")
     assert status == 503
     assert "engine unavailable" in body
-    assert (await asyncio.to_thread(_get, f"{base}/healthz"))[0] == 200
-    engine.dead = False
+    # Exit non-zero so the orchestrator restarts it; its requests go to other workers.
+    assert await asyncio.wait_for(task, 30) == 1
+    assert worker.pipeline.failed.is_set()

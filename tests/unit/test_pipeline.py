@@ -164,3 +164,11 @@ async def test_released_partitions_are_committed_then_forgotten() -> None:
     assert committer.latest() == {(TOPIC, 0): 1}
     await pipeline.drain(grace_period=5)
     assert committer.latest() == {(TOPIC, 0): 1}  # the slow record now belongs to another owner
+
+
+async def test_failing_from_outside_stops_taking_work() -> None:
+    pipeline, _, publisher, _ = _pipeline()
+    pipeline.fail(RuntimeError("engine died while idle"))
+    assert pipeline.failed.is_set()
+    assert not await pipeline.submit(_record(0))
+    assert publisher.results == []
