@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="print a batch's OpenAI batch object")
     _wire(status, "service.batch_status")
 
+    bench = commands.add_parser(
+        "bench", help="worker throughput against vLLM's offline LLM.generate, in one run"
+    )
+    _wire(bench, "service.bench")
+
     # vLLM's engine flags are parsed by vLLM's own parser (loaded only when needed), so the
     # worker takes the rest of the command line as is; `llm-stream worker --help` lists them.
     worker = commands.add_parser(

@@ -87,7 +87,9 @@ class VllmEngine:
         if not args.disable_log_stats:
             args.enable_per_request_metrics = True
         engine_args = AsyncEngineArgs.from_cli_args(args)
-        usage = UsageContext.OPENAI_BATCH_RUNNER
+        # Throughput, not latency, is the goal: take the scheduler defaults vLLM gives its
+        # offline LLM class (larger max_num_seqs / max_num_batched_tokens than its servers).
+        usage = UsageContext.LLM_CLASS
         vllm_config = engine_args.create_engine_config(usage_context=usage)
         engine = AsyncLLM.from_vllm_config(
             vllm_config=vllm_config,
