@@ -165,7 +165,7 @@ def format_table(summary: Mapping[str, Any]) -> str:
     rows = [("offline LLM.generate", summary["offline"]), ("worker via Kafka", summary["worker"])]
     lines = [
         f"llm-stream bench: {summary['prompts']} prompts x {summary['max_tokens']} tokens, "
-        f"max in flight {summary['max_in_flight']}, device {summary['device']}, "
+        f"max in flight {summary['max_in_flight'] or 'default'}, device {summary['device']}, "
         f"vLLM {summary['vllm_version']}",
         f"engine flags: {' '.join(summary['engine_flags'])}",
         f"offline scheduler limits: {summary['scheduler']}",
@@ -184,9 +184,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, n, about in (
         ("--prompts", 256, "requests per side"),
         ("--max-tokens", 32, "tokens generated per request"),
-        ("--max-in-flight", 256, "the worker's --max-in-flight"),
     ):
         parser.add_argument(flag, type=int, default=n, metavar="N", help=f"{about} ({n})")
+    parser.add_argument(
+        "--max-in-flight", type=int, metavar="N", help="the worker's --max-in-flight (its default)"
+    )
     parser.add_argument("--bootstrap-servers", help="Kafka to use (default: an embedded broker)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
@@ -322,7 +324,8 @@ def _run_worker(
     from service.topics import ensure_topics
 
     command = [sys.executable, "-m", "service", "worker", "--model", model, *flags]
-    command += ["--max-in-flight", str(args.max_in_flight)]
+    if args.max_in_flight is not None:
+        command += ["--max-in-flight", str(args.max_in_flight)]
     log_path = workdir / "worker.log"
     with _bootstrap(args.bootstrap_servers) as bootstrap, log_path.open("wb") as log:
         fields = bench_settings(bootstrap, uuid.uuid4().hex[:8])

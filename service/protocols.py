@@ -76,6 +76,11 @@ class InferenceEngine(Protocol):
 
     async def close(self) -> None: ...
 
+    @property
+    def max_concurrency(self) -> int:
+        """How many requests the engine schedules at once (vLLM's max_num_seqs)."""
+        ...
+
 
 class ResultPublisher(Protocol):
     """Publishes what the worker produces; each call returns once the broker has it."""

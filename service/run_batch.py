@@ -52,7 +52,7 @@ def build_parser() -> Any:
     )
     make_arg_parser(parser)
     parser.add_argument(
-        "--max-in-flight", type=int, default=256, help="requests inside the engine at once"
+        "--max-in-flight", type=int, help="requests inside the engine at once (2 x max-num-seqs)"
     )
     return parser
 

@@ -45,8 +45,11 @@ class Settings(BaseSettings):
     aggregator_group_id: str = Field(
         "llm-stream-aggregators", description="Consumer group of aggregators."
     )
-    max_in_flight: int = Field(
-        256, ge=1, description="Requests a worker keeps inside the engine at once."
+    max_in_flight: int | None = Field(
+        None,
+        ge=1,
+        description="Requests a worker keeps inside the engine at once; default: twice the "
+        "engine's max_num_seqs, so the scheduler always has the next requests queued.",
     )
 
     topic_partitions: int = Field(

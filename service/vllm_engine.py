@@ -106,6 +106,10 @@ class VllmEngine:
         return cls(engine, state, keep_metrics_in_body=asked_for_metrics)
 
     @property
+    def max_concurrency(self) -> int:
+        return int(self._engine.vllm_config.scheduler_config.max_num_seqs)
+
+    @property
     def model_names(self) -> list[str]:
         models = self._state.openai_serving_models
         return [path.name for path in models.base_model_paths]

@@ -60,11 +60,12 @@ class Worker:
             enable_idempotence=settings.enable_idempotence,
             middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY)],
         )
+        max_in_flight = settings.max_in_flight or 2 * engine.max_concurrency
         self.pipeline = RequestPipeline(
             engine,
             KafkaResultPublisher(self.broker, settings),
             ConsumerCommitter(self),
-            max_in_flight=settings.max_in_flight,
+            max_in_flight=max_in_flight,
             results_topic=settings.results_topic,
             consumer_group=settings.worker_group_id,
         )
@@ -74,7 +75,7 @@ class Worker:
             group_id=settings.worker_group_id,
             ack_policy=AckPolicy.MANUAL,
             auto_offset_reset="earliest",
-            max_records=settings.max_in_flight,
+            max_records=max_in_flight,
             batch_timeout_ms=100,
             listener=_ReleaseOnRevoke(self.pipeline),
             title="worker:requests",

@@ -21,7 +21,9 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dead-letter-topic", help="topic for unattributable messages")
     group.add_argument("--group-id", dest="worker_group_id", help="consumer group of workers")
     group.add_argument(
-        "--max-in-flight", type=int, help="requests kept inside the engine at once (default 256)"
+        "--max-in-flight",
+        type=int,
+        help="requests kept inside the engine at once (default: 2 x --max-num-seqs)",
     )
     group.add_argument(
         "--drain-timeout", dest="drain_timeout_s", type=float, help="seconds to finish on SIGTERM"

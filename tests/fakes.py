@@ -49,6 +49,10 @@ class FakeEngine:
     async def close(self) -> None:
         self.dead = True
 
+    @property
+    def max_concurrency(self) -> int:
+        return 4
+
 
 class FakePublisher:
     def __init__(self) -> None:

@@ -41,7 +41,7 @@ def test_warmup_prompts_share_no_prompt_with_measured_ones() -> None:
 
 def test_defaults_apply_when_no_engine_arg_is_given() -> None:
     args = _parse()
-    assert (args.prompts, args.max_tokens, args.max_in_flight) == (256, 32, 256)
+    assert (args.prompts, args.max_tokens, args.max_in_flight) == (256, 32, None)
     assert args.bootstrap_servers is None
     assert not args.json
     merged = bench.merge_engine_flags(

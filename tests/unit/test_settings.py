@@ -39,6 +39,6 @@ def test_plaintext_client_kwargs_carry_no_security_options() -> None:
 
 
 def test_invalid_in_flight_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LLM_STREAM_MAX_IN_FLIGHT", "0")
+    monkeypatch.setenv("LLM_STREAM_MAX_IN_FLIGHT", "0")  # must be positive when set
     with pytest.raises(ValueError, match="max_in_flight"):
         Settings()
