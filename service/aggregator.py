@@ -264,8 +264,10 @@ class BatchAggregator:
             }
         )
         marker = orjson.dumps(completed.model_dump(mode="json"), option=orjson.OPT_INDENT_2)
-        await asyncio.to_thread(write_atomically, directory / BATCH_FILE, [marker + b"\n"])
+        # Status before the marker: a crash between the two rewrites the same files and
+        # publishes "completed" again, rather than leaving the batch without that event.
         await self._status.publish_status(completed)
+        await asyncio.to_thread(write_atomically, directory / BATCH_FILE, [marker + b"\n"])
         self._forget(manifest.batch_id, delete_spool=True)
         self._remember_finished(manifest.batch_id)
         self.batches_written += 1

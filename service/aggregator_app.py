@@ -27,6 +27,7 @@ from service.contracts import BatchManifest
 from service.kafka_io import (
     ConsumerCommitter,
     KafkaStatusPublisher,
+    forget_consumer_lag,
     incoming,
     report_consumer_lag,
 )
@@ -47,6 +48,7 @@ class _CommitThenRelease(ConsumerRebalanceListener):  # type: ignore[misc]
         with contextlib.suppress(Exception):
             await self._app.commit()
         self._app.aggregator.release((tp.topic, tp.partition) for tp in revoked)
+        forget_consumer_lag(self._app.settings.aggregator_group_id, revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         logger.info("assigned partitions %s", sorted((tp.topic, tp.partition) for tp in assigned))
@@ -58,6 +60,7 @@ class AggregatorApp:
         self.broker = KafkaBroker(
             settings.bootstrap_servers,
             security=settings.faststream_security(),
+            enable_idempotence=settings.enable_idempotence,
             middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY)],
         )
         self.aggregator = BatchAggregator(
@@ -80,7 +83,7 @@ class AggregatorApp:
         )
         self._subscriber(self._on_results)
         self.stopping = asyncio.Event()
-        self._manifest_reader_failed: BaseException | None = None
+        self._manifest_reader: asyncio.Task[None] | None = None
 
     @property
     def consumer(self) -> Any:
@@ -94,8 +97,10 @@ class AggregatorApp:
     async def readiness(self) -> str | None:
         if not await self.broker.ping(timeout=2):
             return "broker unreachable"
-        if self._manifest_reader_failed is not None:
-            return f"manifest reader failed: {self._manifest_reader_failed!r}"
+        if self._manifest_reader is None or self._manifest_reader.done():
+            return "manifest reader not running"
+        if self.stopping.is_set():
+            return "stopping"
         return None
 
     async def commit(self) -> None:
@@ -138,7 +143,7 @@ class AggregatorApp:
 
     async def run(self) -> int:
         await ensure_topics(self.settings)
-        manifests = asyncio.create_task(self.read_manifests())
+        manifests = self._manifest_reader = asyncio.create_task(self.read_manifests())
         settings = self.settings
         try:
             async with (
@@ -150,7 +155,6 @@ class AggregatorApp:
                 await asyncio.wait({manifests, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 stopping.cancel()
                 if manifests.done():
-                    self._manifest_reader_failed = manifests.exception()
                     manifests.result()  # re-raise why the manifest reader stopped
                 with contextlib.suppress(Exception):
                     await self.commit()

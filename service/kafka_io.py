@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -103,6 +104,13 @@ def incoming(record: Any) -> IncomingRecord:
         headers=record_headers(record),
         timestamp_ms=record.timestamp,
     )
+
+
+def forget_consumer_lag(group: str, partitions: Any) -> None:
+    """Drop the lag series of partitions this process no longer owns (no stale values)."""
+    for partition in partitions:
+        with contextlib.suppress(KeyError):
+            metrics.CONSUMER_LAG.remove(group, partition.topic, str(partition.partition))
 
 
 async def report_consumer_lag(consumer: Any, group: str) -> None:

@@ -122,6 +122,14 @@ class RequestPipeline:
                 endpoint = parsed.url if parsed.url in GEN_AI_OPERATIONS else "other"
                 response = await self._serve(parsed, endpoint)
             await self._publish(record, parsed.batch_id, parsed.custom_id, response)
+            level = logging.WARNING if response.status_code >= 500 else logging.DEBUG
+            logger.log(
+                level,
+                "answered %s with %d",
+                endpoint,
+                response.status_code,
+                extra={"batch_id": parsed.batch_id, "custom_id": parsed.custom_id},
+            )
         self._observe_answer(record, endpoint, response)
 
     async def _dead_letter(self, record: IncomingRecord, dead: DeadLetter) -> None:

@@ -175,6 +175,7 @@ def main(argv: Sequence[str]) -> int:
             max_in_flight=args.max_in_flight,
             topic_partitions=1,
             drain_timeout_s=5,
+            ops_port=None,  # worker and aggregator share this process: no port to fight over
         )
         asyncio.run(_run_pipeline(args, settings, batch_id))
         batch_dir = Path(workdir) / batch_id

@@ -8,6 +8,7 @@ span and parents publishes to that batch, so per-request spans are made here.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,7 +45,8 @@ def configure_tracing(settings: Settings, service_name: str) -> None:
         span_limits=SpanLimits(max_links=settings.trace_link_limit),
     )
     if settings.otel_exporter == "console":
-        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        # stderr: stdout carries command output (submit prints the batch id).
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
     else:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

@@ -23,6 +23,7 @@ from prometheus_client import REGISTRY
 from service.kafka_io import (
     ConsumerCommitter,
     KafkaResultPublisher,
+    forget_consumer_lag,
     incoming,
     report_consumer_lag,
 )
@@ -38,11 +39,13 @@ logger = logging.getLogger(__name__)
 
 
 class _ReleaseOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, pipeline: RequestPipeline) -> None:
+    def __init__(self, pipeline: RequestPipeline, group: str) -> None:
         self._pipeline = pipeline
+        self._group = group
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         await self._pipeline.release_partitions((tp.topic, tp.partition) for tp in revoked)
+        forget_consumer_lag(self._group, revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         logger.info("assigned partitions %s", sorted((tp.topic, tp.partition) for tp in assigned))
@@ -77,7 +80,7 @@ class Worker:
             auto_offset_reset="earliest",
             max_records=max_in_flight,
             batch_timeout_ms=100,
-            listener=_ReleaseOnRevoke(self.pipeline),
+            listener=_ReleaseOnRevoke(self.pipeline, settings.worker_group_id),
             title="worker:requests",
         )
         self._subscriber(self._on_records)
@@ -94,6 +97,8 @@ class Worker:
 
     async def readiness(self) -> str | None:
         """None when ready: the broker answers and the engine is alive."""
+        if self.stopping.is_set() or self.pipeline.failed.is_set():
+            return "stopping"
         if not await self.broker.ping(timeout=2):
             return "broker unreachable"
         try:
