@@ -96,9 +96,18 @@ async def test_metrics_count_what_the_worker_did(
     await collect(
         settings.bootstrap_servers, settings.results_topic, lambda got: len(got) >= 7, within=30
     )
+
+    def lag_partitions(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> set[str]:
+        return {
+            dict(labels)["partition"]
+            for name, labels in samples
+            if name == "llm_stream_consumer_lag"
+            and dict(labels)["topic"] == settings.requests_topic
+        }
+
     after = await _scrape(base)
     for _ in range(50):  # the lag gauge is refreshed every commit interval
-        if any(name == "llm_stream_consumer_lag" for name, _ in after):
+        if lag_partitions(after):
             break
         await asyncio.sleep(0.1)
         after = await _scrape(base)
@@ -120,12 +129,7 @@ async def test_metrics_count_what_the_worker_did(
     latency = "llm_stream_end_to_end_latency_seconds_count"
     assert delta(latency, endpoint="/v1/completions") == 5
     assert after[("llm_stream_requests_in_flight", ())] == 0
-    lag_partitions = {
-        dict(labels)["partition"]
-        for name, labels in after
-        if name == "llm_stream_consumer_lag" and dict(labels)["topic"] == settings.requests_topic
-    }
-    assert lag_partitions  # the lag gauge covers the assigned partitions
+    assert lag_partitions(after)  # the lag gauge covers the assigned partitions
     assert any(name.startswith("faststream_") for name, _ in after)
     worker.stopping.set()
     assert await asyncio.wait_for(task, 30) == 0
