@@ -76,6 +76,8 @@ class AggregatorApp:
             group_id=settings.aggregator_group_id,
             ack_policy=AckPolicy.MANUAL,
             auto_offset_reset="earliest",
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
             max_records=1000,
             batch_timeout_ms=200,
             listener=_CommitThenRelease(self),

@@ -176,6 +176,10 @@ def main(argv: Sequence[str]) -> int:
             topic_partitions=1,
             drain_timeout_s=5,
             ops_port=None,  # worker and aggregator share this process: no port to fight over
+            # One member per group on a private broker: join fast (the broker waits about
+            # half a session timeout for other members before it assigns partitions).
+            session_timeout_ms=2_000,
+            heartbeat_interval_ms=500,
         )
         asyncio.run(_run_pipeline(args, settings, batch_id))
         batch_dir = Path(workdir) / batch_id

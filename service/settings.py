@@ -52,6 +52,12 @@ class Settings(BaseSettings):
         "engine's max_num_seqs, so the scheduler always has the next requests queued.",
     )
 
+    session_timeout_ms: int = Field(
+        10_000,
+        ge=1,
+        description="Consumer group session timeout: how soon a dead member's partitions move.",
+    )
+    heartbeat_interval_ms: int = Field(3_000, ge=1, description="Consumer group heartbeat.")
     topic_partitions: int = Field(
         8, ge=1, description="Partitions of topics the service creates; caps consumers per group."
     )

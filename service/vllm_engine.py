@@ -207,4 +207,6 @@ class VllmEngine:
             raise EngineUnavailableError(str(error)) from error
 
     async def close(self) -> None:
-        self._engine.shutdown()
+        # vLLM's configured shutdown timeout (0 by default, as its run-batch uses): without it
+        # the engine core gets a fixed grace period before it is killed.
+        self._engine.shutdown(timeout=self._engine.vllm_config.shutdown_timeout)

@@ -78,6 +78,8 @@ class Worker:
             group_id=settings.worker_group_id,
             ack_policy=AckPolicy.MANUAL,
             auto_offset_reset="earliest",
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
             max_records=max_in_flight,
             batch_timeout_ms=100,
             listener=_ReleaseOnRevoke(self.pipeline, settings.worker_group_id),
