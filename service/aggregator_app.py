@@ -16,19 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker, KafkaMessage
-from faststream.kafka.prometheus import KafkaPrometheusMiddleware
-from prometheus_client import REGISTRY
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faststream.kafka import KafkaMessage
 
 from service.aggregator import BatchAggregator
 from service.contracts import BatchManifest
 from service.kafka_io import (
     ConsumerCommitter,
     KafkaStatusPublisher,
-    forget_consumer_lag,
+    build_broker,
     incoming,
+    manual_commit_batch_subscriber,
     report_consumer_lag,
 )
 from service.logs import configure_logging
@@ -40,29 +38,10 @@ from service.topics import ensure_topics
 logger = logging.getLogger(__name__)
 
 
-class _CommitThenRelease(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, app: AggregatorApp) -> None:
-        self._app = app
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        with contextlib.suppress(Exception):
-            await self._app.commit()
-        self._app.aggregator.release((tp.topic, tp.partition) for tp in revoked)
-        forget_consumer_lag(self._app.settings.aggregator_group_id, revoked)
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        logger.info("assigned partitions %s", sorted((tp.topic, tp.partition) for tp in assigned))
-
-
 class AggregatorApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.broker = KafkaBroker(
-            settings.bootstrap_servers,
-            security=settings.faststream_security(),
-            enable_idempotence=settings.enable_idempotence,
-            middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY)],
-        )
+        self.broker = build_broker(settings)
         self.aggregator = BatchAggregator(
             settings.output_dir,
             KafkaStatusPublisher(self.broker, settings),
@@ -70,17 +49,14 @@ class AggregatorApp:
         )
         self._committer = ConsumerCommitter(self)
         self._committed: dict[tuple[str, int], int] = {}
-        self._subscriber: Any = self.broker.subscriber(
+        self._subscriber: Any = manual_commit_batch_subscriber(
+            self.broker,
+            settings,
             settings.results_topic,
-            batch=True,
             group_id=settings.aggregator_group_id,
-            ack_policy=AckPolicy.MANUAL,
-            auto_offset_reset="earliest",
-            session_timeout_ms=settings.session_timeout_ms,
-            heartbeat_interval_ms=settings.heartbeat_interval_ms,
             max_records=1000,
             batch_timeout_ms=200,
-            listener=_CommitThenRelease(self),
+            release=self._release,
             title="aggregator:results",
         )
         self._subscriber(self._on_results)
@@ -90,6 +66,12 @@ class AggregatorApp:
     @property
     def consumer(self) -> Any:
         return self._subscriber.consumer
+
+    async def _release(self, partitions: list[tuple[str, int]]) -> None:
+        """Before a rebalance: commit what is safe, then drop the partitions' open batches."""
+        with contextlib.suppress(Exception):
+            await self.commit()
+        self.aggregator.release(partitions)
 
     async def _on_results(self, message: KafkaMessage) -> None:
         await self.aggregator.add_results([incoming(r) for r in message.raw_message])

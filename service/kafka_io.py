@@ -1,20 +1,27 @@
-"""Kafka implementations of the pipeline's publisher and committer Protocols."""
+"""Kafka plumbing shared by the processes: broker and subscriber set-up, the pipeline's
+publisher and committer, record conversion and consumer lag."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
+from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import REGISTRY
 
 from service import metrics
 from service.contracts import BatchObject, ResultMessage
 from service.protocols import IncomingRecord
 from service.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def encode_result(result: ResultMessage) -> bytes:
@@ -125,3 +132,58 @@ async def report_consumer_lag(consumer: Any, group: str) -> None:
         metrics.CONSUMER_LAG.labels(group, partition.topic, str(partition.partition)).set(
             max(0, highwater - position)
         )
+
+
+def build_broker(settings: Settings) -> KafkaBroker:
+    """The FastStream broker of a long-running process, with Prometheus middleware."""
+    return KafkaBroker(
+        settings.bootstrap_servers,
+        security=settings.faststream_security(),
+        enable_idempotence=settings.enable_idempotence,
+        middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY)],
+    )
+
+
+class ReleaseOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Lets a process settle its partitions before a rebalance hands them to another member."""
+
+    def __init__(
+        self, group: str, release: Callable[[list[tuple[str, int]]], Awaitable[None]]
+    ) -> None:
+        self._group = group
+        self._release = release
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._release([(tp.topic, tp.partition) for tp in revoked])
+        forget_consumer_lag(self._group, revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        logger.info("assigned partitions %s", sorted((tp.topic, tp.partition) for tp in assigned))
+
+
+def manual_commit_batch_subscriber(
+    broker: KafkaBroker,
+    settings: Settings,
+    topic: str,
+    *,
+    group_id: str,
+    max_records: int,
+    batch_timeout_ms: int,
+    release: Callable[[list[tuple[str, int]]], Awaitable[None]],
+    title: str,
+) -> Any:
+    """A FastStream batch subscriber whose offsets only the caller commits (AckPolicy.MANUAL):
+    FastStream's own ack would commit everything fetched, finished or not."""
+    return broker.subscriber(
+        topic,
+        batch=True,
+        group_id=group_id,
+        ack_policy=AckPolicy.MANUAL,
+        auto_offset_reset="earliest",
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        max_records=max_records,
+        batch_timeout_ms=batch_timeout_ms,
+        listener=ReleaseOnRevoke(group_id, release),
+        title=title,
+    )

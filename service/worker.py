@@ -14,17 +14,14 @@ import signal
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka import ConsumerRebalanceListener, TopicPartition
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker, KafkaMessage
-from faststream.kafka.prometheus import KafkaPrometheusMiddleware
-from prometheus_client import REGISTRY
+from faststream.kafka import KafkaMessage
 
 from service.kafka_io import (
     ConsumerCommitter,
     KafkaResultPublisher,
-    forget_consumer_lag,
+    build_broker,
     incoming,
+    manual_commit_batch_subscriber,
     report_consumer_lag,
 )
 from service.logs import configure_logging
@@ -38,31 +35,13 @@ from service.topics import ensure_topics
 logger = logging.getLogger(__name__)
 
 
-class _ReleaseOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, pipeline: RequestPipeline, group: str) -> None:
-        self._pipeline = pipeline
-        self._group = group
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self._pipeline.release_partitions((tp.topic, tp.partition) for tp in revoked)
-        forget_consumer_lag(self._group, revoked)
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        logger.info("assigned partitions %s", sorted((tp.topic, tp.partition) for tp in assigned))
-
-
 class Worker:
     """One engine, one consumer-group member, one pipeline."""
 
     def __init__(self, settings: Settings, engine: InferenceEngine) -> None:
         self.settings = settings
         self.engine = engine
-        self.broker = KafkaBroker(
-            settings.bootstrap_servers,
-            security=settings.faststream_security(),
-            enable_idempotence=settings.enable_idempotence,
-            middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY)],
-        )
+        self.broker = build_broker(settings)
         max_in_flight = settings.max_in_flight or 2 * engine.max_concurrency
         self.pipeline = RequestPipeline(
             engine,
@@ -72,17 +51,14 @@ class Worker:
             results_topic=settings.results_topic,
             consumer_group=settings.worker_group_id,
         )
-        self._subscriber: Any = self.broker.subscriber(
+        self._subscriber: Any = manual_commit_batch_subscriber(
+            self.broker,
+            settings,
             settings.requests_topic,
-            batch=True,
             group_id=settings.worker_group_id,
-            ack_policy=AckPolicy.MANUAL,
-            auto_offset_reset="earliest",
-            session_timeout_ms=settings.session_timeout_ms,
-            heartbeat_interval_ms=settings.heartbeat_interval_ms,
             max_records=max_in_flight,
             batch_timeout_ms=100,
-            listener=_ReleaseOnRevoke(self.pipeline, settings.worker_group_id),
+            release=self.pipeline.release_partitions,
             title="worker:requests",
         )
         self._subscriber(self._on_records)
