@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from service import __version__
 
@@ -50,16 +51,21 @@ def _run_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_worker(args: argparse.Namespace) -> int:
-    from service.worker import main as worker_main
+def _pass_through(commands: Any, name: str, module_name: str, help_text: str) -> None:
+    """A subcommand whose module parses the rest of the command line itself (``main(argv)``).
 
-    return worker_main(args.worker_args)
+    The worker and run-batch use vLLM's own parser, loaded only when they run; their
+    ``--help`` lists every vLLM engine flag.
+    """
+    parser = commands.add_parser(name, help=help_text, add_help=False, prefix_chars="\0")
+    parser.add_argument("rest", nargs=argparse.REMAINDER)
 
+    def run(args: argparse.Namespace) -> int:
+        module = importlib.import_module(module_name)
+        code: int = module.main(args.rest)
+        return code
 
-def _run_run_batch(args: argparse.Namespace) -> int:
-    from service.run_batch import main as run_batch_main
-
-    return run_batch_main(args.run_batch_args)
+    parser.set_defaults(handler=run)
 
 
 def _wire(parser: argparse.ArgumentParser, module_name: str) -> None:
@@ -108,25 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _wire(bench, "service.bench")
 
-    # vLLM's engine flags are parsed by vLLM's own parser (loaded only when needed), so the
-    # worker takes the rest of the command line as is; `llm-stream worker --help` lists them.
-    worker = commands.add_parser(
+    _pass_through(
+        commands,
         "worker",
-        help="consume requests from Kafka, run them through vLLM, publish results",
-        add_help=False,
-        prefix_chars="\0",
+        "service.worker",
+        "consume requests from Kafka, run them through vLLM, publish results",
     )
-    worker.add_argument("worker_args", nargs=argparse.REMAINDER)
-    worker.set_defaults(handler=_run_worker)
-
-    run_batch = commands.add_parser(
+    _pass_through(
+        commands,
         "run-batch",
-        help="drop-in for vllm run-batch: the whole pipeline in one command",
-        add_help=False,
-        prefix_chars="\0",
+        "service.run_batch",
+        "drop-in for vllm run-batch: the whole pipeline in one command",
     )
-    run_batch.add_argument("run_batch_args", nargs=argparse.REMAINDER)
-    run_batch.set_defaults(handler=_run_run_batch)
     return parser
 
 
