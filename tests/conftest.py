@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from service.settings import Settings
 from tests.kafka_harness import kafka_bootstrap_servers
 
 
@@ -34,3 +36,19 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     from service.tiny_model import build_tiny_model
 
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny-model")))
+
+
+@pytest.fixture
+def isolated_settings(kafka_bootstrap: str, unique_name: str, tmp_path: Path) -> Settings:
+    """Settings whose topics, groups and output directory belong to this test alone."""
+    return Settings(
+        bootstrap_servers=kafka_bootstrap,
+        requests_topic=f"{unique_name}.requests",
+        results_topic=f"{unique_name}.results",
+        batches_topic=f"{unique_name}.batches",
+        batch_status_topic=f"{unique_name}.status",
+        dead_letter_topic=f"{unique_name}.dead-letter",
+        worker_group_id=f"{unique_name}.workers",
+        aggregator_group_id=f"{unique_name}.aggregators",
+        output_dir=tmp_path / "batches",
+    )

@@ -7,7 +7,6 @@ import asyncio
 import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from opentelemetry import trace
@@ -43,26 +42,12 @@ def _one(spans: list[ReadableSpan], name: str) -> ReadableSpan:
 
 
 async def test_one_trace_joins_producer_worker_engine_and_aggregator(
-    spans: InMemorySpanExporter,
-    kafka_bootstrap: str,
-    unique_name: str,
-    tiny_model: str,
-    tmp_path: Path,
+    spans: InMemorySpanExporter, isolated_settings: Settings, tiny_model: str
 ) -> None:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     from service.vllm_engine import VllmEngine
 
-    settings = Settings(
-        bootstrap_servers=kafka_bootstrap,
-        requests_topic=f"{unique_name}.requests",
-        results_topic=f"{unique_name}.results",
-        batches_topic=f"{unique_name}.batches",
-        batch_status_topic=f"{unique_name}.status",
-        worker_group_id=f"{unique_name}.workers",
-        aggregator_group_id=f"{unique_name}.aggregators",
-        topic_partitions=1,
-        output_dir=tmp_path,
-    )
+    settings = isolated_settings.with_overrides(topic_partitions=1)
     _, engine_args = parse_worker_args(["--model", tiny_model, *TINY_ENGINE_FLAGS])
     engine = await VllmEngine.start(engine_args)
     worker, aggregator = Worker(settings, engine), AggregatorApp(settings)

@@ -7,7 +7,6 @@ import asyncio
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import orjson
 import pytest
@@ -44,18 +43,10 @@ async def _scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
 
 @pytest.fixture
 async def running_worker(
-    kafka_bootstrap: str, unique_name: str, tmp_path: Path
+    isolated_settings: Settings,
 ) -> AsyncIterator[tuple[Worker, FakeEngine, str, asyncio.Task[int]]]:
-    settings = Settings(
-        bootstrap_servers=kafka_bootstrap,
-        requests_topic=f"{unique_name}.requests",
-        results_topic=f"{unique_name}.results",
-        dead_letter_topic=f"{unique_name}.dead-letter",
-        worker_group_id=f"{unique_name}.workers",
-        topic_partitions=2,
-        ops_host="127.0.0.1",
-        ops_port=free_port(),
-        output_dir=tmp_path,
+    settings = isolated_settings.with_overrides(
+        topic_partitions=2, ops_host="127.0.0.1", ops_port=free_port()
     )
     engine = FakeEngine()
     worker = Worker(settings, engine)
