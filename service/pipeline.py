@@ -23,6 +23,7 @@ from service.contracts import RequestMessage, ResponseData, ResultMessage
 from service.error_bodies import error_response
 from service.offsets import OffsetTracker, TopicPartitionKey
 from service.protocols import (
+    EngineReply,
     EngineRequest,
     EngineTimings,
     EngineUnavailableError,
@@ -160,14 +161,30 @@ class RequestPipeline:
             name.strip(), kind=SpanKind.CLIENT, attributes=attributes
         ) as span:
             started = time.monotonic()
-            reply = await self._engine.serve(
-                EngineRequest(
-                    method=request.method,
-                    url=request.url,
-                    body=request.body,
-                    trace_headers=telemetry.headers_with_context(),
+            try:
+                reply = await self._engine.serve(
+                    EngineRequest(
+                        method=request.method,
+                        url=request.url,
+                        body=request.body,
+                        trace_headers=telemetry.headers_with_context(),
+                    )
                 )
-            )
+            except EngineUnavailableError:
+                raise
+            except Exception as error:  # one request's surprise: a 500 line, not a dead worker
+                logger.exception(
+                    "unexpected error serving %s",
+                    request.url,
+                    extra={"batch_id": request.batch_id, "custom_id": request.custom_id},
+                )
+                reply = EngineReply(
+                    error_response(
+                        HTTPStatus.INTERNAL_SERVER_ERROR,
+                        f"Internal error: {type(error).__name__}: {error}",
+                        error_type="InternalServerError",
+                    )
+                )
             metrics.ENGINE_DURATION.labels(endpoint).observe(time.monotonic() - started)
             response = reply.response
             span.set_attributes(telemetry.gen_ai_response_attributes(response.body))

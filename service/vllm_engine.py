@@ -61,16 +61,17 @@ class VllmEngine:
         chat = getattr(state, "openai_serving_chat", None)
         completion = getattr(state, "openai_serving_completion", None)
         embedding = getattr(state, "serving_embedding", None)
-        self._routes: dict[str, tuple[type[pydantic.BaseModel], Handler | None]] = {
+        # TypeAdapters: EmbeddingRequest is a union of pydantic models, not a model.
+        self._routes: dict[str, tuple[pydantic.TypeAdapter[Any], Handler | None]] = {
             "/v1/chat/completions": (
-                ChatCompletionRequest,
+                pydantic.TypeAdapter(ChatCompletionRequest),
                 chat.create_chat_completion if chat else None,
             ),
             "/v1/completions": (
-                CompletionRequest,
+                pydantic.TypeAdapter(CompletionRequest),
                 completion.create_completion if completion else None,
             ),
-            "/v1/embeddings": (EmbeddingRequest, embedding),
+            "/v1/embeddings": (pydantic.TypeAdapter(EmbeddingRequest), embedding),
         }
 
     @classmethod
@@ -115,7 +116,11 @@ class VllmEngine:
         return [path.name for path in models.base_model_paths]
 
     async def serve(self, request: EngineRequest) -> EngineReply:
-        response = await self._respond(request)
+        try:
+            response = await self._respond(request)
+        except Exception as error:
+            self._raise_if_dead(error)  # else the pipeline answers this request with a 500
+            raise
         body = response.body
         if body is None or not isinstance(body.get("metrics"), dict):
             return EngineReply(response)
@@ -139,7 +144,7 @@ class VllmEngine:
         if request.body.get("stream"):
             return streaming_refused()
         try:
-            parsed = model_type.model_validate(request.body)
+            parsed = model_type.validate_python(request.body)
         except pydantic.ValidationError as error:
             return await self._validation_error(error)
         raw_request = SimpleNamespace(headers=dict(request.trace_headers), state=SimpleNamespace())

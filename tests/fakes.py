@@ -26,6 +26,8 @@ class FakeEngine:
         if request.url != "/v1/completions":
             return EngineReply(unsupported_endpoint(request.url))
         self.seen.append(request)
+        if request.body.get("prompt") == "explode":
+            raise ValueError("a bug that only this request triggers")
         self.running += 1
         self.max_running = max(self.max_running, self.running)
         try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,7 +12,9 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from service.embedded_broker import free_port
 from tests.kafka_helpers import collect, publish
 from tests.processes import SERVED_MODEL, running, worker_args
 
@@ -41,6 +45,8 @@ async def worker_topics(
         "dead_letter_topic": f"{prefix}.dead-letter",
         "worker_group_id": f"{prefix}.workers",
         "topic_partitions": "4",
+        "ops_host": "127.0.0.1",
+        "ops_port": str(free_port()),
     }
     preload = (
         _line("preload", f"p{i}", "/v1/completions", _completion(f"item {i}", max_tokens=4))
@@ -193,3 +199,56 @@ async def test_a_mixed_file_gets_one_result_per_line_with_vllm_semantics(
         decode=bytes,
     )
     assert sorted(dead) == sorted(_mixed_lines()[-2:])
+
+
+def _scrape(settings: dict[str, str]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    url = f"http://{settings['ops_host']}:{settings['ops_port']}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> float:
+    return sum(value for (sample, _), value in samples.items() if sample == name)
+
+
+async def test_metrics_of_the_service_and_of_vllm_move_by_what_was_answered(
+    worker_topics: dict[str, str],
+) -> None:
+    before = await asyncio.to_thread(_scrape, worker_topics)
+    body = _completion("metrics", max_tokens=4, ignore_eos=True)
+    lines = [_line("metrics", f"m{i}", "/v1/completions", body) for i in range(3)]
+    lines.append(_line("metrics", "m-bad", "/v1/nowhere", body))
+    await publish(worker_topics["bootstrap_servers"], worker_topics["requests_topic"], lines)
+    await collect(
+        worker_topics["bootstrap_servers"],
+        worker_topics["results_topic"],
+        lambda got: len({r["custom_id"] for r in got if r["batch_id"] == "metrics"}) >= 4,
+        within=120,
+    )
+    await asyncio.sleep(0.5)
+    after = await asyncio.to_thread(_scrape, worker_topics)
+
+    def delta(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    answered = "llm_stream_requests_answered_total"
+    assert delta(answered, endpoint="/v1/completions", status_code="200") == 3
+    assert delta(answered, endpoint="other", status_code="404") == 1
+    assert delta("llm_stream_completion_tokens_total", endpoint="/v1/completions") == 12
+    assert delta("llm_stream_time_to_first_token_seconds_count", endpoint="/v1/completions") == 3
+    # vLLM's own engine metrics are served alongside ours, not re-implemented.
+    assert (
+        _total(after, "vllm:generation_tokens_total")
+        - _total(before, "vllm:generation_tokens_total")
+        == 12
+    )
+    assert (
+        _total(after, "vllm:request_success_total") - _total(before, "vllm:request_success_total")
+        == 3
+    )

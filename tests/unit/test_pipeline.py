@@ -172,3 +172,18 @@ async def test_failing_from_outside_stops_taking_work() -> None:
     assert pipeline.failed.is_set()
     assert not await pipeline.submit(_record(0))
     assert publisher.results == []
+
+
+async def test_an_unexpected_engine_error_answers_500_and_the_worker_goes_on() -> None:
+    pipeline, _, publisher, committer = _pipeline()
+    await pipeline.submit(_record(0, prompt="explode"))
+    await pipeline.submit(_record(1))
+    assert await pipeline.drain(grace_period=5)
+    by_id = {result.custom_id: result for result, _ in publisher.results}
+    assert by_id["c0"].response is not None
+    assert by_id["c0"].response.status_code == 500
+    assert by_id["c0"].response.body is not None
+    assert "ValueError" in by_id["c0"].response.body["error"]["message"]
+    assert by_id["c1"].succeeded
+    assert not pipeline.failed.is_set()
+    assert committer.latest() == {(TOPIC, 0): 2}
