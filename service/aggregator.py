@@ -83,6 +83,7 @@ class BatchAggregator:
         self.batches_written = 0
         # Results and manifests arrive from two tasks; one batch must never finalise twice.
         self._lock = asyncio.Lock()
+        metrics.OLDEST_OPEN_BATCH_AGE.set_function(self.oldest_open_batch_age)
 
     def batch_dir(self, batch_id: str) -> Path:
         return self.output_dir / batch_id
@@ -104,6 +105,12 @@ class BatchAggregator:
     @property
     def open_batches(self) -> int:
         return len(self._open)
+
+    def oldest_open_batch_age(self) -> float:
+        """Seconds since the oldest open batch got its first result (0 with none open)."""
+        if not self._open:
+            return 0.0
+        return max(0.0, time.time() - min(b.in_progress_at for b in self._open.values()))
 
     def received(self, batch_id: str) -> int:
         """Distinct results held for an unfinished batch (0 if none yet)."""

@@ -68,6 +68,11 @@ RESULTS_INVALID = Counter(
     "llm_stream_aggregator_results_invalid_total", "Result messages that are not valid results."
 )
 BATCHES_OPEN = Gauge("llm_stream_batches_open", "Batches with results but no files yet.")
+OLDEST_OPEN_BATCH_AGE = Gauge(
+    "llm_stream_oldest_open_batch_age_seconds",
+    "Seconds since the first result of the oldest batch still waiting for results or its "
+    "manifest; a batch stuck here also holds back its partition's commits.",
+)
 BATCHES_COMPLETED = Counter(
     "llm_stream_batches_completed_total", "Batches whose output files were written."
 )

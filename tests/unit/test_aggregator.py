@@ -134,3 +134,16 @@ async def test_released_partitions_drop_their_batches(
     aggregator.release([(TOPIC, 0)])
     assert aggregator.open_batches == 0
     assert aggregator.committable() == {}
+
+
+async def test_the_oldest_open_batch_age_is_exported(
+    tmp_path: Path, status: FakeStatusPublisher
+) -> None:
+    from service import metrics
+
+    aggregator = BatchAggregator(tmp_path, status)
+    assert aggregator.oldest_open_batch_age() == 0.0
+    await aggregator.add_results(_records([_result("stuck", "a")]))
+    aggregator._open["stuck"].in_progress_at -= 120
+    assert 120 <= aggregator.oldest_open_batch_age() < 130
+    assert 120 <= metrics.OLDEST_OPEN_BATCH_AGE.collect()[0].samples[0].value < 130
