@@ -235,7 +235,26 @@ class BatchAggregator:
             }
         )
 
-    async def _finalize(self, manifest: BatchManifest, batch: _OpenBatch) -> None:
+    async def expire_overdue(self, now: float | None = None) -> list[str]:
+        """Write the batches whose completion window has passed, with what they hold, as
+        ``expired`` (as OpenAI does); their late results are then dropped. Frees the commits
+        such a batch was holding back. Returns the expired batch ids."""
+        now = time.time() if now is None else now
+        async with self._lock:
+            overdue = [
+                manifest
+                for manifest in self._manifests.values()
+                if (expiry := _expiry(manifest)) is not None and now >= expiry
+            ]
+            for manifest in overdue:
+                batch = self._open_batch(manifest.batch_id)
+                await self._finalize(manifest, batch, status="expired")
+            metrics.BATCHES_OPEN.set(len(self._open))
+        return [manifest.batch_id for manifest in overdue]
+
+    async def _finalize(
+        self, manifest: BatchManifest, batch: _OpenBatch, status: str = "completed"
+    ) -> None:
         """Write output, error and batch files atomically (batch.json last: the marker)."""
         with telemetry.tracer().start_as_current_span(
             f"finalize {manifest.batch_id}",
@@ -247,23 +266,20 @@ class BatchAggregator:
                 "llm_stream.request_counts.failed": batch.spool.failed,
             },
         ):
-            await self._write_files(manifest, batch)
-        metrics.BATCHES_COMPLETED.inc()
+            await self._write_files(manifest, batch, status)
+        metrics.BATCHES_COMPLETED.labels(status).inc()
         metrics.LINES_WRITTEN.labels("output").inc(batch.spool.completed)
         metrics.LINES_WRITTEN.labels("error").inc(batch.spool.failed)
 
-    async def _write_files(self, manifest: BatchManifest, batch: _OpenBatch) -> None:
+    async def _write_files(self, manifest: BatchManifest, batch: _OpenBatch, status: str) -> None:
         finalizing_at = int(time.time())
         directory = self.batch_dir(manifest.batch_id)
         output, errors = directory / OUTPUT_FILE, directory / ERROR_FILE
         await asyncio.to_thread(write_atomically, output, batch.spool.lines(succeeded=True))
         await asyncio.to_thread(write_atomically, errors, batch.spool.lines(succeeded=False))
+        ended = {"completed": "completed_at", "expired": "expired_at"}[status]
         completed = self._batch_object(
-            manifest,
-            batch,
-            "completed",
-            finalizing_at=finalizing_at,
-            completed_at=int(time.time()),
+            manifest, batch, status, finalizing_at=finalizing_at, **{ended: int(time.time())}
         ).model_copy(
             update={
                 "output_file_id": str(output.resolve()),
@@ -272,15 +288,16 @@ class BatchAggregator:
         )
         marker = orjson.dumps(completed.model_dump(mode="json"), option=orjson.OPT_INDENT_2)
         # Status before the marker: a crash between the two rewrites the same files and
-        # publishes "completed" again, rather than leaving the batch without that event.
+        # publishes the final status again, rather than leaving the batch without it.
         await self._status.publish_status(completed)
         await asyncio.to_thread(write_atomically, directory / BATCH_FILE, [marker + b"\n"])
         self._forget(manifest.batch_id, delete_spool=True)
         self._remember_finished(manifest.batch_id)
         self.batches_written += 1
         logger.info(
-            "batch %s written: %d completed, %d failed",
+            "batch %s written (%s): %d completed, %d failed",
             manifest.batch_id,
+            status,
             batch.spool.completed,
             batch.spool.failed,
         )

@@ -125,6 +125,27 @@ class AggregatorApp:
             return
         await self.aggregator.add_manifest(manifest)
 
+    async def _expire_periodically(self, interval: float = 30.0) -> None:
+        """Close batches whose completion window passed (their commits stop being held), but
+        only once this aggregator has read its partitions to the end: after downtime, a
+        batch's results may be waiting in the topic, unread."""
+        while True:
+            await asyncio.sleep(interval)
+            if await self._caught_up():
+                for batch_id in await self.aggregator.expire_overdue():
+                    logger.warning("batch %s expired before all its results arrived", batch_id)
+                await self.commit()
+
+    async def _caught_up(self) -> bool:
+        consumer = self.consumer
+        if consumer is None or not consumer.assignment():
+            return False
+        for partition in consumer.assignment():
+            highwater = consumer.highwater(partition)
+            if highwater is None or await consumer.position(partition) < highwater:
+                return False
+        return True
+
     async def run(self) -> int:
         await ensure_topics(self.settings)
         manifests = self._manifest_reader = asyncio.create_task(self.read_manifests())
@@ -136,8 +157,14 @@ class AggregatorApp:
             ):
                 await self.broker.start()
                 stopping = asyncio.create_task(self.stopping.wait())
-                await asyncio.wait({manifests, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                expiring = asyncio.create_task(self._expire_periodically())
+                await asyncio.wait(
+                    {manifests, stopping, expiring}, return_when=asyncio.FIRST_COMPLETED
+                )
                 stopping.cancel()
+                expiring.cancel()
+                if expiring.done() and not expiring.cancelled():
+                    expiring.result()
                 if manifests.done():
                     manifests.result()  # re-raise why the manifest reader stopped
                 with contextlib.suppress(Exception):

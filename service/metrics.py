@@ -74,7 +74,9 @@ OLDEST_OPEN_BATCH_AGE = Gauge(
     "manifest; a batch stuck here also holds back its partition's commits.",
 )
 BATCHES_COMPLETED = Counter(
-    "llm_stream_batches_completed_total", "Batches whose output files were written."
+    "llm_stream_batches_completed_total",
+    "Batches whose output files were written, by final status (completed or expired).",
+    ["status"],
 )
 LINES_WRITTEN = Counter(
     "llm_stream_aggregator_lines_written_total",

@@ -147,3 +147,25 @@ async def test_the_oldest_open_batch_age_is_exported(
     aggregator._open["stuck"].in_progress_at -= 120
     assert 120 <= aggregator.oldest_open_batch_age() < 130
     assert 120 <= metrics.OLDEST_OPEN_BATCH_AGE.collect()[0].samples[0].value < 130
+
+
+async def test_an_overdue_batch_is_written_as_expired_and_stops_holding_commits(
+    tmp_path: Path, status: FakeStatusPublisher
+) -> None:
+    aggregator = BatchAggregator(tmp_path, status)
+    manifest = _manifest("late", 3).model_copy(update={"completion_window": "1h"})
+    await aggregator.add_manifest(manifest)
+    await aggregator.add_results(_records([_result("late", "a"), _result("other", "x")], start=5))
+    assert aggregator.committable() == {(TOPIC, 0): 5}
+    assert await aggregator.expire_overdue(now=manifest.created_at + 3599) == []
+    assert await aggregator.expire_overdue(now=manifest.created_at + 3600) == ["late"]
+
+    batch = orjson.loads((tmp_path / "late" / "batch.json").read_bytes())
+    assert batch["status"] == "expired"
+    assert batch["expired_at"] is not None
+    assert batch["completed_at"] is None
+    assert batch["request_counts"] == {"total": 3, "completed": 1, "failed": 0}
+    assert status.published[-1].status == "expired"
+    assert aggregator.committable() == {(TOPIC, 0): 6}  # only "other" holds the partition now
+    await aggregator.add_results(_records([_result("late", "b")], start=7))
+    assert len((tmp_path / "late" / "output.jsonl").read_bytes().splitlines()) == 1
