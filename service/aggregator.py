@@ -291,7 +291,7 @@ class BatchAggregator:
         # publishes the final status again, rather than leaving the batch without it.
         await self._status.publish_status(completed)
         await asyncio.to_thread(write_atomically, directory / BATCH_FILE, [marker + b"\n"])
-        self._forget(manifest.batch_id, delete_spool=True)
+        self._forget(manifest.batch_id)
         self._remember_finished(manifest.batch_id)
         self.batches_written += 1
         logger.info(
@@ -302,14 +302,12 @@ class BatchAggregator:
             batch.spool.failed,
         )
 
-    def _forget(self, batch_id: str, *, delete_spool: bool) -> None:
+    def _forget(self, batch_id: str) -> None:
+        """A written batch: drop its state and its spool."""
         batch = self._open.pop(batch_id, None)
         self._manifests.pop(batch_id, None)
         if batch is not None:
-            if delete_spool:
-                batch.spool.delete()
-            else:
-                batch.spool.close()
+            batch.spool.delete()
 
     def committable(self) -> dict[TopicPartitionKey, int]:
         """Per partition: the first offset of its earliest unfinished batch, else all it read."""

@@ -93,48 +93,46 @@ def local_error_line(custom_id: str | None, message: str) -> bytes:
 def merge_in_input_order(input_path: Path, batch_dir: Path, output_path: Path) -> int:
     """Write one output line per input line, in input order; return the line count."""
     index = BatchSpool(batch_dir / "index.db")
+    written = 0
+
+    def ordered() -> Iterator[bytes]:
+        nonlocal written
+        for _, request, error_line in classify_lines(input_path):
+            line = error_line if request is None else index.get(request["custom_id"])
+            if line is None:
+                raise RuntimeError(f"no result for {request!r}")
+            written += 1
+            yield line
+
     try:
         for name, succeeded in ((OUTPUT_FILE, True), (ERROR_FILE, False)):
             with (batch_dir / name).open("rb") as file:
                 index.add((orjson.loads(line)["custom_id"], succeeded, line) for line in file)
-
-        def ordered() -> Iterator[bytes]:
-            for _, request, error_line in classify_lines(input_path):
-                if error_line is not None:
-                    yield error_line
-                else:
-                    assert request is not None
-                    line = index.get(request["custom_id"])
-                    if line is None:
-                        raise RuntimeError(f"no result for {request['custom_id']!r}")
-                    yield line
-
-        lines = 0
-
-        def counted() -> Iterator[bytes]:
-            nonlocal lines
-            for line in ordered():
-                lines += 1
-                yield line
-
-        write_atomically(output_path, counted())
-        return lines
+        write_atomically(output_path, ordered())
+        return written
     finally:
         index.delete()
+
+
+def _scan(input_path: Path) -> tuple[int, str]:
+    """Submittable line count and the first such line's endpoint, in one read of the file."""
+    count, endpoint = 0, ""
+    for _, request, _ in classify_lines(input_path):
+        if request is not None:
+            if count == 0:
+                endpoint = str(request.get("url", ""))
+            count += 1
+    return count, endpoint
 
 
 async def _run_pipeline(args: argparse.Namespace, settings: Settings, batch_id: str) -> None:
     from service.vllm_engine import VllmEngine
 
     input_path = Path(args.input_file)
-    requests = (request for _, request, _ in classify_lines(input_path) if request is not None)
-    count = sum(1 for _ in requests)
+    count, endpoint = _scan(input_path)
     if count == 0:
         return
-    first = next(r for _, r, _ in classify_lines(input_path) if r is not None)
-    manifest = BatchManifest(
-        batch_id=batch_id, endpoint=str(first.get("url", "")), request_count=count
-    )
+    manifest = BatchManifest(batch_id=batch_id, endpoint=endpoint, request_count=count)
     engine = await VllmEngine.start(args)
     worker, aggregator = Worker(settings, engine), AggregatorApp(settings)
     tasks = [asyncio.create_task(worker.run()), asyncio.create_task(aggregator.run())]

@@ -99,22 +99,15 @@ def test_separate_processes_write_what_run_batch_writes(
     separate_processes: dict[str, str], chat_run_batch: Path
 ) -> None:
     env = service_env(separate_processes)
-    source = str(EXAMPLES / "chat.jsonl")
-    submitted = subprocess.run(
-        [sys.executable, "-m", "service", "submit", source, "--metadata", "team=e2e"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "service", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+
+    submitted = cli("submit", str(EXAMPLES / "chat.jsonl"), "--metadata", "team=e2e")
+    assert submitted.returncode == 0, submitted.stderr
     batch_id = submitted.stdout.strip()
-    status = subprocess.run(
-        [sys.executable, "-m", "service", "status", batch_id, "--wait", "300"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    status = cli("status", batch_id, "--wait", "300")
     assert status.returncode == 0, status.stderr
     batch = orjson.loads(status.stdout)
     assert batch["status"] == "completed"
