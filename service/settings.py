@@ -64,6 +64,43 @@ class Settings(BaseSettings):
     topic_replication_factor: int = Field(
         1, ge=1, description="Replication factor of topics the service creates."
     )
+    topic_min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="min.insync.replicas of topics the service creates (with acks=all, how many "
+        "replicas must hold a result before it counts as published); unset: the broker's.",
+    )
+    max_message_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="Largest record the service publishes, after compression (Kafka's default "
+        "message.max.bytes); a larger answer becomes an error line for its custom_id.",
+    )
+    compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        "zstd", description="Codec of the record batches the service publishes."
+    )
+    max_poll_interval_ms: int = Field(
+        300_000,
+        ge=1,
+        description="Consumer max.poll.interval.ms; the consume loops poll far more often.",
+    )
+    stall_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="/readyz fails when a partition with pending records has not advanced for "
+        "this long.",
+    )
+    orphan_batch_timeout_s: float = Field(
+        3600.0,
+        gt=0,
+        description="A batch with results but no manifest for this long is written as failed, "
+        "so it stops holding back the aggregator's commits.",
+    )
+    spool_dir: Path | None = Field(
+        None,
+        description="Where the aggregator spools open batches (private to each process); "
+        "default: a directory under the system temp dir.",
+    )
     commit_interval_s: float = Field(
         0.5, gt=0, description="How often a worker commits its finished offsets."
     )
