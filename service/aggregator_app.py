@@ -1,6 +1,6 @@
 """``llm-stream aggregator``: results and manifests from Kafka into OpenAI batch files.
 
-Results come through a FastStream batch subscriber (consumer group, manual commits of what the
+Results come through the shared consume loop (consumer group; commits only as far as the
 aggregator says is safe); manifests are small and every aggregator reads all of them, from the
 start, so whichever instance owns a batch's results partition knows its size.
 """
@@ -12,30 +12,53 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pydantic
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faststream.kafka import KafkaMessage
 
 from service.aggregator import BatchAggregator
+from service.consume_loop import ConsumeLoop
 from service.contracts import BatchManifest
-from service.kafka_io import (
-    ConsumerCommitter,
-    KafkaStatusPublisher,
-    build_broker,
-    incoming,
-    manual_commit_batch_subscriber,
-    report_consumer_lag,
-)
+from service.dead_letters import dead_letter_of
+from service.kafka_io import KafkaResultPublisher, KafkaStatusPublisher, build_broker
+from service.kafka_records import decode_record, install_lenient_record_parsing
 from service.logs import configure_logging
 from service.ops_server import serving_ops
+from service.protocols import IncomingRecord, TopicPartitionKey
 from service.settings import Settings
 from service.telemetry import configure_tracing
 from service.topics import ensure_topics
 
 logger = logging.getLogger(__name__)
+
+_RESULTS_PER_POLL = 1000
+
+
+class _ResultsHandler:
+    """The aggregator as the consume loop's ``RecordHandler``."""
+
+    def __init__(self, aggregator: BatchAggregator) -> None:
+        self._aggregator = aggregator
+
+    def capacity(self) -> int:
+        return _RESULTS_PER_POLL
+
+    async def handle(self, records: Sequence[IncomingRecord]) -> None:
+        await self._aggregator.add_results(records)
+
+    def committable(self) -> Mapping[TopicPartitionKey, int]:
+        return self._aggregator.committable()
+
+    async def assigned(self, partitions: Mapping[TopicPartitionKey, int]) -> None:
+        """Nothing to do: a batch's state is rebuilt from the records read from here on."""
+
+    async def revoked(self, partitions: Sequence[TopicPartitionKey]) -> None:
+        await self._aggregator.release_partitions(partitions)
+
+    def holds(self, partition: TopicPartitionKey) -> bool:
+        return False  # open batches wait for results legitimately; fetching must not stall
 
 
 class AggregatorApp:
@@ -47,58 +70,37 @@ class AggregatorApp:
             KafkaStatusPublisher(self.broker, settings),
             trace_link_limit=settings.trace_link_limit,
         )
-        self._committer = ConsumerCommitter(self)
-        self._committed: dict[tuple[str, int], int] = {}
-        self._subscriber: Any = manual_commit_batch_subscriber(
-            self.broker,
+        self._dead_letters = KafkaResultPublisher(self.broker, settings)
+        self._dead_lettered: set[tuple[int, int]] = set()
+        self.loop = ConsumeLoop(
             settings,
             settings.results_topic,
-            group_id=settings.aggregator_group_id,
-            max_records=1000,
-            batch_timeout_ms=200,
-            release=self._release,
-            title="aggregator:results",
+            settings.aggregator_group_id,
+            _ResultsHandler(self.aggregator),
+            max_records=_RESULTS_PER_POLL,
         )
-        self._subscriber(self._on_results)
         self.stopping = asyncio.Event()
         self._manifest_reader: asyncio.Task[None] | None = None
+        self._manifest_failure: str | None = None
 
     @property
     def consumer(self) -> Any:
-        return self._subscriber.consumer
-
-    async def _release(self, partitions: list[tuple[str, int]]) -> None:
-        """Before a rebalance: commit what is safe, then drop the partitions' open batches."""
-        with contextlib.suppress(Exception):
-            await self.commit()
-        self.aggregator.release(partitions)
-
-    async def _on_results(self, message: KafkaMessage) -> None:
-        await self.aggregator.add_results([incoming(r) for r in message.raw_message])
-        await self.commit()
-        await report_consumer_lag(self.consumer, self.settings.aggregator_group_id)
+        return self.loop.consumer
 
     async def readiness(self) -> str | None:
+        if self.stopping.is_set():
+            return "stopping"
         if not await self.broker.ping(timeout=2):
             return "broker unreachable"
         if self._manifest_reader is None or self._manifest_reader.done():
             return "manifest reader not running"
-        if self.stopping.is_set():
-            return "stopping"
-        return None
-
-    async def commit(self) -> None:
-        offsets = {
-            partition: offset
-            for partition, offset in self.aggregator.committable().items()
-            if self._committed.get(partition) != offset
-        }
-        if offsets:
-            await self._committer.commit(offsets)
-            self._committed.update(offsets)
+        if self._manifest_failure is not None:
+            return f"reading manifests fails: {self._manifest_failure}"
+        return self.loop.problem()
 
     async def read_manifests(self) -> None:
         """Follow every partition of the batches topic from the beginning, forever."""
+        install_lenient_record_parsing()
         consumer = AIOKafkaConsumer(**self.settings.kafka_client_kwargs(), enable_auto_commit=False)
         await consumer.start()
         try:
@@ -109,21 +111,44 @@ class AggregatorApp:
             assigned = [TopicPartition(self.settings.batches_topic, p) for p in partitions]
             consumer.assign(assigned)
             await consumer.seek_to_beginning(*assigned)
+            following = {tp: await consumer.position(tp) for tp in assigned}
             while True:
-                batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
-                for records in batches.values():
+                try:
+                    batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
+                except Exception as error:  # seek back: records drained before it are re-read
+                    self._manifest_failure = f"{type(error).__name__}: {error}"[:500]
+                    logger.error("reading manifests failed: %s", self._manifest_failure)
+                    for tp, offset in following.items():
+                        consumer.seek(tp, offset)
+                    await asyncio.sleep(1)
+                    continue
+                self._manifest_failure = None
+                for tp, records in batches.items():
                     for record in records:
-                        await self._add_manifest(record)
+                        await self._add_manifest(decode_record(record))
+                    if records:
+                        following[tp] = records[-1].offset + 1
         finally:
             await consumer.stop()
 
-    async def _add_manifest(self, record: Any) -> None:
+    async def _add_manifest(self, record: IncomingRecord) -> None:
         try:
             manifest = BatchManifest.model_validate_json(record.value or b"")
-        except pydantic.ValidationError as error:
-            logger.warning("skipping invalid manifest at offset %d: %s", record.offset, error)
+        except ValueError as error:
+            await self._dead_letter_manifest(record, f"invalid batch manifest: {error}")
             return
         await self.aggregator.add_manifest(manifest)
+
+    async def _dead_letter_manifest(self, record: IncomingRecord, reason: str) -> None:
+        """Every aggregator reads every manifest: each dead-letters a bad one once per run."""
+        if (record.partition, record.offset) in self._dead_lettered:
+            return
+        logger.warning(
+            "dead-lettering manifest %d@%d: %s", record.partition, record.offset, reason[:200]
+        )
+        letter = dead_letter_of(record, reason, self.settings.max_message_bytes)
+        await self._dead_letters.publish_dead_letter(letter.value, letter.key, letter.headers)
+        self._dead_lettered.add((record.partition, record.offset))
 
     async def _expire_periodically(self, interval: float = 30.0) -> None:
         """Close batches whose completion window passed (their commits stop being held), but
@@ -134,17 +159,24 @@ class AggregatorApp:
             if await self._caught_up():
                 for batch_id in await self.aggregator.expire_overdue():
                     logger.warning("batch %s expired before all its results arrived", batch_id)
-                await self.commit()
+                await self.loop.commit()
 
     async def _caught_up(self) -> bool:
         consumer = self.consumer
-        if consumer is None or not consumer.assignment():
+        if not consumer.assignment():
             return False
         for partition in consumer.assignment():
             highwater = consumer.highwater(partition)
             if highwater is None or await consumer.position(partition) < highwater:
                 return False
         return True
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.commit_interval_s)
+            with contextlib.suppress(Exception):
+                await self.loop.report_lag()
+                self.loop.stalled_partitions()
 
     async def run(self) -> int:
         await ensure_topics(self.settings)
@@ -156,25 +188,38 @@ class AggregatorApp:
                 serving_ops(settings.ops_host, settings.ops_port, self.readiness),
             ):
                 await self.broker.start()
-                stopping = asyncio.create_task(self.stopping.wait())
-                expiring = asyncio.create_task(self._expire_periodically())
-                await asyncio.wait(
-                    {manifests, stopping, expiring}, return_when=asyncio.FIRST_COMPLETED
-                )
-                stopping.cancel()
-                expiring.cancel()
-                if expiring.done() and not expiring.cancelled():
-                    expiring.result()
-                if manifests.done():
-                    manifests.result()  # re-raise why the manifest reader stopped
-                with contextlib.suppress(Exception):
-                    await self.commit()
+                await self.loop.start()
+                try:
+                    await self._consume_until_stopped(manifests)
+                finally:
+                    await self.loop.stop()
         finally:
             manifests.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await manifests
             self.aggregator.close()
         return 0
+
+    async def _consume_until_stopped(self, manifests: asyncio.Task[None]) -> None:
+        consuming = asyncio.create_task(self.loop.run())
+        stopping = asyncio.create_task(self.stopping.wait())
+        expiring = asyncio.create_task(self._expire_periodically())
+        housekeeping = asyncio.create_task(self._housekeeping())
+        await asyncio.wait(
+            {manifests, stopping, expiring, consuming}, return_when=asyncio.FIRST_COMPLETED
+        )
+        self.loop.stop_fetching()
+        for task in (stopping, expiring, housekeeping):
+            task.cancel()
+        await consuming
+        if expiring.done() and not expiring.cancelled():
+            expiring.result()
+        if manifests.done():
+            manifests.result()  # re-raise why the manifest reader stopped
+        try:
+            await self.loop.commit()
+        except Exception as error:
+            logger.warning("final commit failed: %s", error)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

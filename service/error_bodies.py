@@ -49,3 +49,17 @@ def streaming_refused() -> ResponseData:
         error_type="BadRequestError",
         param="stream",
     )
+
+
+def response_too_large(size: int, limit: int, request_id: str) -> ResponseData:
+    """The error line of an answer that cannot be published: Kafka refuses records over the
+    topic's max.message.bytes, so the answer is replaced by this, never dropped."""
+    response = error_response(
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        f"The response is {size} bytes after compression, over the {limit}-byte limit of a "
+        "published result (LLM_STREAM_MAX_MESSAGE_BYTES, which must not exceed the results "
+        "topic's max.message.bytes). Ask for fewer choices (n), tokens or logprobs, or raise "
+        "both limits.",
+        error_type="ResponseTooLargeError",
+    )
+    return response.model_copy(update={"request_id": request_id})

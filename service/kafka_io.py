@@ -1,32 +1,65 @@
-"""Kafka plumbing shared by the processes: broker and subscriber set-up, the pipeline's
-publisher and committer, record conversion and consumer lag."""
+"""Kafka plumbing shared by the processes: the broker that publishes, the result and status
+publishers (acks=all, compressed, within the message size limit) and consumer lag."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import cramjam
 import orjson
-from aiokafka import ConsumerRebalanceListener, TopicPartition
-from aiokafka.structs import OffsetAndMetadata
-from faststream import AckPolicy
+from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY
 
 from service import metrics
 from service.contracts import BatchObject, ResultMessage
-from service.protocols import IncomingRecord
+from service.protocols import MessageTooLargeError
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+#: Per-record bytes besides key, value and headers (lengths, attributes, batch header).
+_RECORD_OVERHEAD = 512
+_COMPRESSORS: dict[str, Callable[[bytes], Any]] = {
+    "gzip": cramjam.gzip.compress,
+    "snappy": cramjam.snappy.compress_raw,
+    "lz4": cramjam.lz4.compress,
+    "zstd": cramjam.zstd.compress,
+}
 
 
 def encode_result(result: ResultMessage) -> bytes:
     """The wire form of a result: one OpenAI batch output line plus batch_id, via orjson."""
     return orjson.dumps(result.model_dump(mode="json"))
+
+
+class MessageSizeCheck:
+    """Decides before publishing whether a record fits the broker's limit once compressed.
+
+    The producer checks the uncompressed size and the broker the compressed one; we raise the
+    producer's limit and check the compressed size ourselves, so a large but compressible
+    answer is published and only a truly oversized one is refused, by us, not by the broker.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.limit = settings.max_message_bytes
+        self._compress = _COMPRESSORS.get(settings.compression_type)
+
+    def size(self, value: bytes, key: bytes | None, headers: Mapping[str, str]) -> int:
+        extra = _RECORD_OVERHEAD + len(key or b"")
+        extra += sum(len(name) + len(text.encode()) for name, text in headers.items())
+        if len(value) + extra <= self.limit or self._compress is None:
+            return len(value) + extra
+        return len(self._compress(value)) + extra
+
+    def check(self, value: bytes, key: bytes | None, headers: Mapping[str, str]) -> None:
+        size = self.size(value, key, headers)
+        if size > self.limit:
+            raise MessageTooLargeError(size, self.limit)
 
 
 class KafkaResultPublisher:
@@ -36,42 +69,23 @@ class KafkaResultPublisher:
         self._broker = broker
         self._results_topic = settings.results_topic
         self._dead_letter_topic = settings.dead_letter_topic
+        self._sizes = MessageSizeCheck(settings)
 
     async def publish_result(self, result: ResultMessage, headers: Mapping[str, str]) -> None:
-        await self._broker.publish(
-            encode_result(result),
-            self._results_topic,
-            key=result.batch_id.encode(),
-            headers={**headers, "content-type": "application/json"},
-        )
+        value, key = encode_result(result), result.batch_id.encode()
+        headers = {**headers, "content-type": "application/json"}
+        self._sizes.check(value, key, headers)
+        try:
+            await self._broker.publish(value, self._results_topic, key=key, headers=headers)
+        except (MessageSizeTooLargeError, RecordListTooLargeError) as error:
+            # The topic's own limit is lower than ours: still an answer, not a crash.
+            raise MessageTooLargeError(len(value), self._sizes.limit) from error
 
     async def publish_dead_letter(
         self, value: bytes | None, key: bytes | None, headers: Mapping[str, str]
     ) -> None:
         await self._broker.publish(
             value or b"", self._dead_letter_topic, key=key, headers=dict(headers)
-        )
-
-
-class ConsumerCommitter:
-    """Commits explicit offsets on the aiokafka consumer behind a FastStream subscriber.
-
-    FastStream's own ``ack()`` commits everything consumed so far, which would commit requests
-    still in flight; explicit maps commit only what the pipeline says is done.
-    """
-
-    def __init__(self, consumer_owner: Any) -> None:
-        self._owner = consumer_owner  # anything with a ``consumer`` attribute, set once started
-
-    async def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
-        consumer = self._owner.consumer
-        if consumer is None:
-            return
-        await consumer.commit(
-            {
-                TopicPartition(topic, partition): OffsetAndMetadata(offset, "")
-                for (topic, partition), offset in offsets.items()
-            }
         )
 
 
@@ -89,28 +103,6 @@ class KafkaStatusPublisher:
             key=batch.id.encode(),
             headers={"content-type": "application/json"},
         )
-
-
-def record_headers(record: Any) -> dict[str, str]:
-    """Kafka record headers as text (undecodable bytes replaced)."""
-    return {
-        name: value.decode(errors="replace")
-        for name, value in (record.headers or ())
-        if isinstance(value, bytes)
-    }
-
-
-def incoming(record: Any) -> IncomingRecord:
-    """The Protocol-level view of an aiokafka ConsumerRecord."""
-    return IncomingRecord(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        value=record.value,
-        key=record.key,
-        headers=record_headers(record),
-        timestamp_ms=record.timestamp,
-    )
 
 
 def forget_consumer_lag(group: str, partitions: Any) -> None:
@@ -135,55 +127,16 @@ async def report_consumer_lag(consumer: Any, group: str) -> None:
 
 
 def build_broker(settings: Settings) -> KafkaBroker:
-    """The FastStream broker of a long-running process, with Prometheus middleware."""
+    """The FastStream broker that publishes for a long-running process: acks from every
+    in-sync replica (a result must survive a leader failover once its request is committed),
+    the configured codec, and a producer limit above ours (see ``MessageSizeCheck``)."""
+    compression = None if settings.compression_type == "none" else settings.compression_type
     return KafkaBroker(
         settings.bootstrap_servers,
         security=settings.faststream_security(),
         enable_idempotence=settings.enable_idempotence,
+        acks="all",
+        compression_type=compression,
+        max_request_size=max(64 * 1024 * 1024, 16 * settings.max_message_bytes),
         middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY)],
-    )
-
-
-class ReleaseOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Lets a process settle its partitions before a rebalance hands them to another member."""
-
-    def __init__(
-        self, group: str, release: Callable[[list[tuple[str, int]]], Awaitable[None]]
-    ) -> None:
-        self._group = group
-        self._release = release
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self._release([(tp.topic, tp.partition) for tp in revoked])
-        forget_consumer_lag(self._group, revoked)
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        logger.info("assigned partitions %s", sorted((tp.topic, tp.partition) for tp in assigned))
-
-
-def manual_commit_batch_subscriber(
-    broker: KafkaBroker,
-    settings: Settings,
-    topic: str,
-    *,
-    group_id: str,
-    max_records: int,
-    batch_timeout_ms: int,
-    release: Callable[[list[tuple[str, int]]], Awaitable[None]],
-    title: str,
-) -> Any:
-    """A FastStream batch subscriber whose offsets only the caller commits (AckPolicy.MANUAL):
-    FastStream's own ack would commit everything fetched, finished or not."""
-    return broker.subscriber(
-        topic,
-        batch=True,
-        group_id=group_id,
-        ack_policy=AckPolicy.MANUAL,
-        auto_offset_reset="earliest",
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=settings.heartbeat_interval_ms,
-        max_records=max_records,
-        batch_timeout_ms=batch_timeout_ms,
-        listener=ReleaseOnRevoke(group_id, release),
-        title=title,
     )

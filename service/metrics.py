@@ -56,6 +56,20 @@ CONSUMER_LAG = Gauge(
     "Messages between a consumer's position and the end of the partition.",
     ["group", "topic", "partition"],
 )
+FETCH_ERRORS = Counter(
+    "llm_stream_fetch_errors_total",
+    "Failed fetches of a consume loop (undecodable record batches, broker errors), by error.",
+    ["group", "error"],
+)
+STALLED_PARTITIONS = Gauge(
+    "llm_stream_stalled_partitions",
+    "Owned partitions with pending records that made no progress for the stall timeout.",
+    ["group"],
+)
+RESULTS_TOO_LARGE = Counter(
+    "llm_stream_results_too_large_total",
+    "Answers larger than the largest publishable message, replaced by an error line.",
+)
 
 RESULTS_RECEIVED = Counter(
     "llm_stream_aggregator_results_received_total", "Result messages read by the aggregator."

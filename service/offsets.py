@@ -10,30 +10,43 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 
-TopicPartitionKey = tuple[str, int]
+from service.protocols import TopicPartitionKey
 
 
 class _PartitionState:
-    __slots__ = ("committed", "finished", "pending", "pending_heap")
+    __slots__ = ("finished", "pending", "pending_heap")
 
     def __init__(self) -> None:
         self.pending: set[int] = set()
         self.pending_heap: list[int] = []
         self.finished: int | None = None  # highest finished offset seen
-        self.committed: int | None = None  # last offset handed out for commit
 
 
 class OffsetTracker:
-    """Tracks started and finished offsets per partition and yields what may be committed."""
+    """Tracks started and finished offsets of owned partitions; yields what may be committed.
+
+    Only partitions announced with ``assign`` are tracked: a record of any other partition is
+    refused, so work that outlives a rebalance can never move a new owner's commit.
+    """
 
     def __init__(self) -> None:
         self._partitions: dict[TopicPartitionKey, _PartitionState] = {}
 
-    def start(self, partition: TopicPartitionKey, offset: int) -> None:
-        """Register a record before its work begins (records of a partition arrive in order)."""
-        state = self._partitions.setdefault(partition, _PartitionState())
+    def assign(self, partition: TopicPartitionKey) -> None:
+        """Start tracking a partition this member now owns (from a clean slate)."""
+        self._partitions[partition] = _PartitionState()
+
+    def start(self, partition: TopicPartitionKey, offset: int) -> bool:
+        """Register a record before its work begins (records of a partition arrive in order).
+
+        False when the partition is not owned: the record must not be worked on.
+        """
+        state = self._partitions.get(partition)
+        if state is None:
+            return False
         state.pending.add(offset)
         heapq.heappush(state.pending_heap, offset)
+        return True
 
     def finish(self, partition: TopicPartitionKey, offset: int) -> None:
         """Mark a record done: its result (or dead letter) is published."""
@@ -46,22 +59,18 @@ class OffsetTracker:
             heapq.heappop(state.pending_heap)
 
     def committable(self) -> dict[TopicPartitionKey, int]:
-        """Offsets to commit now (next offset to read), only where they moved forward."""
+        """Per owned partition: the first record still in flight, else one past the last
+        finished (the next offset to read)."""
         result: dict[TopicPartitionKey, int] = {}
         for partition, state in self._partitions.items():
             if state.finished is None:
                 continue
-            # The first record still in flight, else one past the last finished.
-            candidate = state.pending_heap[0] if state.pending_heap else state.finished + 1
-            if state.committed is None or candidate > state.committed:
-                result[partition] = candidate
+            result[partition] = state.pending_heap[0] if state.pending_heap else state.finished + 1
         return result
 
-    def mark_committed(self, offsets: dict[TopicPartitionKey, int]) -> None:
-        for partition, offset in offsets.items():
-            state = self._partitions.get(partition)
-            if state is not None:
-                state.committed = offset
+    def holds(self, partition: TopicPartitionKey) -> bool:
+        state = self._partitions.get(partition)
+        return state is not None and bool(state.pending)
 
     def forget(self, partitions: Iterable[TopicPartitionKey]) -> None:
         """Drop partitions this worker no longer owns (after a rebalance)."""

@@ -9,19 +9,19 @@ never drains between polls.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from service import metrics, telemetry
 from service.contracts import RequestMessage, ResponseData, ResultMessage
-from service.error_bodies import error_response
-from service.offsets import OffsetTracker, TopicPartitionKey
+from service.dead_letters import dead_letter_of
+from service.error_bodies import error_response, response_too_large
+from service.offsets import OffsetTracker
 from service.protocols import (
     EngineReply,
     EngineRequest,
@@ -29,8 +29,9 @@ from service.protocols import (
     EngineUnavailableError,
     IncomingRecord,
     InferenceEngine,
-    OffsetCommitter,
+    MessageTooLargeError,
     ResultPublisher,
+    TopicPartitionKey,
 )
 from service.request_parsing import DeadLetter, InvalidRequest, parse_record
 from service.telemetry import GEN_AI_OPERATIONS
@@ -39,18 +40,33 @@ logger = logging.getLogger(__name__)
 
 #: Headers carried from a request to its result: W3C trace context.
 PROPAGATED_HEADERS = ("traceparent", "tracestate", "baggage")
+#: W3C caps tracestate at 512 and baggage at 8192 characters; longer values are not carried.
+_MAX_PROPAGATED_CHARS = 8192
+
+
+def propagated_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The request's trace headers that travel on to its result (bounded in size)."""
+    return {
+        name: value
+        for name, value in headers.items()
+        if name in PROPAGATED_HEADERS and len(value) <= _MAX_PROPAGATED_CHARS
+    }
 
 
 class RequestPipeline:
-    """Runs records through the engine with bounded concurrency and at-least-once commits."""
+    """Runs records through the engine with bounded concurrency; a ``RecordHandler``.
+
+    It never blocks its consume loop: ``capacity`` tells the loop how many records it takes,
+    and ``handle`` only starts their work.
+    """
 
     def __init__(
         self,
         engine: InferenceEngine,
         publisher: ResultPublisher,
-        committer: OffsetCommitter,
         *,
         max_in_flight: int,
+        max_message_bytes: int = 1_048_576,
         results_topic: str = "results",
         consumer_group: str | None = None,
     ) -> None:
@@ -58,12 +74,11 @@ class RequestPipeline:
         self._results_topic = results_topic
         self._consumer_group = consumer_group
         self._publisher = publisher
-        self._committer = committer
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
+        self._max_message_bytes = max_message_bytes
         self._offsets = OffsetTracker()
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = True
-        self._commit_lock = asyncio.Lock()
         self.failure: BaseException | None = None
         self.failed = asyncio.Event()
 
@@ -71,22 +86,39 @@ class RequestPipeline:
     def in_flight(self) -> int:
         return len(self._tasks)
 
-    async def submit(self, record: IncomingRecord) -> bool:
-        """Start work on ``record`` once a slot is free; False if the pipeline stopped taking work.
+    def capacity(self) -> int:
+        return max(0, self._max_in_flight - len(self._tasks)) if self._accepting else 0
 
-        A record refused here is never registered, so its offset is never committed and the next
-        owner of the partition re-reads it.
+    async def handle(self, records: Sequence[IncomingRecord]) -> None:
+        """Start work on each record of an owned partition; never waits for the engine.
+
+        A record not started here (pipeline stopping, partition not owned) is never
+        registered, so its offset is never committed and the partition's owner re-reads it.
         """
-        await self._slots.acquire()
-        if not self._accepting:
-            self._slots.release()
-            return False
-        self._offsets.start(record.topic_partition, record.offset)
-        metrics.REQUESTS_IN_FLIGHT.inc()
-        task = asyncio.create_task(self._process(record))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return True
+        for record in records:
+            if not self._accepting:
+                return
+            if not self._offsets.start(record.topic_partition, record.offset):
+                continue
+            metrics.REQUESTS_IN_FLIGHT.inc()
+            task = asyncio.create_task(self._process(record))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def committable(self) -> dict[TopicPartitionKey, int]:
+        return self._offsets.committable()
+
+    async def assigned(self, partitions: Mapping[TopicPartitionKey, int]) -> None:
+        for partition in partitions:
+            self._offsets.assign(partition)
+
+    async def revoked(self, partitions: Sequence[TopicPartitionKey]) -> None:
+        """Forget revoked partitions: their requests still in flight are answered, but their
+        offsets are the new owner's to commit (it re-reads them: at least once)."""
+        self._offsets.forget(partitions)
+
+    def holds(self, partition: TopicPartitionKey) -> bool:
+        return self._offsets.holds(partition)
 
     async def _process(self, record: IncomingRecord) -> None:
         try:
@@ -97,7 +129,6 @@ class RequestPipeline:
             self._offsets.finish(record.topic_partition, record.offset)
         finally:
             metrics.REQUESTS_IN_FLIGHT.dec()
-            self._slots.release()
 
     async def _answer(self, record: IncomingRecord) -> None:
         metrics.REQUESTS_CONSUMED.inc()
@@ -122,7 +153,7 @@ class RequestPipeline:
             else:
                 endpoint = parsed.url if parsed.url in GEN_AI_OPERATIONS else "other"
                 response = await self._serve(parsed, endpoint)
-            await self._publish(record, parsed.batch_id, parsed.custom_id, response)
+            response = await self._publish(record, parsed.batch_id, parsed.custom_id, response)
             level = logging.WARNING if response.status_code >= 500 else logging.DEBUG
             logger.log(
                 level,
@@ -139,17 +170,11 @@ class RequestPipeline:
             record.topic,
             record.partition,
             record.offset,
-            dead.reason,
+            dead.reason[:200],
             extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
         )
-        await self._publisher.publish_dead_letter(
-            record.value,
-            record.key,
-            {
-                "x-llm-stream-error": dead.reason,
-                "x-llm-stream-source": f"{record.topic}/{record.partition}/{record.offset}",
-            },
-        )
+        letter = dead_letter_of(record, dead.reason, self._max_message_bytes)
+        await self._publisher.publish_dead_letter(letter.value, letter.key, letter.headers)
         metrics.DEAD_LETTERS.inc()
 
     async def _serve(self, request: RequestMessage, endpoint: str) -> ResponseData:
@@ -209,7 +234,8 @@ class RequestPipeline:
 
     async def _publish(
         self, record: IncomingRecord, batch_id: str, custom_id: str, response: ResponseData
-    ) -> None:
+    ) -> ResponseData:
+        """Publish the result line; an answer too large for Kafka becomes an error line."""
         if not response.request_id:
             response = response.model_copy(update={"request_id": f"req_{uuid.uuid4().hex}"})
         result = ResultMessage(
@@ -224,10 +250,20 @@ class RequestPipeline:
             attributes=telemetry.publish_attributes(self._results_topic, batch_id),
         ):
             # Without a recording span, the request's own trace context passes through.
-            passthrough = {k: v for k, v in record.headers.items() if k in PROPAGATED_HEADERS}
-            await self._publisher.publish_result(
-                result, telemetry.headers_with_context(passthrough)
-            )
+            headers = telemetry.headers_with_context(propagated_headers(record.headers))
+            try:
+                await self._publisher.publish_result(result, headers)
+            except MessageTooLargeError as error:
+                metrics.RESULTS_TOO_LARGE.inc()
+                logger.warning(
+                    "answer too large to publish: %s",
+                    error,
+                    extra={"batch_id": batch_id, "custom_id": custom_id},
+                )
+                response = response_too_large(error.size, error.limit, f"req_{uuid.uuid4().hex}")
+                result = result.model_copy(update={"response": response})
+                await self._publisher.publish_result(result, headers)
+        return response
 
     @staticmethod
     def _observe_answer(record: IncomingRecord, endpoint: str, response: ResponseData) -> None:
@@ -255,23 +291,8 @@ class RequestPipeline:
         self._accepting = False
         self.failed.set()
 
-    async def commit(self) -> None:
-        """Commit every partition's finished prefix that moved since the last commit."""
-        async with self._commit_lock:
-            offsets = self._offsets.committable()
-            if offsets:
-                await self._committer.commit(offsets)
-                self._offsets.mark_committed(offsets)
-
-    async def release_partitions(self, partitions: Iterable[TopicPartitionKey]) -> None:
-        """Before a rebalance takes partitions away: commit what is done, then forget them."""
-        partitions = list(partitions)
-        with contextlib.suppress(Exception):
-            await self.commit()
-        self._offsets.forget(partitions)
-
     async def drain(self, grace_period: float) -> bool:
-        """Stop taking work, wait up to ``grace_period`` s for in-flight work, commit what finished.
+        """Stop taking work and wait up to ``grace_period`` s for the work in flight.
 
         Returns True when nothing was left unfinished.
         """
@@ -283,5 +304,4 @@ class RequestPipeline:
                 task.cancel()
             if still_running:
                 await asyncio.wait(still_running)
-        await self.commit()
         return not self._offsets.in_flight()

@@ -7,11 +7,13 @@ and Kafka in integration and end-to-end tests.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from service.contracts import BatchObject, ResponseData, ResultMessage
+
+TopicPartitionKey = tuple[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +84,21 @@ class InferenceEngine(Protocol):
         ...
 
 
+class MessageTooLargeError(Exception):
+    """A record over the largest message the service may publish, even compressed."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"{size} bytes after compression, limit {limit}")
+        self.size = size
+        self.limit = limit
+
+
 class ResultPublisher(Protocol):
     """Publishes what the worker produces; each call returns once the broker has it."""
 
-    async def publish_result(self, result: ResultMessage, headers: Mapping[str, str]) -> None: ...
+    async def publish_result(self, result: ResultMessage, headers: Mapping[str, str]) -> None:
+        """Raises MessageTooLargeError when the result cannot be published for its size."""
+        ...
 
     async def publish_dead_letter(
         self, value: bytes | None, key: bytes | None, headers: Mapping[str, str]
@@ -102,3 +115,36 @@ class StatusPublisher(Protocol):
     """Publishes batch objects (progress and completion) keyed by batch id."""
 
     async def publish_status(self, batch: BatchObject) -> None: ...
+
+
+class RecordHandler(Protocol):
+    """What a consume loop feeds: the worker's pipeline or the aggregator.
+
+    The loop owns fetching, rebalances and commits; the handler owns the records it is given
+    and says which offsets are finished.
+    """
+
+    def capacity(self) -> int:
+        """How many more records it takes now; 0 pauses fetching."""
+        ...
+
+    async def handle(self, records: Sequence[IncomingRecord]) -> None:
+        """Take records (in partition order). Raising makes the loop re-read from the last
+        commit, after ``revoked`` and ``assigned`` for every owned partition."""
+        ...
+
+    def committable(self) -> Mapping[TopicPartitionKey, int]:
+        """Per partition, the next offset to commit: every record before it is finished."""
+        ...
+
+    async def assigned(self, partitions: Mapping[TopicPartitionKey, int]) -> None:
+        """Partitions now owned, with the offset their records start from."""
+        ...
+
+    async def revoked(self, partitions: Sequence[TopicPartitionKey]) -> None:
+        """Partitions no longer owned: forget them (late work on them must not commit)."""
+        ...
+
+    def holds(self, partition: TopicPartitionKey) -> bool:
+        """True while records of ``partition`` are taken but unfinished (stall detection)."""
+        ...

@@ -1,8 +1,9 @@
-"""``llm-stream worker``: FastStream consumes requests, the pipeline runs them through vLLM.
+"""``llm-stream worker``: a consume loop feeds requests to the pipeline, which runs them
+through vLLM and publishes each result.
 
-FastStream's batch subscriber fetches records across partitions with ``AckPolicy.MANUAL``; the
-handler only hands records to the pipeline (waiting for a free in-flight slot), so fetching goes
-on while the engine works. Offsets are committed explicitly by the pipeline.
+The loop (``consume_loop``) fetches only as many records as the pipeline has free slots, so
+fetching goes on while the engine works and never blocks; offsets are committed by the loop,
+up to what the pipeline has finished.
 """
 
 from __future__ import annotations
@@ -14,16 +15,8 @@ import signal
 from collections.abc import Sequence
 from typing import Any
 
-from faststream.kafka import KafkaMessage
-
-from service.kafka_io import (
-    ConsumerCommitter,
-    KafkaResultPublisher,
-    build_broker,
-    incoming,
-    manual_commit_batch_subscriber,
-    report_consumer_lag,
-)
+from service.consume_loop import ConsumeLoop
+from service.kafka_io import KafkaResultPublisher, build_broker
 from service.logs import configure_logging
 from service.ops_server import serving_ops
 from service.pipeline import RequestPipeline
@@ -46,35 +39,26 @@ class Worker:
         self.pipeline = RequestPipeline(
             engine,
             KafkaResultPublisher(self.broker, settings),
-            ConsumerCommitter(self),
             max_in_flight=max_in_flight,
+            max_message_bytes=settings.max_message_bytes,
             results_topic=settings.results_topic,
             consumer_group=settings.worker_group_id,
         )
-        self._subscriber: Any = manual_commit_batch_subscriber(
-            self.broker,
+        self.loop = ConsumeLoop(
             settings,
             settings.requests_topic,
-            group_id=settings.worker_group_id,
+            settings.worker_group_id,
+            self.pipeline,
             max_records=max_in_flight,
-            batch_timeout_ms=100,
-            release=self.pipeline.release_partitions,
-            title="worker:requests",
         )
-        self._subscriber(self._on_records)
         self.stopping = asyncio.Event()
 
     @property
     def consumer(self) -> Any:
-        return self._subscriber.consumer
-
-    async def _on_records(self, message: KafkaMessage) -> None:
-        for record in message.raw_message:
-            if not await self.pipeline.submit(incoming(record)):
-                return
+        return self.loop.consumer
 
     async def readiness(self) -> str | None:
-        """None when ready: the broker answers and the engine is alive."""
+        """None when ready: the broker answers, the engine is alive and requests move."""
         if self.stopping.is_set() or self.pipeline.failed.is_set():
             return "stopping"
         if not await self.broker.ping(timeout=2):
@@ -83,7 +67,7 @@ class Worker:
             await self.engine.check_health()
         except EngineUnavailableError as error:
             return f"engine unavailable: {error}"
-        return None
+        return self.loop.problem()
 
     async def _housekeeping(self) -> None:
         """Every commit interval: commit finished offsets, refresh the lag gauge, and stop the
@@ -95,10 +79,11 @@ class Worker:
             except EngineUnavailableError as error:
                 self.pipeline.fail(error)
             try:
-                await self.pipeline.commit()
-                await report_consumer_lag(self.consumer, self.settings.worker_group_id)
-            except Exception:
-                logger.exception("offset commit failed; retrying at the next interval")
+                await self.loop.commit()
+                await self.loop.report_lag()
+                self.loop.stalled_partitions()
+            except Exception as error:
+                logger.warning("offset commit failed, retrying at the next interval: %s", error)
 
     async def run(self) -> int:
         """Consume until ``stopping`` is set or the pipeline fails; return the exit code."""
@@ -109,29 +94,36 @@ class Worker:
             serving_ops(settings.ops_host, settings.ops_port, self.readiness),
         ):
             await self.broker.start()
-            committer = asyncio.create_task(self._housekeeping())
-            failed = asyncio.create_task(self.pipeline.failed.wait())
-            stopping = asyncio.create_task(self.stopping.wait())
-            await asyncio.wait({failed, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            logger.info(
-                "stopping: no new requests, finishing %d in flight", self.pipeline.in_flight
-            )
-            self._pause_fetching()
-            finished = await self.pipeline.drain(self.settings.drain_timeout_s)
-            for task in (committer, failed, stopping):
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await committer
+            await self.loop.start()
+            try:
+                finished = await self._consume_until_stopped()
+            finally:
+                await self.loop.stop()
         if self.pipeline.failure is not None:
             return 1
         if not finished:
             logger.warning("drain timed out: unfinished requests will be redelivered")
         return 0
 
-    def _pause_fetching(self) -> None:
-        consumer = self.consumer
-        if consumer is not None:
-            consumer.pause(*consumer.assignment())
+    async def _consume_until_stopped(self) -> bool:
+        consuming = asyncio.create_task(self.loop.run())
+        housekeeping = asyncio.create_task(self._housekeeping())
+        failed = asyncio.create_task(self.pipeline.failed.wait())
+        stopping = asyncio.create_task(self.stopping.wait())
+        await asyncio.wait({failed, stopping, consuming}, return_when=asyncio.FIRST_COMPLETED)
+        logger.info("stopping: no new requests, finishing %d in flight", self.pipeline.in_flight)
+        self.loop.stop_fetching()
+        finished = await self.pipeline.drain(self.settings.drain_timeout_s)
+        for task in (housekeeping, failed, stopping):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await housekeeping
+        await consuming  # returns after its current poll; re-raises a bug in the loop
+        try:
+            await self.loop.commit()
+        except Exception as error:  # e.g. a rebalance took the partitions: they are re-read
+            logger.warning("final commit failed: %s", error)
+        return finished
 
 
 async def serve_worker(settings: Settings, engine_args: Any) -> int:

@@ -7,7 +7,13 @@ from collections.abc import Mapping
 
 from service.contracts import BatchObject, ResponseData, ResultMessage
 from service.error_bodies import unsupported_endpoint
-from service.protocols import EngineReply, EngineRequest, EngineTimings, EngineUnavailableError
+from service.protocols import (
+    EngineReply,
+    EngineRequest,
+    EngineTimings,
+    EngineUnavailableError,
+    MessageTooLargeError,
+)
 
 
 class FakeEngine:
@@ -57,34 +63,26 @@ class FakeEngine:
 
 
 class FakePublisher:
-    def __init__(self) -> None:
+    """Keeps what is published; refuses results over ``max_bytes`` as the Kafka one does."""
+
+    def __init__(self, max_bytes: int = 1_048_576) -> None:
         self.results: list[tuple[ResultMessage, dict[str, str]]] = []
         self.dead_letters: list[tuple[bytes | None, dict[str, str]]] = []
         self.fail = False
+        self.max_bytes = max_bytes
 
     async def publish_result(self, result: ResultMessage, headers: Mapping[str, str]) -> None:
         if self.fail:
             raise ConnectionError("broker unreachable")
+        size = len(result.model_dump_json())
+        if size > self.max_bytes:
+            raise MessageTooLargeError(size, self.max_bytes)
         self.results.append((result, dict(headers)))
 
     async def publish_dead_letter(
         self, value: bytes | None, key: bytes | None, headers: Mapping[str, str]
     ) -> None:
         self.dead_letters.append((value, dict(headers)))
-
-
-class FakeCommitter:
-    def __init__(self) -> None:
-        self.commits: list[dict[tuple[str, int], int]] = []
-
-    async def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
-        self.commits.append(dict(offsets))
-
-    def latest(self) -> dict[tuple[str, int], int]:
-        merged: dict[tuple[str, int], int] = {}
-        for commit in self.commits:
-            merged.update(commit)
-        return merged
 
 
 class FakeStatusPublisher:

@@ -8,6 +8,8 @@ P1 = ("requests", 1)
 
 def test_nothing_is_committable_before_anything_finishes() -> None:
     tracker = OffsetTracker()
+    tracker.assign(P0)
+    tracker.assign(P1)
     for offset in range(3):
         tracker.start(P0, offset)
     assert tracker.committable() == {}
@@ -15,6 +17,8 @@ def test_nothing_is_committable_before_anything_finishes() -> None:
 
 def test_only_the_contiguous_finished_prefix_is_committed() -> None:
     tracker = OffsetTracker()
+    tracker.assign(P0)
+    tracker.assign(P1)
     for offset in range(10, 15):
         tracker.start(P0, offset)
     tracker.finish(P0, 12)
@@ -28,21 +32,35 @@ def test_only_the_contiguous_finished_prefix_is_committed() -> None:
     assert tracker.committable() == {P0: 15}
 
 
-def test_committed_offsets_are_not_offered_again() -> None:
+def test_records_of_partitions_not_assigned_are_refused() -> None:
     tracker = OffsetTracker()
-    tracker.start(P0, 0)
-    tracker.finish(P0, 0)
-    offsets = tracker.committable()
-    tracker.mark_committed(offsets)
+    assert not tracker.start(P0, 0)
+    tracker.assign(P0)
+    assert tracker.start(P0, 0)
+    tracker.forget([P0])
+    tracker.finish(P0, 0)  # late work of a revoked partition
     assert tracker.committable() == {}
-    tracker.start(P0, 1)
-    assert tracker.committable() == {}  # offset 1 in flight: the commit point stays at 1
-    tracker.finish(P0, 1)
-    assert tracker.committable() == {P0: 2}
+    assert not tracker.start(P0, 1)
+
+
+def test_a_reassigned_partition_starts_clean() -> None:
+    tracker = OffsetTracker()
+    tracker.assign(P0)
+    tracker.start(P0, 5)
+    tracker.assign(P0)  # revoked and assigned again: the old in-flight record is not ours
+    tracker.start(P0, 3)
+    tracker.finish(P0, 5)
+    assert tracker.committable() == {}
+    assert tracker.holds(P0)
+    tracker.finish(P0, 3)
+    assert tracker.committable() == {P0: 4}
+    assert not tracker.holds(P0)
 
 
 def test_partitions_are_independent() -> None:
     tracker = OffsetTracker()
+    tracker.assign(P0)
+    tracker.assign(P1)
     tracker.start(P0, 0)
     tracker.start(P1, 7)
     tracker.finish(P1, 7)
@@ -52,6 +70,8 @@ def test_partitions_are_independent() -> None:
 
 def test_forgotten_partitions_ignore_late_finishes() -> None:
     tracker = OffsetTracker()
+    tracker.assign(P0)
+    tracker.assign(P1)
     tracker.start(P0, 5)
     tracker.forget([P0])
     tracker.finish(P0, 5)
