@@ -12,15 +12,16 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 
 from service.aggregator import BatchAggregator
 from service.consume_loop import ConsumeLoop
-from service.contracts import BatchManifest
+from service.contracts import parse_manifest
 from service.dead_letters import dead_letter_of
 from service.kafka_io import KafkaResultPublisher, KafkaStatusPublisher, build_broker
 from service.kafka_records import decode_record, install_lenient_record_parsing
@@ -69,6 +70,8 @@ class AggregatorApp:
             settings.output_dir,
             KafkaStatusPublisher(self.broker, settings),
             trace_link_limit=settings.trace_link_limit,
+            spool_root=settings.spool_dir,
+            orphan_timeout=settings.orphan_batch_timeout_s,
         )
         self._dead_letters = KafkaResultPublisher(self.broker, settings)
         self._dead_lettered: set[tuple[int, int]] = set()
@@ -132,10 +135,9 @@ class AggregatorApp:
             await consumer.stop()
 
     async def _add_manifest(self, record: IncomingRecord) -> None:
-        try:
-            manifest = BatchManifest.model_validate_json(record.value or b"")
-        except ValueError as error:
-            await self._dead_letter_manifest(record, f"invalid batch manifest: {error}")
+        manifest = parse_manifest(record.value)
+        if isinstance(manifest, str):
+            await self._dead_letter_manifest(record, f"invalid batch manifest: {manifest}")
             return
         await self.aggregator.add_manifest(manifest)
 
@@ -150,16 +152,33 @@ class AggregatorApp:
         await self._dead_letters.publish_dead_letter(letter.value, letter.key, letter.headers)
         self._dead_lettered.add((record.partition, record.offset))
 
-    async def _expire_periodically(self, interval: float = 30.0) -> None:
-        """Close batches whose completion window passed (their commits stop being held), but
-        only once this aggregator has read its partitions to the end: after downtime, a
-        batch's results may be waiting in the topic, unread."""
+    async def _close_overdue_periodically(self, interval: float = 30.0) -> None:
+        """Write batches whose completion window passed (as expired) and batches whose
+        manifest never came (as failed), so their commits stop being held; but only once this
+        aggregator has read its partitions to the end: after downtime, a batch's results (or
+        manifest) may be waiting in a topic, unread. Only batches of owned partitions."""
         while True:
             await asyncio.sleep(interval)
             if await self._caught_up():
-                for batch_id in await self.aggregator.expire_overdue():
+                for batch_id in await self.aggregator.expire_overdue(owns=self._owns()):
                     logger.warning("batch %s expired before all its results arrived", batch_id)
+                for batch_id in await self.aggregator.fail_orphans():
+                    logger.warning("batch %s failed: its manifest never arrived", batch_id)
                 await self.loop.commit()
+
+    def _owns(self) -> Callable[[str], bool]:
+        """Whether a batch's results partition (the producer's partition of its key) is ours."""
+        consumer = self.consumer
+        owned = {tp.partition for tp in consumer.assignment()}
+        partitions = sorted(consumer.partitions_for_topic(self.settings.results_topic) or ())
+        partitioner = DefaultPartitioner()
+
+        def owns(batch_id: str) -> bool:
+            return (
+                bool(partitions) and partitioner(batch_id.encode(), partitions, partitions) in owned
+            )
+
+        return owns
 
     async def _caught_up(self) -> bool:
         consumer = self.consumer
@@ -203,7 +222,7 @@ class AggregatorApp:
     async def _consume_until_stopped(self, manifests: asyncio.Task[None]) -> None:
         consuming = asyncio.create_task(self.loop.run())
         stopping = asyncio.create_task(self.stopping.wait())
-        expiring = asyncio.create_task(self._expire_periodically())
+        expiring = asyncio.create_task(self._close_overdue_periodically())
         housekeeping = asyncio.create_task(self._housekeeping())
         await asyncio.wait(
             {manifests, stopping, expiring, consuming}, return_when=asyncio.FIRST_COMPLETED

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 from collections.abc import Mapping
 
 from service.contracts import BatchObject, ResponseData, ResultMessage
@@ -39,6 +41,8 @@ class FakeEngine:
         try:
             prompt = str(request.body.get("prompt", ""))
             await asyncio.sleep(self.delays.get(prompt, 0))
+            if prompt.startswith("random:"):  # an answer that does not compress
+                prompt = base64.b64encode(os.urandom(int(prompt[7:]))).decode()
             body = {
                 "id": f"cmpl-{prompt}",
                 "model": request.body.get("model", "fake"),
