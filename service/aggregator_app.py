@@ -83,6 +83,8 @@ class AggregatorApp:
             max_records=_RESULTS_PER_POLL,
         )
         self.stopping = asyncio.Event()
+        #: How often overdue (expired, orphaned) batches are looked for.
+        self.overdue_check_interval_s = 30.0
         self._manifest_reader: asyncio.Task[None] | None = None
         self._manifest_failure: str | None = None
 
@@ -152,13 +154,13 @@ class AggregatorApp:
         await self._dead_letters.publish_dead_letter(letter.value, letter.key, letter.headers)
         self._dead_lettered.add((record.partition, record.offset))
 
-    async def _close_overdue_periodically(self, interval: float = 30.0) -> None:
+    async def _close_overdue_periodically(self) -> None:
         """Write batches whose completion window passed (as expired) and batches whose
         manifest never came (as failed), so their commits stop being held; but only once this
         aggregator has read its partitions to the end: after downtime, a batch's results (or
         manifest) may be waiting in a topic, unread. Only batches of owned partitions."""
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.overdue_check_interval_s)
             if await self._caught_up():
                 for batch_id in await self.aggregator.expire_overdue(owns=self._owns()):
                     logger.warning("batch %s expired before all its results arrived", batch_id)
