@@ -47,6 +47,7 @@ async def worker_topics(
         "topic_partitions": "4",
         "ops_host": "127.0.0.1",
         "ops_port": str(free_port()),
+        "max_message_bytes": str(MAX_MESSAGE_BYTES),
     }
     preload = (
         _line("preload", f"p{i}", "/v1/completions", _completion(f"item {i}", max_tokens=4))
@@ -92,7 +93,10 @@ MIXED_EXPECTED_STATUS = {
     "unknown-model": 404,
     "streaming": 400,
     "malformed-line": 400,
+    "too-large-answer": 413,
 }
+#: Small enough that n=8 x 200 tokens x 20 logprobs does not fit, even compressed.
+MAX_MESSAGE_BYTES = 65_536
 
 
 def _mixed_lines() -> list[bytes]:
@@ -126,6 +130,12 @@ def _mixed_lines() -> list[bytes]:
         _line(batch, "wrong-types", "/v1/completions", _completion("x", max_tokens="many")),
         _line(batch, "unknown-model", "/v1/chat/completions", {**chat, "model": "gpt-unknown"}),
         _line(batch, "streaming", "/v1/completions", _completion("x", stream=True)),
+        _line(
+            batch,
+            "too-large-answer",
+            "/v1/completions",
+            _completion("Hello", n=8, max_tokens=200, logprobs=20, ignore_eos=True),
+        ),
         orjson.dumps({"batch_id": batch, "custom_id": "malformed-line", "body": "not an object"}),
         b"this is not json",
         orjson.dumps({"batch_id": batch, "url": "/v1/completions", "body": {}}),  # no custom_id
@@ -190,6 +200,7 @@ async def test_a_mixed_file_gets_one_result_per_line_with_vllm_semantics(
     assert body("unknown-model")["error"]["type"] == "NotFoundError"
     assert body("no-messages")["error"]["param"] == "body.messages"
     assert "maximum context length" in body("too-long")["error"]["message"]
+    assert "MAX_MESSAGE_BYTES" in body("too-large-answer")["error"]["message"]
 
     dead = await collect(
         bootstrap,
