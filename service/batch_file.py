@@ -1,9 +1,10 @@
 """Read and validate an OpenAI batch input file, line by line, before anything is published.
 
-The rules are the OpenAI Batch API's: every line a JSON object with a unique ``custom_id``,
-``method`` POST, one supported ``url`` and one ``model`` for the whole file, an object ``body``;
-at most 50,000 lines and 200 MB. Validation streams the file, so memory is bounded by the
-line limit (one ``custom_id`` set), not by the file.
+Each line is judged by ``request_line``'s rules (the worker's own), its size included, so a file
+that passes is published whole. On top of them, the OpenAI Batch API's file rules: unique
+``custom_id``s, one ``url`` and one ``model`` for the whole file, at most 50,000 lines and
+200 MB. Validation streams the file, so memory is bounded by the line limit (one ``custom_id``
+set), not by the file.
 """
 
 from __future__ import annotations
@@ -11,16 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import orjson
-
+from service import request_line
 from service.contracts import SUPPORTED_ENDPOINTS
+from service.error_bodies import describe
+from service.request_line import Problem
 
 MAX_LINES = 50_000
 MAX_BYTES = 200 * 1024 * 1024
 MAX_REPORTED_PROBLEMS = 20
-LINE_FIELDS = {"custom_id", "method", "url", "body"}
 
 
 @dataclass
@@ -57,27 +57,14 @@ def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
                 yield number, raw
 
 
-def _line_problems(document: Any) -> list[str]:
-    if not isinstance(document, dict):
-        return ["not a JSON object"]
-    problems = []
-    custom_id = document.get("custom_id")
-    if not isinstance(custom_id, str) or not custom_id:
-        problems.append("custom_id must be a non-empty string")
-    if document.get("method") != "POST":
-        problems.append(f"method must be POST, not {document.get('method')!r}")
-    if document.get("url") not in SUPPORTED_ENDPOINTS:
-        supported = ", ".join(SUPPORTED_ENDPOINTS)
-        problems.append(f"url {document.get('url')!r} is not one of {supported}")
-    if not isinstance(document.get("body"), dict):
-        problems.append("body must be a JSON object")
-    unknown = sorted(set(document) - LINE_FIELDS)
-    if unknown:
-        problems.append(f"unknown fields {unknown}")
-    return problems
-
-
-def validate_batch_file(path: Path) -> FileCheck:
+def validate_batch_file(
+    path: Path,
+    *,
+    batch_id: str | None = None,
+    max_bytes: int = request_line.DEFAULT_MAX_RECORD_BYTES,
+) -> FileCheck:
+    """Every problem of the file, by line; ``batch_id`` and ``max_bytes`` size each record as
+    it will be published (no ``batch_id``: sized for the longest one)."""
     check = FileCheck()
     if path.stat().st_size > MAX_BYTES:
         check.add(0, f"file is larger than {MAX_BYTES // (1024 * 1024)} MB")
@@ -89,28 +76,29 @@ def validate_batch_file(path: Path) -> FileCheck:
         if check.line_count > MAX_LINES:
             check.add(number, f"more than {MAX_LINES} lines")
             break
-        try:
-            document = orjson.loads(raw)
-        except orjson.JSONDecodeError as error:
-            check.add(number, f"not valid JSON ({error})")
+        document = request_line.decode(raw)
+        if isinstance(document, Problem):
+            check.add(number, document.message)
             continue
-        problems = _line_problems(document)
-        if isinstance(document, dict):
-            custom_id, url = document.get("custom_id"), document.get("url")
-            if isinstance(custom_id, str) and custom_id in seen:
-                problems.append(f"duplicate custom_id {custom_id!r}")
-            elif isinstance(custom_id, str):
-                seen.add(custom_id)
-            if check.endpoint is None and url in SUPPORTED_ENDPOINTS:
-                check.endpoint = url
-            elif url in SUPPORTED_ENDPOINTS and url != check.endpoint:
-                problems.append(f"url {url!r} differs from the batch's {check.endpoint!r}")
-            body = document.get("body")
-            line_model = body.get("model") if isinstance(body, dict) else None
-            if model is None:
-                model = line_model
-            elif line_model != model:
-                problems.append(f"model {line_model!r} differs from the batch's {model!r}")
-        for problem in problems:
-            check.add(number, problem)
+        problems = request_line.check_line(document, max_bytes=max_bytes, batch_id=batch_id)
+        messages = [problem.message for problem in problems]
+        custom_id, url = document.get("custom_id"), document.get("url")
+        if isinstance(custom_id, str) and custom_id in seen:
+            messages.append(request_line.duplicate_problem(custom_id).message)
+        elif isinstance(custom_id, str):
+            seen.add(custom_id)
+        if check.endpoint is None and url in SUPPORTED_ENDPOINTS:
+            check.endpoint = url
+        elif url in SUPPORTED_ENDPOINTS and url != check.endpoint:
+            messages.append(f"url {describe(url)} differs from the batch's {check.endpoint!r}")
+        body = document.get("body")
+        line_model = body.get("model") if isinstance(body, dict) else None
+        if model is None:
+            model = line_model
+        elif line_model != model:
+            messages.append(
+                f"model {describe(line_model)} differs from the batch's {describe(model)}"
+            )
+        for message in messages:
+            check.add(number, message)
     return check

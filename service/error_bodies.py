@@ -5,10 +5,31 @@
 
 from __future__ import annotations
 
+import reprlib
 from http import HTTPStatus
 from typing import Any
 
 from service.contracts import SUPPORTED_ENDPOINTS, ResponseData
+
+_short = reprlib.Repr()
+_short.maxlevel, _short.maxstring, _short.maxother, _short.maxlong = 2, 40, 40, 40
+_short.maxlist = _short.maxtuple = _short.maxdict = _short.maxset = 4
+
+
+def describe(value: object, limit: int = 100) -> str:
+    """A repr of at most about ``limit`` characters: messages, reports and dead-letter reasons
+    never repeat a huge value (a 600,000-character id) in full. Short strings: ``repr``."""
+    if isinstance(value, str):
+        text = repr(value)
+        if len(text) <= limit:
+            return text
+        return f"{repr(value[:limit])[:limit]}… ({len(value)} chars)"
+    try:
+        text = _short.repr(value)
+    except Exception:  # e.g. an int too long for repr: say what it is instead
+        text = f"a {type(value).__name__}"
+    size = f" ({len(value)} items)" if isinstance(value, list | dict) else ""
+    return text if len(text) <= limit else f"{text[:limit]}…{size}"
 
 
 def error_response(
@@ -29,7 +50,7 @@ def unsupported_endpoint(url: str) -> ResponseData:
     supported = ", ".join(SUPPORTED_ENDPOINTS)
     return error_response(
         HTTPStatus.NOT_FOUND,
-        f"Unsupported endpoint {url!r}. Supported endpoints: {supported}.",
+        f"Unsupported endpoint {describe(url)}. Supported endpoints: {supported}.",
         param="url",
     )
 
@@ -37,7 +58,7 @@ def unsupported_endpoint(url: str) -> ResponseData:
 def method_not_allowed(method: str) -> ResponseData:
     return error_response(
         HTTPStatus.METHOD_NOT_ALLOWED,
-        f"Method {method!r} is not allowed; batch requests use POST.",
+        f"Method {describe(method)} is not allowed; batch requests use POST.",
         param="method",
     )
 

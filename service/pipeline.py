@@ -132,7 +132,7 @@ class RequestPipeline:
 
     async def _answer(self, record: IncomingRecord) -> None:
         metrics.REQUESTS_CONSUMED.inc()
-        parsed = parse_record(record.value)
+        parsed = parse_record(record.value, max_bytes=self._max_message_bytes)
         with telemetry.tracer().start_as_current_span(
             f"process {record.topic}",
             context=telemetry.context_from_headers(record.headers),
@@ -147,9 +147,7 @@ class RequestPipeline:
             span.set_attributes({"llm_stream.custom_id": parsed.custom_id})
             if isinstance(parsed, InvalidRequest):
                 endpoint = "invalid"
-                response = error_response(
-                    HTTPStatus.BAD_REQUEST, parsed.message, error_type="BadRequestError"
-                )
+                response = parsed.response
             else:
                 endpoint = parsed.url if parsed.url in GEN_AI_OPERATIONS else "other"
                 response = await self._serve(parsed, endpoint)

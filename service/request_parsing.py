@@ -1,20 +1,23 @@
 """Turn a raw Kafka record into a request, an attributable error, or a dead letter.
 
 A record that names a valid ``batch_id`` and ``custom_id`` is always answered with a result line
-(an error line when the rest of it is malformed); only a record that cannot be attributed to a
-batch request goes to the dead-letter topic, since no output file could hold its answer.
+(an error line when the rest of it breaks a rule of ``request_line``); only a record that cannot
+be attributed to a batch request goes to the dead-letter topic, since no output file could hold
+its answer. Serving rules (method, endpoint, streaming) are left to the engine, which answers
+them as vLLM's server would.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from http import HTTPStatus
 
-import orjson
 import pydantic
 
-from service.contracts import CustomId, RequestMessage, is_safe_batch_id
-
-_custom_id_adapter: pydantic.TypeAdapter[str] = pydantic.TypeAdapter(CustomId)
+from service import request_line
+from service.contracts import RequestMessage, ResponseData
+from service.error_bodies import error_response
+from service.request_line import Problem, Stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,12 @@ class InvalidRequest:
     batch_id: str
     custom_id: str
     message: str
+    status: HTTPStatus = HTTPStatus.BAD_REQUEST
+
+    @property
+    def response(self) -> ResponseData:
+        """The error line's response, as vLLM's server would answer (400, or 413 when too big)."""
+        return error_response(self.status, self.message)
 
 
 ParsedRecord = RequestMessage | InvalidRequest | DeadLetter
@@ -39,28 +48,33 @@ ParsedRecord = RequestMessage | InvalidRequest | DeadLetter
 def _describe(error: pydantic.ValidationError) -> str:
     parts = [
         f"{'.'.join(str(p) for p in item['loc']) or 'line'}: {item['msg']}"
-        for item in error.errors(include_url=False)
+        for item in error.errors(include_url=False, include_input=False)
     ]
-    return "Invalid batch request line: " + "; ".join(parts)
+    return request_line.INVALID_LINE + "; ".join(parts)
 
 
-def parse_record(value: bytes | None) -> ParsedRecord:
+def parse_record(
+    value: bytes | None, *, max_bytes: int = request_line.DEFAULT_MAX_RECORD_BYTES
+) -> ParsedRecord:
+    """Judge one record by ``request_line``'s rules; never raises, whatever the bytes.
+
+    ``max_bytes`` is the deployment's ``Settings.max_message_bytes``.
+    """
     if value is None:
         return DeadLetter("empty message (tombstone)")
-    try:
-        document = orjson.loads(value)
-    except orjson.JSONDecodeError as error:
-        return DeadLetter(f"message is not JSON: {error}")
-    if not isinstance(document, dict):
-        return DeadLetter(f"message is JSON {type(document).__name__}, not an object")
-    batch_id, custom_id = document.get("batch_id"), document.get("custom_id")
-    if not isinstance(batch_id, str) or not is_safe_batch_id(batch_id):
-        return DeadLetter(f"missing or unsafe batch_id: {batch_id!r}")
-    try:
-        custom_id = _custom_id_adapter.validate_python(custom_id, strict=True)
-    except pydantic.ValidationError:
-        return DeadLetter(f"missing or invalid custom_id: {custom_id!r}")
+    document = request_line.decode(value)
+    if isinstance(document, Problem):
+        return DeadLetter(document.message)
+    problems = request_line.check_record(document, max_bytes=max_bytes)
+    unattributable = [p.message for p in problems if p.stage is Stage.ATTRIBUTION]
+    if unattributable:
+        return DeadLetter("; ".join(unattributable))
+    batch_id, custom_id = document["batch_id"], document["custom_id"]
+    if any(problem.stage < Stage.SERVING for problem in problems):
+        response = request_line.answer(problems)
+        message = request_line.error_message(response)
+        return InvalidRequest(batch_id, custom_id, message, HTTPStatus(response.status_code))
     try:
         return RequestMessage.model_validate(document)
-    except pydantic.ValidationError as error:
+    except pydantic.ValidationError as error:  # a rule the checks above missed: still answered
         return InvalidRequest(batch_id, custom_id, _describe(error))

@@ -24,20 +24,21 @@ from typing import Any
 import orjson
 from tqdm import tqdm
 
+from service import request_line
 from service.aggregator import ERROR_FILE, OUTPUT_FILE
 from service.aggregator_app import AggregatorApp
 from service.atomic_files import write_atomically
 from service.batch_file import iter_lines
-from service.contracts import BatchManifest
+from service.contracts import BatchManifest, ResponseData
 from service.embedded_broker import EmbeddedBroker
 from service.error_bodies import error_response
+from service.request_line import Problem, Stage
 from service.settings import Settings
 from service.spool import BatchSpool
 from service.submit import publish_batch
 from service.worker import Worker
 
 logger = logging.getLogger(__name__)
-REQUEST_FIELDS = ("custom_id", "method", "url", "body")
 
 
 def build_parser() -> Any:
@@ -57,30 +58,53 @@ def build_parser() -> Any:
     return parser
 
 
-def classify_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, bytes | None]]:
+def classify_lines(
+    path: Path,
+    *,
+    batch_id: str | None = None,
+    max_bytes: int = request_line.DEFAULT_MAX_RECORD_BYTES,
+) -> Iterator[tuple[int, dict[str, Any] | None, bytes | None]]:
     """For each input line: ``(number, request_line, None)`` when it can be submitted, else
-    ``(number, None, error_output_line)``."""
+    ``(number, None, error_output_line)``.
+
+    A line ``request_line``'s rules refuse is answered here, exactly as the worker or the engine
+    would answer it; unknown fields are dropped, as vLLM's run-batch ignores them.
+    """
     seen: set[str] = set()
     for number, raw in iter_lines(path):
-        try:
-            document = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            yield number, None, local_error_line(None, f"line {number}: not valid JSON")
+        document = request_line.decode(raw)
+        if isinstance(document, Problem):
+            yield number, None, _unattributable(number, [document])
             continue
-        custom_id = document.get("custom_id") if isinstance(document, dict) else None
-        if not isinstance(custom_id, str) or not custom_id:
-            message = f"line {number}: custom_id must be a non-empty string"
-            yield number, None, local_error_line(None, message)
-        elif custom_id in seen:
-            message = f"line {number}: duplicate custom_id {custom_id!r}"
-            yield number, None, local_error_line(custom_id, message)
+        line: dict[str, Any] = {k: document[k] for k in request_line.LINE_FIELDS if k in document}
+        problems = request_line.check_line(line, max_bytes=max_bytes, batch_id=batch_id)
+        if problems and problems[0].stage is Stage.ATTRIBUTION:
+            yield number, None, _unattributable(number, problems)
+            continue
+        custom_id = line["custom_id"]
+        if custom_id in seen:
+            message = f"line {number}: {request_line.duplicate_problem(custom_id).message}"
+            yield number, None, local_error_line(custom_id, _bad_request(message))
+        elif problems:
+            seen.add(custom_id)
+            yield number, None, local_error_line(custom_id, request_line.answer(problems))
         else:
             seen.add(custom_id)
-            yield number, {k: document[k] for k in REQUEST_FIELDS if k in document}, None
+            yield number, line, None
 
 
-def local_error_line(custom_id: str | None, message: str) -> bytes:
-    response = error_response(HTTPStatus.BAD_REQUEST, message, error_type="BadRequestError")
+def _bad_request(message: str) -> ResponseData:
+    return error_response(HTTPStatus.BAD_REQUEST, message)
+
+
+def _unattributable(number: int, problems: list[Problem]) -> bytes:
+    """No ``custom_id`` to file it under: the message names the line instead."""
+    messages = "; ".join(p.message for p in problems if p.stage is Stage.ATTRIBUTION)
+    return local_error_line(None, _bad_request(f"line {number}: {messages}"))
+
+
+def local_error_line(custom_id: str | None, response: ResponseData) -> bytes:
+    """An output line for ``response``, as the aggregator writes a worker's answer."""
     line = {
         "id": f"batch_req_{uuid.uuid4().hex}",
         "custom_id": custom_id,

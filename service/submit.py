@@ -1,6 +1,7 @@
 """``llm-stream submit``: validate a batch input file, then publish its manifest and lines.
 
-Nothing is published unless every line is valid. Requests are keyed by ``batch_id/custom_id``
+Nothing is published unless every line is valid by ``request_line``'s rules, its size under
+``Settings.max_message_bytes`` included. Requests are keyed by ``batch_id/custom_id``
 so one batch spreads over every requests partition (and so over every worker); results come
 back keyed by ``batch_id``.
 """
@@ -17,13 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pydantic
 from aiokafka import AIOKafkaProducer
 from opentelemetry.trace import SpanKind
 from tqdm import tqdm
 
 from service import telemetry
 from service.batch_file import iter_lines, validate_batch_file
-from service.contracts import BatchManifest, is_safe_batch_id
+from service.contracts import BatchManifest
+from service.request_line import batch_id_problem
 from service.settings import Settings
 from service.topics import ensure_topics
 
@@ -116,8 +119,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     batch_id = args.batch_id or f"batch_{uuid.uuid4().hex}"
-    if not is_safe_batch_id(batch_id):
-        print(f"error: unsafe batch id {batch_id!r}: use letters, digits, _ and -", file=sys.stderr)
+    unsafe = batch_id_problem(batch_id)
+    if unsafe is not None:
+        print(f"error: {unsafe.message}", file=sys.stderr)
         return 2
     try:
         metadata = parse_metadata(args.metadata)
@@ -127,18 +131,27 @@ def main(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         print(f"error: no such file {args.file}", file=sys.stderr)
         return 2
-    check = validate_batch_file(args.file)
+    settings = Settings().with_overrides(bootstrap_servers=args.bootstrap_servers)
+    # Every line's record is sized as it will be published, so none is refused half way.
+    check = validate_batch_file(args.file, batch_id=batch_id, max_bytes=settings.max_message_bytes)
     if not check.ok or check.endpoint is None:
         print(f"error: {args.file} is not a valid batch file:\n{check.report()}", file=sys.stderr)
         return 1
-    manifest = BatchManifest(
-        batch_id=batch_id,
-        endpoint=check.endpoint,
-        request_count=check.line_count,
-        completion_window=args.completion_window,
-        metadata=metadata,
-    )
-    settings = Settings().with_overrides(bootstrap_servers=args.bootstrap_servers)
+    try:
+        manifest = BatchManifest(
+            batch_id=batch_id,
+            endpoint=check.endpoint,
+            request_count=check.line_count,
+            completion_window=args.completion_window,
+            metadata=metadata,
+        )
+    except pydantic.ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+            for e in error.errors(include_url=False, include_input=False)
+        )
+        print(f"error: invalid batch settings: {problems}", file=sys.stderr)
+        return 2
     telemetry.configure_tracing(settings, "llm-stream-submit")
     lines = (orjson.loads(raw) for _, raw in iter_lines(args.file))
     with (
