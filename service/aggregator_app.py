@@ -169,16 +169,17 @@ class AggregatorApp:
                 await self.loop.commit()
 
     def _owns(self) -> Callable[[str], bool]:
-        """Whether a batch's results partition (the producer's partition of its key) is ours."""
+        """Whether a batch's results partition (the producer's partition of its key) is ours;
+        the assignment is read at each call, as a rebalance may come between two batches."""
         consumer = self.consumer
-        owned = {tp.partition for tp in consumer.assignment()}
         partitions = sorted(consumer.partitions_for_topic(self.settings.results_topic) or ())
         partitioner = DefaultPartitioner()
 
         def owns(batch_id: str) -> bool:
-            return (
-                bool(partitions) and partitioner(batch_id.encode(), partitions, partitions) in owned
-            )
+            if not partitions:
+                return False
+            partition = partitioner(batch_id.encode(), partitions, partitions)
+            return partition in {tp.partition for tp in consumer.assignment()}
 
         return owns
 

@@ -11,7 +11,7 @@ import re
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 #: Batch ids become directory names: letters, digits, ``_`` and ``-`` only, no dots or slashes.
 BATCH_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
@@ -25,14 +25,20 @@ SUPPORTED_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embedding
 
 
 _WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: ASCII digits only (``str.isdigit`` accepts ``"²"``, which ``int`` refuses), at most 7 of them.
+COMPLETION_WINDOW_PATTERN = r"^[0-9]{1,7}[smhd]$"
+_WINDOW_RE = re.compile(r"[0-9]{1,7}[smhd]")
+#: Latest ``created_at`` accepted: 9999-12-31T23:59:59Z, so any date library can show it.
+MAX_CREATED_AT = 253_402_300_799
+MAX_REQUEST_COUNT = 10_000_000
+_REASON_LIMIT = 500
 
 
 def completion_window_seconds(window: str) -> int | None:
     """Seconds in a completion window such as ``24h``; None if it is not of that form."""
-    number, unit = window[:-1], window[-1:]
-    if not number.isdigit() or unit not in _WINDOW_UNITS:
+    if not _WINDOW_RE.fullmatch(window):
         return None
-    return int(number) * _WINDOW_UNITS[unit]
+    return int(window[:-1]) * _WINDOW_UNITS[window[-1]]
 
 
 def is_safe_batch_id(value: str) -> bool:
@@ -94,11 +100,16 @@ class ResultMessage(BaseModel):
         return self.error is None and self.response is not None and self.response.status_code == 200
 
 
+MetadataKey = Annotated[str, StringConstraints(max_length=64)]
+MetadataValue = Annotated[str, StringConstraints(max_length=512)]
+
+
 class BatchManifest(BaseModel):
     """Announces a batch before its requests (topic: batches, key: batch_id).
 
     The aggregator knows a batch is complete when it holds ``request_count`` distinct
-    ``custom_id`` results for it.
+    ``custom_id`` results for it. Every field is bounded (OpenAI's limits for metadata), so
+    that no manifest a topic carries can crash or overflow the aggregator's arithmetic.
     """
 
     model_config = ConfigDict(extra="forbid", title="BatchManifest")
@@ -108,10 +119,43 @@ class BatchManifest(BaseModel):
         description="Endpoint of the batch's lines; `submit` enforces one supported endpoint per "
         "batch, `run-batch` (like vLLM's) accepts mixed files and records the first line's."
     )
-    request_count: int = Field(ge=1, description="Number of request lines in the batch.")
-    completion_window: str = "24h"
-    metadata: dict[str, str] = Field(default_factory=dict)
-    created_at: int = Field(default_factory=lambda: int(time.time()), description="Unix seconds.")
+    request_count: int = Field(
+        ge=1, le=MAX_REQUEST_COUNT, strict=True, description="Number of request lines."
+    )
+    completion_window: Annotated[str, StringConstraints(pattern=COMPLETION_WINDOW_PATTERN)] = Field(
+        "24h", description="Digits and a unit (s, m, h or d), as OpenAI's `24h`."
+    )
+    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=16)
+    created_at: int = Field(
+        default_factory=lambda: int(time.time()),
+        ge=0,
+        le=MAX_CREATED_AT,
+        strict=True,
+        description="Unix seconds.",
+    )
+
+
+def parse_manifest(value: bytes | None) -> BatchManifest | str:
+    """A manifest record's value as a manifest, or why it is not one (short, ASCII).
+
+    Never raises, whatever the bytes: the caller dead-letters a bad manifest with the reason
+    instead of letting it stop the manifest reader.
+    """
+    if value is None:
+        return "tombstone: the record has no value"
+    try:
+        return BatchManifest.model_validate_json(value)
+    except ValidationError as error:
+        reason = "; ".join(
+            f"{'.'.join(str(part) for part in detail['loc']) or 'value'}: {detail['msg']}"
+            for detail in error.errors(
+                include_url=False, include_input=False, include_context=False
+            )
+        )
+    except Exception as error:  # defensive: pydantic-core reports bad JSON as ValidationError
+        reason = f"{type(error).__name__}: {error}"
+    reason = reason.encode("ascii", "backslashreplace").decode("ascii")
+    return reason if len(reason) <= _REASON_LIMIT else reason[: _REASON_LIMIT - 3] + "..."
 
 
 BatchStatus = Literal["validating", "in_progress", "finalizing", "completed", "failed", "expired"]

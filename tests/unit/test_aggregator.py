@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -38,10 +40,32 @@ def status() -> FakeStatusPublisher:
     return FakeStatusPublisher()
 
 
+Make = Callable[..., BatchAggregator]
+
+
+@pytest.fixture
+def make(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Make]:
+    """Aggregators spooling in a directory of the test's own, closed after the test."""
+    made: list[BatchAggregator] = []
+    root = tmp_path_factory.mktemp("spool")
+
+    def build(output: Path, status: FakeStatusPublisher, **kwargs: Any) -> BatchAggregator:
+        made.append(BatchAggregator(output, status, spool_root=root, **kwargs))
+        return made[-1]
+
+    yield build
+    for aggregator in made:
+        aggregator.close()
+
+
+def _always(batch_id: str) -> bool:
+    return True
+
+
 async def test_a_complete_batch_is_written_once_with_duplicates_dropped(
-    tmp_path: Path, status: FakeStatusPublisher
+    tmp_path: Path, status: FakeStatusPublisher, make: Make
 ) -> None:
-    aggregator = BatchAggregator(tmp_path, status)
+    aggregator = make(tmp_path, status)
     await aggregator.add_manifest(_manifest("b1", 3))
     await aggregator.add_results(
         _records([_result("b1", "a"), _result("b1", "a"), _result("b1", "b", status=400)])
@@ -60,13 +84,14 @@ async def test_a_complete_batch_is_written_once_with_duplicates_dropped(
     assert batch["metadata"] == {"k": "v"}
     assert status.published[-1].status == "completed"
     assert status.published[-1].output_file_id == str((tmp_path / "b1" / "output.jsonl").resolve())
-    assert not list((tmp_path / ".spool").iterdir())
+    assert not (tmp_path / ".spool").exists()  # the spool is private, not in the output dir
+    assert aggregator.received("b1") == 0
 
 
 async def test_results_before_the_manifest_wait_for_it(
-    tmp_path: Path, status: FakeStatusPublisher
+    tmp_path: Path, status: FakeStatusPublisher, make: Make
 ) -> None:
-    aggregator = BatchAggregator(tmp_path, status)
+    aggregator = make(tmp_path, status)
     await aggregator.add_results(_records([_result("b1", "a")]))
     assert aggregator.open_batches == 1
     await aggregator.add_manifest(_manifest("b1", 1))
@@ -75,13 +100,13 @@ async def test_results_before_the_manifest_wait_for_it(
 
 
 async def test_late_duplicates_of_a_written_batch_change_nothing(
-    tmp_path: Path, status: FakeStatusPublisher
+    tmp_path: Path, status: FakeStatusPublisher, make: Make
 ) -> None:
-    aggregator = BatchAggregator(tmp_path, status)
+    aggregator = make(tmp_path, status)
     await aggregator.add_manifest(_manifest("b1", 1))
     await aggregator.add_results(_records([_result("b1", "a")]))
     before = (tmp_path / "b1" / "output.jsonl").read_bytes()
-    restarted = BatchAggregator(tmp_path, FakeStatusPublisher())  # no memory of b1
+    restarted = make(tmp_path, FakeStatusPublisher())  # no memory of b1
     await restarted.add_manifest(_manifest("b1", 1))
     await restarted.add_results(_records([_result("b1", "a")], start=1))
     assert restarted.open_batches == 0
@@ -90,9 +115,9 @@ async def test_late_duplicates_of_a_written_batch_change_nothing(
 
 
 async def test_commits_stop_at_the_earliest_unfinished_batch(
-    tmp_path: Path, status: FakeStatusPublisher
+    tmp_path: Path, status: FakeStatusPublisher, make: Make
 ) -> None:
-    aggregator = BatchAggregator(tmp_path, status)
+    aggregator = make(tmp_path, status)
     await aggregator.add_manifest(_manifest("done", 1))
     await aggregator.add_manifest(_manifest("open", 2))
     values = [_result("other", "x"), _result("open", "a"), _result("done", "z")]
@@ -106,9 +131,9 @@ async def test_commits_stop_at_the_earliest_unfinished_batch(
 
 
 async def test_invalid_results_are_skipped_and_counted(
-    tmp_path: Path, status: FakeStatusPublisher
+    tmp_path: Path, status: FakeStatusPublisher, make: Make
 ) -> None:
-    aggregator = BatchAggregator(tmp_path, status)
+    aggregator = make(tmp_path, status)
     await aggregator.add_results(_records([b"nonsense", b'{"batch_id": "../x"}']))
     assert aggregator.invalid_results == 2
     assert aggregator.open_batches == 0
@@ -116,9 +141,9 @@ async def test_invalid_results_are_skipped_and_counted(
 
 
 async def test_progress_is_published_while_results_arrive(
-    tmp_path: Path, status: FakeStatusPublisher
+    tmp_path: Path, status: FakeStatusPublisher, make: Make
 ) -> None:
-    aggregator = BatchAggregator(tmp_path, status, progress_interval=0)
+    aggregator = make(tmp_path, status, progress_interval=0)
     await aggregator.add_manifest(_manifest("b1", 3))
     await aggregator.add_results(_records([_result("b1", "a")]))
     await aggregator.add_results(_records([_result("b1", "b", status=500)], start=1))
@@ -127,9 +152,9 @@ async def test_progress_is_published_while_results_arrive(
 
 
 async def test_released_partitions_drop_their_batches(
-    tmp_path: Path, status: FakeStatusPublisher
+    tmp_path: Path, status: FakeStatusPublisher, make: Make
 ) -> None:
-    aggregator = BatchAggregator(tmp_path, status)
+    aggregator = make(tmp_path, status)
     await aggregator.add_results(_records([_result("b1", "a")]))
     aggregator.release([(TOPIC, 0)])
     assert aggregator.open_batches == 0
@@ -137,11 +162,11 @@ async def test_released_partitions_drop_their_batches(
 
 
 async def test_the_oldest_open_batch_age_is_exported(
-    tmp_path: Path, status: FakeStatusPublisher
+    tmp_path: Path, status: FakeStatusPublisher, make: Make
 ) -> None:
     from service import metrics
 
-    aggregator = BatchAggregator(tmp_path, status)
+    aggregator = make(tmp_path, status)
     assert aggregator.oldest_open_batch_age() == 0.0
     await aggregator.add_results(_records([_result("stuck", "a")]))
     aggregator._open["stuck"].in_progress_at -= 120
@@ -150,15 +175,15 @@ async def test_the_oldest_open_batch_age_is_exported(
 
 
 async def test_an_overdue_batch_is_written_as_expired_and_stops_holding_commits(
-    tmp_path: Path, status: FakeStatusPublisher
+    tmp_path: Path, status: FakeStatusPublisher, make: Make
 ) -> None:
-    aggregator = BatchAggregator(tmp_path, status)
+    aggregator = make(tmp_path, status)
     manifest = _manifest("late", 3).model_copy(update={"completion_window": "1h"})
     await aggregator.add_manifest(manifest)
     await aggregator.add_results(_records([_result("late", "a"), _result("other", "x")], start=5))
     assert aggregator.committable() == {(TOPIC, 0): 5}
-    assert await aggregator.expire_overdue(now=manifest.created_at + 3599) == []
-    assert await aggregator.expire_overdue(now=manifest.created_at + 3600) == ["late"]
+    assert await aggregator.expire_overdue(now=manifest.created_at + 3599, owns=_always) == []
+    assert await aggregator.expire_overdue(now=manifest.created_at + 3600, owns=_always) == ["late"]
 
     batch = orjson.loads((tmp_path / "late" / "batch.json").read_bytes())
     assert batch["status"] == "expired"

@@ -1,15 +1,21 @@
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from service.contracts import (
+    MAX_CREATED_AT,
     BatchManifest,
     RequestMessage,
     ResponseData,
     ResultMessage,
     completion_window_seconds,
     is_safe_batch_id,
+    parse_manifest,
 )
 
 
@@ -80,3 +86,135 @@ def test_completion_windows_convert_to_seconds(window: str, seconds: int) -> Non
 @pytest.mark.parametrize("window", ["", "h", "24", "1w", "-1h"])
 def test_malformed_completion_windows_have_no_length(window: str) -> None:
     assert completion_window_seconds(window) is None
+
+
+@pytest.mark.parametrize(
+    "window", ["²h", "\u0661h", "24h\n", "12345678h", "1.5h", " 1h", "1H", "1hh", "0x1h"]
+)
+def test_windows_of_non_ascii_or_too_many_digits_have_no_length(window: str) -> None:
+    assert completion_window_seconds(window) is None
+    with pytest.raises(ValidationError):
+        BatchManifest(batch_id="b", endpoint="/e", request_count=1, completion_window=window)
+
+
+def test_the_longest_window_and_latest_creation_still_give_an_expiry() -> None:
+    manifest = BatchManifest(
+        batch_id="b",
+        endpoint="/e",
+        request_count=10_000_000,
+        completion_window="9999999d",
+        created_at=MAX_CREATED_AT,
+    )
+    window = completion_window_seconds(manifest.completion_window)
+    assert window == 9_999_999 * 86_400
+    assert manifest.created_at + window < 2**63  # fits a signed 64-bit int (JSON, Kafka, C)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"created_at": -1},
+        {"created_at": MAX_CREATED_AT + 1},
+        {"created_at": 2**64},
+        {"created_at": "1700000000"},
+        {"request_count": 10_000_001},
+        {"request_count": 2**64},
+        {"request_count": True},
+        {"request_count": 1.5},
+        {"metadata": {"k" * 65: "v"}},
+        {"metadata": {"k": "v" * 513}},
+        {"metadata": {f"k{i}": "v" for i in range(17)}},
+        {"metadata": {"k": 1}},
+        {"completion_window": 24},
+    ],
+)
+def test_manifests_out_of_bounds_are_refused(fields: dict[str, object]) -> None:
+    document = {"batch_id": "b", "endpoint": "/e", "request_count": 1, **fields}
+    with pytest.raises(ValidationError):
+        BatchManifest.model_validate(document)
+    reason = parse_manifest(json.dumps(document).encode())
+    assert isinstance(reason, str)
+    assert next(iter(fields)) in reason  # the reason names the field
+
+
+def test_openai_limits_are_accepted() -> None:
+    metadata = {f"{i:064d}": "v" * 512 for i in range(16)}
+    manifest = BatchManifest(
+        batch_id="b", endpoint="/e", request_count=1, metadata=metadata, created_at=0
+    )
+    assert parse_manifest(manifest.model_dump_json().encode()) == manifest
+
+
+def _manifest_json(**fields: object) -> bytes:
+    return json.dumps({"batch_id": "b", "endpoint": "/e", "request_count": 1, **fields}).encode()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, "tombstone"),
+        (b"", "Invalid JSON"),
+        (b"garbage", "Invalid JSON"),
+        (b"\xff\xfe\x00{", "Invalid JSON"),
+        (b'{"batch_id": "b\xe9", "endpoint": "/e", "request_count": 1}', "Invalid JSON"),
+        (b"null", "value"),
+        (b"[1, 2]", "value"),
+        (b"[" * 100_000, "recursion limit"),
+        (
+            b'{"batch_id": "b", "endpoint": "/e", "request_count": 1, "created_at": 1e400}',
+            "created_at",
+        ),
+        (b'{"batch_id": "b", "endpoint": "/e", "request_count": 1, "extra": 1}', "extra"),
+        (_manifest_json(completion_window="\u00b2h"), "completion_window"),
+        (_manifest_json(request_count=2**64), "request_count"),
+    ],
+)
+def test_parse_manifest_gives_a_reason_for_any_bad_value(
+    value: bytes | None, expected: str
+) -> None:
+    reason = parse_manifest(value)
+    assert isinstance(reason, str)
+    assert expected in reason
+    assert reason.isascii()
+    assert len(reason) <= 500
+
+
+def test_a_reason_is_short_even_when_every_field_is_wrong() -> None:
+    document = {f"\u00e9{'x' * 200}{i}": i for i in range(100)}
+    reason = parse_manifest(json.dumps(document).encode())
+    assert isinstance(reason, str)
+    assert reason.isascii()
+    assert len(reason) == 500
+    assert reason.endswith("...")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300) | st.text(max_size=200).map(str.encode))
+def test_parse_manifest_never_raises_on_any_bytes(value: bytes) -> None:
+    assert isinstance(parse_manifest(value), str | BatchManifest)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {"batch_id": st.just("b"), "endpoint": st.just("/e")},
+        optional={
+            "request_count": st.integers() | st.floats() | st.booleans() | st.text(max_size=5),
+            "created_at": st.integers() | st.floats(allow_nan=False) | st.none(),
+            "completion_window": st.text(max_size=10),
+            "metadata": st.dictionaries(st.text(max_size=70), st.text(max_size=600), max_size=20),
+        },
+    )
+)
+def test_a_manifest_that_parses_has_an_expiry_that_never_raises(
+    document: dict[str, object],
+) -> None:
+    try:
+        value = json.dumps(document).encode()
+    except ValueError:  # infinities: not JSON
+        return
+    manifest = parse_manifest(value)
+    if isinstance(manifest, BatchManifest):
+        window = completion_window_seconds(manifest.completion_window)
+        assert window is not None
+        assert 0 <= manifest.created_at + window < 2**63
