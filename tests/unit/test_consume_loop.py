@@ -153,9 +153,7 @@ async def _until(condition: Any, within: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_a_rebalance_never_commits_past_unfinished_work_nor_for_a_revoked_partition() -> (
-    None
-):
+async def test_a_rebalance_never_commits_past_unfinished_work_nor_for_a_revoked_partition() -> None:
     logs = {
         P0: [_line(0, i, "slow" if i == 2 else "p") for i in range(6)],
         P1: [_line(1, i, "p") for i in range(4)],
