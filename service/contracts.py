@@ -158,7 +158,16 @@ def parse_manifest(value: bytes | None) -> BatchManifest | str:
     return reason if len(reason) <= _REASON_LIMIT else reason[: _REASON_LIMIT - 3] + "..."
 
 
-BatchStatus = Literal["validating", "in_progress", "finalizing", "completed", "failed", "expired"]
+BatchStatus = Literal[
+    "validating",
+    "failed",
+    "in_progress",
+    "finalizing",
+    "completed",
+    "expired",
+    "cancelling",
+    "cancelled",
+]
 
 
 class RequestCounts(BaseModel):

@@ -2,6 +2,7 @@
 
 It gives the demo, ``run-batch`` and the tests a real broker over TCP on machines without Docker
 or a Kafka cluster. Storage is in memory: data lives as long as the process.
+An orphan guard (``service.orphan_guard``) ends Tansu when its owner dies by SIGKILL.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 from typing import IO
+
+from service.orphan_guard import OrphanGuard
 
 DEFAULT_HOST = "127.0.0.1"
 
@@ -46,6 +49,7 @@ class EmbeddedBroker:
         self._inherit_output = inherit_output
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._guard: OrphanGuard | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -76,6 +80,8 @@ class EmbeddedBroker:
             stderr=log,
             start_new_session=not self._inherit_output,
         )
+        # Tansu does not watch us: without the guard it outlives a SIGKILLed owner.
+        self._guard = OrphanGuard.start([self._process.pid])
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -83,6 +89,7 @@ class EmbeddedBroker:
                 if log is not None:
                     log.seek(0)
                     output = log.read()
+                self.stop()
                 raise RuntimeError(f"embedded broker exited at start: {output.decode().strip()}")
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
@@ -112,6 +119,9 @@ class EmbeddedBroker:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        if self._guard is not None:
+            self._guard.release()
+            self._guard = None
         if self._log is not None:
             self._log.close()
             self._log = None

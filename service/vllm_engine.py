@@ -19,13 +19,9 @@ from typing import Any
 import pydantic
 
 from service.contracts import ResponseData
-from service.error_bodies import (
-    error_response,
-    method_not_allowed,
-    streaming_refused,
-    unsupported_endpoint,
-)
+from service.error_bodies import error_response
 from service.protocols import EngineReply, EngineRequest, EngineTimings, EngineUnavailableError
+from service.request_line import serving_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +78,8 @@ class VllmEngine:
         from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        from service.orphan_guard import OrphanGuard
+
         # vLLM's per-request timings feed our spans and histograms; they stay out of response
         # bodies unless the user asked for them with --enable-per-request-metrics.
         asked_for_metrics = bool(args.enable_per_request_metrics)
@@ -92,17 +90,26 @@ class VllmEngine:
         # offline LLM class (larger max_num_seqs / max_num_batched_tokens than its servers).
         usage = UsageContext.LLM_CLASS
         vllm_config = engine_args.create_engine_config(usage_context=usage)
-        engine = AsyncLLM.from_vllm_config(
-            vllm_config=vllm_config,
-            usage_context=usage,
-            enable_log_requests=engine_args.enable_log_requests,
-            disable_log_stats=engine_args.disable_log_stats,
-        )
+        # The engine core does not watch us: the guard ends it if we die by SIGKILL, even
+        # while it is still starting (it adopts the children we start until sealed).
+        guard = OrphanGuard.start(adopt_children=True)
         try:
-            state = SimpleNamespace()
+            engine = AsyncLLM.from_vllm_config(
+                vllm_config=vllm_config,
+                usage_context=usage,
+                enable_log_requests=engine_args.enable_log_requests,
+                disable_log_stats=engine_args.disable_log_stats,
+            )
+        except BaseException:
+            guard.release()
+            raise
+        guard.seal()
+        try:
+            state = SimpleNamespace(orphan_guard=guard)
             await init_app_state(engine, state, args, await engine.get_supported_tasks())
         except BaseException:
             engine.shutdown()
+            guard.release()
             raise
         return cls(engine, state, keep_metrics_in_body=asked_for_metrics)
 
@@ -128,12 +135,10 @@ class VllmEngine:
         return EngineReply(response, _timings(metrics))
 
     async def _respond(self, request: EngineRequest) -> ResponseData:
-        if request.method.upper() != "POST":
-            return method_not_allowed(request.method)
-        route = self._routes.get(request.url)
-        if route is None:
-            return unsupported_endpoint(request.url)
-        model_type, handler = route
+        refusal = serving_refusal(request.method, request.url, request.body)
+        if refusal is not None:
+            return refusal
+        model_type, handler = self._routes[request.url]  # one route per supported endpoint
         if handler is None:
             return error_response(
                 HTTPStatus.NOT_FOUND,
@@ -141,8 +146,6 @@ class VllmEngine:
                 error_type="NotFoundError",
                 param="url",
             )
-        if request.body.get("stream"):
-            return streaming_refused()
         try:
             parsed = model_type.validate_python(request.body)
         except pydantic.ValidationError as error:
@@ -215,3 +218,8 @@ class VllmEngine:
         # vLLM's configured shutdown timeout (0 by default, as its run-batch uses): without it
         # the engine core gets a fixed grace period before it is killed.
         self._engine.shutdown(timeout=self._engine.vllm_config.shutdown_timeout)
+        # After the shutdown, so that a worker killed while shutting down is still covered;
+        # the engine core is gone by now and the guard kills nothing.
+        guard = getattr(self._state, "orphan_guard", None)
+        if guard is not None:
+            guard.release()
