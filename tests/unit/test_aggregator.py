@@ -1,16 +1,14 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 
-from service.aggregator import BatchAggregator
 from service.contracts import BatchManifest, ResponseData, ResultMessage
 from service.protocols import IncomingRecord
 from tests.fakes import FakeStatusPublisher
+from tests.unit.conftest import Make
 
 TOPIC = "results"
 
@@ -38,24 +36,6 @@ def _manifest(batch_id: str, count: int) -> BatchManifest:
 @pytest.fixture
 def status() -> FakeStatusPublisher:
     return FakeStatusPublisher()
-
-
-Make = Callable[..., BatchAggregator]
-
-
-@pytest.fixture
-def make(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Make]:
-    """Aggregators spooling in a directory of the test's own, closed after the test."""
-    made: list[BatchAggregator] = []
-    root = tmp_path_factory.mktemp("spool")
-
-    def build(output: Path, status: FakeStatusPublisher, **kwargs: Any) -> BatchAggregator:
-        made.append(BatchAggregator(output, status, spool_root=root, **kwargs))
-        return made[-1]
-
-    yield build
-    for aggregator in made:
-        aggregator.close()
 
 
 def _always(batch_id: str) -> bool:

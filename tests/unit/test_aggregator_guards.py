@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -20,23 +18,10 @@ from service.aggregator import BatchAggregator
 from service.contracts import BatchObject
 from service.protocols import IncomingRecord
 from tests.fakes import FakeStatusPublisher
-from tests.unit.test_aggregator import TOPIC, Make, _manifest, _records, _result
+from tests.unit.conftest import Make
+from tests.unit.test_aggregator import TOPIC, _manifest, _records, _result
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-
-
-@pytest.fixture
-def make(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Make]:
-    made: list[BatchAggregator] = []
-    root = tmp_path_factory.mktemp("spool")
-
-    def build(output: Path, status: FakeStatusPublisher, **kwargs: Any) -> BatchAggregator:
-        made.append(BatchAggregator(output, status, spool_root=root, **kwargs))
-        return made[-1]
-
-    yield build
-    for aggregator in made:
-        aggregator.close()
 
 
 class FailingStatusPublisher(FakeStatusPublisher):
