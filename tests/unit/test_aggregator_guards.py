@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import NoOpTracerProvider
 
 from service import telemetry
 from service.aggregator import BatchAggregator
@@ -199,6 +200,8 @@ async def test_trace_links_are_kept_only_while_tracing_records(
     tmp_path: Path, make: Make, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     aggregator = make(tmp_path, FakeStatusPublisher())
+    # Tracing off (whatever provider an earlier test installed): spans do not record.
+    monkeypatch.setattr(telemetry, "tracer", lambda: NoOpTracerProvider().get_tracer("test"))
     traced = [
         IncomingRecord(TOPIC, 0, i, _result("b1", f"c{i}"), headers={"traceparent": TRACEPARENT})
         for i in range(3)
