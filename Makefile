@@ -26,7 +26,7 @@ typecheck: install
 	$(BIN)/mypy
 
 contracts: install
-	$(BIN)/python -m service.contract_files write
+	$(BIN)/python -m llm_stream.cli.contract_files write
 
 test: install lint typecheck
 	$(BIN)/pytest
@@ -34,7 +34,7 @@ test: install lint typecheck
 test-fast: install
 	$(BIN)/pytest -m "not engine and not broker"
 
-$(MODEL_DIR)/model.safetensors: service/tiny_model.py | install
+$(MODEL_DIR)/model.safetensors: service/llm_stream/cli/tiny_model.py | install
 	$(BIN)/llm-stream tiny-model $(MODEL_DIR)
 
 DEMO_OUTPUT := .cache/demo-output.jsonl
@@ -44,7 +44,7 @@ TINY_FLAGS := --served-model-name tiny-llama --dtype float32 --max-model-len 256
 demo: install $(MODEL_DIR)/model.safetensors
 	VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-1} $(BIN)/llm-stream run-batch \
 		-i docs/examples/demo.jsonl -o $(DEMO_OUTPUT) --model $(MODEL_DIR) $(TINY_FLAGS)
-	@$(BIN)/python -m service.show_output $(DEMO_OUTPUT)
+	@$(BIN)/python -m llm_stream.cli.show_output $(DEMO_OUTPUT)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from llm_stream.settings import Settings
 
-from service.settings import Settings
 from tests.kafka_harness import kafka_bootstrap_servers
 
 
@@ -33,7 +33,7 @@ def unique_name() -> str:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Path of the tiny deterministic model, built once per session."""
-    from service.tiny_model import build_tiny_model
+    from llm_stream.cli.tiny_model import build_tiny_model
 
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny-model")))
 

@@ -7,9 +7,9 @@ import base64
 import os
 from collections.abc import Mapping
 
-from service.contracts import BatchObject, ResponseData, ResultMessage
-from service.error_bodies import unsupported_endpoint
-from service.protocols import (
+from llm_stream.contracts import BatchObject, ResponseData, ResultMessage
+from llm_stream.engine.error_bodies import unsupported_endpoint
+from llm_stream.protocols import (
     EngineReply,
     EngineRequest,
     EngineTimings,

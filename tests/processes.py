@@ -39,7 +39,7 @@ def running(
     """Run ``llm-stream ARGS`` until the block ends, then SIGTERM it (SIGKILL if it hangs)."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service", *args],
+            [sys.executable, "-m", "llm_stream", *args],
             env=service_env(settings),
             stdout=log,
             stderr=subprocess.STDOUT,

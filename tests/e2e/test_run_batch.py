@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 import pytest
+from llm_stream.cli.embedded_broker import EmbeddedBroker
 
-from service.embedded_broker import EmbeddedBroker
 from tests.processes import TINY_ENGINE_FLAGS, running, service_env, worker_args
 
 pytestmark = [pytest.mark.engine, pytest.mark.broker]
@@ -36,7 +36,7 @@ def _comparable(line: dict[str, Any]) -> dict[str, Any]:
 def _run_batch(model: str, source: Path, target: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
-            *(sys.executable, "-m", "service", "run-batch"),
+            *(sys.executable, "-m", "llm_stream", "run-batch"),
             *("-i", str(source), "-o", str(target), "--model", model),
             *TINY_ENGINE_FLAGS,
         ],
@@ -101,7 +101,7 @@ def test_separate_processes_write_what_run_batch_writes(
     env = service_env(separate_processes)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "service", *args]
+        command = [sys.executable, "-m", "llm_stream", *args]
         return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
 
     submitted = cli("submit", str(EXAMPLES / "chat.jsonl"), "--metadata", "team=e2e")

@@ -9,17 +9,17 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from llm_stream.aggregator.app import AggregatorApp
+from llm_stream.client.submit import publish_batch
+from llm_stream.contracts import BatchManifest
+from llm_stream.settings import Settings
+from llm_stream.worker.app import Worker
+from llm_stream.worker.args import parse_worker_args
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from service.aggregator_app import AggregatorApp
-from service.contracts import BatchManifest
-from service.settings import Settings
-from service.submit import publish_batch
-from service.worker import Worker
-from service.worker_args import parse_worker_args
 from tests.processes import SERVED_MODEL, TINY_ENGINE_FLAGS
 
 pytestmark = [pytest.mark.engine, pytest.mark.broker]
@@ -45,7 +45,7 @@ async def test_one_trace_joins_producer_worker_engine_and_aggregator(
     spans: InMemorySpanExporter, isolated_settings: Settings, tiny_model: str
 ) -> None:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    from service.vllm_engine import VllmEngine
+    from llm_stream.engine.vllm_engine import VllmEngine
 
     settings = isolated_settings.with_overrides(topic_partitions=1)
     _, engine_args = parse_worker_args(["--model", tiny_model, *TINY_ENGINE_FLAGS])

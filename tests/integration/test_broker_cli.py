@@ -13,8 +13,7 @@ import sys
 import psutil
 import pytest
 from aiokafka import AIOKafkaProducer
-
-from service.embedded_broker import free_port
+from llm_stream.cli.embedded_broker import free_port
 
 pytestmark = pytest.mark.broker
 
@@ -22,7 +21,7 @@ pytestmark = pytest.mark.broker
 async def test_broker_subcommand_serves_kafka_and_stops_on_sigterm() -> None:
     port = free_port()
     process = subprocess.Popen(  # noqa: ASYNC220 - the test drives a foreground CLI process
-        [sys.executable, "-m", "service", "broker", "--port", str(port)],
+        [sys.executable, "-m", "llm_stream", "broker", "--port", str(port)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -47,7 +46,7 @@ async def test_broker_subcommand_serves_kafka_and_stops_on_sigterm() -> None:
 def test_sigkilled_broker_subcommand_leaves_no_tansu_behind() -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "service", "broker", "--port", str(port)],
+        [sys.executable, "-m", "llm_stream", "broker", "--port", str(port)],
         stdout=subprocess.PIPE,
         text=True,
     )

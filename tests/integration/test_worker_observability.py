@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 
 import orjson
 import pytest
+from llm_stream.cli.embedded_broker import free_port
+from llm_stream.settings import Settings
+from llm_stream.worker.app import Worker
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.embedded_broker import free_port
-from service.settings import Settings
-from service.worker import Worker
 from tests.fakes import FakeEngine
 from tests.kafka_helpers import collect, publish
 

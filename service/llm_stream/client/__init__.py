@@ -1,0 +1,1 @@
+"""The client library: submit batches and read their status."""

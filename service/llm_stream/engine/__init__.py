@@ -1,0 +1,1 @@
+"""The inference engine boundary and its vLLM implementation."""

@@ -1,0 +1,225 @@
+"""The real engine: one vLLM ``AsyncLLM`` behind vLLM's own OpenAI serving objects, no HTTP.
+
+Chat templates, sampling parameters, ``n``, logprobs, stop strings, seeds, structured output,
+usage counts and error bodies are therefore exactly what ``vllm serve`` would answer; this
+module only routes a batch line to the right serving object and turns its return value into
+a status code and a JSON body.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from types import SimpleNamespace
+from typing import Any
+
+import pydantic
+
+from llm_stream.batch.request_line import serving_refusal
+from llm_stream.contracts import ResponseData
+from llm_stream.engine.error_bodies import error_response
+from llm_stream.protocols import EngineReply, EngineRequest, EngineTimings, EngineUnavailableError
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+def _seconds(value: Any) -> float | None:
+    return float(value) / 1000 if isinstance(value, int | float) else None
+
+
+def _timings(metrics: dict[str, Any]) -> EngineTimings:
+    """vLLM's PerRequestMetrics (milliseconds) as seconds."""
+    return EngineTimings(
+        queue=_seconds(metrics.get("queue_time_ms")),
+        time_to_first_token=_seconds(metrics.get("time_to_first_token_ms")),
+        generation=_seconds(metrics.get("generation_time_ms")),
+    )
+
+
+class VllmEngine:
+    """Implements ``InferenceEngine`` with vLLM's ``AsyncLLM`` and OpenAI serving layer."""
+
+    def __init__(
+        self, engine_client: Any, state: SimpleNamespace, *, keep_metrics_in_body: bool = True
+    ) -> None:
+        from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
+        from vllm.entrypoints.openai.completion.protocol import CompletionRequest
+        from vllm.entrypoints.pooling.embed.protocol import EmbeddingRequest
+
+        self._engine = engine_client
+        self._state = state
+        self._keep_metrics_in_body = keep_metrics_in_body
+        chat = getattr(state, "openai_serving_chat", None)
+        completion = getattr(state, "openai_serving_completion", None)
+        embedding = getattr(state, "serving_embedding", None)
+        # TypeAdapters: EmbeddingRequest is a union of pydantic models, not a model.
+        self._routes: dict[str, tuple[pydantic.TypeAdapter[Any], Handler | None]] = {
+            "/v1/chat/completions": (
+                pydantic.TypeAdapter(ChatCompletionRequest),
+                chat.create_chat_completion if chat else None,
+            ),
+            "/v1/completions": (
+                pydantic.TypeAdapter(CompletionRequest),
+                completion.create_completion if completion else None,
+            ),
+            "/v1/embeddings": (pydantic.TypeAdapter(EmbeddingRequest), embedding),
+        }
+
+    @classmethod
+    async def start(cls, args: argparse.Namespace) -> VllmEngine:
+        """Start the engine from vLLM's own parsed CLI arguments (see ``worker_args``)."""
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.entrypoints.launchers.api_server.app_state import init_app_state
+        from vllm.usage.usage_lib import UsageContext
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        from llm_stream.engine.orphan_guard import OrphanGuard
+
+        # vLLM's per-request timings feed our spans and histograms; they stay out of response
+        # bodies unless the user asked for them with --enable-per-request-metrics.
+        asked_for_metrics = bool(args.enable_per_request_metrics)
+        if not args.disable_log_stats:
+            args.enable_per_request_metrics = True
+        engine_args = AsyncEngineArgs.from_cli_args(args)
+        # Throughput, not latency, is the goal: take the scheduler defaults vLLM gives its
+        # offline LLM class (larger max_num_seqs / max_num_batched_tokens than its servers).
+        usage = UsageContext.LLM_CLASS
+        vllm_config = engine_args.create_engine_config(usage_context=usage)
+        # The engine core does not watch us: the guard ends it if we die by SIGKILL, even
+        # while it is still starting (it adopts the children we start until sealed).
+        guard = OrphanGuard.start(adopt_children=True)
+        try:
+            engine = AsyncLLM.from_vllm_config(
+                vllm_config=vllm_config,
+                usage_context=usage,
+                enable_log_requests=engine_args.enable_log_requests,
+                disable_log_stats=engine_args.disable_log_stats,
+            )
+        except BaseException:
+            guard.release()
+            raise
+        guard.seal()
+        try:
+            state = SimpleNamespace(orphan_guard=guard)
+            await init_app_state(engine, state, args, await engine.get_supported_tasks())
+        except BaseException:
+            engine.shutdown()
+            guard.release()
+            raise
+        return cls(engine, state, keep_metrics_in_body=asked_for_metrics)
+
+    @property
+    def max_concurrency(self) -> int:
+        return int(self._engine.vllm_config.scheduler_config.max_num_seqs)
+
+    @property
+    def model_names(self) -> list[str]:
+        models = self._state.openai_serving_models
+        return [path.name for path in models.base_model_paths]
+
+    async def serve(self, request: EngineRequest) -> EngineReply:
+        try:
+            response = await self._respond(request)
+        except Exception as error:
+            self._raise_if_dead(error)  # else the pipeline answers this request with a 500
+            raise
+        body = response.body
+        if body is None or not isinstance(body.get("metrics"), dict):
+            return EngineReply(response)
+        metrics = body["metrics"] if self._keep_metrics_in_body else body.pop("metrics")
+        return EngineReply(response, _timings(metrics))
+
+    async def _respond(self, request: EngineRequest) -> ResponseData:
+        refusal = serving_refusal(request.method, request.url, request.body)
+        if refusal is not None:
+            return refusal
+        model_type, handler = self._routes[request.url]  # one route per supported endpoint
+        if handler is None:
+            return error_response(
+                HTTPStatus.NOT_FOUND,
+                f"The model does not support {request.url}.",
+                error_type="NotFoundError",
+                param="url",
+            )
+        try:
+            parsed = model_type.validate_python(request.body)
+        except pydantic.ValidationError as error:
+            return await self._validation_error(error)
+        raw_request = SimpleNamespace(headers=dict(request.trace_headers), state=SimpleNamespace())
+        try:
+            response = await handler(parsed, raw_request)
+        except Exception as error:
+            self._raise_if_dead(error)
+            from vllm.entrypoints.serve import create_error_response
+
+            response = create_error_response(error)
+        return self._to_response_data(response)
+
+    def _raise_if_dead(self, error: BaseException) -> None:
+        if self._engine.errored:
+            raise EngineUnavailableError(f"vLLM engine is dead: {error}") from error
+
+    def _to_response_data(self, response: Any) -> ResponseData:
+        from starlette.responses import Response
+        from vllm.entrypoints.serve.engine.protocol import ErrorResponse
+
+        if isinstance(response, ErrorResponse):
+            if response.error.code >= 500:
+                self._raise_if_dead(RuntimeError(response.error.message))
+            return ResponseData(
+                status_code=response.error.code, request_id="", body=response.model_dump()
+            )
+        if isinstance(response, Response):  # pooling endpoints answer with a JSONResponse
+            body = json.loads(bytes(response.body))
+            return ResponseData(
+                status_code=response.status_code, request_id=body.get("id", ""), body=body
+            )
+        if isinstance(response, pydantic.BaseModel):
+            body = response.model_dump(mode="json")
+            return ResponseData(status_code=200, request_id=body.get("id", ""), body=body)
+        return error_response(
+            HTTPStatus.INTERNAL_SERVER_ERROR, f"Unexpected engine response {type(response)!r}"
+        )
+
+    async def _validation_error(self, error: pydantic.ValidationError) -> ResponseData:
+        """The 400 body vLLM's server gives for a body that fails request validation."""
+        from fastapi.exceptions import RequestValidationError
+        from vllm.entrypoints.serve.exception_handling.handlers.validation import (
+            validation_exception_handler,
+        )
+
+        errors = [
+            {**item, "loc": ("body", *item["loc"])} for item in error.errors(include_url=False)
+        ]
+        fake_http_request = SimpleNamespace(
+            app=SimpleNamespace(state=SimpleNamespace(args=SimpleNamespace(log_error_stack=False))),
+            state=SimpleNamespace(),
+        )
+        response = await validation_exception_handler(
+            fake_http_request,
+            RequestValidationError(errors),
+        )
+        return ResponseData(
+            status_code=response.status_code, request_id="", body=json.loads(bytes(response.body))
+        )
+
+    async def check_health(self) -> None:
+        try:
+            await self._engine.check_health()
+        except Exception as error:
+            raise EngineUnavailableError(str(error)) from error
+
+    async def close(self) -> None:
+        # vLLM's configured shutdown timeout (0 by default, as its run-batch uses): without it
+        # the engine core gets a fixed grace period before it is killed.
+        self._engine.shutdown(timeout=self._engine.vllm_config.shutdown_timeout)
+        # After the shutdown, so that a worker killed while shutting down is still covered;
+        # the engine core is gone by now and the guard kills nothing.
+        guard = getattr(self._state, "orphan_guard", None)
+        if guard is not None:
+            guard.release()

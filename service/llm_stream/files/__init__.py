@@ -1,0 +1,1 @@
+"""Where batch files are written, and how (atomically)."""

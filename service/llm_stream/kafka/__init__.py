@@ -1,0 +1,1 @@
+"""Kafka plumbing: the consume loop, record decoding, publishers, topics and commits."""

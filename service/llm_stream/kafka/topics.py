@@ -1,0 +1,57 @@
+"""Create the service's topics if they do not exist yet, with the configured partition count.
+
+Relying on broker-side auto-creation would give one partition (no scaling) on many clusters
+and fail on clusters that disable it. The batches and batch-status topics are compacted: only
+the latest record per batch id matters, and they are read from the start.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, for_code
+
+from llm_stream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def topic_configs(settings: Settings, topic: str) -> dict[str, str]:
+    """Topic-level configs of a topic the service creates."""
+    configs = {"max.message.bytes": str(settings.max_message_bytes)}
+    if topic in (settings.batches_topic, settings.batch_status_topic):
+        configs["cleanup.policy"] = "compact"
+    if settings.topic_min_insync_replicas is not None:
+        configs["min.insync.replicas"] = str(settings.topic_min_insync_replicas)
+    return configs
+
+
+async def ensure_topics(settings: Settings, topics: Iterable[str] | None = None) -> None:
+    wanted = list(topics if topics is not None else settings.topics())
+    admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [topic for topic in wanted if topic not in existing]
+        if not missing:
+            return
+        response = await admin.create_topics(
+            [
+                NewTopic(
+                    topic,
+                    settings.topic_partitions,
+                    settings.topic_replication_factor,
+                    topic_configs=topic_configs(settings, topic),
+                )
+                for topic in missing
+            ]
+        )
+        for topic, code, message in response.topic_errors:
+            # "already exists": another process created it between our list and create.
+            if code not in (0, TopicAlreadyExistsError.errno):
+                raise for_code(code)(f"cannot create topic {topic!r}: {message}")
+        logger.info("created topics %s", missing)
+    finally:
+        await admin.close()

@@ -1,0 +1,1 @@
+"""Operations: metrics, tracing, logs and the ops HTTP endpoint."""

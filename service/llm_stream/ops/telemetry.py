@@ -1,0 +1,136 @@
+"""OpenTelemetry tracing: set-up, W3C context in Kafka headers, semantic-convention attributes.
+
+A request's trace starts at its producer (its ``traceparent`` header) and continues through the
+worker's process span, the engine span and the publish span, whose context the result message
+carries on to the aggregator. FastStream's telemetry middleware traces a batch consume as one
+span and parents publishes to that batch, so per-request spans are made here.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+from llm_stream import __version__
+from llm_stream.protocols import IncomingRecord
+from llm_stream.settings import Settings
+
+TRACER_NAME = "llm-stream"
+
+#: Endpoint -> gen_ai.operation.name
+GEN_AI_OPERATIONS = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "text_completion",
+    "/v1/embeddings": "embeddings",
+}
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer(TRACER_NAME, __version__)
+
+
+def configure_tracing(settings: Settings, service_name: str) -> None:
+    """Install the global tracer provider with the configured exporter (none: no-op spans)."""
+    if settings.otel_exporter == "none":
+        return
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service_name, "service.version": __version__}),
+        span_limits=SpanLimits(max_links=settings.trace_link_limit),
+    )
+    if settings.otel_exporter == "console":
+        # stderr: stdout carries command output (submit prints the batch id).
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+
+
+def context_from_headers(headers: Mapping[str, str]) -> Context:
+    return propagate.extract(dict(headers))
+
+
+def headers_with_context(headers: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``headers`` plus the current span's W3C trace context (traceparent, tracestate, baggage)."""
+    carrier = dict(headers or {})
+    propagate.inject(carrier)
+    return carrier
+
+
+def messaging_attributes(
+    record: IncomingRecord, operation: str, consumer_group: str | None = None
+) -> dict[str, Any]:
+    """OpenTelemetry messaging semantic conventions for one Kafka record."""
+    attributes: dict[str, Any] = {
+        "messaging.system": "kafka",
+        "messaging.operation.type": operation,
+        "messaging.operation.name": operation,
+        "messaging.destination.name": record.topic,
+        "messaging.destination.partition.id": str(record.partition),
+        "messaging.kafka.offset": record.offset,
+    }
+    if consumer_group is not None:
+        attributes["messaging.consumer.group.name"] = consumer_group
+    if record.key is not None:
+        attributes["messaging.kafka.message.key"] = record.key.decode(errors="replace")
+    return attributes
+
+
+def publish_attributes(topic: str, key: str | None) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "send",
+        "messaging.destination.name": topic,
+    }
+    if key is not None:
+        attributes["messaging.kafka.message.key"] = key
+    return attributes
+
+
+def gen_ai_request_attributes(url: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": GEN_AI_OPERATIONS.get(url, url),
+        "gen_ai.provider.name": "vllm",
+    }
+    for key, name in (
+        ("model", "gen_ai.request.model"),
+        ("temperature", "gen_ai.request.temperature"),
+        ("top_p", "gen_ai.request.top_p"),
+        ("seed", "gen_ai.request.seed"),
+        ("n", "gen_ai.request.choice.count"),
+    ):
+        value = body.get(key)
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            attributes[name] = value
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if isinstance(max_tokens, int):
+        attributes["gen_ai.request.max_tokens"] = max_tokens
+    return attributes
+
+
+def gen_ai_response_attributes(body: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not body or "error" in body:
+        return {}
+    attributes: dict[str, Any] = {}
+    if isinstance(body.get("id"), str):
+        attributes["gen_ai.response.id"] = body["id"]
+    if isinstance(body.get("model"), str):
+        attributes["gen_ai.response.model"] = body["model"]
+    usage = body.get("usage") or {}
+    if isinstance(usage.get("prompt_tokens"), int):
+        attributes["gen_ai.usage.input_tokens"] = usage["prompt_tokens"]
+    if isinstance(usage.get("completion_tokens"), int):
+        attributes["gen_ai.usage.output_tokens"] = usage["completion_tokens"]
+    reasons = [c.get("finish_reason") for c in body.get("choices") or [] if isinstance(c, dict)]
+    if reasons and all(isinstance(r, str) for r in reasons):
+        attributes["gen_ai.response.finish_reasons"] = reasons
+    return attributes

@@ -1,0 +1,1 @@
+"""The worker role: requests from Kafka through the engine to results."""

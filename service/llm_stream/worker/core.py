@@ -1,0 +1,305 @@
+"""The worker's core: keep many requests in the engine at once, publish each result, and
+commit a partition only up to the contiguous prefix of published results.
+
+Records are handed in by the consumer (``submit``) in partition order. ``submit`` waits only for
+a free in-flight slot, never for earlier requests to finish, so the engine's continuous batching
+never drains between polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+
+from opentelemetry.trace import Span, SpanKind, StatusCode
+
+from llm_stream.contracts import RequestMessage, ResponseData, ResultMessage
+from llm_stream.engine.error_bodies import error_response, response_too_large
+from llm_stream.kafka.dead_letters import dead_letter_of
+from llm_stream.kafka.offsets import OffsetTracker
+from llm_stream.ops import metrics, telemetry
+from llm_stream.ops.telemetry import GEN_AI_OPERATIONS
+from llm_stream.protocols import (
+    EngineReply,
+    EngineRequest,
+    EngineTimings,
+    EngineUnavailableError,
+    IncomingRecord,
+    InferenceEngine,
+    MessageTooLargeError,
+    ResultPublisher,
+    TopicPartitionKey,
+)
+from llm_stream.worker.request_parsing import DeadLetter, InvalidRequest, parse_record
+
+logger = logging.getLogger(__name__)
+
+#: Headers carried from a request to its result: W3C trace context.
+PROPAGATED_HEADERS = ("traceparent", "tracestate", "baggage")
+#: W3C caps tracestate at 512 and baggage at 8192 characters; longer values are not carried.
+_MAX_PROPAGATED_CHARS = 8192
+
+
+def propagated_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The request's trace headers that travel on to its result (bounded in size)."""
+    return {
+        name: value
+        for name, value in headers.items()
+        if name in PROPAGATED_HEADERS and len(value) <= _MAX_PROPAGATED_CHARS
+    }
+
+
+class RequestPipeline:
+    """Runs records through the engine with bounded concurrency; a ``RecordHandler``.
+
+    It never blocks its consume loop: ``capacity`` tells the loop how many records it takes,
+    and ``handle`` only starts their work.
+    """
+
+    def __init__(
+        self,
+        engine: InferenceEngine,
+        publisher: ResultPublisher,
+        *,
+        max_in_flight: int,
+        max_message_bytes: int = 1_048_576,
+        results_topic: str = "results",
+        consumer_group: str | None = None,
+    ) -> None:
+        self._engine = engine
+        self._results_topic = results_topic
+        self._consumer_group = consumer_group
+        self._publisher = publisher
+        self._max_in_flight = max_in_flight
+        self._max_message_bytes = max_message_bytes
+        self._offsets = OffsetTracker()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._accepting = True
+        self.failure: BaseException | None = None
+        self.failed = asyncio.Event()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    def capacity(self) -> int:
+        return max(0, self._max_in_flight - len(self._tasks)) if self._accepting else 0
+
+    async def handle(self, records: Sequence[IncomingRecord]) -> None:
+        """Start work on each record of an owned partition; never waits for the engine.
+
+        A record not started here (pipeline stopping, partition not owned) is never
+        registered, so its offset is never committed and the partition's owner re-reads it.
+        """
+        for record in records:
+            if not self._accepting:
+                return
+            if not self._offsets.start(record.topic_partition, record.offset):
+                continue
+            metrics.REQUESTS_IN_FLIGHT.inc()
+            task = asyncio.create_task(self._process(record))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def committable(self) -> dict[TopicPartitionKey, int]:
+        return self._offsets.committable()
+
+    async def assigned(self, partitions: Mapping[TopicPartitionKey, int]) -> None:
+        for partition in partitions:
+            self._offsets.assign(partition)
+
+    async def revoked(self, partitions: Sequence[TopicPartitionKey]) -> None:
+        """Forget revoked partitions: their requests still in flight are answered, but their
+        offsets are the new owner's to commit (it re-reads them: at least once)."""
+        self._offsets.forget(partitions)
+
+    def holds(self, partition: TopicPartitionKey) -> bool:
+        return self._offsets.holds(partition)
+
+    async def _process(self, record: IncomingRecord) -> None:
+        try:
+            await self._answer(record)
+        except Exception as error:  # the record stays uncommitted: it will be redelivered
+            self.fail(error)
+        else:
+            self._offsets.finish(record.topic_partition, record.offset)
+        finally:
+            metrics.REQUESTS_IN_FLIGHT.dec()
+
+    async def _answer(self, record: IncomingRecord) -> None:
+        metrics.REQUESTS_CONSUMED.inc()
+        parsed = parse_record(record.value, max_bytes=self._max_message_bytes)
+        with telemetry.tracer().start_as_current_span(
+            f"process {record.topic}",
+            context=telemetry.context_from_headers(record.headers),
+            kind=SpanKind.CONSUMER,
+            attributes=telemetry.messaging_attributes(record, "process", self._consumer_group),
+        ) as span:
+            if isinstance(parsed, DeadLetter):
+                span.set_status(StatusCode.ERROR, parsed.reason)
+                await self._dead_letter(record, parsed)
+                return
+            span.set_attributes({"llm_stream.batch_id": parsed.batch_id})
+            span.set_attributes({"llm_stream.custom_id": parsed.custom_id})
+            if isinstance(parsed, InvalidRequest):
+                endpoint = "invalid"
+                response = parsed.response
+            else:
+                endpoint = parsed.url if parsed.url in GEN_AI_OPERATIONS else "other"
+                response = await self._serve(parsed, endpoint)
+            response = await self._publish(record, parsed.batch_id, parsed.custom_id, response)
+            level = logging.WARNING if response.status_code >= 500 else logging.DEBUG
+            logger.log(
+                level,
+                "answered %s with %d",
+                endpoint,
+                response.status_code,
+                extra={"batch_id": parsed.batch_id, "custom_id": parsed.custom_id},
+            )
+        self._observe_answer(record, endpoint, response)
+
+    async def _dead_letter(self, record: IncomingRecord, dead: DeadLetter) -> None:
+        logger.warning(
+            "dead-lettering %s[%d]@%d: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            dead.reason[:200],
+            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
+        )
+        letter = dead_letter_of(record, dead.reason, self._max_message_bytes)
+        await self._publisher.publish_dead_letter(letter.value, letter.key, letter.headers)
+        metrics.DEAD_LETTERS.inc()
+
+    async def _serve(self, request: RequestMessage, endpoint: str) -> ResponseData:
+        """Run one request through the engine inside a GenAI-convention span."""
+        attributes = telemetry.gen_ai_request_attributes(request.url, request.body)
+        model = request.body.get("model")
+        name = f"{attributes['gen_ai.operation.name']} {model if isinstance(model, str) else ''}"
+        with telemetry.tracer().start_as_current_span(
+            name.strip(), kind=SpanKind.CLIENT, attributes=attributes
+        ) as span:
+            started = time.monotonic()
+            try:
+                reply = await self._engine.serve(
+                    EngineRequest(
+                        method=request.method,
+                        url=request.url,
+                        body=request.body,
+                        trace_headers=telemetry.headers_with_context(),
+                    )
+                )
+            except EngineUnavailableError:
+                raise
+            except Exception as error:  # one request's surprise: a 500 line, not a dead worker
+                logger.exception(
+                    "unexpected error serving %s",
+                    request.url,
+                    extra={"batch_id": request.batch_id, "custom_id": request.custom_id},
+                )
+                reply = EngineReply(
+                    error_response(
+                        HTTPStatus.INTERNAL_SERVER_ERROR,
+                        f"Internal error: {type(error).__name__}: {error}",
+                        error_type="InternalServerError",
+                    )
+                )
+            metrics.ENGINE_DURATION.labels(endpoint).observe(time.monotonic() - started)
+            response = reply.response
+            span.set_attributes(telemetry.gen_ai_response_attributes(response.body))
+            if reply.timings is not None:
+                self._observe_timings(span, endpoint, reply.timings)
+            if response.status_code >= 400:
+                span.set_attribute("error.type", str(response.status_code))
+                span.set_status(StatusCode.ERROR, f"HTTP {response.status_code}")
+            return response
+
+    @staticmethod
+    def _observe_timings(span: Span, endpoint: str, timings: EngineTimings) -> None:
+        for name, value in (
+            ("llm_stream.engine.queue_time_s", timings.queue),
+            ("llm_stream.engine.time_to_first_token_s", timings.time_to_first_token),
+            ("llm_stream.engine.generation_time_s", timings.generation),
+        ):
+            if value is not None:
+                span.set_attribute(name, value)
+        if timings.time_to_first_token is not None:
+            metrics.TIME_TO_FIRST_TOKEN.labels(endpoint).observe(timings.time_to_first_token)
+
+    async def _publish(
+        self, record: IncomingRecord, batch_id: str, custom_id: str, response: ResponseData
+    ) -> ResponseData:
+        """Publish the result line; an answer too large for Kafka becomes an error line."""
+        if not response.request_id:
+            response = response.model_copy(update={"request_id": f"req_{uuid.uuid4().hex}"})
+        result = ResultMessage(
+            batch_id=batch_id,
+            id=f"batch_req_{uuid.uuid4().hex}",
+            custom_id=custom_id,
+            response=response,
+        )
+        with telemetry.tracer().start_as_current_span(
+            f"send {self._results_topic}",
+            kind=SpanKind.PRODUCER,
+            attributes=telemetry.publish_attributes(self._results_topic, batch_id),
+        ):
+            # Without a recording span, the request's own trace context passes through.
+            headers = telemetry.headers_with_context(propagated_headers(record.headers))
+            try:
+                await self._publisher.publish_result(result, headers)
+            except MessageTooLargeError as error:
+                metrics.RESULTS_TOO_LARGE.inc()
+                logger.warning(
+                    "answer too large to publish: %s",
+                    error,
+                    extra={"batch_id": batch_id, "custom_id": custom_id},
+                )
+                response = response_too_large(error.size, error.limit, f"req_{uuid.uuid4().hex}")
+                result = result.model_copy(update={"response": response})
+                await self._publisher.publish_result(result, headers)
+        return response
+
+    @staticmethod
+    def _observe_answer(record: IncomingRecord, endpoint: str, response: ResponseData) -> None:
+        status = str(response.status_code)
+        metrics.REQUESTS_ANSWERED.labels(endpoint, status).inc()
+        if response.status_code != 200:
+            metrics.REQUESTS_FAILED.labels(endpoint, status).inc()
+        usage = (response.body or {}).get("usage") or {}
+        if isinstance(usage.get("prompt_tokens"), int):
+            metrics.PROMPT_TOKENS.labels(endpoint).inc(usage["prompt_tokens"])
+        if isinstance(usage.get("completion_tokens"), int):
+            metrics.COMPLETION_TOKENS.labels(endpoint).inc(usage["completion_tokens"])
+        if record.timestamp_ms is not None:
+            latency = max(0.0, time.time() - record.timestamp_ms / 1000)
+            metrics.END_TO_END_LATENCY.labels(endpoint).observe(latency)
+
+    def fail(self, error: BaseException) -> None:
+        """Stop taking work; the worker exits and uncommitted records are redelivered."""
+        if self.failure is None:
+            if isinstance(error, EngineUnavailableError):
+                logger.error("engine unavailable, stopping: %s", error)
+            else:
+                logger.exception("publishing a result failed, stopping", exc_info=error)
+            self.failure = error
+        self._accepting = False
+        self.failed.set()
+
+    async def drain(self, grace_period: float) -> bool:
+        """Stop taking work and wait up to ``grace_period`` s for the work in flight.
+
+        Returns True when nothing was left unfinished.
+        """
+        self._accepting = False
+        pending = set(self._tasks)
+        if pending:
+            _, still_running = await asyncio.wait(pending, timeout=grace_period)
+            for task in still_running:
+                task.cancel()
+            if still_running:
+                await asyncio.wait(still_running)
+        return not self._offsets.in_flight()

@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from llm_stream.contracts import BatchManifest, ResponseData, ResultMessage
+from llm_stream.protocols import IncomingRecord
+
+from tests.fakes import FakeStatusPublisher
+from tests.unit.conftest import Make
+
+TOPIC = "results"
+
+
+def _result(batch_id: str, custom_id: str, status: int = 200) -> bytes:
+    result = ResultMessage(
+        batch_id=batch_id,
+        id=f"batch_req_{custom_id}",
+        custom_id=custom_id,
+        response=ResponseData(status_code=status, request_id="r", body={"ok": status == 200}),
+    )
+    return result.model_dump_json().encode()
+
+
+def _records(values: list[bytes], start: int = 0, partition: int = 0) -> list[IncomingRecord]:
+    return [IncomingRecord(TOPIC, partition, start + i, v) for i, v in enumerate(values)]
+
+
+def _manifest(batch_id: str, count: int) -> BatchManifest:
+    return BatchManifest(
+        batch_id=batch_id, endpoint="/v1/completions", request_count=count, metadata={"k": "v"}
+    )
+
+
+@pytest.fixture
+def status() -> FakeStatusPublisher:
+    return FakeStatusPublisher()
+
+
+def _always(batch_id: str) -> bool:
+    return True
+
+
+async def test_a_complete_batch_is_written_once_with_duplicates_dropped(
+    tmp_path: Path, status: FakeStatusPublisher, make: Make
+) -> None:
+    aggregator = make(tmp_path, status)
+    await aggregator.add_manifest(_manifest("b1", 3))
+    await aggregator.add_results(
+        _records([_result("b1", "a"), _result("b1", "a"), _result("b1", "b", status=400)])
+    )
+    assert not (tmp_path / "b1").exists()
+    await aggregator.add_results(_records([_result("b1", "c"), _result("b1", "b")], start=3))
+
+    output = (tmp_path / "b1" / "output.jsonl").read_bytes().splitlines()
+    errors = (tmp_path / "b1" / "error.jsonl").read_bytes().splitlines()
+    assert [orjson.loads(line)["custom_id"] for line in output] == ["a", "c"]
+    assert [orjson.loads(line)["custom_id"] for line in errors] == ["b"]
+    assert "batch_id" not in orjson.loads(output[0])
+    batch = orjson.loads((tmp_path / "b1" / "batch.json").read_bytes())
+    assert batch["status"] == "completed"
+    assert batch["request_counts"] == {"total": 3, "completed": 2, "failed": 1}
+    assert batch["metadata"] == {"k": "v"}
+    assert status.published[-1].status == "completed"
+    assert status.published[-1].output_file_id == str((tmp_path / "b1" / "output.jsonl").resolve())
+    assert not (tmp_path / ".spool").exists()  # the spool is private, not in the output dir
+    assert aggregator.received("b1") == 0
+
+
+async def test_results_before_the_manifest_wait_for_it(
+    tmp_path: Path, status: FakeStatusPublisher, make: Make
+) -> None:
+    aggregator = make(tmp_path, status)
+    await aggregator.add_results(_records([_result("b1", "a")]))
+    assert aggregator.open_batches == 1
+    await aggregator.add_manifest(_manifest("b1", 1))
+    assert (tmp_path / "b1" / "batch.json").exists()
+    assert aggregator.open_batches == 0
+
+
+async def test_late_duplicates_of_a_written_batch_change_nothing(
+    tmp_path: Path, status: FakeStatusPublisher, make: Make
+) -> None:
+    aggregator = make(tmp_path, status)
+    await aggregator.add_manifest(_manifest("b1", 1))
+    await aggregator.add_results(_records([_result("b1", "a")]))
+    before = (tmp_path / "b1" / "output.jsonl").read_bytes()
+    restarted = make(tmp_path, FakeStatusPublisher())  # no memory of b1
+    await restarted.add_manifest(_manifest("b1", 1))
+    await restarted.add_results(_records([_result("b1", "a")], start=1))
+    assert restarted.open_batches == 0
+    assert restarted.batches_written == 0
+    assert (tmp_path / "b1" / "output.jsonl").read_bytes() == before
+
+
+async def test_commits_stop_at_the_earliest_unfinished_batch(
+    tmp_path: Path, status: FakeStatusPublisher, make: Make
+) -> None:
+    aggregator = make(tmp_path, status)
+    await aggregator.add_manifest(_manifest("done", 1))
+    await aggregator.add_manifest(_manifest("open", 2))
+    values = [_result("other", "x"), _result("open", "a"), _result("done", "z")]
+    await aggregator.add_results(_records(values, start=10))
+    await aggregator.add_results(_records([_result("p1", "q")], start=4, partition=1))
+    assert aggregator.committable() == {(TOPIC, 0): 10, (TOPIC, 1): 4}
+    await aggregator.add_manifest(_manifest("other", 1))
+    assert aggregator.committable() == {(TOPIC, 0): 11, (TOPIC, 1): 4}
+    await aggregator.add_results(_records([_result("open", "b")], start=13))
+    assert aggregator.committable() == {(TOPIC, 0): 14, (TOPIC, 1): 4}
+
+
+async def test_invalid_results_are_skipped_and_counted(
+    tmp_path: Path, status: FakeStatusPublisher, make: Make
+) -> None:
+    aggregator = make(tmp_path, status)
+    await aggregator.add_results(_records([b"nonsense", b'{"batch_id": "../x"}']))
+    assert aggregator.invalid_results == 2
+    assert aggregator.open_batches == 0
+    assert aggregator.committable() == {(TOPIC, 0): 2}
+
+
+async def test_progress_is_published_while_results_arrive(
+    tmp_path: Path, status: FakeStatusPublisher, make: Make
+) -> None:
+    aggregator = make(tmp_path, status, progress_interval=0)
+    await aggregator.add_manifest(_manifest("b1", 3))
+    await aggregator.add_results(_records([_result("b1", "a")]))
+    await aggregator.add_results(_records([_result("b1", "b", status=500)], start=1))
+    assert [s.status for s in status.published] == ["in_progress", "in_progress"]
+    assert status.published[-1].request_counts.failed == 1
+
+
+async def test_released_partitions_drop_their_batches(
+    tmp_path: Path, status: FakeStatusPublisher, make: Make
+) -> None:
+    aggregator = make(tmp_path, status)
+    await aggregator.add_results(_records([_result("b1", "a")]))
+    aggregator.release([(TOPIC, 0)])
+    assert aggregator.open_batches == 0
+    assert aggregator.committable() == {}
+
+
+async def test_the_oldest_open_batch_age_is_exported(
+    tmp_path: Path, status: FakeStatusPublisher, make: Make
+) -> None:
+    from llm_stream.ops import metrics
+
+    aggregator = make(tmp_path, status)
+    assert aggregator.oldest_open_batch_age() == 0.0
+    await aggregator.add_results(_records([_result("stuck", "a")]))
+    aggregator._open["stuck"].in_progress_at -= 120
+    assert 120 <= aggregator.oldest_open_batch_age() < 130
+    assert 120 <= metrics.OLDEST_OPEN_BATCH_AGE.collect()[0].samples[0].value < 130
+
+
+async def test_an_overdue_batch_is_written_as_expired_and_stops_holding_commits(
+    tmp_path: Path, status: FakeStatusPublisher, make: Make
+) -> None:
+    aggregator = make(tmp_path, status)
+    manifest = _manifest("late", 3).model_copy(update={"completion_window": "1h"})
+    await aggregator.add_manifest(manifest)
+    await aggregator.add_results(_records([_result("late", "a"), _result("other", "x")], start=5))
+    assert aggregator.committable() == {(TOPIC, 0): 5}
+    assert await aggregator.expire_overdue(now=manifest.created_at + 3599, owns=_always) == []
+    assert await aggregator.expire_overdue(now=manifest.created_at + 3600, owns=_always) == ["late"]
+
+    batch = orjson.loads((tmp_path / "late" / "batch.json").read_bytes())
+    assert batch["status"] == "expired"
+    assert batch["expired_at"] is not None
+    assert batch["completed_at"] is None
+    assert batch["request_counts"] == {"total": 3, "completed": 1, "failed": 0}
+    assert status.published[-1].status == "expired"
+    assert aggregator.committable() == {(TOPIC, 0): 6}  # only "other" holds the partition now
+    await aggregator.add_results(_records([_result("late", "b")], start=7))
+    assert len((tmp_path / "late" / "output.jsonl").read_bytes().splitlines()) == 1

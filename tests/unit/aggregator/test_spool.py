@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from llm_stream.aggregator.spool import (
+    BatchSpool,
+    PrivateSpool,
+    ResultSpool,
+    default_spool_root,
+    sweep_stale,
+)
+
+
+def test_first_delivery_of_a_custom_id_wins(tmp_path: Path) -> None:
+    spool = BatchSpool(tmp_path / "b.sqlite")
+    assert spool.add([("a", True, b"a1"), ("b", False, b"b1")]) == 2
+    assert spool.add([("a", False, b"a2"), ("c", True, b"c1")]) == 1
+    assert (spool.completed, spool.failed, spool.total) == (2, 1, 3)
+    assert list(spool.lines(succeeded=True)) == [b"a1", b"c1"]
+    assert list(spool.lines(succeeded=False)) == [b"b1"]
+
+
+def test_a_reopened_spool_keeps_its_rows_and_counts(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    spool = BatchSpool(path)
+    spool.add([("a", True, b"a1"), ("b", False, b"b1")])
+    spool.close()
+    reopened = BatchSpool(path)
+    assert (reopened.completed, reopened.failed) == (1, 1)
+    assert reopened.add([("a", True, b"again")]) == 0
+
+
+def test_delete_removes_every_file(tmp_path: Path) -> None:
+    spool = BatchSpool(tmp_path / "b.sqlite")
+    spool.add([("a", True, b"x")])
+    spool.delete()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_batches_share_one_database_but_not_their_rows(tmp_path: Path) -> None:
+    spool = ResultSpool(tmp_path / "results.sqlite")
+    assert spool.add("b1", [("a", True, b"1a"), ("b", False, b"1b")]) == 2
+    assert spool.add("b2", [("a", True, b"2a")]) == 1  # same custom_id, other batch: kept
+    assert spool.add("b1", [("a", True, b"again")]) == 0
+    assert (spool.completed("b1"), spool.failed("b1"), spool.total("b2")) == (1, 1, 1)
+    assert list(spool.lines("b1", succeeded=True)) == [b"1a"]
+    assert spool.get("b2", "a") == b"2a"
+    spool.drop("b1")
+    assert spool.total("b1") == 0
+    assert list(spool.lines("b1", succeeded=False)) == []
+    assert spool.add("b1", [("a", True, b"new")]) == 1  # a dropped batch can be re-read
+    assert list(spool.lines("b2", succeeded=True)) == [b"2a"]
+    spool.close()
+
+
+def test_a_spool_keeps_arrival_order_across_many_adds(tmp_path: Path) -> None:
+    spool = ResultSpool(tmp_path / "results.sqlite")
+    for i in reversed(range(50)):
+        spool.add("b", [(f"c{i}", True, f"{i}".encode())])
+        spool.add("other", [(f"c{i}", True, b"x")])
+    assert list(spool.lines("b", succeeded=True)) == [f"{i}".encode() for i in reversed(range(50))]
+    spool.close()
+
+
+_HOLD = """
+import sys, time
+from pathlib import Path
+from llm_stream.aggregator.spool import PrivateSpool
+spool = PrivateSpool(Path(sys.argv[1]))
+print(spool.directory.path, flush=True)
+time.sleep(60)
+"""
+
+
+def _start_holder(root: Path) -> tuple[subprocess.Popen[str], Path]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(root)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    return process, Path(process.stdout.readline().strip())
+
+
+def test_spools_of_dead_processes_are_swept_and_live_ones_are_not(tmp_path: Path) -> None:
+    live, live_dir = _start_holder(tmp_path)
+    dead, dead_dir = _start_holder(tmp_path)
+    try:
+        dead.kill()
+        dead.wait()
+        assert (dead_dir / "results.sqlite").exists()  # SIGKILL: nothing cleaned up
+        mine = PrivateSpool(tmp_path)
+        assert not dead_dir.exists()
+        assert (live_dir / "results.sqlite").exists()
+        assert mine.directory.path not in (live_dir, dead_dir)
+        mine.close()
+        assert not mine.directory.path.exists()
+        assert live_dir.exists()
+    finally:
+        live.kill()
+        live.wait()
+    assert sweep_stale(tmp_path) == [live_dir]
+
+
+def test_a_directory_without_a_lock_is_swept_only_once_old(tmp_path: Path) -> None:
+    young, old = tmp_path / "young", tmp_path / "old"
+    young.mkdir()
+    old.mkdir()
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    (tmp_path / "a-file").write_bytes(b"")
+    assert sweep_stale(tmp_path) == [old]
+    assert young.exists()
+    assert (tmp_path / "a-file").exists()
+
+
+def test_the_default_root_is_per_user_under_the_temp_dir() -> None:
+    spool = PrivateSpool()
+    try:
+        assert spool.directory.path.parent == default_spool_root()
+        assert default_spool_root().parent == Path(tempfile.gettempdir())
+        assert str(os.getuid()) in default_spool_root().name
+    finally:
+        spool.close()
+    assert not spool.directory.path.exists()

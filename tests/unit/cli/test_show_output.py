@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from llm_stream.cli.show_output import summarise
+
+
+def test_summary_shows_status_and_the_first_choice() -> None:
+    line = {
+        "custom_id": "c1",
+        "response": {"status_code": 200, "body": {"choices": [{"message": {"content": "hi"}}]}},
+    }
+    assert summarise(line).split() == ["c1", "200", "'hi'"]
+
+
+def test_summary_of_an_error_shows_its_first_line() -> None:
+    body = {"error": {"message": "bad thing\nmore detail"}}
+    line = {"custom_id": "c2", "response": {"status_code": 400, "body": body}}
+    assert "error: bad thing" in summarise(line)
+    assert "more detail" not in summarise(line)
+
+
+def test_summary_counts_multiple_choices() -> None:
+    body = {"choices": [{"text": "x"}, {"text": "y"}]}
+    line = {"custom_id": "c3", "response": {"status_code": 200, "body": body}}
+    assert "[2 choices] x" in summarise(line)

@@ -1,0 +1,154 @@
+"""``llm-stream status``: ``--wait`` stops on every terminal status and says which in its code."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from llm_stream.cli.main import main
+from llm_stream.client import status as batch_status
+from llm_stream.client.status import (
+    EXIT_CODES,
+    EXIT_NO_BATCH,
+    EXIT_NOT_TERMINAL,
+    EXIT_USAGE,
+    TERMINAL_STATUSES,
+    exit_code,
+    wait_until_terminal,
+)
+from llm_stream.contracts import BatchObject, RequestCounts
+from llm_stream.settings import Settings
+
+
+def _batch(status: str) -> BatchObject:
+    # model_construct: "cancelled" is an OpenAI status the contract's Literal may not list yet.
+    fields: dict[str, Any] = {
+        "id": "batch_1",
+        "object": "batch",
+        "endpoint": "/v1/completions",
+        "completion_window": "24h",
+        "status": status,
+        "created_at": 0,
+        "request_counts": RequestCounts(total=1, completed=0, failed=0),
+        "metadata": {},
+    }
+    return BatchObject.model_construct(**fields)
+
+
+def _fake_fetch(monkeypatch: pytest.MonkeyPatch, statuses: list[str | None]) -> list[str]:
+    """``fetch_batch`` answers ``statuses`` in turn (the last one for ever); returns the calls."""
+    calls: list[str] = []
+    answers: Iterator[str | None] = iter(statuses)
+    last: list[str | None] = [None]
+
+    async def fetch(settings: Settings, batch_id: str) -> BatchObject | None:
+        calls.append(batch_id)
+        last[0] = next(answers, last[0])
+        return None if last[0] is None else _batch(last[0])
+
+    monkeypatch.setattr(batch_status, "fetch_batch", fetch)
+    return calls
+
+
+def test_every_terminal_status_has_its_own_exit_code() -> None:
+    assert set(EXIT_CODES) == TERMINAL_STATUSES
+    codes = [*EXIT_CODES.values(), EXIT_NO_BATCH, EXIT_USAGE, EXIT_NOT_TERMINAL]
+    assert len(set(codes)) == len(codes)
+    assert EXIT_CODES["completed"] == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        ("completed", 0),
+        ("failed", 4),
+        ("expired", 5),
+        ("cancelled", 6),
+        ("validating", 3),
+        ("in_progress", 3),
+        ("finalizing", 3),
+    ],
+)
+def test_exit_code_after_a_wait(status: str, code: int) -> None:
+    assert exit_code(_batch(status), waited=True) == code
+
+
+def test_exit_code_without_wait_is_zero_for_any_batch_and_one_for_none() -> None:
+    assert exit_code(_batch("in_progress"), waited=False) == 0
+    assert exit_code(_batch("failed"), waited=False) == 0
+    assert exit_code(None, waited=False) == EXIT_NO_BATCH
+    assert exit_code(None, waited=True) == EXIT_NO_BATCH
+
+
+@pytest.mark.parametrize("final", sorted(TERMINAL_STATUSES))
+def test_wait_stops_at_the_first_terminal_status(
+    monkeypatch: pytest.MonkeyPatch, final: str
+) -> None:
+    calls = _fake_fetch(monkeypatch, [None, "validating", "in_progress", final, "completed"])
+    batch = asyncio.run(wait_until_terminal(Settings(), "batch_1", within=60, poll_every=0))
+    assert batch is not None
+    assert batch.status == final
+    assert len(calls) == 4
+
+
+def test_wait_gives_up_after_its_timeout_with_the_last_status(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = _fake_fetch(monkeypatch, ["in_progress"])
+    started = time.monotonic()
+    batch = asyncio.run(wait_until_terminal(Settings(), "batch_1", within=0.3, poll_every=0.05))
+    assert 0.3 <= time.monotonic() - started < 2
+    assert batch is not None
+    assert batch.status == "in_progress"
+    assert len(calls) >= 2
+
+
+def test_wait_for_a_batch_that_never_appears_returns_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_fetch(monkeypatch, [None])
+    assert asyncio.run(wait_until_terminal(Settings(), "b", within=0.1, poll_every=0.02)) is None
+
+
+def test_status_wait_returns_at_once_on_expiry_with_its_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fake_fetch(monkeypatch, ["expired"])
+    started = time.monotonic()
+    assert main(["status", "batch_1", "--wait", "600"]) == EXIT_CODES["expired"]
+    assert time.monotonic() - started < 5
+    assert orjson.loads(capsys.readouterr().out)["status"] == "expired"
+
+
+def test_status_without_wait_prints_and_exits_zero(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fake_fetch(monkeypatch, ["in_progress"])
+    assert main(["status", "batch_1"]) == 0
+    assert orjson.loads(capsys.readouterr().out)["status"] == "in_progress"
+
+
+def test_status_of_an_unknown_batch_exits_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fake_fetch(monkeypatch, [None])
+    assert main(["status", "batch_1", "--wait", "0"]) == EXIT_NO_BATCH
+    assert "no batch" in capsys.readouterr().err
+
+
+def test_status_refuses_an_unsafe_batch_id(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "../etc"]) == EXIT_USAGE
+    assert "unsafe batch id" in capsys.readouterr().err
+
+
+def test_status_help_documents_every_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["status", "--help"])
+    out = capsys.readouterr().out
+    assert "exit codes:" in out
+    for code in (*EXIT_CODES.values(), EXIT_NO_BATCH, EXIT_USAGE, EXIT_NOT_TERMINAL):
+        assert f"\n  {code}  " in out
+    for status in TERMINAL_STATUSES - {"completed"}:
+        assert f"batch {status}" in out or f"batch was {status}" in out

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import orjson
+import pytest
+from llm_stream.client.submit import add_arguments, main, parse_metadata
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    # An address nothing listens on: any attempt to publish would fail the test.
+    return parser.parse_args([*argv, "--bootstrap-servers", "127.0.0.1:1"])
+
+
+def test_metadata_pairs_are_parsed_and_bounded() -> None:
+    assert parse_metadata(["team=search", "run=a=b"]) == {"team": "search", "run": "a=b"}
+    with pytest.raises(ValueError, match="key=value"):
+        parse_metadata(["novalue"])
+    with pytest.raises(ValueError, match="16"):
+        parse_metadata([f"k{i}=v" for i in range(17)])
+
+
+def test_an_invalid_file_is_refused_naming_its_lines_and_nothing_is_published(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.jsonl"
+    good = {"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {}}
+    path.write_bytes(orjson.dumps(good) + b"\n{oops\n" + orjson.dumps(good) + b"\n")
+    assert main(_args(str(path))) == 1
+    err = capsys.readouterr().err
+    assert "line 2: not valid JSON" in err
+    assert "line 3: duplicate custom_id 'a'" in err
+
+
+def test_an_unsafe_batch_id_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text("{}\n")
+    assert main(_args(str(path), "--batch-id", "../etc")) == 2
+    assert "unsafe batch_id '../etc'" in capsys.readouterr().err
+
+
+def test_a_huge_batch_id_is_refused_in_a_bounded_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text("{}\n")
+    assert main(_args(str(path), "--batch-id", "b" * 600_000)) == 2
+    err = capsys.readouterr().err
+    assert "(600000 chars)" in err
+    assert len(err) < 400
+
+
+def test_a_line_over_the_message_limit_is_refused_before_anything_is_published(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLM_STREAM_MAX_MESSAGE_BYTES", "2048")
+    path = tmp_path / "big.jsonl"
+    small = {"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {}}
+    big = {**small, "custom_id": "b", "body": {"prompt": "x" * 3000}}
+    path.write_bytes(orjson.dumps(small) + b"\n" + orjson.dumps(big) + b"\n")
+    assert main(_args(str(path), "--batch-id", "b1")) == 1
+    size = len(orjson.dumps({**big, "batch_id": "b1"}))
+    err = capsys.readouterr().err
+    assert f"line 2: the request record is {size} bytes, over the 2048-byte limit" in err
+    assert "line 1" not in err

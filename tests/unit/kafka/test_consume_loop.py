@@ -1,0 +1,231 @@
+"""The consume loop against a fake consumer: rebalances, fetch errors, back-pressure, stalls.
+
+The pipeline and engine are real (the fake engine), the consumer is a fake that can revoke
+partitions, fail a fetch after draining another partition, and checks that commits only go
+to partitions it has assigned, as a broker would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+from aiokafka import TopicPartition
+from llm_stream.kafka.consume_loop import ConsumeLoop
+from llm_stream.settings import Settings
+from llm_stream.worker.core import RequestPipeline
+
+from tests.fakes import FakeEngine, FakePublisher
+
+TOPIC = "requests"
+P0, P1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
+
+
+def _line(partition: int, offset: int, prompt: str) -> bytes:
+    return orjson.dumps(
+        {
+            "batch_id": "b1",
+            "custom_id": f"c{partition}-{offset}",
+            "url": "/v1/completions",
+            "body": {"prompt": prompt},
+        }
+    )
+
+
+class FakeConsumer:
+    """Partition logs in memory, positions, pause, seek and group commits."""
+
+    def __init__(self, logs: dict[TopicPartition, list[bytes]]) -> None:
+        self.logs = logs
+        self.assigned: set[TopicPartition] = set()
+        self.positions: dict[TopicPartition, int] = {}
+        self.paused: set[TopicPartition] = set()
+        self.group_committed: dict[TopicPartition, int] = {}
+        self.commits: list[dict[TopicPartition, int]] = []
+        self.listener: Any = None
+        self.fail_next_fetch_after: TopicPartition | None = None
+
+    def subscribe(self, topics: list[str], listener: Any) -> None:
+        self.listener = listener
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    async def assign(self, partitions: Iterable[TopicPartition]) -> None:
+        partitions = list(partitions)
+        self.assigned |= set(partitions)
+        for tp in partitions:
+            self.positions[tp] = self.group_committed.get(tp, 0)
+        await self.listener.on_partitions_assigned(partitions)
+
+    async def revoke(self, partitions: Iterable[TopicPartition]) -> None:
+        partitions = list(partitions)
+        await self.listener.on_partitions_revoked(partitions)
+        self.assigned -= set(partitions)
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        return self.group_committed.get(tp)
+
+    async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(tps, 0)
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return len(self.logs[tp])
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.positions[tp]
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self.paused |= set(tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self.paused -= set(tps)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.positions[tp] = offset
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
+        await asyncio.sleep(0.001)
+        fetched: dict[TopicPartition, list[Any]] = {}
+        for tp in sorted(self.assigned - self.paused):
+            start = self.positions[tp]
+            values = self.logs[tp][start : start + max_records]
+            if not values:
+                continue
+            fetched[tp] = [
+                SimpleNamespace(
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=start + i,
+                    value=value,
+                    key=None,
+                    headers=(),
+                    timestamp=None,
+                )
+                for i, value in enumerate(values)
+            ]
+            self.positions[tp] = start + len(values)
+            max_records -= len(values)
+            if self.fail_next_fetch_after == tp:  # aiokafka drained tp, then another raised
+                self.fail_next_fetch_after = None
+                raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+            if max_records <= 0:
+                break
+        return fetched
+
+    async def commit(self, offsets: dict[TopicPartition, Any]) -> None:
+        for tp in offsets:
+            assert tp in self.assigned, f"commit for {tp}, which is not assigned"
+        plain = {tp: meta.offset for tp, meta in offsets.items()}
+        self.commits.append(plain)
+        self.group_committed.update(plain)
+
+
+async def _loop(
+    logs: dict[TopicPartition, list[bytes]],
+    engine: FakeEngine,
+    *,
+    max_in_flight: int = 8,
+    stall_timeout_s: float = 300,
+) -> tuple[ConsumeLoop, FakeConsumer, RequestPipeline, FakePublisher]:
+    consumer = FakeConsumer(logs)
+    publisher = FakePublisher()
+    pipeline = RequestPipeline(engine, publisher, max_in_flight=max_in_flight)
+    settings = Settings(commit_interval_s=0.01, stall_timeout_s=stall_timeout_s)
+    loop = ConsumeLoop(
+        settings, TOPIC, "group", pipeline, max_records=max_in_flight, consumer=consumer
+    )
+    await loop.start()  # subscribes with the loop's rebalance listener
+    return loop, consumer, pipeline, publisher
+
+
+async def _until(condition: Any, within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_rebalance_never_commits_past_unfinished_work_nor_for_a_revoked_partition() -> None:
+    logs = {
+        P0: [_line(0, i, "slow" if i == 2 else "p") for i in range(6)],
+        P1: [_line(1, i, "p") for i in range(4)],
+    }
+    engine = FakeEngine(delays={"slow": 0.5})
+    loop, consumer, _, publisher = await _loop(logs, engine)
+    await consumer.assign([P0, P1])
+    running = asyncio.create_task(loop.run())
+    await _until(lambda: consumer.group_committed.get(P1) == 4)
+    await _until(lambda: consumer.group_committed.get(P0) == 2)
+    # Offset 2 is still in the engine: P0 is revoked now, and its commit stays at 2.
+    await consumer.revoke([P0])
+    assert consumer.group_committed[P0] == 2
+    commits_before = len(consumer.commits)
+    await asyncio.sleep(0.7)  # the slow request finishes after the revoke
+    assert all(P0 not in commit for commit in consumer.commits[commits_before:])
+    assert consumer.group_committed[P0] == 2
+    # Assigned again: tracking restarts from the committed offset, and every record is answered.
+    await consumer.assign([P0])
+    await _until(lambda: consumer.group_committed.get(P0) == 6)
+    loop.stop_fetching()
+    await running
+    answered = {result.custom_id for result, _ in publisher.results}
+    assert answered == {f"c0-{i}" for i in range(6)} | {f"c1-{i}" for i in range(4)}
+    for commit in consumer.commits:
+        for tp, offset in commit.items():
+            assert offset <= len(logs[tp])
+
+
+async def test_records_drained_before_a_fetch_error_are_read_again() -> None:
+    logs = {P0: [_line(0, i, "p") for i in range(3)], P1: [_line(1, i, "p") for i in range(3)]}
+    loop, consumer, _, publisher = await _loop(logs, FakeEngine())
+    await consumer.assign([P0, P1])
+    consumer.fail_next_fetch_after = P0
+    running = asyncio.create_task(loop.run())
+    await _until(lambda: loop.problem() is not None and "UnicodeDecodeError" in loop.problem())
+    await _until(lambda: consumer.group_committed.get(P0) == 3)
+    await _until(lambda: consumer.group_committed.get(P1) == 3)
+    assert loop.problem() is None
+    loop.stop_fetching()
+    await running
+    assert sorted(result.custom_id for result, _ in publisher.results) == sorted(
+        [f"c0-{i}" for i in range(3)] + [f"c1-{i}" for i in range(3)]
+    )
+
+
+async def test_a_full_pipeline_pauses_fetching_instead_of_blocking() -> None:
+    logs = {P0: [_line(0, i, "slow") for i in range(6)]}
+    engine = FakeEngine(delays={"slow": 0.3})
+    loop, consumer, pipeline, _ = await _loop(logs, engine, max_in_flight=2)
+    await consumer.assign([P0])
+    running = asyncio.create_task(loop.run())
+    await _until(lambda: P0 in consumer.paused)
+    assert pipeline.in_flight == 2
+    await _until(lambda: consumer.group_committed.get(P0) == 6)
+    assert engine.max_running == 2
+    loop.stop_fetching()
+    await running
+
+
+async def test_a_partition_whose_records_do_not_move_is_reported_stalled() -> None:
+    logs = {P0: [_line(0, 0, "stuck")]}
+    engine = FakeEngine(delays={"stuck": 60})
+    loop, consumer, pipeline, _ = await _loop(logs, engine, stall_timeout_s=0.2)
+    await consumer.assign([P0])
+    running = asyncio.create_task(loop.run())
+    await _until(lambda: pipeline.in_flight == 1)
+    assert loop.problem() is None
+    await asyncio.sleep(0.3)
+    problem = loop.problem()
+    assert problem is not None
+    assert "requests[0]" in problem
+    loop.stop_fetching()
+    await running
+    await pipeline.drain(grace_period=0)
