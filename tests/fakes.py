@@ -1,69 +1,26 @@
-"""Fakes that implement the pipeline's Protocols (service/protocols.py) in memory."""
+"""Fakes that implement the Protocols (llm_stream.protocols) in memory."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import os
 from collections.abc import Mapping
 
-from llm_stream.contracts import BatchObject, ResponseData, ResultMessage
-from llm_stream.engine.error_bodies import unsupported_endpoint
-from llm_stream.protocols import (
+from llm_stream.contracts import BatchObject, ResultMessage
+from llm_stream.engine.echo import EchoEngine
+from llm_stream.engine.protocol import (
     EngineReply,
     EngineRequest,
-    EngineTimings,
-    EngineUnavailableError,
-    MessageTooLargeError,
 )
+from llm_stream.protocols import MessageTooLargeError
 
 
-class FakeEngine:
-    """Echoes the prompt after an optional per-prompt delay; ``/v1/completions`` only."""
-
-    def __init__(self, delays: Mapping[str, float] | None = None) -> None:
-        self.delays = dict(delays or {})
-        self.seen: list[EngineRequest] = []
-        self.running = 0
-        self.max_running = 0
-        self.dead = False
+class FakeEngine(EchoEngine):
+    """The library's echo engine plus a request that triggers a bug (prompt ``explode``)."""
 
     async def serve(self, request: EngineRequest) -> EngineReply:
-        if self.dead:
-            raise EngineUnavailableError("fake engine is dead")
-        if request.url != "/v1/completions":
-            return EngineReply(unsupported_endpoint(request.url))
-        self.seen.append(request)
-        if request.body.get("prompt") == "explode":
+        if request.body.get("prompt") == "explode" and not self.dead:
+            self.seen.append(request)
             raise ValueError("a bug that only this request triggers")
-        self.running += 1
-        self.max_running = max(self.max_running, self.running)
-        try:
-            prompt = str(request.body.get("prompt", ""))
-            await asyncio.sleep(self.delays.get(prompt, 0))
-            if prompt.startswith("random:"):  # an answer that does not compress
-                prompt = base64.b64encode(os.urandom(int(prompt[7:]))).decode()
-            body = {
-                "id": f"cmpl-{prompt}",
-                "model": request.body.get("model", "fake"),
-                "choices": [{"text": prompt.upper(), "finish_reason": "length"}],
-                "usage": {"prompt_tokens": len(prompt), "completion_tokens": 2},
-            }
-            response = ResponseData(status_code=200, request_id=f"cmpl-{prompt}", body=body)
-            return EngineReply(response, EngineTimings(queue=0.001, time_to_first_token=0.002))
-        finally:
-            self.running -= 1
-
-    async def check_health(self) -> None:
-        if self.dead:
-            raise EngineUnavailableError("fake engine is dead")
-
-    async def close(self) -> None:
-        self.dead = True
-
-    @property
-    def max_concurrency(self) -> int:
-        return 4
+        return await super().serve(request)
 
 
 class FakePublisher:

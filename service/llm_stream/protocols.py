@@ -1,17 +1,17 @@
-"""The boundaries of the pipeline, in one place.
+"""The Kafka-side boundaries of the roles, in one place (the engine's is ``engine.protocol``).
 
-The worker's pipeline talks to an inference engine, a publisher and an offset committer only
-through these Protocols, so it runs fast against fakes in unit tests and for real against vLLM
-and Kafka in integration and end-to-end tests.
+The worker's pipeline and the aggregator talk to Kafka only through these Protocols and data
+types, so they run fast against fakes in unit tests and for real against Kafka in integration
+and end-to-end tests.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-from llm_stream.contracts import BatchObject, ResponseData, ResultMessage
+from llm_stream.contracts import BatchObject, ResultMessage
 
 TopicPartitionKey = tuple[str, int]
 
@@ -31,57 +31,6 @@ class IncomingRecord:
     @property
     def topic_partition(self) -> tuple[str, int]:
         return (self.topic, self.partition)
-
-
-@dataclass(frozen=True, slots=True)
-class EngineRequest:
-    """One request line as the engine sees it."""
-
-    method: str
-    url: str
-    body: dict[str, Any]
-    trace_headers: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class EngineTimings:
-    """vLLM's own per-request timings, in seconds (absent for n > 1 or when stats are off)."""
-
-    queue: float | None = None
-    time_to_first_token: float | None = None
-    generation: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class EngineReply:
-    response: ResponseData
-    timings: EngineTimings | None = None
-
-
-class EngineUnavailableError(RuntimeError):
-    """The engine cannot answer any request (it died): the work must be redelivered, not failed."""
-
-
-class InferenceEngine(Protocol):
-    """Answers OpenAI requests as vLLM's OpenAI server would, without HTTP."""
-
-    async def serve(self, request: EngineRequest) -> EngineReply:
-        """The response (status code and body) for one request; errors are responses too.
-
-        Raises EngineUnavailableError only when no request can be served any more.
-        """
-        ...
-
-    async def check_health(self) -> None:
-        """Raise EngineUnavailableError when the engine is dead."""
-        ...
-
-    async def close(self) -> None: ...
-
-    @property
-    def max_concurrency(self) -> int:
-        """How many requests the engine schedules at once (vLLM's max_num_seqs)."""
-        ...
 
 
 class MessageTooLargeError(Exception):

@@ -21,7 +21,12 @@ import pydantic
 from llm_stream.batch.request_line import serving_refusal
 from llm_stream.contracts import ResponseData
 from llm_stream.engine.error_bodies import error_response
-from llm_stream.protocols import EngineReply, EngineRequest, EngineTimings, EngineUnavailableError
+from llm_stream.engine.protocol import (
+    EngineReply,
+    EngineRequest,
+    EngineTimings,
+    EngineUnavailableError,
+)
 
 logger = logging.getLogger(__name__)
 

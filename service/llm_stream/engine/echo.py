@@ -1,0 +1,99 @@
+"""An engine with no model: it echoes, so the service can run without vLLM.
+
+Shipped in the library as httpx ships its mock transport: tests, benchmarks of the service's
+own overhead per message, and a first try of the pipeline on a laptop all need an engine that
+answers instantly and predictably. Completions echo the prompt upper-cased; chat completions
+echo the last message; embeddings are not served (404, as for a model without the task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from llm_stream.contracts import ResponseData
+from llm_stream.engine.error_bodies import unsupported_endpoint
+from llm_stream.engine.protocol import (
+    EngineReply,
+    EngineRequest,
+    EngineTimings,
+    EngineUnavailableError,
+)
+
+#: A prompt ``random:N`` is answered with N random bytes (base64): an answer that does not
+#: compress, for exercising the message size limit.
+RANDOM_PREFIX = "random:"
+
+
+class EchoEngine:
+    """Implements ``InferenceEngine``; ``delays`` maps a prompt to seconds to wait first."""
+
+    def __init__(self, delays: Mapping[str, float] | None = None, concurrency: int = 4) -> None:
+        self.delays = dict(delays or {})
+        self.seen: list[EngineRequest] = []
+        self.running = 0
+        self.max_running = 0
+        self.dead = False
+        self._concurrency = concurrency
+
+    async def serve(self, request: EngineRequest) -> EngineReply:
+        if self.dead:
+            raise EngineUnavailableError("echo engine is closed")
+        if request.url not in ("/v1/completions", "/v1/chat/completions"):
+            return EngineReply(unsupported_endpoint(request.url))
+        self.seen.append(request)
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        try:
+            prompt = _prompt(request.body)
+            await asyncio.sleep(self.delays.get(prompt, 0))
+            if prompt.startswith(RANDOM_PREFIX):
+                prompt = base64.b64encode(os.urandom(int(prompt[len(RANDOM_PREFIX) :]))).decode()
+            body = _completion(request, prompt)
+            response = ResponseData(status_code=200, request_id=str(body["id"]), body=body)
+            return EngineReply(response, EngineTimings(queue=0.001, time_to_first_token=0.002))
+        finally:
+            self.running -= 1
+
+    async def check_health(self) -> None:
+        if self.dead:
+            raise EngineUnavailableError("echo engine is closed")
+
+    async def close(self) -> None:
+        self.dead = True
+
+    @property
+    def max_concurrency(self) -> int:
+        return self._concurrency
+
+
+def _prompt(body: Mapping[str, Any]) -> str:
+    messages = body.get("messages")
+    if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
+        return str(messages[-1].get("content", ""))
+    return str(body.get("prompt", ""))
+
+
+def _completion(request: EngineRequest, prompt: str) -> dict[str, Any]:
+    usage = {"prompt_tokens": len(prompt), "completion_tokens": 2, "total_tokens": len(prompt) + 2}
+    model = request.body.get("model", "echo")
+    if request.url == "/v1/chat/completions":
+        message = {"role": "assistant", "content": prompt.upper()}
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": "length"}],
+            "usage": usage,
+        }
+    return {
+        "id": f"cmpl-{prompt}" if len(prompt) <= 64 else f"cmpl-{uuid.uuid4().hex}",
+        "object": "text_completion",
+        "model": model,
+        "choices": [{"index": 0, "text": prompt.upper(), "finish_reason": "length"}],
+        "usage": usage,
+    }

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+
+from llm_stream.engine.echo import EchoEngine
+from llm_stream.engine.protocol import EngineRequest, EngineUnavailableError
+
+
+async def test_completions_and_chat_are_echoed() -> None:
+    engine = EchoEngine()
+    completion = await engine.serve(
+        EngineRequest("POST", "/v1/completions", {"model": "m", "prompt": "hi"})
+    )
+    assert completion.response.status_code == 200
+    assert completion.response.body is not None
+    assert completion.response.body["choices"][0]["text"] == "HI"
+    chat = await engine.serve(
+        EngineRequest(
+            "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "yo"}]}
+        )
+    )
+    assert chat.response.body is not None
+    assert chat.response.body["choices"][0]["message"]["content"] == "YO"
+    assert chat.response.body["object"] == "chat.completion"
+    assert engine.max_running == 1
+
+
+async def test_embeddings_are_not_served_and_a_closed_engine_is_unavailable() -> None:
+    engine = EchoEngine()
+    reply = await engine.serve(EngineRequest("POST", "/v1/embeddings", {"input": "x"}))
+    assert reply.response.status_code == 404
+    await engine.close()
+    with pytest.raises(EngineUnavailableError):
+        await engine.check_health()
+    with pytest.raises(EngineUnavailableError):
+        await engine.serve(EngineRequest("POST", "/v1/completions", {"prompt": "x"}))
+
+
+async def test_a_random_prompt_gets_an_answer_of_that_many_random_bytes() -> None:
+    reply = await EchoEngine().serve(
+        EngineRequest("POST", "/v1/completions", {"prompt": "random:3000"})
+    )
+    assert reply.response.body is not None
+    assert len(reply.response.body["choices"][0]["text"]) == 4000  # base64 of 3000 bytes
