@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +19,13 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from llm_stream.aggregator.core import BatchAggregator
 from llm_stream.contracts import parse_manifest
+from llm_stream.files.store import LocalFileStore
 from llm_stream.kafka.consume_loop import ConsumeLoop
 from llm_stream.kafka.dead_letters import dead_letter_of
-from llm_stream.kafka.publishers import KafkaResultPublisher, KafkaStatusPublisher, build_broker
+from llm_stream.kafka.publishers import KafkaResultPublisher, KafkaStatusPublisher
 from llm_stream.kafka.records import decode_record, install_lenient_record_parsing
-from llm_stream.kafka.topics import ensure_topics
 from llm_stream.ops.logs import configure_logging
-from llm_stream.ops.server import serving_ops
+from llm_stream.ops.runtime import RoleRuntime
 from llm_stream.ops.telemetry import configure_tracing
 from llm_stream.protocols import IncomingRecord, TopicPartitionKey
 from llm_stream.settings import Settings
@@ -65,9 +63,10 @@ class _ResultsHandler:
 class AggregatorApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.broker = build_broker(settings)
+        self.runtime = RoleRuntime(settings)
+        self.broker = self.runtime.broker
         self.aggregator = BatchAggregator(
-            settings.output_dir,
+            LocalFileStore(settings.output_dir),
             KafkaStatusPublisher(self.broker, settings),
             trace_link_limit=settings.trace_link_limit,
             spool_root=settings.spool_dir,
@@ -82,32 +81,44 @@ class AggregatorApp:
             _ResultsHandler(self.aggregator),
             max_records=_RESULTS_PER_POLL,
         )
-        self.stopping = asyncio.Event()
         #: How often overdue (expired, orphaned) batches are looked for.
         self.overdue_check_interval_s = 30.0
-        self._manifest_reader: asyncio.Task[None] | None = None
+        self._reading_manifests = False
         self._manifest_failure: str | None = None
+
+    @property
+    def stopping(self) -> asyncio.Event:
+        return self.runtime.stopping
 
     @property
     def consumer(self) -> Any:
         return self.loop.consumer
 
     async def readiness(self) -> str | None:
-        if self.stopping.is_set():
-            return "stopping"
-        if not await self.broker.ping(timeout=2):
-            return "broker unreachable"
-        if self._manifest_reader is None or self._manifest_reader.done():
+        return await self.runtime.readiness(self)
+
+    async def check(self) -> str | None:
+        if not self._reading_manifests:
             return "manifest reader not running"
         if self._manifest_failure is not None:
             return f"reading manifests fails: {self._manifest_failure}"
-        return self.loop.problem()
+        return None
+
+    def watched(self) -> list[Coroutine[Any, Any, Any]]:
+        return [self.read_manifests(), self._close_overdue_periodically()]
+
+    async def tick(self) -> None:
+        """Nothing beyond the runtime's commit and gauges."""
+
+    async def drain(self) -> bool:
+        return True  # nothing in flight: what was read is spooled or written
 
     async def read_manifests(self) -> None:
         """Follow every partition of the batches topic from the beginning, forever."""
         install_lenient_record_parsing()
         consumer = AIOKafkaConsumer(**self.settings.kafka_client_kwargs(), enable_auto_commit=False)
         await consumer.start()
+        self._reading_manifests = True
         try:
             partitions = consumer.partitions_for_topic(self.settings.batches_topic)
             if not partitions:
@@ -134,6 +145,7 @@ class AggregatorApp:
                     if records:
                         following[tp] = records[-1].offset + 1
         finally:
+            self._reading_manifests = False
             await consumer.stop()
 
     async def _add_manifest(self, record: IncomingRecord) -> None:
@@ -193,55 +205,12 @@ class AggregatorApp:
                 return False
         return True
 
-    async def _housekeeping(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.commit_interval_s)
-            with contextlib.suppress(Exception):
-                await self.loop.report_lag()
-                self.loop.stalled_partitions()
-
     async def run(self) -> int:
-        await ensure_topics(self.settings)
-        manifests = self._manifest_reader = asyncio.create_task(self.read_manifests())
-        settings = self.settings
         try:
-            async with (
-                self.broker,
-                serving_ops(settings.ops_host, settings.ops_port, self.readiness),
-            ):
-                await self.broker.start()
-                await self.loop.start()
-                try:
-                    await self._consume_until_stopped(manifests)
-                finally:
-                    await self.loop.stop()
+            await self.runtime.run(self)
         finally:
-            manifests.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await manifests
             self.aggregator.close()
         return 0
-
-    async def _consume_until_stopped(self, manifests: asyncio.Task[None]) -> None:
-        consuming = asyncio.create_task(self.loop.run())
-        stopping = asyncio.create_task(self.stopping.wait())
-        expiring = asyncio.create_task(self._close_overdue_periodically())
-        housekeeping = asyncio.create_task(self._housekeeping())
-        await asyncio.wait(
-            {manifests, stopping, expiring, consuming}, return_when=asyncio.FIRST_COMPLETED
-        )
-        self.loop.stop_fetching()
-        for task in (stopping, expiring, housekeeping):
-            task.cancel()
-        await consuming
-        if expiring.done() and not expiring.cancelled():
-            expiring.result()
-        if manifests.done():
-            manifests.result()  # re-raise why the manifest reader stopped
-        try:
-            await self.loop.commit()
-        except Exception as error:
-            logger.warning("final commit failed: %s", error)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -255,9 +224,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def serve_aggregator(settings: Settings) -> int:
     app = AggregatorApp(settings)
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, app.stopping.set)
+    app.runtime.stop_on_signals()
     return await app.run()
 
 
