@@ -25,7 +25,7 @@ from llm_stream.kafka.dead_letters import dead_letter_of
 from llm_stream.kafka.publishers import KafkaResultPublisher, KafkaStatusPublisher
 from llm_stream.kafka.records import decode_record, install_lenient_record_parsing
 from llm_stream.ops.logs import configure_logging
-from llm_stream.ops.runtime import RoleRuntime
+from llm_stream.ops.runtime import RoleRuntime, RuntimeRole
 from llm_stream.ops.telemetry import configure_tracing
 from llm_stream.protocols import IncomingRecord, TopicPartitionKey
 from llm_stream.settings import Settings
@@ -60,7 +60,7 @@ class _ResultsHandler:
         return False  # open batches wait for results legitimately; fetching must not stall
 
 
-class AggregatorApp:
+class AggregatorApp(RuntimeRole):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.runtime = RoleRuntime(settings)
@@ -85,17 +85,6 @@ class AggregatorApp:
         self.overdue_check_interval_s = 30.0
         self._reading_manifests = False
         self._manifest_failure: str | None = None
-
-    @property
-    def stopping(self) -> asyncio.Event:
-        return self.runtime.stopping
-
-    @property
-    def consumer(self) -> Any:
-        return self.loop.consumer
-
-    async def readiness(self) -> str | None:
-        return await self.runtime.readiness(self)
 
     async def check(self) -> str | None:
         if not self._reading_manifests:

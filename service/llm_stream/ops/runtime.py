@@ -55,6 +55,8 @@ def start_process(settings: Settings, service_name: str) -> None:
 
 
 class RoleRuntime:
+    """The shared skeleton; a role holds one and hands itself to ``run``."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.broker = build_broker(settings)
@@ -126,3 +128,22 @@ class RoleRuntime:
                 role.loop.stalled_partitions()
             except Exception as error:
                 logger.warning("commit failed, retrying at the next interval: %s", error)
+
+
+class RuntimeRole:
+    """What every role exposes the same way, through its runtime and consume loop."""
+
+    runtime: RoleRuntime
+    loop: ConsumeLoop
+
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set it to stop the role (SIGTERM does)."""
+        return self.runtime.stopping
+
+    @property
+    def consumer(self) -> Any:
+        return self.loop.consumer
+
+    async def readiness(self) -> str | None:
+        return await self.runtime.readiness(self)  # type: ignore[arg-type]

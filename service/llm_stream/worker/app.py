@@ -16,14 +16,14 @@ from typing import Any
 from llm_stream.engine.protocol import EngineUnavailableError, InferenceEngine
 from llm_stream.kafka.consume_loop import ConsumeLoop
 from llm_stream.kafka.publishers import KafkaResultPublisher
-from llm_stream.ops.runtime import RoleRuntime, start_process
+from llm_stream.ops.runtime import RoleRuntime, RuntimeRole, start_process
 from llm_stream.settings import Settings
 from llm_stream.worker.core import RequestPipeline
 
 logger = logging.getLogger(__name__)
 
 
-class Worker:
+class Worker(RuntimeRole):
     """One engine, one consumer-group member, one pipeline: a ``Role`` of the runtime."""
 
     def __init__(self, settings: Settings, engine: InferenceEngine) -> None:
@@ -46,17 +46,6 @@ class Worker:
             self.pipeline,
             max_records=max_in_flight,
         )
-
-    @property
-    def stopping(self) -> asyncio.Event:
-        return self.runtime.stopping
-
-    @property
-    def consumer(self) -> Any:
-        return self.loop.consumer
-
-    async def readiness(self) -> str | None:
-        return await self.runtime.readiness(self)
 
     def watched(self) -> list[Coroutine[Any, Any, Any]]:
         return [self.pipeline.failed.wait()]
