@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from llm_stream.settings import Settings
 
+from llm_stream.settings import Settings
 from tests.kafka_harness import kafka_bootstrap_servers
 
 

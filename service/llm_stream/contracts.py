@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from llm_stream.batch.status import BatchStatus
+
 #: Batch ids become directory names: letters, digits, ``_`` and ``-`` only, no dots or slashes.
 BATCH_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
 _BATCH_ID_RE = re.compile(BATCH_ID_PATTERN)
@@ -158,18 +160,6 @@ def parse_manifest(value: bytes | None) -> BatchManifest | str:
     return reason if len(reason) <= _REASON_LIMIT else reason[: _REASON_LIMIT - 3] + "..."
 
 
-BatchStatus = Literal[
-    "validating",
-    "failed",
-    "in_progress",
-    "finalizing",
-    "completed",
-    "expired",
-    "cancelling",
-    "cancelled",
-]
-
-
 class RequestCounts(BaseModel):
     total: int
     completed: int
@@ -180,7 +170,8 @@ class BatchObject(BaseModel):
     """The OpenAI batch object (topic: batch-status, key: batch_id).
 
     Published as progress while results arrive and once more when the files are written.
-    ``output_file_id``/``error_file_id`` hold the files' paths under the aggregator's output dir.
+    ``output_file_id``/``error_file_id`` are file ids (``file-<batch_id>-output``) that a file
+    store resolves (``llm_stream.files.store``), not paths on the aggregator's host.
     """
 
     model_config = ConfigDict(title="Batch")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from llm_stream.cli.embedded_broker import free_port
 from llm_stream.engine.orphan_guard import GRACE_S
-
 from tests.processes import running, worker_args
 
 pytestmark = [pytest.mark.engine, pytest.mark.broker]

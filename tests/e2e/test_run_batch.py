@@ -11,8 +11,9 @@ from typing import Any
 
 import orjson
 import pytest
-from llm_stream.cli.embedded_broker import EmbeddedBroker
 
+from llm_stream.cli.embedded_broker import EmbeddedBroker
+from llm_stream.files.store import LocalFileStore
 from tests.processes import TINY_ENGINE_FLAGS, running, service_env, worker_args
 
 pytestmark = [pytest.mark.engine, pytest.mark.broker]
@@ -113,9 +114,10 @@ def test_separate_processes_write_what_run_batch_writes(
     assert batch["status"] == "completed"
     assert batch["request_counts"] == {"total": 4, "completed": 4, "failed": 0}
     assert batch["metadata"] == {"team": "e2e"}
-    output = Path(batch["output_file_id"])
-    assert output.parent == Path(separate_processes["output_dir"]).resolve() / batch_id
-    ours = sorted((_comparable(line) for line in _lines(output)), key=lambda c: c["custom_id"])
+    assert batch["output_file_id"] == f"file-{batch_id}-output"
+    store = LocalFileStore(Path(separate_processes["output_dir"]))
+    output = [orjson.loads(line) for line in store.read(batch["output_file_id"])]
+    ours = sorted((_comparable(line) for line in output), key=lambda c: c["custom_id"])
     reference = [_comparable(line) for line in _lines(chat_run_batch)]
     assert ours == sorted(reference, key=lambda c: c["custom_id"])
 

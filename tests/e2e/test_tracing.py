@@ -9,17 +9,17 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from llm_stream.aggregator.app import AggregatorApp
 from llm_stream.client.submit import publish_batch
 from llm_stream.contracts import BatchManifest
 from llm_stream.settings import Settings
 from llm_stream.worker.app import Worker
 from llm_stream.worker.args import parse_worker_args
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
 from tests.processes import SERVED_MODEL, TINY_ENGINE_FLAGS
 
 pytestmark = [pytest.mark.engine, pytest.mark.broker]

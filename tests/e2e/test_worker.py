@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 import pytest
-from llm_stream.cli.embedded_broker import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
+from llm_stream.cli.embedded_broker import free_port
 from tests.kafka_helpers import collect, publish
 from tests.processes import SERVED_MODEL, running, worker_args
 

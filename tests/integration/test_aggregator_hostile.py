@@ -9,10 +9,10 @@ import time
 
 import orjson
 import pytest
+
 from llm_stream.aggregator.app import AggregatorApp
 from llm_stream.contracts import BatchManifest, ResponseData, ResultMessage
 from llm_stream.settings import Settings
-
 from tests.kafka_helpers import collect, publish
 
 pytestmark = pytest.mark.broker

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from llm_stream.contracts import BatchManifest, ResponseData, ResultMessage
 
+from llm_stream.contracts import BatchManifest, ResponseData, ResultMessage
 from tests.kafka_helpers import collect, publish
 from tests.processes import running
 

@@ -13,6 +13,7 @@ import sys
 import psutil
 import pytest
 from aiokafka import AIOKafkaProducer
+
 from llm_stream.cli.embedded_broker import free_port
 
 pytestmark = pytest.mark.broker

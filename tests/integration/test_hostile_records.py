@@ -20,11 +20,11 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka import KafkaProducer
+
 from llm_stream.aggregator.app import AggregatorApp
 from llm_stream.contracts import BatchManifest
 from llm_stream.settings import Settings
 from llm_stream.worker.app import Worker
-
 from tests.fakes import FakeEngine
 from tests.kafka_helpers import collect, publish
 

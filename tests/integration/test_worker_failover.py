@@ -9,12 +9,12 @@ import time
 
 import orjson
 import pytest
+
 from llm_stream.aggregator.app import AggregatorApp
 from llm_stream.client.submit import publish_batch
 from llm_stream.contracts import BatchManifest
 from llm_stream.settings import Settings
 from llm_stream.worker.app import Worker
-
 from tests.fakes import FakeEngine
 from tests.kafka_helpers import collect
 

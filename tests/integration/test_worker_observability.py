@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
 from llm_stream.cli.embedded_broker import free_port
 from llm_stream.settings import Settings
 from llm_stream.worker.app import Worker
-from prometheus_client.parser import text_string_to_metric_families
-
 from tests.fakes import FakeEngine
 from tests.kafka_helpers import collect, publish
 

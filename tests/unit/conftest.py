@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llm_stream.aggregator.core import BatchAggregator
 
+from llm_stream.aggregator.core import BatchAggregator
+from llm_stream.files.store import LocalFileStore
 from tests.fakes import FakeStatusPublisher
 
 Make = Callable[..., BatchAggregator]
@@ -21,7 +22,7 @@ def make(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Make]:
     root = tmp_path_factory.mktemp("spool")
 
     def build(output: Path, status: FakeStatusPublisher, **kwargs: Any) -> BatchAggregator:
-        made.append(BatchAggregator(output, status, spool_root=root, **kwargs))
+        made.append(BatchAggregator(LocalFileStore(output), status, spool_root=root, **kwargs))
         return made[-1]
 
     yield build

@@ -5,9 +5,13 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from llm_stream.batch.status import BatchStatus
 from llm_stream.contracts import (
     MAX_CREATED_AT,
     BatchManifest,
+    BatchObject,
     RequestMessage,
     ResponseData,
     ResultMessage,
@@ -15,7 +19,6 @@ from llm_stream.contracts import (
     is_safe_batch_id,
     parse_manifest,
 )
-from pydantic import ValidationError
 
 
 def test_request_accepts_an_openai_batch_line_plus_batch_id() -> None:
@@ -217,3 +220,20 @@ def test_a_manifest_that_parses_has_an_expiry_that_never_raises(
         window = completion_window_seconds(manifest.completion_window)
         assert window is not None
         assert 0 <= manifest.created_at + window < 2**63
+
+
+def test_a_batch_objects_status_is_the_enum_and_its_json_openais_string() -> None:
+    document = {
+        "id": "b1",
+        "endpoint": "/v1/chat/completions",
+        "completion_window": "24h",
+        "status": "in_progress",
+        "created_at": 1,
+        "request_counts": {"total": 1, "completed": 0, "failed": 0},
+    }
+    batch = BatchObject.model_validate_json(json.dumps(document))
+    assert batch.status is BatchStatus.IN_PROGRESS
+    assert batch.model_dump(mode="json")["status"] == "in_progress"
+    assert json.loads(batch.model_dump_json())["status"] == "in_progress"
+    with pytest.raises(ValidationError):
+        BatchObject.model_validate({**document, "status": "done"})

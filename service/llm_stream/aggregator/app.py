@@ -7,11 +7,9 @@ start, so whichever instance owns a batch's results partition knows its size.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -24,9 +22,7 @@ from llm_stream.kafka.consume_loop import ConsumeLoop
 from llm_stream.kafka.dead_letters import dead_letter_of
 from llm_stream.kafka.publishers import KafkaResultPublisher, KafkaStatusPublisher
 from llm_stream.kafka.records import decode_record, install_lenient_record_parsing
-from llm_stream.ops.logs import configure_logging
 from llm_stream.ops.runtime import RoleRuntime, RuntimeRole
-from llm_stream.ops.telemetry import configure_tracing
 from llm_stream.protocols import IncomingRecord, TopicPartitionKey
 from llm_stream.settings import Settings
 
@@ -202,28 +198,7 @@ class AggregatorApp(RuntimeRole):
         return 0
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
-    parser.add_argument("--output-dir", type=Path, help="where batch files are written")
-    parser.add_argument("--group-id", dest="aggregator_group_id", help="consumer group")
-    parser.add_argument(
-        "--ops-port", type=int, help="port of /metrics, /healthz and /readyz (default: none)"
-    )
-
-
 async def serve_aggregator(settings: Settings) -> int:
     app = AggregatorApp(settings)
     app.runtime.stop_on_signals()
     return await app.run()
-
-
-def main(args: argparse.Namespace) -> int:
-    settings = Settings().with_overrides(
-        bootstrap_servers=args.bootstrap_servers,
-        output_dir=args.output_dir,
-        aggregator_group_id=args.aggregator_group_id,
-        ops_port=args.ops_port,
-    )
-    configure_logging(settings.log_format, settings.log_level)
-    configure_tracing(settings, "llm-stream-aggregator")
-    return asyncio.run(serve_aggregator(settings))

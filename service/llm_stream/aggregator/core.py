@@ -7,13 +7,13 @@ result of the earliest unfinished batch in it, so an aggregator that restarts wi
 
 Nothing a topic carries holds commits forever: an overdue batch is written as ``expired`` (by
 the owner of its results partition only), one whose manifest never came as ``failed``. A batch
-another aggregator wrote (its ``batch.json`` exists) is never written again.
+another aggregator wrote (its file store holds its batch object) is never written again. Files
+are stored through a ``FileStore`` and named by id in the batch objects published.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import OrderedDict
@@ -27,37 +27,17 @@ import pydantic
 from opentelemetry.trace import Link, SpanContext, SpanKind
 
 from llm_stream.aggregator.spool import PrivateSpool
-from llm_stream.contracts import (
-    BatchManifest,
-    BatchObject,
-    RequestCounts,
-    ResultMessage,
-    completion_window_seconds,
-)
-from llm_stream.files.atomic import write_atomically
+from llm_stream.batch.objects import batch_object, expires_at
+from llm_stream.batch.result_lines import output_line
+from llm_stream.batch.status import BatchStatus, check_transition
+from llm_stream.contracts import BatchManifest, BatchObject, ResultMessage
+from llm_stream.files.store import BatchFile, FileStore
 from llm_stream.ops import metrics, telemetry
 from llm_stream.protocols import IncomingRecord, StatusPublisher, TopicPartitionKey
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_FILE, ERROR_FILE, BATCH_FILE = "output.jsonl", "error.jsonl", "batch.json"
 _RECENTLY_FINISHED = 10_000
-_ENDED_AT = {"completed": "completed_at", "expired": "expired_at", "failed": "failed_at"}
-
-
-def output_line(result: ResultMessage) -> bytes:
-    """The OpenAI batch output line of a result (without the bus's ``batch_id``); ValueError
-    if JSON cannot carry it (an infinity, which orjson writes as null, next to a huge int)."""
-    document = result.model_dump(mode="json", exclude={"batch_id"})
-    try:
-        return orjson.dumps(document) + b"\n"
-    except orjson.JSONEncodeError:  # an integer beyond 64 bits: valid JSON, not for orjson
-        return json.dumps(document, allow_nan=False, separators=(",", ":")).encode() + b"\n"
-
-
-def _expiry(manifest: BatchManifest) -> int | None:
-    window = completion_window_seconds(manifest.completion_window)
-    return None if window is None else manifest.created_at + window
 
 
 @dataclass(slots=True)
@@ -74,7 +54,7 @@ class BatchAggregator:
 
     def __init__(
         self,
-        output_dir: Path,
+        files: FileStore,
         status: StatusPublisher,
         *,
         progress_interval: float = 2.0,
@@ -82,7 +62,7 @@ class BatchAggregator:
         spool_root: Path | None = None,
         orphan_timeout: float = 3600.0,
     ) -> None:
-        self.output_dir = output_dir
+        self.files = files
         self._status = status
         self._progress_interval = progress_interval
         self._trace_link_limit = trace_link_limit
@@ -104,12 +84,9 @@ class BatchAggregator:
         """Held by every coroutine method; hold it to call ``release`` from another task."""
         return self._lock
 
-    def batch_dir(self, batch_id: str) -> Path:
-        return self.output_dir / batch_id
-
     def is_finished(self, batch_id: str) -> bool:
         """True once the batch's files are written (here, or by an earlier aggregator)."""
-        if batch_id not in self._finished and (self.batch_dir(batch_id) / BATCH_FILE).exists():
+        if batch_id not in self._finished and self.files.is_written(batch_id):
             self._remember_finished(batch_id)
         return batch_id in self._finished
 
@@ -206,39 +183,35 @@ class BatchAggregator:
             return
         total = self._spool.total(batch_id)
         if total >= manifest.request_count:
-            await self._write(manifest, "completed")
+            await self._write(manifest, BatchStatus.COMPLETED)
             return
         now = time.monotonic()
         if now - batch.progress_sent_at >= self._progress_interval and (
             total != batch.progress_sent_total
         ):
             batch.progress_sent_at, batch.progress_sent_total = now, total
-            progress = self._batch_object(manifest, batch, "in_progress")
+            progress = self._batch_object(manifest, batch, BatchStatus.IN_PROGRESS)
             try:
                 await self._status.publish_status(progress)
             except Exception as error:  # progress is best effort; the final status is not
                 logger.warning("progress of batch %s not published: %r", batch_id, error)
 
     def _batch_object(
-        self, manifest: BatchManifest, batch: _OpenBatch, status: str, **fields: Any
+        self,
+        manifest: BatchManifest,
+        batch: _OpenBatch,
+        status: BatchStatus,
+        reached_at: dict[BatchStatus, int] | None = None,
+        **fields: Any,
     ) -> BatchObject:
-        return BatchObject.model_validate(
-            {
-                "id": manifest.batch_id,
-                "endpoint": manifest.endpoint,
-                "completion_window": manifest.completion_window,
-                "status": status,
-                "created_at": manifest.created_at,
-                "in_progress_at": batch.in_progress_at,
-                "expires_at": _expiry(manifest),
-                "metadata": manifest.metadata,
-                "request_counts": RequestCounts(
-                    total=manifest.request_count,
-                    completed=self._spool.completed(manifest.batch_id),
-                    failed=self._spool.failed(manifest.batch_id),
-                ),
-                **fields,
-            }
+        """Every batch here is in progress from its first result (or, with none, its expiry)."""
+        return batch_object(
+            manifest,
+            status,
+            completed=self._spool.completed(manifest.batch_id),
+            failed=self._spool.failed(manifest.batch_id),
+            reached_at={BatchStatus.IN_PROGRESS: batch.in_progress_at, **(reached_at or {})},
+            **fields,
         )
 
     async def expire_overdue(
@@ -249,7 +222,7 @@ class BatchAggregator:
         batch's results partition is assigned here. Returns the expired batch ids."""
         now = time.time() if now is None else now
         expired: list[str] = []
-        expiries = [(m, _expiry(m)) for m in list(self._manifests.values())]
+        expiries = [(m, expires_at(m)) for m in list(self._manifests.values())]
         overdue = [m for m, expiry in expiries if expiry is not None and now >= expiry]
         for manifest in overdue:
             batch_id = manifest.batch_id
@@ -257,7 +230,7 @@ class BatchAggregator:
                 if self._manifests.get(batch_id) is not manifest:
                     continue  # written (or announced again) meanwhile
                 if owns(batch_id):
-                    if await self._write(manifest, "expired"):
+                    if await self._write(manifest, BatchStatus.EXPIRED):
                         expired.append(batch_id)
                 elif batch_id not in self._open and self.is_finished(batch_id):
                     del self._manifests[batch_id]  # its owner wrote it: stop remembering it
@@ -292,22 +265,23 @@ class BatchAggregator:
                     created_at=self._open[batch_id].in_progress_at,
                 )
                 errors = {"object": "list", "data": [{**error, "line": None}]}
-                if await self._write(manifest, "failed", errors=errors):
+                if await self._write(manifest, BatchStatus.FAILED, errors=errors):
                     failed.append(batch_id)
         return failed
 
     async def _write(
-        self, manifest: BatchManifest, status: str, errors: dict[str, Any] | None = None
+        self, manifest: BatchManifest, status: BatchStatus, errors: dict[str, Any] | None = None
     ) -> bool:
-        """Write the batch's files (batch.json last: the marker) unless another aggregator did."""
-        batch_id, directory = manifest.batch_id, self.batch_dir(manifest.batch_id)
-        if await asyncio.to_thread((directory / BATCH_FILE).exists):
+        """Store the batch's files (its batch object last: the marker) unless another aggregator
+        did. Storing them is the batch's ``finalizing``: ``status`` is the one that ends it."""
+        check_transition(BatchStatus.FINALIZING, status)
+        batch_id = manifest.batch_id
+        if await asyncio.to_thread(self.files.is_written, batch_id):
             logger.warning("batch %s was written by another aggregator: not again", batch_id)
             await self._forget(batch_id)
             return False
         batch = self._open.get(batch_id) or _OpenBatch()  # expired with no result at all
         completed, failed = self._spool.completed(batch_id), self._spool.failed(batch_id)
-        output, error_file = directory / OUTPUT_FILE, directory / ERROR_FILE
         with telemetry.tracer().start_as_current_span(
             f"finalize {batch_id}",
             links=[Link(context) for context in batch.trace_links],
@@ -318,25 +292,24 @@ class BatchAggregator:
                 "llm_stream.request_counts.failed": failed,
             },
         ):
-            finalizing_at, lines = int(time.time()), self._spool.lines
-            await asyncio.to_thread(write_atomically, output, lines(batch_id, succeeded=True))
-            await asyncio.to_thread(write_atomically, error_file, lines(batch_id, succeeded=False))
+            finalizing_at = int(time.time())
+            output_id = await asyncio.to_thread(self._store_spooled, batch_id, BatchFile.OUTPUT)
+            error_id = await asyncio.to_thread(self._store_spooled, batch_id, BatchFile.ERROR)
             final = self._batch_object(
                 manifest,
                 batch,
                 status,
+                {BatchStatus.FINALIZING: finalizing_at, status: int(time.time())},
                 errors=errors,
-                finalizing_at=finalizing_at,
-                output_file_id=str(output.resolve()),
-                error_file_id=str(error_file.resolve()) if failed else None,
-                **{_ENDED_AT[status]: int(time.time())},
+                output_file_id=output_id,
+                error_file_id=error_id if failed else None,
             )
             marker = orjson.dumps(final.model_dump(mode="json"), option=orjson.OPT_INDENT_2)
             # Status before the marker: a crash between the two rewrites the same files and
             # publishes the final status again, rather than leaving the batch without it. A
             # failed publish leaves the batch open: it keeps holding its partitions' commits.
             await self._status.publish_status(final)
-            await asyncio.to_thread(write_atomically, directory / BATCH_FILE, [marker + b"\n"])
+            await asyncio.to_thread(self.files.write, batch_id, BatchFile.BATCH, [marker + b"\n"])
         await self._forget(batch_id)
         self.batches_written += 1
         metrics.BATCHES_COMPLETED.labels(status).inc()
@@ -344,6 +317,11 @@ class BatchAggregator:
         metrics.LINES_WRITTEN.labels("error").inc(failed)
         logger.info("batch %s written (%s): %d ok, %d failed", batch_id, status, completed, failed)
         return True
+
+    def _store_spooled(self, batch_id: str, kind: BatchFile) -> str:
+        """Store the output or error file from the spool (blocking); return its file id."""
+        lines = self._spool.lines(batch_id, succeeded=kind is BatchFile.OUTPUT)
+        return self.files.write(batch_id, kind, lines)
 
     async def _forget(self, batch_id: str) -> None:
         """A written batch: drop its state and its spooled rows."""

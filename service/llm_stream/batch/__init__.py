@@ -1,1 +1,1 @@
-"""The batch domain: what a request line, an input file and a batch object are."""
+"""The batch domain: request lines, input files, result lines, batch statuses and objects."""

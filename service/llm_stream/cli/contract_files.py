@@ -15,7 +15,8 @@ from typing import Any
 from llm_stream.contracts import ALL_CONTRACTS
 from llm_stream.settings import Settings
 
-CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "contracts"
+#: The repository's contracts/ folder (service/llm_stream/cli/ -> the repository root).
+CONTRACTS_DIR = Path(__file__).resolve().parents[3] / "contracts"
 
 
 def _dump(document: Any) -> str:

@@ -25,16 +25,18 @@ import orjson
 from tqdm import tqdm
 
 from llm_stream.aggregator.app import AggregatorApp
-from llm_stream.aggregator.core import ERROR_FILE, OUTPUT_FILE
 from llm_stream.aggregator.spool import BatchSpool
 from llm_stream.batch import request_line
 from llm_stream.batch.input_file import iter_lines
 from llm_stream.batch.request_line import Problem, Stage
+from llm_stream.batch.result_lines import local_output_line
 from llm_stream.cli.embedded_broker import EmbeddedBroker
-from llm_stream.client.submit import publish_batch
-from llm_stream.contracts import BatchManifest, ResponseData
+from llm_stream.client import BatchClient
+from llm_stream.contracts import ResponseData
 from llm_stream.engine.error_bodies import error_response
 from llm_stream.files.atomic import write_atomically
+from llm_stream.files.store import ERROR_FILE, OUTPUT_FILE, BatchFile, LocalFileStore, file_id
+from llm_stream.kafka.topics import ensure_topics
 from llm_stream.settings import Settings
 from llm_stream.worker.app import Worker
 
@@ -105,17 +107,15 @@ def _unattributable(number: int, problems: list[Problem]) -> bytes:
 
 def local_error_line(custom_id: str | None, response: ResponseData) -> bytes:
     """An output line for ``response``, as the aggregator writes a worker's answer."""
-    line = {
-        "id": f"batch_req_{uuid.uuid4().hex}",
-        "custom_id": custom_id,
-        "response": {**response.model_dump(), "request_id": f"req_{uuid.uuid4().hex}"},
-        "error": None,
-    }
-    return orjson.dumps(line) + b"\n"
+    return local_output_line(custom_id, response)
 
 
 def merge_in_input_order(input_path: Path, batch_dir: Path, output_path: Path) -> int:
-    """Write one output line per input line, in input order; return the line count."""
+    """Write one output line per input line, in input order; return the line count.
+
+    ``batch_dir``: the batch's directory in a ``LocalFileStore``; its files are read by id.
+    """
+    store, batch_id = LocalFileStore(batch_dir.parent), batch_dir.name
     index = BatchSpool(batch_dir / "index.db")
     written = 0
 
@@ -129,9 +129,10 @@ def merge_in_input_order(input_path: Path, batch_dir: Path, output_path: Path) -
             yield line
 
     try:
-        for name, succeeded in ((OUTPUT_FILE, True), (ERROR_FILE, False)):
-            with (batch_dir / name).open("rb") as file:
-                index.add((orjson.loads(line)["custom_id"], succeeded, line) for line in file)
+        for kind in (BatchFile.OUTPUT, BatchFile.ERROR):
+            lines = store.read(file_id(batch_id, kind))
+            succeeded = kind is BatchFile.OUTPUT
+            index.add((orjson.loads(line)["custom_id"], succeeded, line) for line in lines)
         write_atomically(output_path, ordered())
         return written
     finally:
@@ -156,13 +157,14 @@ async def _run_pipeline(args: argparse.Namespace, settings: Settings, batch_id: 
     count, endpoint = _scan(input_path)
     if count == 0:
         return
-    manifest = BatchManifest(batch_id=batch_id, endpoint=endpoint, request_count=count)
     engine = await VllmEngine.start(args)
     worker, aggregator = Worker(settings, engine), AggregatorApp(settings)
     tasks = [asyncio.create_task(worker.run()), asyncio.create_task(aggregator.run())]
     try:
         lines = (r for _, r, _ in classify_lines(input_path) if r is not None)
-        await publish_batch(settings, manifest, lines)
+        await ensure_topics(settings)
+        async with BatchClient.from_settings(settings) as client:
+            await client.submit(lines, batch_id=batch_id, endpoint=endpoint, request_count=count)
         with tqdm(total=count, unit="req", desc="run-batch", file=sys.stderr) as progress:
             while not aggregator.aggregator.is_finished(batch_id):
                 for task in tasks:

@@ -1,1 +1,1 @@
-"""Where batch files are written, and how (atomically)."""
+"""Where batch files are stored, by which id, and how (atomically)."""

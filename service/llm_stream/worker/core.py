@@ -11,25 +11,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
-from llm_stream.contracts import RequestMessage, ResponseData, ResultMessage
+from llm_stream.batch.result_lines import new_request_id, result_message, with_request_id
+from llm_stream.contracts import RequestMessage, ResponseData
 from llm_stream.engine.error_bodies import error_response, response_too_large
+from llm_stream.engine.protocol import (
+    EngineReply,
+    EngineRequest,
+    EngineTimings,
+    EngineUnavailableError,
+    InferenceEngine,
+)
 from llm_stream.kafka.dead_letters import dead_letter_of
 from llm_stream.kafka.offsets import OffsetTracker
 from llm_stream.ops import metrics, telemetry
 from llm_stream.ops.telemetry import GEN_AI_OPERATIONS
 from llm_stream.protocols import (
-    EngineReply,
-    EngineRequest,
-    EngineTimings,
-    EngineUnavailableError,
     IncomingRecord,
-    InferenceEngine,
     MessageTooLargeError,
     ResultPublisher,
     TopicPartitionKey,
@@ -234,14 +236,8 @@ class RequestPipeline:
         self, record: IncomingRecord, batch_id: str, custom_id: str, response: ResponseData
     ) -> ResponseData:
         """Publish the result line; an answer too large for Kafka becomes an error line."""
-        if not response.request_id:
-            response = response.model_copy(update={"request_id": f"req_{uuid.uuid4().hex}"})
-        result = ResultMessage(
-            batch_id=batch_id,
-            id=f"batch_req_{uuid.uuid4().hex}",
-            custom_id=custom_id,
-            response=response,
-        )
+        response = with_request_id(response)
+        result = result_message(batch_id, custom_id, response)
         with telemetry.tracer().start_as_current_span(
             f"send {self._results_topic}",
             kind=SpanKind.PRODUCER,
@@ -258,7 +254,7 @@ class RequestPipeline:
                     error,
                     extra={"batch_id": batch_id, "custom_id": custom_id},
                 )
-                response = response_too_large(error.size, error.limit, f"req_{uuid.uuid4().hex}")
+                response = response_too_large(error.size, error.limit, new_request_id())
                 result = result.model_copy(update={"response": response})
                 await self._publisher.publish_result(result, headers)
         return response

@@ -11,13 +11,14 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from llm_stream.aggregator.core import BatchAggregator
-from llm_stream.contracts import BatchObject
-from llm_stream.ops import telemetry
-from llm_stream.protocols import IncomingRecord
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NoOpTracerProvider
 
+from llm_stream.aggregator.core import BatchAggregator
+from llm_stream.contracts import BatchObject
+from llm_stream.files.store import LocalFileStore
+from llm_stream.ops import telemetry
+from llm_stream.protocols import IncomingRecord
 from tests.fakes import FakeStatusPublisher
 from tests.unit.aggregator.test_core import TOPIC, _manifest, _records, _result
 from tests.unit.conftest import Make
@@ -221,8 +222,8 @@ async def test_each_aggregator_spools_privately_and_close_deletes_it(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     root = tmp_path_factory.mktemp("own-spool")
-    first = BatchAggregator(tmp_path, FakeStatusPublisher(), spool_root=root)
-    second = BatchAggregator(tmp_path, FakeStatusPublisher(), spool_root=root)
+    first = BatchAggregator(LocalFileStore(tmp_path), FakeStatusPublisher(), spool_root=root)
+    second = BatchAggregator(LocalFileStore(tmp_path), FakeStatusPublisher(), spool_root=root)
     try:
         await first.add_results(_records([_result("b1", "a")]))
         await second.add_results(_records([_result("b1", "a"), _result("b1", "b")]))
@@ -278,7 +279,9 @@ async def test_results_orjson_cannot_write_are_still_written(tmp_path: Path, mak
 )
 def test_no_record_value_makes_add_results_raise(values: list[bytes]) -> None:
     async def run(root: Path) -> None:
-        aggregator = BatchAggregator(root / "out", FakeStatusPublisher(), spool_root=root)
+        aggregator = BatchAggregator(
+            LocalFileStore(root / "out"), FakeStatusPublisher(), spool_root=root
+        )
         try:
             await aggregator.add_manifest(_manifest("b1", 2))
             await aggregator.add_results(_records(values))

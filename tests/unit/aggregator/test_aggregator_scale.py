@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from llm_stream.aggregator.core import BatchAggregator
 
+from llm_stream.aggregator.core import BatchAggregator
+from llm_stream.files.store import LocalFileStore
 from tests.fakes import FakeStatusPublisher
 from tests.unit.aggregator.test_core import TOPIC, _manifest, _records, _result
 
@@ -49,7 +50,9 @@ async def test_ten_thousand_open_batches_use_a_handful_of_descriptors(
     descriptors_before, rss_before = _open_descriptors(), _rss_kib()
     started = time.monotonic()
     status = FakeStatusPublisher()
-    aggregator = BatchAggregator(tmp_path / "out", status, spool_root=tmp_path / "spool")
+    aggregator = BatchAggregator(
+        LocalFileStore(tmp_path / "out"), status, spool_root=tmp_path / "spool"
+    )
     try:
         peak = 0
         for start in range(0, OPEN_BATCHES, 1000):  # polls of 1000 records, as the app reads

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import orjson
 import pytest
-from llm_stream.contracts import BatchManifest, ResponseData, ResultMessage
-from llm_stream.protocols import IncomingRecord
 
+from llm_stream.batch.status import BatchStatus, InvalidTransitionError
+from llm_stream.contracts import BatchManifest, ResponseData, ResultMessage
+from llm_stream.files.store import LocalFileStore
+from llm_stream.protocols import IncomingRecord
 from tests.fakes import FakeStatusPublisher
 from tests.unit.conftest import Make
 
@@ -63,7 +66,9 @@ async def test_a_complete_batch_is_written_once_with_duplicates_dropped(
     assert batch["request_counts"] == {"total": 3, "completed": 2, "failed": 1}
     assert batch["metadata"] == {"k": "v"}
     assert status.published[-1].status == "completed"
-    assert status.published[-1].output_file_id == str((tmp_path / "b1" / "output.jsonl").resolve())
+    assert status.published[-1].output_file_id == "file-b1-output"
+    assert status.published[-1].error_file_id == "file-b1-error"
+    assert batch["output_file_id"] == "file-b1-output"
     assert not (tmp_path / ".spool").exists()  # the spool is private, not in the output dir
     assert aggregator.received("b1") == 0
 
@@ -174,3 +179,43 @@ async def test_an_overdue_batch_is_written_as_expired_and_stops_holding_commits(
     assert aggregator.committable() == {(TOPIC, 0): 6}  # only "other" holds the partition now
     await aggregator.add_results(_records([_result("late", "b")], start=7))
     assert len((tmp_path / "late" / "output.jsonl").read_bytes().splitlines()) == 1
+
+
+async def test_every_published_object_is_an_openai_batch_naming_its_files_by_id(
+    tmp_path: Path, status: FakeStatusPublisher, make: Make
+) -> None:
+    openai_types = pytest.importorskip("openai.types")
+    aggregator = make(tmp_path, status, progress_interval=0, orphan_timeout=0)
+    await aggregator.add_manifest(_manifest("b1", 2))
+    await aggregator.add_results(_records([_result("b1", "a")]))
+    await aggregator.add_results(_records([_result("b1", "b", status=400)], start=1))
+    await aggregator.add_manifest(_manifest("late", 1).model_copy(update={"created_at": 0}))
+    await aggregator.expire_overdue(owns=_always)
+    await aggregator.add_results(_records([_result("orphan", "x")], start=2))
+    await aggregator.fail_orphans(now=time.time() + 1)
+
+    statuses = [(batch.id, batch.status) for batch in status.published]
+    assert statuses == [
+        ("b1", BatchStatus.IN_PROGRESS),
+        ("b1", BatchStatus.COMPLETED),
+        ("late", BatchStatus.EXPIRED),
+        ("orphan", BatchStatus.FAILED),
+    ]
+    for batch in status.published:
+        openai_types.Batch.model_validate(batch.model_dump(mode="json"))
+    final = status.published[1]
+    assert final.finalizing_at is not None
+    store = LocalFileStore(tmp_path)
+    assert [orjson.loads(line)["custom_id"] for line in store.read(final.output_file_id)] == ["a"]
+    assert final.error_file_id is not None
+    assert [orjson.loads(line)["custom_id"] for line in store.read(final.error_file_id)] == ["b"]
+    assert status.published[2].error_file_id is None  # nothing failed: no error file to name
+
+
+async def test_a_batch_is_never_finalized_into_a_status_that_does_not_end_finalizing(
+    tmp_path: Path, status: FakeStatusPublisher, make: Make
+) -> None:
+    aggregator = make(tmp_path, status)
+    with pytest.raises(InvalidTransitionError):
+        await aggregator._write(_manifest("b1", 1), BatchStatus.CANCELLED)
+    assert not (tmp_path / "b1").exists()

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+
 from llm_stream.batch.input_file import MAX_REPORTED_PROBLEMS, validate_batch_file
 from llm_stream.batch.request_line import LONGEST_BATCH_ID
 

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pydantic
 import pytest
+
 from llm_stream.batch import request_line
 from llm_stream.batch.input_file import validate_batch_file
 from llm_stream.batch.request_line import MISSING, Problem, Stage
@@ -22,8 +23,8 @@ from llm_stream.engine.error_bodies import (
     streaming_refused,
     unsupported_endpoint,
 )
+from llm_stream.engine.protocol import EngineRequest
 from llm_stream.engine.vllm_engine import VllmEngine
-from llm_stream.protocols import EngineRequest
 from llm_stream.settings import Settings
 from llm_stream.worker.request_parsing import DeadLetter, InvalidRequest, parse_record
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from llm_stream.files import atomic as atomic_files
 from llm_stream.files.atomic import make_directories, write_atomically
 

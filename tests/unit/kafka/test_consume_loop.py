@@ -14,10 +14,10 @@ from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
+
 from llm_stream.kafka.consume_loop import ConsumeLoop
 from llm_stream.settings import Settings
 from llm_stream.worker.core import RequestPipeline
-
 from tests.fakes import FakeEngine, FakePublisher
 
 TOPIC = "requests"

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 from aiokafka.record.default_records import DefaultRecordBatch, _DefaultRecordBatchBuilderPy
+
 from llm_stream.kafka.records import LenientMemoryRecords, decode_record, header_bytes, text_headers
 
 CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}

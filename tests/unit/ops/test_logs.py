@@ -3,9 +3,10 @@ from __future__ import annotations
 import logging
 
 import orjson
-from llm_stream.ops.logs import JsonFormatter
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+from llm_stream.ops.logs import JsonFormatter
 
 
 def _record(**extra: object) -> logging.LogRecord:

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+from starlette.testclient import TestClient
+
 from llm_stream.ops import metrics
 from llm_stream.ops.server import build_app
-from starlette.testclient import TestClient
 
 
 async def _ready() -> str | None:

@@ -4,9 +4,9 @@ import asyncio
 
 import orjson
 import pytest
+
 from llm_stream.protocols import IncomingRecord
 from llm_stream.worker.core import RequestPipeline
-
 from tests.fakes import FakeEngine, FakePublisher
 
 TOPIC = "requests"

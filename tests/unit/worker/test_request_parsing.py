@@ -9,6 +9,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from llm_stream.batch import request_line
 from llm_stream.contracts import RequestMessage
 from llm_stream.worker.request_parsing import DeadLetter, InvalidRequest, parse_record

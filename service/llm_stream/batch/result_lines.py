@@ -1,0 +1,67 @@
+"""The one factory of result lines: a worker's result message and an OpenAI output-file line.
+
+Every answer, whether the engine, the worker or ``run-batch`` itself gave it, gets the same
+shape: a ``batch_req_`` line id, and a ``req_`` request id when its response has none, so that
+no output line differs by who wrote it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import orjson
+
+from llm_stream.contracts import ResponseData, ResultMessage
+
+
+def new_line_id() -> str:
+    return f"batch_req_{uuid.uuid4().hex}"
+
+
+def new_request_id() -> str:
+    return f"req_{uuid.uuid4().hex}"
+
+
+def with_request_id(response: ResponseData) -> ResponseData:
+    """``response``, with a fresh request id if it has none (error bodies made here have none)."""
+    if response.request_id:
+        return response
+    return response.model_copy(update={"request_id": new_request_id()})
+
+
+def result_message(batch_id: str, custom_id: str, response: ResponseData) -> ResultMessage:
+    """The result a worker publishes for one request."""
+    return ResultMessage(
+        batch_id=batch_id,
+        id=new_line_id(),
+        custom_id=custom_id,
+        response=with_request_id(response),
+    )
+
+
+def output_line(result: ResultMessage) -> bytes:
+    """The OpenAI batch output line of a result (without the bus's ``batch_id``); ValueError
+    if JSON cannot carry it (an infinity, which orjson writes as null, next to a huge int)."""
+    return _encode(result.model_dump(mode="json", exclude={"batch_id"}))
+
+
+def local_output_line(custom_id: str | None, response: ResponseData) -> bytes:
+    """The output line of an answer given without the bus (``run-batch`` refusing a line before
+    it is submitted); ``custom_id`` is None for a line that had none to file it under."""
+    return _encode(
+        {
+            "id": new_line_id(),
+            "custom_id": custom_id,
+            "response": with_request_id(response).model_dump(mode="json"),
+            "error": None,
+        }
+    )
+
+
+def _encode(document: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(document) + b"\n"
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits: valid JSON, not for orjson
+        return json.dumps(document, allow_nan=False, separators=(",", ":")).encode() + b"\n"

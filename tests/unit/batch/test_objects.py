@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from llm_stream.batch.objects import batch_object, expires_at, timestamp_field
+from llm_stream.batch.status import BatchStatus
+from llm_stream.contracts import BatchManifest, BatchObject
+
+S = BatchStatus
+CREATED = 1_700_000_000
+
+
+def _manifest(**fields: Any) -> BatchManifest:
+    defaults: dict[str, Any] = {
+        "batch_id": "b-1",
+        "endpoint": "/v1/chat/completions",
+        "request_count": 3,
+        "completion_window": "24h",
+        "metadata": {"team": "x"},
+        "created_at": CREATED,
+    }
+    return BatchManifest(**{**defaults, **fields})
+
+
+def _orphan_manifest() -> BatchManifest:
+    """What the aggregator knows of a batch whose manifest never came."""
+    return BatchManifest.model_construct(
+        batch_id="orphan",
+        endpoint="",
+        request_count=2,
+        completion_window="",
+        metadata={},
+        created_at=CREATED,
+    )
+
+
+def _openai_validates(batch: BatchObject) -> None:
+    openai_types = pytest.importorskip("openai.types")
+    openai_types.Batch.model_validate(batch.model_dump(mode="json"))
+
+
+def test_expiry_is_creation_plus_the_window() -> None:
+    assert expires_at(_manifest()) == CREATED + 86_400
+    assert expires_at(_manifest(completion_window="90s")) == CREATED + 90
+    assert expires_at(_orphan_manifest()) is None
+
+
+def test_a_validating_object_has_the_manifests_fields_and_no_progress() -> None:
+    batch = batch_object(_manifest(), S.VALIDATING)
+    assert batch.status is S.VALIDATING
+    assert (batch.id, batch.endpoint, batch.completion_window) == (
+        "b-1",
+        "/v1/chat/completions",
+        "24h",
+    )
+    assert (batch.created_at, batch.expires_at, batch.in_progress_at) == (
+        CREATED,
+        CREATED + 86_400,
+        None,
+    )
+    assert batch.request_counts.model_dump() == {"total": 3, "completed": 0, "failed": 0}
+    assert batch.metadata == {"team": "x"}
+    assert batch.input_file_id == "file-b-1-input"  # OpenAI's clients require one
+    assert batch.model_dump(mode="json")["status"] == "validating"
+    _openai_validates(batch)
+
+
+def test_an_in_progress_object_carries_its_counts_and_start() -> None:
+    batch = batch_object(
+        _manifest(), S.IN_PROGRESS, completed=1, failed=1, reached_at={S.IN_PROGRESS: CREATED + 5}
+    )
+    assert batch.in_progress_at == CREATED + 5
+    assert batch.request_counts.model_dump() == {"total": 3, "completed": 1, "failed": 1}
+    _openai_validates(batch)
+
+
+@pytest.mark.parametrize("final", [S.COMPLETED, S.EXPIRED])
+def test_a_final_object_records_each_status_it_passed(final: BatchStatus) -> None:
+    batch = batch_object(
+        _manifest(),
+        final,
+        completed=2,
+        failed=1,
+        reached_at={S.IN_PROGRESS: CREATED + 1, S.FINALIZING: CREATED + 2, final: CREATED + 3},
+        output_file_id="file-b-1-output",
+        error_file_id="file-b-1-error",
+    )
+    document = batch.model_dump(mode="json")
+    assert document["status"] == final.value
+    assert (document["in_progress_at"], document["finalizing_at"]) == (CREATED + 1, CREATED + 2)
+    assert document[f"{final.value}_at"] == CREATED + 3
+    assert (document["output_file_id"], document["error_file_id"]) == (
+        "file-b-1-output",
+        "file-b-1-error",
+    )
+    _openai_validates(batch)
+
+
+def test_an_orphan_is_a_failed_object_with_its_error_and_no_expiry() -> None:
+    errors = {
+        "object": "list",
+        "data": [{"code": "missing_manifest", "message": "m", "param": None, "line": None}],
+    }
+    batch = batch_object(
+        _orphan_manifest(),
+        S.FAILED,
+        completed=2,
+        reached_at={S.IN_PROGRESS: CREATED, S.FINALIZING: CREATED, S.FAILED: CREATED + 1},
+        output_file_id="file-orphan-output",
+        errors=errors,
+    )
+    assert (batch.status, batch.failed_at, batch.expires_at) == (S.FAILED, CREATED + 1, None)
+    assert batch.errors == errors
+    _openai_validates(batch)
+
+
+def test_a_status_without_its_time_is_refused() -> None:
+    with pytest.raises(ValueError, match="needs the time it became completed"):
+        batch_object(_manifest(), S.COMPLETED, reached_at={S.IN_PROGRESS: CREATED})
+
+
+def test_every_status_but_validating_has_a_field_of_the_batch_object() -> None:
+    for status in set(BatchStatus) - {S.VALIDATING}:
+        assert timestamp_field(status) in BatchObject.model_fields
+    with pytest.raises(ValueError, match="created_at"):
+        timestamp_field(S.VALIDATING)

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import json
+
+import orjson
+
+from llm_stream.batch.result_lines import (
+    local_output_line,
+    output_line,
+    result_message,
+    with_request_id,
+)
+from llm_stream.contracts import ResponseData, ResultMessage
+from llm_stream.engine.error_bodies import unsupported_endpoint
+
+OK = ResponseData(status_code=200, request_id="cmpl-1", body={"choices": []})
+
+
+def test_a_result_message_gets_a_line_id_and_keeps_the_engines_request_id() -> None:
+    result = result_message("b1", "c1", OK)
+    assert (result.batch_id, result.custom_id, result.response) == ("b1", "c1", OK)
+    assert result.id.startswith("batch_req_")
+    assert result.error is None
+    assert result.succeeded
+    assert result_message("b1", "c1", OK).id != result.id
+
+
+def test_a_response_without_a_request_id_gets_one() -> None:
+    refused = unsupported_endpoint("/nope")
+    assert refused.request_id == ""
+    result = result_message("b1", "c1", refused)
+    assert result.response is not None
+    assert result.response.request_id.startswith("req_")
+    assert not result.succeeded
+    assert with_request_id(OK) is OK
+
+
+def test_the_output_line_is_the_openai_line_without_the_batch_id() -> None:
+    result = result_message("b1", "c1", OK)
+    line = output_line(result)
+    assert line.endswith(b"\n")
+    assert orjson.loads(line) == {
+        "id": result.id,
+        "custom_id": "c1",
+        "response": {"status_code": 200, "request_id": "cmpl-1", "body": {"choices": []}},
+        "error": None,
+    }
+
+
+def test_an_integer_beyond_64_bits_is_still_written() -> None:
+    huge = ResponseData(status_code=200, request_id="r", body={"n": 2**70})
+    line = output_line(ResultMessage(batch_id="b1", id="x", custom_id="c1", response=huge))
+    assert json.loads(line)["response"]["body"] == {"n": 2**70}
+
+
+def test_a_local_line_has_the_shape_of_a_workers_line() -> None:
+    local = orjson.loads(local_output_line("c1", unsupported_endpoint("/nope")))
+    published = orjson.loads(output_line(result_message("b1", "c1", unsupported_endpoint("/y"))))
+    assert list(local) == list(published) == ["id", "custom_id", "response", "error"]
+    assert local["id"].startswith("batch_req_")
+    assert local["response"]["request_id"].startswith("req_")
+    assert local["response"]["status_code"] == 404
+
+
+def test_a_local_line_may_have_no_custom_id() -> None:
+    assert orjson.loads(local_output_line(None, unsupported_endpoint("/x")))["custom_id"] is None
