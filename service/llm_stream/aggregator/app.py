@@ -22,6 +22,7 @@ from llm_stream.kafka.consume_loop import ConsumeLoop
 from llm_stream.kafka.dead_letters import dead_letter_of
 from llm_stream.kafka.publishers import KafkaResultPublisher, KafkaStatusPublisher
 from llm_stream.kafka.records import decode_record, install_lenient_record_parsing
+from llm_stream.ops.metrics import OpenBatchGauges
 from llm_stream.ops.runtime import RoleRuntime, RuntimeRole
 from llm_stream.protocols import IncomingRecord, TopicPartitionKey
 from llm_stream.settings import Settings
@@ -67,6 +68,11 @@ class AggregatorApp(RuntimeRole):
             trace_link_limit=settings.trace_link_limit,
             spool_root=settings.spool_dir,
             orphan_timeout=settings.orphan_batch_timeout_s,
+        )
+        self.runtime.registry.register(
+            OpenBatchGauges(
+                lambda: self.aggregator.open_batches, self.aggregator.oldest_open_batch_age
+            )
         )
         self._dead_letters = KafkaResultPublisher(self.broker, settings)
         self._dead_lettered: set[tuple[int, int]] = set()

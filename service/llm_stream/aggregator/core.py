@@ -76,8 +76,6 @@ class BatchAggregator:
         self.batches_written = 0
         # Results, manifests, timers and rebalances come from several tasks: one at a time.
         self._lock = asyncio.Lock()
-        metrics.OLDEST_OPEN_BATCH_AGE.set_function(self.oldest_open_batch_age)
-        metrics.BATCHES_OPEN.set_function(lambda: len(self._open))
 
     @property
     def lock(self) -> asyncio.Lock:

@@ -1,12 +1,20 @@
-"""Prometheus metrics of the service, registered in the default registry.
+"""Prometheus metrics of the service.
 
-vLLM registers its own ``vllm:*`` engine metrics in the same default registry, so one /metrics
-endpoint serves both; ours are prefixed ``llm_stream_`` and never re-implement vLLM's.
+Counters and histograms count what this process did, whichever roles it runs (run-batch runs a
+worker and an aggregator in one process), so they live in the default registry, where vLLM
+registers its own ``vllm:*`` metrics: one /metrics endpoint serves both; ours are prefixed
+``llm_stream_`` and never re-implement vLLM's. Gauges that describe one role's state are read
+from that role at scrape time and registered in the role's own registry (``OpenBatchGauges``),
+never bound to a global from a constructor.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
 
@@ -81,12 +89,6 @@ RESULTS_DUPLICATE = Counter(
 RESULTS_INVALID = Counter(
     "llm_stream_aggregator_results_invalid_total", "Result messages that are not valid results."
 )
-BATCHES_OPEN = Gauge("llm_stream_batches_open", "Batches with results but no files yet.")
-OLDEST_OPEN_BATCH_AGE = Gauge(
-    "llm_stream_oldest_open_batch_age_seconds",
-    "Seconds since the first result of the oldest batch still waiting for results or its "
-    "manifest; a batch stuck here also holds back its partition's commits.",
-)
 BATCHES_COMPLETED = Counter(
     "llm_stream_batches_completed_total",
     "Batches whose output files were written, by final status (completed or expired).",
@@ -97,3 +99,24 @@ LINES_WRITTEN = Counter(
     "Lines written to batch files, by file (output or error).",
     ["file"],
 )
+
+
+class OpenBatchGauges(Collector):
+    """An aggregator's open batches, read from it at scrape time."""
+
+    def __init__(self, open_batches: Callable[[], int], oldest_age: Callable[[], float]) -> None:
+        self._open_batches = open_batches
+        self._oldest_age = oldest_age
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "llm_stream_batches_open",
+            "Batches with results but no files yet.",
+            value=self._open_batches(),
+        )
+        yield GaugeMetricFamily(
+            "llm_stream_oldest_open_batch_age_seconds",
+            "Seconds since the first result of the oldest batch still waiting for results or "
+            "its manifest; a batch stuck here also holds back its partition's commits.",
+            value=self._oldest_age(),
+        )

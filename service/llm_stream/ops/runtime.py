@@ -14,6 +14,8 @@ import signal
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
+from prometheus_client import REGISTRY, CollectorRegistry
+
 from llm_stream.kafka.consume_loop import ConsumeLoop
 from llm_stream.kafka.publishers import build_broker
 from llm_stream.kafka.topics import ensure_topics
@@ -61,6 +63,8 @@ class RoleRuntime:
         self.settings = settings
         self.broker = build_broker(settings)
         self.stopping = asyncio.Event()
+        #: Metrics of this role's own state; /metrics serves it beside the default registry.
+        self.registry = CollectorRegistry()
 
     def stop_on_signals(self) -> None:
         """SIGTERM and SIGINT set ``stopping``: a drain, not a traceback."""
@@ -84,7 +88,12 @@ class RoleRuntime:
         await ensure_topics(settings)
         async with (
             self.broker,
-            serving_ops(settings.ops_host, settings.ops_port, lambda: self.readiness(role)),
+            serving_ops(
+                settings.ops_host,
+                settings.ops_port,
+                lambda: self.readiness(role),
+                (REGISTRY, self.registry),
+            ),
         ):
             await self.broker.start()
             await role.loop.start()

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -25,7 +25,9 @@ logger = logging.getLogger(__name__)
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 
 
-def build_app(readiness: ReadinessCheck) -> Starlette:
+def build_app(
+    readiness: ReadinessCheck, registries: Sequence[CollectorRegistry] = (REGISTRY,)
+) -> Starlette:
     async def healthz(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok\n")
 
@@ -39,7 +41,8 @@ def build_app(readiness: ReadinessCheck) -> Starlette:
         return PlainTextResponse(f"not ready: {problem}\n", status_code=503)
 
     async def prometheus(request: Request) -> Response:
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        text = b"".join(generate_latest(registry) for registry in registries)
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     return Starlette(
         routes=[
@@ -53,10 +56,15 @@ def build_app(readiness: ReadinessCheck) -> Starlette:
 class OpsServer:
     """Serves the operations endpoint in the running event loop."""
 
-    def __init__(self, host: str, port: int, readiness: ReadinessCheck) -> None:
-        config = uvicorn.Config(
-            build_app(readiness), host=host, port=port, log_level="warning", lifespan="off"
-        )
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        readiness: ReadinessCheck,
+        registries: Sequence[CollectorRegistry] = (REGISTRY,),
+    ) -> None:
+        app = build_app(readiness, registries)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
         self.address = f"http://{host}:{port}"
@@ -78,13 +86,16 @@ class OpsServer:
 
 @contextlib.asynccontextmanager
 async def serving_ops(
-    host: str, port: int | None, readiness: ReadinessCheck
+    host: str,
+    port: int | None,
+    readiness: ReadinessCheck,
+    registries: Sequence[CollectorRegistry] = (REGISTRY,),
 ) -> AsyncIterator[OpsServer | None]:
     """Run the endpoint for the block's duration; no endpoint when ``port`` is None."""
     if port is None:
         yield None
         return
-    server = OpsServer(host, port, readiness)
+    server = OpsServer(host, port, readiness, registries)
     await server.start()
     try:
         yield server

@@ -149,14 +149,23 @@ async def test_released_partitions_drop_their_batches(
 async def test_the_oldest_open_batch_age_is_exported(
     tmp_path: Path, status: FakeStatusPublisher, make: Make
 ) -> None:
-    from llm_stream.ops import metrics
+    from prometheus_client import CollectorRegistry
+
+    from llm_stream.ops.metrics import OpenBatchGauges
 
     aggregator = make(tmp_path, status)
+    registry = CollectorRegistry()
+    registry.register(
+        OpenBatchGauges(lambda: aggregator.open_batches, aggregator.oldest_open_batch_age)
+    )
     assert aggregator.oldest_open_batch_age() == 0.0
     await aggregator.add_results(_records([_result("stuck", "a")]))
     aggregator._open["stuck"].in_progress_at -= 120
     assert 120 <= aggregator.oldest_open_batch_age() < 130
-    assert 120 <= metrics.OLDEST_OPEN_BATCH_AGE.collect()[0].samples[0].value < 130
+    age = registry.get_sample_value("llm_stream_oldest_open_batch_age_seconds")
+    assert age is not None
+    assert 120 <= age < 130
+    assert registry.get_sample_value("llm_stream_batches_open") == 1
 
 
 async def test_an_overdue_batch_is_written_as_expired_and_stops_holding_commits(

@@ -37,3 +37,16 @@ def test_metrics_serves_the_default_registry() -> None:
     response = TestClient(build_app(_ready)).get("/metrics")
     assert response.status_code == 200
     assert "llm_stream_dead_letters_total" in response.text
+
+
+def test_metrics_serves_a_roles_own_registry_beside_the_default_one() -> None:
+    from prometheus_client import REGISTRY, CollectorRegistry
+
+    role_registry = CollectorRegistry()
+    role_registry.register(metrics.OpenBatchGauges(lambda: 3, lambda: 42.0))
+    response = TestClient(build_app(_ready, (REGISTRY, role_registry))).get("/metrics")
+    assert "llm_stream_batches_open 3.0" in response.text
+    assert "llm_stream_oldest_open_batch_age_seconds 42.0" in response.text
+    assert "llm_stream_dead_letters_total" in response.text
+    default_only = TestClient(build_app(_ready)).get("/metrics").text
+    assert "llm_stream_batches_open" not in default_only
