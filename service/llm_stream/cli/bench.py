@@ -179,28 +179,6 @@ def format_table(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="model directory (or name) for vLLM")
-    for flag, n, about in (
-        ("--prompts", 256, "requests per side"),
-        ("--max-tokens", 32, "tokens generated per request"),
-    ):
-        parser.add_argument(flag, type=int, default=n, metavar="N", help=f"{about} ({n})")
-    parser.add_argument(
-        "--max-in-flight", type=int, metavar="N", help="the worker's --max-in-flight (its default)"
-    )
-    parser.add_argument("--bootstrap-servers", help="Kafka to use (default: an embedded broker)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument(
-        "--engine-arg",
-        action="append",
-        default=[],
-        metavar="FLAG",
-        help="vLLM engine flag for both sides, e.g. --engine-arg=--dtype=bfloat16 (repeatable); "
-        f"overrides the defaults {' '.join(DEFAULT_ENGINE_FLAGS)}",
-    )
-
-
 def _say(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 

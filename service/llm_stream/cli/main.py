@@ -1,63 +1,120 @@
-"""The ``llm-stream`` command line: one entry point, one subcommand per process role."""
+"""The ``llm-stream`` command line: one entry point, one subcommand per process role.
+
+Every subcommand's flags are declared here; ``cli.commands`` runs them. The worker and run-batch
+are the exception: they take vLLM's own parser, loaded only when they run.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from llm_stream import __version__
+from llm_stream.cli import bench, commands
+from llm_stream.client.status import EPILOG as STATUS_EXIT_CODES
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by every subcommand that talks to Kafka; unset flags fall back to settings."""
-    parser.add_argument(
-        "--bootstrap-servers",
-        help="Kafka bootstrap servers (default: $LLM_STREAM_BOOTSTRAP_SERVERS or 127.0.0.1:9092)",
+def _add_broker(subcommands: Any) -> None:
+    broker = subcommands.add_parser(
+        "broker", help="run the embedded Kafka-protocol broker (Tansu) in the foreground"
     )
+    broker.add_argument("--port", type=int, default=9092, help="TCP port (default 9092)")
+    broker.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    broker.set_defaults(handler=commands.run_broker)
 
 
-def _run_broker(args: argparse.Namespace) -> int:
-    from llm_stream.cli.embedded_broker import EmbeddedBroker
-
-    broker = EmbeddedBroker(port=args.port, host=args.host, inherit_output=True)
-    stopping = False
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-        broker.terminate()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    broker.start()
-    print(broker.bootstrap_servers, flush=True)
-    code = broker.wait()
-    broker.stop()
-    return 0 if stopping else code
+def _add_tiny_model(subcommands: Any) -> None:
+    tiny = subcommands.add_parser(
+        "tiny-model", help="write a tiny deterministic Llama model for tests and the demo"
+    )
+    tiny.add_argument("directory", help="where to write the model")
+    tiny.set_defaults(handler=commands.run_tiny_model)
 
 
-def _run_tiny_model(args: argparse.Namespace) -> int:
-    from llm_stream.cli.tiny_model import build_tiny_model
+def _add_aggregator(subcommands: Any) -> None:
+    parser = subcommands.add_parser(
+        "aggregator", help="compact results into OpenAI batch output and error files"
+    )
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
+    parser.add_argument("--output-dir", type=Path, help="where batch files are written")
+    parser.add_argument("--group-id", dest="aggregator_group_id", help="consumer group")
+    parser.add_argument(
+        "--ops-port", type=int, help="port of /metrics, /healthz and /readyz (default: none)"
+    )
+    parser.set_defaults(handler=commands.run_aggregator)
 
-    print(build_tiny_model(Path(args.directory)))
-    return 0
+
+def _add_submit(subcommands: Any) -> None:
+    parser = subcommands.add_parser(
+        "submit", help="validate an OpenAI batch input file and publish it; prints the batch id"
+    )
+    parser.add_argument("file", type=Path, help="OpenAI batch input file (JSONL)")
+    parser.add_argument("--batch-id", help="batch id (default: a new batch_<uuid>)")
+    parser.add_argument(
+        "--metadata", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
+    )
+    parser.add_argument("--completion-window", default="24h")
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
+    parser.set_defaults(handler=commands.run_submit)
 
 
-def _pass_through(commands: Any, name: str, module_name: str, help_text: str) -> None:
+def _add_status(subcommands: Any) -> None:
+    parser = subcommands.add_parser(
+        "status",
+        help="print a batch's OpenAI batch object",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=STATUS_EXIT_CODES,
+    )
+    parser.add_argument("batch_id")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="wait up to SECONDS for a final status (completed, failed, expired, cancelled)",
+    )
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
+    parser.set_defaults(handler=commands.run_status)
+
+
+def _add_bench(subcommands: Any) -> None:
+    parser = subcommands.add_parser(
+        "bench", help="worker throughput against vLLM's offline LLM.generate, in one run"
+    )
+    parser.add_argument("--model", required=True, help="model directory (or name) for vLLM")
+    for flag, n, about in (
+        ("--prompts", 256, "requests per side"),
+        ("--max-tokens", 32, "tokens generated per request"),
+    ):
+        parser.add_argument(flag, type=int, default=n, metavar="N", help=f"{about} ({n})")
+    parser.add_argument(
+        "--max-in-flight", type=int, metavar="N", help="the worker's --max-in-flight (its default)"
+    )
+    parser.add_argument("--bootstrap-servers", help="Kafka to use (default: an embedded broker)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--engine-arg",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="vLLM engine flag for both sides, e.g. --engine-arg=--dtype=bfloat16 (repeatable); "
+        f"overrides the defaults {' '.join(bench.DEFAULT_ENGINE_FLAGS)}",
+    )
+    parser.set_defaults(handler=bench.main)
+
+
+def _add_pass_through(subcommands: Any, name: str, module_name: str, help_text: str) -> None:
     """A subcommand whose module parses the rest of the command line itself (``main(argv)``).
 
     The worker and run-batch use vLLM's own parser, loaded only when they run; their
     ``--help`` lists every vLLM engine flag.
     """
-    parser = commands.add_parser(name, help=help_text, add_help=False, prefix_chars="\0")
+    parser = subcommands.add_parser(name, help=help_text, add_help=False, prefix_chars="\0")
     parser.add_argument("rest", nargs=argparse.REMAINDER)
 
     def run(args: argparse.Namespace) -> int:
@@ -68,60 +125,27 @@ def _pass_through(commands: Any, name: str, module_name: str, help_text: str) ->
     parser.set_defaults(handler=run)
 
 
-def _wire(parser: argparse.ArgumentParser, module_name: str) -> None:
-    """Wire a subcommand whose module provides ``add_arguments(parser)`` and ``main(args)``."""
-    module = importlib.import_module(module_name)
-    module.add_arguments(parser)
-    parser.set_defaults(handler=module.main)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llm-stream",
         description="Kafka as an LLM batch-inference bus, served by vLLM.",
     )
     parser.add_argument("--version", action="version", version=f"llm-stream {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    broker = commands.add_parser(
-        "broker", help="run the embedded Kafka-protocol broker (Tansu) in the foreground"
-    )
-    broker.add_argument("--port", type=int, default=9092, help="TCP port (default 9092)")
-    broker.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    broker.set_defaults(handler=_run_broker)
-
-    tiny = commands.add_parser(
-        "tiny-model", help="write a tiny deterministic Llama model for tests and the demo"
-    )
-    tiny.add_argument("directory", help="where to write the model")
-    tiny.set_defaults(handler=_run_tiny_model)
-
-    aggregator = commands.add_parser(
-        "aggregator", help="compact results into OpenAI batch output and error files"
-    )
-    _wire(aggregator, "llm_stream.aggregator.app")
-
-    submit = commands.add_parser(
-        "submit", help="validate an OpenAI batch input file and publish it; prints the batch id"
-    )
-    _wire(submit, "llm_stream.client.submit")
-
-    status = commands.add_parser("status", help="print a batch's OpenAI batch object")
-    _wire(status, "llm_stream.client.status")
-
-    bench = commands.add_parser(
-        "bench", help="worker throughput against vLLM's offline LLM.generate, in one run"
-    )
-    _wire(bench, "llm_stream.cli.bench")
-
-    _pass_through(
-        commands,
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_broker(subcommands)
+    _add_tiny_model(subcommands)
+    _add_aggregator(subcommands)
+    _add_submit(subcommands)
+    _add_status(subcommands)
+    _add_bench(subcommands)
+    _add_pass_through(
+        subcommands,
         "worker",
         "llm_stream.worker.app",
         "consume requests from Kafka, run them through vLLM, publish results",
     )
-    _pass_through(
-        commands,
+    _add_pass_through(
+        subcommands,
         "run-batch",
         "llm_stream.cli.run_batch",
         "drop-in for vllm run-batch: the whole pipeline in one command",

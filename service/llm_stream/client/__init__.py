@@ -1,1 +1,19 @@
-"""The client library: submit batches and read their status."""
+"""The client library: submit batches to Kafka and read their status (``BatchClient``)."""
+
+from llm_stream.client.batch_client import BatchClient, SubmitError, new_batch_id
+from llm_stream.client.config import ClientConfig
+from llm_stream.client.handle import BatchHandle
+from llm_stream.client.status_view import BatchStatusView, StatusViewStoppedError
+from llm_stream.client.writer import BatchWriter, InvalidLineError
+
+__all__ = [
+    "BatchClient",
+    "BatchHandle",
+    "BatchStatusView",
+    "BatchWriter",
+    "ClientConfig",
+    "InvalidLineError",
+    "StatusViewStoppedError",
+    "SubmitError",
+    "new_batch_id",
+]

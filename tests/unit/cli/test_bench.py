@@ -7,14 +7,14 @@ from typing import Any
 
 import orjson
 import pytest
+
 from llm_stream.cli import bench
+from llm_stream.cli.main import build_parser
 from llm_stream.contracts import RequestMessage
 
 
 def _parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    bench.add_arguments(parser)
-    return parser.parse_args(["--model", "/m", *argv])
+    return build_parser().parse_args(["bench", "--model", "/m", *argv])
 
 
 def _result(custom_id: str, status: int = 200, tokens: int = 4, batch: str = "b") -> dict[str, Any]:

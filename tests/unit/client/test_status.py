@@ -9,49 +9,77 @@ from typing import Any
 
 import orjson
 import pytest
+
+from llm_stream.batch.status import TERMINAL_STATUSES, BatchStatus
 from llm_stream.cli.main import main
-from llm_stream.client import status as batch_status
+from llm_stream.client import batch_client
+from llm_stream.client.batch_client import BatchClient
+from llm_stream.client.config import ClientConfig
 from llm_stream.client.status import (
     EXIT_CODES,
     EXIT_NO_BATCH,
     EXIT_NOT_TERMINAL,
     EXIT_USAGE,
-    TERMINAL_STATUSES,
     exit_code,
-    wait_until_terminal,
 )
 from llm_stream.contracts import BatchObject, RequestCounts
 from llm_stream.settings import Settings
 
 
 def _batch(status: str) -> BatchObject:
-    # model_construct: "cancelled" is an OpenAI status the contract's Literal may not list yet.
     fields: dict[str, Any] = {
         "id": "batch_1",
         "object": "batch",
         "endpoint": "/v1/completions",
         "completion_window": "24h",
-        "status": status,
+        "status": BatchStatus(status),
         "created_at": 0,
         "request_counts": RequestCounts(total=1, completed=0, failed=0),
         "metadata": {},
     }
-    return BatchObject.model_construct(**fields)
+    return BatchObject.model_validate(fields)
 
 
-def _fake_fetch(monkeypatch: pytest.MonkeyPatch, statuses: list[str | None]) -> list[str]:
-    """``fetch_batch`` answers ``statuses`` in turn (the last one for ever); returns the calls."""
+def _fake_view(
+    monkeypatch: pytest.MonkeyPatch, statuses: list[str | None], change_every: float = 0.0
+) -> list[str]:
+    """The client's status view answers ``statuses`` in turn, one more per change (the last one
+    for ever), a change every ``change_every`` seconds; returns the reads."""
     calls: list[str] = []
     answers: Iterator[str | None] = iter(statuses)
     last: list[str | None] = [None]
 
-    async def fetch(settings: Settings, batch_id: str) -> BatchObject | None:
-        calls.append(batch_id)
-        last[0] = next(answers, last[0])
-        return None if last[0] is None else _batch(last[0])
+    class ScriptedView:
+        def __init__(self, config: ClientConfig) -> None:
+            self.config = config
 
-    monkeypatch.setattr(batch_status, "fetch_batch", fetch)
+        async def start(self) -> None:
+            pass
+
+        async def stop(self) -> None:
+            pass
+
+        def watch(self, batch_id: str) -> None:
+            pass
+
+        async def caught_up(self) -> None:
+            pass
+
+        async def changed(self) -> None:
+            await asyncio.sleep(change_every)
+
+        def latest(self, batch_id: str) -> BatchObject | None:
+            calls.append(batch_id)
+            last[0] = next(answers, last[0])
+            return None if last[0] is None else _batch(last[0])
+
+    monkeypatch.setattr(batch_client, "BatchStatusView", ScriptedView)
     return calls
+
+
+async def _wait(batch_id: str, within: float) -> BatchObject | None:
+    async with BatchClient.from_settings(Settings()) as client:
+        return await client.wait(batch_id, within)
 
 
 def test_every_terminal_status_has_its_own_exit_code() -> None:
@@ -88,8 +116,8 @@ def test_exit_code_without_wait_is_zero_for_any_batch_and_one_for_none() -> None
 def test_wait_stops_at_the_first_terminal_status(
     monkeypatch: pytest.MonkeyPatch, final: str
 ) -> None:
-    calls = _fake_fetch(monkeypatch, [None, "validating", "in_progress", final, "completed"])
-    batch = asyncio.run(wait_until_terminal(Settings(), "batch_1", within=60, poll_every=0))
+    calls = _fake_view(monkeypatch, [None, "validating", "in_progress", final, "completed"])
+    batch = asyncio.run(_wait("batch_1", within=60))
     assert batch is not None
     assert batch.status == final
     assert len(calls) == 4
@@ -98,9 +126,9 @@ def test_wait_stops_at_the_first_terminal_status(
 def test_wait_gives_up_after_its_timeout_with_the_last_status(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    calls = _fake_fetch(monkeypatch, ["in_progress"])
+    calls = _fake_view(monkeypatch, ["in_progress"], change_every=0.05)
     started = time.monotonic()
-    batch = asyncio.run(wait_until_terminal(Settings(), "batch_1", within=0.3, poll_every=0.05))
+    batch = asyncio.run(_wait("batch_1", within=0.3))
     assert 0.3 <= time.monotonic() - started < 2
     assert batch is not None
     assert batch.status == "in_progress"
@@ -108,14 +136,14 @@ def test_wait_gives_up_after_its_timeout_with_the_last_status(
 
 
 def test_wait_for_a_batch_that_never_appears_returns_none(monkeypatch: pytest.MonkeyPatch) -> None:
-    _fake_fetch(monkeypatch, [None])
-    assert asyncio.run(wait_until_terminal(Settings(), "b", within=0.1, poll_every=0.02)) is None
+    _fake_view(monkeypatch, [None], change_every=0.02)
+    assert asyncio.run(_wait("b", within=0.1)) is None
 
 
 def test_status_wait_returns_at_once_on_expiry_with_its_code(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _fake_fetch(monkeypatch, ["expired"])
+    _fake_view(monkeypatch, ["expired"])
     started = time.monotonic()
     assert main(["status", "batch_1", "--wait", "600"]) == EXIT_CODES["expired"]
     assert time.monotonic() - started < 5
@@ -125,7 +153,7 @@ def test_status_wait_returns_at_once_on_expiry_with_its_code(
 def test_status_without_wait_prints_and_exits_zero(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _fake_fetch(monkeypatch, ["in_progress"])
+    _fake_view(monkeypatch, ["in_progress"])
     assert main(["status", "batch_1"]) == 0
     assert orjson.loads(capsys.readouterr().out)["status"] == "in_progress"
 
@@ -133,7 +161,7 @@ def test_status_without_wait_prints_and_exits_zero(
 def test_status_of_an_unknown_batch_exits_one(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _fake_fetch(monkeypatch, [None])
+    _fake_view(monkeypatch, [None])
     assert main(["status", "batch_1", "--wait", "0"]) == EXIT_NO_BATCH
     assert "no batch" in capsys.readouterr().err
 

@@ -5,14 +5,14 @@ from pathlib import Path
 
 import orjson
 import pytest
-from llm_stream.client.submit import add_arguments, main, parse_metadata
+
+from llm_stream.cli.commands import parse_metadata, run_submit
+from llm_stream.cli.main import build_parser
 
 
 def _args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
     # An address nothing listens on: any attempt to publish would fail the test.
-    return parser.parse_args([*argv, "--bootstrap-servers", "127.0.0.1:1"])
+    return build_parser().parse_args(["submit", *argv, "--bootstrap-servers", "127.0.0.1:1"])
 
 
 def test_metadata_pairs_are_parsed_and_bounded() -> None:
@@ -29,7 +29,7 @@ def test_an_invalid_file_is_refused_naming_its_lines_and_nothing_is_published(
     path = tmp_path / "bad.jsonl"
     good = {"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {}}
     path.write_bytes(orjson.dumps(good) + b"\n{oops\n" + orjson.dumps(good) + b"\n")
-    assert main(_args(str(path))) == 1
+    assert run_submit(_args(str(path))) == 1
     err = capsys.readouterr().err
     assert "line 2: not valid JSON" in err
     assert "line 3: duplicate custom_id 'a'" in err
@@ -38,7 +38,7 @@ def test_an_invalid_file_is_refused_naming_its_lines_and_nothing_is_published(
 def test_an_unsafe_batch_id_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "in.jsonl"
     path.write_text("{}\n")
-    assert main(_args(str(path), "--batch-id", "../etc")) == 2
+    assert run_submit(_args(str(path), "--batch-id", "../etc")) == 2
     assert "unsafe batch_id '../etc'" in capsys.readouterr().err
 
 
@@ -47,7 +47,7 @@ def test_a_huge_batch_id_is_refused_in_a_bounded_message(
 ) -> None:
     path = tmp_path / "in.jsonl"
     path.write_text("{}\n")
-    assert main(_args(str(path), "--batch-id", "b" * 600_000)) == 2
+    assert run_submit(_args(str(path), "--batch-id", "b" * 600_000)) == 2
     err = capsys.readouterr().err
     assert "(600000 chars)" in err
     assert len(err) < 400
@@ -61,7 +61,7 @@ def test_a_line_over_the_message_limit_is_refused_before_anything_is_published(
     small = {"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {}}
     big = {**small, "custom_id": "b", "body": {"prompt": "x" * 3000}}
     path.write_bytes(orjson.dumps(small) + b"\n" + orjson.dumps(big) + b"\n")
-    assert main(_args(str(path), "--batch-id", "b1")) == 1
+    assert run_submit(_args(str(path), "--batch-id", "b1")) == 1
     size = len(orjson.dumps({**big, "batch_id": "b1"}))
     err = capsys.readouterr().err
     assert f"line 2: the request record is {size} bytes, over the 2048-byte limit" in err

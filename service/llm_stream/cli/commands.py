@@ -1,0 +1,173 @@
+"""What each ``llm-stream`` subcommand does with its parsed flags, and everything it prints.
+
+``cli.main`` builds the parsers; the libraries these handlers call (``client``, the aggregator,
+the embedded broker) neither parse arguments nor print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+import orjson
+import pydantic
+from tqdm import tqdm
+
+from llm_stream.batch.input_file import iter_lines, validate_batch_file
+from llm_stream.batch.request_line import batch_id_problem
+from llm_stream.client.batch_client import BatchClient, build_manifest, new_batch_id
+from llm_stream.client.status import EXIT_NO_BATCH, EXIT_USAGE, exit_code
+from llm_stream.contracts import BatchObject, is_safe_batch_id
+from llm_stream.kafka.topics import ensure_topics
+from llm_stream.ops import telemetry
+from llm_stream.settings import Settings
+
+#: OpenAI's limit on a batch's metadata pairs.
+MAX_METADATA_PAIRS = 16
+
+
+def run_broker(args: argparse.Namespace) -> int:
+    from llm_stream.cli.embedded_broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(port=args.port, host=args.host, inherit_output=True)
+    stopping = False
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        broker.terminate()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    broker.start()
+    print(broker.bootstrap_servers, flush=True)
+    code = broker.wait()
+    broker.stop()
+    return 0 if stopping else code
+
+
+def run_tiny_model(args: argparse.Namespace) -> int:
+    from llm_stream.cli.tiny_model import build_tiny_model
+
+    print(build_tiny_model(Path(args.directory)))
+    return 0
+
+
+def run_aggregator(args: argparse.Namespace) -> int:
+    from llm_stream.aggregator.app import serve_aggregator
+    from llm_stream.ops.runtime import start_process
+
+    settings = Settings().with_overrides(
+        bootstrap_servers=args.bootstrap_servers,
+        output_dir=args.output_dir,
+        aggregator_group_id=args.aggregator_group_id,
+        ops_port=args.ops_port,
+    )
+    start_process(settings, "llm-stream-aggregator")
+    return asyncio.run(serve_aggregator(settings))
+
+
+def parse_metadata(pairs: list[str]) -> dict[str, str]:
+    """``--metadata KEY=VALUE`` flags as a dict; ValueError names the bad pair."""
+    metadata: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"metadata must be key=value, got {pair!r}")
+        metadata[key] = value
+    if len(metadata) > MAX_METADATA_PAIRS:
+        raise ValueError(f"at most {MAX_METADATA_PAIRS} metadata pairs")
+    return metadata
+
+
+def _error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    """Validate the whole file, then publish it; nothing is published unless every line is
+    valid (its record's size under ``max_message_bytes`` included)."""
+    batch_id = args.batch_id or new_batch_id()
+    unsafe = batch_id_problem(batch_id)
+    if unsafe is not None:
+        _error(unsafe.message)
+        return 2
+    try:
+        metadata = parse_metadata(args.metadata)
+    except ValueError as error:
+        _error(str(error))
+        return 2
+    if not args.file.is_file():
+        _error(f"no such file {args.file}")
+        return 2
+    settings = Settings().with_overrides(bootstrap_servers=args.bootstrap_servers)
+    check = validate_batch_file(args.file, batch_id=batch_id, max_bytes=settings.max_message_bytes)
+    if not check.ok or check.endpoint is None:
+        _error(f"{args.file} is not a valid batch file:\n{check.report()}")
+        return 1
+    try:
+        build_manifest(
+            batch_id,
+            endpoint=check.endpoint,
+            request_count=check.line_count,
+            metadata=metadata,
+            completion_window=args.completion_window,
+        )
+    except pydantic.ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+            for e in error.errors(include_url=False, include_input=False)
+        )
+        _error(f"invalid batch settings: {problems}")
+        return 2
+    telemetry.configure_tracing(settings, "llm-stream-submit")
+    lines = (orjson.loads(raw) for _, raw in iter_lines(args.file))
+    with tqdm(total=check.line_count, unit="req", desc="submit", file=sys.stderr) as progress:
+
+        async def submit() -> None:
+            await ensure_topics(settings)
+            async with BatchClient.from_settings(settings) as client:
+                await client.submit(
+                    lines,
+                    batch_id=batch_id,
+                    endpoint=str(check.endpoint),
+                    metadata=metadata,
+                    completion_window=args.completion_window,
+                    request_count=check.line_count,
+                    on_published=progress.update,
+                )
+
+        asyncio.run(submit())
+    print(batch_id)
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    if not is_safe_batch_id(args.batch_id):
+        _error(f"unsafe batch id {args.batch_id!r}")
+        return EXIT_USAGE
+    settings = Settings().with_overrides(bootstrap_servers=args.bootstrap_servers)
+    try:
+        batch = asyncio.run(_read_status(settings, args.batch_id, args.wait))
+    except pydantic.ValidationError as error:
+        _error(f"unreadable batch object: {error}")
+        return EXIT_NO_BATCH
+    if batch is None:
+        _error(f"no batch {args.batch_id!r}")
+        return EXIT_NO_BATCH
+    sys.stdout.write(
+        orjson.dumps(batch.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode()
+    )
+    sys.stdout.write("\n")
+    return exit_code(batch, waited=args.wait is not None)
+
+
+async def _read_status(settings: Settings, batch_id: str, wait: float | None) -> BatchObject | None:
+    async with BatchClient.from_settings(settings) as client:
+        if wait is None:
+            return await client.retrieve(batch_id)
+        return await client.wait(batch_id, wait)

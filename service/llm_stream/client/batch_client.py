@@ -1,0 +1,208 @@
+"""``BatchClient``: submit OpenAI batches to Kafka and read their status, from any service.
+
+Modelled on arq's client: ``submit`` returns a ``BatchHandle`` as ``enqueue_job`` returns a
+``Job``. The client owns one producer and one ``BatchStatusView``, each started on first use,
+so a reader never opens a producer and a submitter never follows the status topic.
+
+The client publishes; it does not create topics (a deployment, the worker or the aggregator
+does: ``kafka.topics.ensure_topics``), nor validate a whole input file
+(``batch.input_file``: the CLI's job before ``submit``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Collection, Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from llm_stream.batch.status import TERMINAL_STATUSES
+from llm_stream.client.config import ClientConfig
+from llm_stream.client.handle import BatchHandle
+from llm_stream.client.publishing import LineSender, OnPublished, new_producer, send_manifest
+from llm_stream.client.status_view import BatchStatusView
+from llm_stream.client.writer import BatchWriter
+from llm_stream.contracts import BatchManifest, BatchObject
+from llm_stream.ops import telemetry
+from llm_stream.settings import Settings
+
+
+class SubmitError(RuntimeError):
+    """The lines published differ from the count the manifest announced."""
+
+
+def new_batch_id() -> str:
+    return f"batch_{uuid.uuid4().hex}"
+
+
+def build_manifest(
+    batch_id: str,
+    *,
+    endpoint: str,
+    request_count: int,
+    metadata: Mapping[str, str] | None = None,
+    completion_window: str = "24h",
+) -> BatchManifest:
+    """The batch's manifest; pydantic's ValidationError names every bad setting."""
+    return BatchManifest(
+        batch_id=batch_id,
+        endpoint=endpoint,
+        request_count=request_count,
+        completion_window=completion_window,
+        metadata=dict(metadata or {}),
+    )
+
+
+class BatchClient:
+    """Submits batches and reads their batch objects; use it as an async context manager."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+        self._producer: AIOKafkaProducer | None = None
+        self._view: BatchStatusView | None = None
+        self._starting = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BatchClient:
+        """A client of the deployment ``settings`` describe (its connection and topics only)."""
+        return cls(ClientConfig.from_settings(settings))
+
+    async def __aenter__(self) -> BatchClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop following statuses and flush and stop the producer."""
+        view, producer, self._view, self._producer = self._view, self._producer, None, None
+        if view is not None:
+            await view.stop()
+        if producer is not None:
+            await producer.stop()
+
+    async def producer(self) -> AIOKafkaProducer:
+        """The client's producer, started on first use."""
+        async with self._starting:
+            if self._producer is None:
+                producer = new_producer(self.config)
+                await producer.start()
+                self._producer = producer
+            return self._producer
+
+    async def status_view(self) -> BatchStatusView:
+        """The client's view of batch objects, started on first use."""
+        async with self._starting:
+            if self._view is None:
+                view = BatchStatusView(self.config)
+                await view.start()
+                self._view = view
+            return self._view
+
+    def handle(self, batch_id: str) -> BatchHandle:
+        """A handle on a batch submitted before (by any client), as arq's ``Job(job_id)``."""
+        return BatchHandle(batch_id, self)
+
+    async def submit(
+        self,
+        lines: Iterable[Mapping[str, Any]],
+        *,
+        batch_id: str | None = None,
+        endpoint: str,
+        metadata: Mapping[str, str] | None = None,
+        completion_window: str = "24h",
+        request_count: int | None = None,
+        on_published: OnPublished | None = None,
+    ) -> BatchHandle:
+        """Publish the manifest, then every line; return once the broker holds them all.
+
+        ``request_count`` is the number of ``lines`` when they come from a one-pass iterator
+        (a file streamed); without it, ``lines`` is counted (an iterator is read into memory).
+        ``on_published(n)`` is called as the broker confirms each window of ``n`` lines.
+        """
+        if request_count is None:
+            if not isinstance(lines, Collection):
+                lines = list(lines)
+            request_count = len(lines)
+        manifest = build_manifest(
+            batch_id or new_batch_id(),
+            endpoint=endpoint,
+            request_count=request_count,
+            metadata=metadata,
+            completion_window=completion_window,
+        )
+        producer = await self.producer()
+        with telemetry.tracer().start_as_current_span(
+            f"submit {manifest.batch_id}", attributes={"llm_stream.batch_id": manifest.batch_id}
+        ):
+            await send_manifest(producer, self.config, manifest)
+            sender = LineSender(producer, self.config, manifest.batch_id, on_published)
+            try:
+                for line in lines:
+                    await sender.send(line)
+                published = await sender.flush()
+            except BaseException:
+                await sender.abandon()
+                raise
+        if published != request_count:
+            raise SubmitError(
+                f"batch {manifest.batch_id}: the manifest announced {request_count} lines, "
+                f"{published} were published"
+            )
+        return self.handle(manifest.batch_id)
+
+    def batch(
+        self,
+        *,
+        endpoint: str,
+        batch_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        completion_window: str = "24h",
+    ) -> BatchWriter:
+        """A batch to fill line by line: ``async with client.batch(...) as batch: await
+        batch.add(line)``; ``batch.handle`` after the block. Bad settings raise here."""
+        draft = build_manifest(
+            batch_id or new_batch_id(),
+            endpoint=endpoint,
+            request_count=1,
+            metadata=metadata,
+            completion_window=completion_window,
+        )
+        return BatchWriter(self, draft)
+
+    async def retrieve(self, batch_id: str) -> BatchObject | None:
+        """The batch's latest batch object, as of everything published before this call;
+        ``validating`` when only its manifest is there, None when nothing is.
+
+        Raises pydantic's ValidationError when the latest record is not a batch object.
+        """
+        view = await self.status_view()
+        view.watch(batch_id)
+        await view.caught_up()
+        return view.latest(batch_id)
+
+    async def wait(self, batch_id: str, timeout: float) -> BatchObject | None:  # noqa: ASYNC109
+        """The batch object as soon as it is final (completed, failed, expired or cancelled);
+        after ``timeout`` seconds, the latest one (None if the batch never appeared)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        batch = await self.retrieve(batch_id)
+        view = await self.status_view()
+        while batch is None or batch.status not in TERMINAL_STATUSES:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            try:
+                async with asyncio.timeout(left):
+                    await view.changed()
+            except TimeoutError:
+                pass
+            batch = view.latest(batch_id)
+        return batch

@@ -1,0 +1,39 @@
+"""What the client needs to know about a deployment: how to reach Kafka and which topics to use.
+
+An upstream service embeds the client, so it gets the connection and the topic names, never the
+worker's or the aggregator's knobs (groups, engine limits, output directories).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from llm_stream.batch.request_line import DEFAULT_MAX_RECORD_BYTES
+from llm_stream.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """Kafka connection and topic names of one deployment."""
+
+    #: aiokafka keyword arguments: bootstrap servers and security (SSL, SASL).
+    connection: dict[str, Any]
+    requests_topic: str = Settings.model_fields["requests_topic"].default
+    batches_topic: str = Settings.model_fields["batches_topic"].default
+    batch_status_topic: str = Settings.model_fields["batch_status_topic"].default
+    #: The topics' record limit: a line whose record would exceed it is refused before sending.
+    max_message_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    #: Idempotent producer; needs a broker that supports it (see ``Settings``).
+    enable_idempotence: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ClientConfig:
+        return cls(
+            connection=settings.kafka_client_kwargs(),
+            requests_topic=settings.requests_topic,
+            batches_topic=settings.batches_topic,
+            batch_status_topic=settings.batch_status_topic,
+            max_message_bytes=settings.max_message_bytes,
+            enable_idempotence=settings.enable_idempotence,
+        )

@@ -1,0 +1,99 @@
+"""How a batch goes onto Kafka: its manifest keyed by ``batch_id``, its request lines keyed by
+``batch_id/custom_id``.
+
+The line key spreads one batch over every requests partition (and so over every worker);
+results come back keyed by ``batch_id``. Each line carries the trace context of its own
+producer span, so a request's trace runs from the upstream service into the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from opentelemetry.trace import SpanKind
+
+from llm_stream.client.config import ClientConfig
+from llm_stream.contracts import BatchManifest
+from llm_stream.ops import telemetry
+
+#: Sends awaited together: throughput without unbounded buffering.
+WINDOW = 1000
+
+#: Called with how many more lines the broker confirmed (a progress bar's ``update``).
+OnPublished = Callable[[int], object]
+
+
+def new_producer(config: ClientConfig) -> AIOKafkaProducer:
+    """``acks=all``: a line counts as submitted only once every in-sync replica holds it."""
+    return AIOKafkaProducer(
+        **config.connection,
+        enable_idempotence=config.enable_idempotence,
+        acks="all",
+        linger_ms=10,
+    )
+
+
+async def send_manifest(
+    producer: AIOKafkaProducer, config: ClientConfig, manifest: BatchManifest
+) -> None:
+    value = orjson.dumps(manifest.model_dump(mode="json"))
+    await producer.send_and_wait(config.batches_topic, value, key=manifest.batch_id.encode())
+
+
+class LineSender:
+    """Sends one batch's request lines without awaiting each; at most ``WINDOW`` unconfirmed."""
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        config: ClientConfig,
+        batch_id: str,
+        on_published: OnPublished | None = None,
+    ) -> None:
+        self._producer = producer
+        self._topic = config.requests_topic
+        self._batch_id = batch_id
+        self._on_published = on_published
+        self._window: list[asyncio.Future[Any]] = []
+        #: Lines the broker has confirmed.
+        self.confirmed = 0
+
+    async def send(self, line: Mapping[str, Any]) -> None:
+        """Queue ``line`` (with ``batch_id`` added); waits only when the window is full."""
+        record = {**line, "batch_id": self._batch_id}
+        key = f"{self._batch_id}/{line.get('custom_id')}"
+        with telemetry.tracer().start_as_current_span(
+            f"send {self._topic}",
+            kind=SpanKind.PRODUCER,
+            attributes=telemetry.publish_attributes(self._topic, key),
+        ):
+            headers = telemetry.headers_with_context()
+            self._window.append(
+                await self._producer.send(
+                    self._topic,
+                    orjson.dumps(record),
+                    key=key.encode(),
+                    headers=[(name, value.encode()) for name, value in headers.items()],
+                )
+            )
+        if len(self._window) >= WINDOW:
+            await self.flush()
+
+    async def flush(self) -> int:
+        """Wait until the broker confirmed every line sent; return the confirmed total."""
+        await asyncio.gather(*self._window)
+        count = len(self._window)
+        self._window.clear()
+        self.confirmed += count
+        if self._on_published is not None and count:
+            self._on_published(count)
+        return self.confirmed
+
+    async def abandon(self) -> None:
+        """Settle unconfirmed sends, ignoring their outcome: the batch is given up."""
+        await asyncio.gather(*self._window, return_exceptions=True)
+        self._window.clear()

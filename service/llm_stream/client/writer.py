@@ -1,0 +1,93 @@
+"""A batch built line by line by an upstream service: ``async with client.batch(...) as batch``.
+
+Lines are published as they are added, so a service never holds a whole batch in memory. The
+manifest, which tells the aggregator how many results make the batch whole, goes last and only
+when the block ends without an error: a block that fails leaves no batch behind, only lines the
+aggregator never completes (it writes them as a failed batch after its orphan timeout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from llm_stream.batch import request_line
+from llm_stream.batch.request_line import Problem
+from llm_stream.client.handle import BatchHandle
+from llm_stream.client.publishing import LineSender, send_manifest
+from llm_stream.contracts import BatchManifest
+
+if TYPE_CHECKING:
+    from llm_stream.client.batch_client import BatchClient
+
+
+class InvalidLineError(ValueError):
+    """A line that ``request_line``'s rules refuse; nothing of it was published."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        super().__init__("; ".join(problem.message for problem in problems))
+        self.problems = list(problems)
+
+
+class BatchWriter:
+    """Adds request lines to one batch and publishes its manifest on a clean exit."""
+
+    def __init__(self, client: BatchClient, draft: BatchManifest) -> None:
+        self._client = client
+        #: The manifest to publish, its ``request_count`` still to be set.
+        self._draft = draft
+        self._custom_ids: set[str] = set()
+        self._sender: LineSender | None = None
+        self._handle: BatchHandle | None = None
+
+    @property
+    def batch_id(self) -> str:
+        return self._draft.batch_id
+
+    @property
+    def handle(self) -> BatchHandle:
+        """The submitted batch; there is none until the block has ended without an error."""
+        if self._handle is None:
+            raise RuntimeError(f"batch {self.batch_id} is not submitted: its block has not ended")
+        return self._handle
+
+    async def __aenter__(self) -> BatchWriter:
+        producer = await self._client.producer()
+        self._sender = LineSender(producer, self._client.config, self.batch_id)
+        return self
+
+    async def add(self, line: Mapping[str, Any]) -> None:
+        """Publish ``line`` (an OpenAI batch input line); InvalidLineError if it breaks a rule,
+        a ``custom_id`` used before in this batch included."""
+        if self._sender is None or self._handle is not None:
+            raise RuntimeError("add lines inside the batch's async with block")
+        problems = request_line.check_line(
+            line, max_bytes=self._client.config.max_message_bytes, batch_id=self.batch_id
+        )
+        custom_id = line.get("custom_id")
+        if not problems and custom_id in self._custom_ids:
+            problems = [request_line.duplicate_problem(str(custom_id))]
+        if problems:
+            raise InvalidLineError(problems)
+        self._custom_ids.add(str(custom_id))
+        await self._sender.send(line)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self._sender is not None, "entered before exit"
+        if exc_type is not None:
+            await self._sender.abandon()
+            return
+        count = await self._sender.flush()
+        if count == 0:
+            raise ValueError(f"batch {self.batch_id} has no lines: no manifest was published")
+        manifest = BatchManifest.model_validate(
+            {**self._draft.model_dump(), "request_count": count}
+        )
+        await send_manifest(await self._client.producer(), self._client.config, manifest)
+        self._handle = self._client.handle(self.batch_id)
