@@ -1,4 +1,4 @@
-"""Small aiokafka helpers for tests: publish lines, collect results."""
+"""Small Kafka helpers for tests: publish values, submit a batch, collect results."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from llm_stream.client import BatchClient, BatchHandle
+from llm_stream.kafka.topics import ensure_topics
+from llm_stream.settings import Settings
 
 
 async def publish(
@@ -49,3 +53,15 @@ async def collect(
         return values
     finally:
         await consumer.stop()
+
+
+async def submit_batch(
+    settings: Settings,
+    batch_id: str,
+    lines: Iterable[dict[str, Any]],
+    endpoint: str = "/v1/completions",
+) -> BatchHandle:
+    """Create the topics, then submit ``lines`` through the client library."""
+    await ensure_topics(settings)
+    async with BatchClient.from_settings(settings) as client:
+        return await client.submit(list(lines), batch_id=batch_id, endpoint=endpoint)

@@ -15,11 +15,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from llm_stream.aggregator.app import AggregatorApp
-from llm_stream.client.submit import publish_batch
-from llm_stream.contracts import BatchManifest
 from llm_stream.settings import Settings
 from llm_stream.worker.app import Worker
 from llm_stream.worker.args import parse_worker_args
+from tests.kafka_helpers import submit_batch
 from tests.processes import SERVED_MODEL, TINY_ENGINE_FLAGS
 
 pytestmark = [pytest.mark.engine, pytest.mark.broker]
@@ -54,10 +53,9 @@ async def test_one_trace_joins_producer_worker_engine_and_aggregator(
     tasks = [asyncio.create_task(worker.run()), asyncio.create_task(aggregator.run())]
     body = {"model": SERVED_MODEL, "prompt": "Kafka", "max_tokens": 5, "temperature": 0}
     line = {"custom_id": "traced", "method": "POST", "url": "/v1/completions", "body": body}
-    manifest = BatchManifest(batch_id="traced", endpoint="/v1/completions", request_count=1)
     try:
         with trace.get_tracer("upstream").start_as_current_span("upstream job") as parent:
-            await publish_batch(settings, manifest, [line])
+            await submit_batch(settings, "traced", [line])
         deadline = time.monotonic() + 120
         while not aggregator.aggregator.is_finished("traced"):
             assert time.monotonic() < deadline, "batch not written"

@@ -11,11 +11,10 @@ import orjson
 import pytest
 
 from llm_stream.aggregator.app import AggregatorApp
-from llm_stream.client.submit import publish_batch
-from llm_stream.contracts import BatchManifest
 from llm_stream.settings import Settings
 from llm_stream.worker.app import Worker
 from tests.fakes import FakeEngine
+from tests.kafka_helpers import submit_batch
 
 pytestmark = pytest.mark.broker
 
@@ -38,8 +37,7 @@ async def test_two_workers_write_each_request_once_in_the_files(
             {"custom_id": f"c{i}", "url": "/v1/completions", "body": {"prompt": f"p{i}"}}
             for i in range(REQUESTS)
         ]
-        manifest = BatchManifest(batch_id="two", endpoint="/v1/completions", request_count=REQUESTS)
-        await publish_batch(settings, manifest, lines)
+        await submit_batch(settings, "two", lines)
         deadline = time.monotonic() + 90
         while not aggregator.aggregator.is_finished("two"):
             assert time.monotonic() < deadline, "the batch was never written"

@@ -11,12 +11,10 @@ import orjson
 import pytest
 
 from llm_stream.aggregator.app import AggregatorApp
-from llm_stream.client.submit import publish_batch
-from llm_stream.contracts import BatchManifest
 from llm_stream.settings import Settings
 from llm_stream.worker.app import Worker
 from tests.fakes import FakeEngine
-from tests.kafka_helpers import collect
+from tests.kafka_helpers import collect, submit_batch
 
 pytestmark = pytest.mark.broker
 
@@ -39,10 +37,7 @@ async def test_a_crashed_workers_requests_are_answered_once_in_the_files(
         }
         for i in range(REQUESTS)
     ]
-    manifest = BatchManifest(
-        batch_id="failover", endpoint="/v1/completions", request_count=REQUESTS
-    )
-    await publish_batch(settings, manifest, lines)
+    await submit_batch(settings, "failover", lines)
     slow = FakeEngine(delays={f"p{i}": 0.3 for i in range(REQUESTS)})
     first = Worker(settings, slow)
     first_run = asyncio.create_task(first.run())
