@@ -30,9 +30,10 @@ from llm_stream.batch import request_line
 from llm_stream.batch.input_file import iter_lines
 from llm_stream.batch.request_line import Problem, Stage
 from llm_stream.batch.result_lines import local_output_line
+from llm_stream.batch.status import TERMINAL_STATUSES
 from llm_stream.cli.embedded_broker import EmbeddedBroker
 from llm_stream.client import BatchClient
-from llm_stream.contracts import ResponseData
+from llm_stream.contracts import BatchObject, ResponseData
 from llm_stream.engine.error_bodies import error_response
 from llm_stream.files.atomic import write_atomically
 from llm_stream.files.store import ERROR_FILE, OUTPUT_FILE, BatchFile, LocalFileStore, file_id
@@ -150,6 +151,29 @@ def _scan(input_path: Path) -> tuple[int, str]:
     return count, endpoint
 
 
+async def _follow_to_the_end(
+    client: BatchClient, batch_id: str, count: int, tasks: Sequence[asyncio.Task[int]]
+) -> BatchObject:
+    """Show the batch's progress from its status objects until it ends, as any client would;
+    stop early if the worker or the aggregator does."""
+    view = await client.status_view()
+    view.watch(batch_id)
+    with tqdm(total=count, unit="req", desc="run-batch", file=sys.stderr) as progress:
+        while True:
+            batch = view.latest(batch_id)
+            if batch is not None:
+                counts = batch.request_counts
+                progress.update(counts.completed + counts.failed - progress.n)
+                if batch.status in TERMINAL_STATUSES:
+                    return batch
+            for task in tasks:
+                if task.done():
+                    raise RuntimeError(f"pipeline stopped early: {task.exception()!r}")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    await view.changed()
+
+
 async def _run_pipeline(args: argparse.Namespace, settings: Settings, batch_id: str) -> None:
     from llm_stream.engine.vllm_engine import VllmEngine
 
@@ -165,14 +189,7 @@ async def _run_pipeline(args: argparse.Namespace, settings: Settings, batch_id: 
         await ensure_topics(settings)
         async with BatchClient.from_settings(settings) as client:
             await client.submit(lines, batch_id=batch_id, endpoint=endpoint, request_count=count)
-        with tqdm(total=count, unit="req", desc="run-batch", file=sys.stderr) as progress:
-            while not aggregator.aggregator.is_finished(batch_id):
-                for task in tasks:
-                    if task.done():
-                        raise RuntimeError(f"pipeline stopped early: {task.exception()!r}")
-                progress.update(aggregator.aggregator.received(batch_id) - progress.n)
-                await asyncio.sleep(0.2)
-            progress.update(count - progress.n)
+            await _follow_to_the_end(client, batch_id, count, tasks)
     finally:
         worker.stopping.set()
         aggregator.stopping.set()
