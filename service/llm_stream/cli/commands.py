@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 from llm_stream.batch.input_file import iter_lines, validate_batch_file
 from llm_stream.batch.request_line import batch_id_problem
+from llm_stream.cli.exit_codes import EXIT_NO_BATCH, EXIT_USAGE, exit_code
 from llm_stream.client.batch_client import BatchClient, build_manifest, new_batch_id
-from llm_stream.client.status import EXIT_NO_BATCH, EXIT_USAGE, exit_code
 from llm_stream.contracts import BatchObject, is_safe_batch_id
 from llm_stream.kafka.topics import ensure_topics
 from llm_stream.ops import telemetry

@@ -15,7 +15,7 @@ from typing import Any
 
 from llm_stream import __version__
 from llm_stream.cli import bench, commands
-from llm_stream.client.status import EPILOG as STATUS_EXIT_CODES
+from llm_stream.cli.exit_codes import EPILOG as STATUS_EXIT_CODES
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -11,17 +11,17 @@ import orjson
 import pytest
 
 from llm_stream.batch.status import TERMINAL_STATUSES, BatchStatus
-from llm_stream.cli.main import main
-from llm_stream.client import batch_client
-from llm_stream.client.batch_client import BatchClient
-from llm_stream.client.config import ClientConfig
-from llm_stream.client.status import (
+from llm_stream.cli.exit_codes import (
     EXIT_CODES,
     EXIT_NO_BATCH,
     EXIT_NOT_TERMINAL,
     EXIT_USAGE,
     exit_code,
 )
+from llm_stream.cli.main import main
+from llm_stream.client import batch_client
+from llm_stream.client.batch_client import BatchClient
+from llm_stream.client.config import ClientConfig
 from llm_stream.contracts import BatchObject, RequestCounts
 from llm_stream.settings import Settings
 
