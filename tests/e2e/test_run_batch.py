@@ -49,11 +49,40 @@ def _run_batch(model: str, source: Path, target: Path) -> subprocess.CompletedPr
     )
 
 
+def _chat(content: str, **params: Any) -> dict[str, Any]:
+    return {"model": "tiny-llama", "messages": [{"role": "user", "content": content}], **params}
+
+
+#: Lines both run-batches answer with an error: the same status codes are expected.
+ERROR_LINES = [
+    {
+        "custom_id": "unknown-model",
+        "url": "/v1/chat/completions",
+        "body": {**_chat("hi"), "model": "gpt-x"},
+    },
+    {"custom_id": "too-long", "url": "/v1/chat/completions", "body": _chat("word " * 400)},
+    {"custom_id": "streaming", "url": "/v1/chat/completions", "body": _chat("hi", stream=True)},
+    {"custom_id": "unknown-url", "url": "/v1/unknown", "body": _chat("hi")},
+]
+
+
 @pytest.fixture(scope="module")
-def chat_run_batch(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Our run-batch's output for docs/examples/chat.jsonl."""
+def conformance_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """docs/examples/chat.jsonl plus error lines that vLLM's run-batch answers too."""
+    path = tmp_path_factory.mktemp("input") / "conformance.jsonl"
+    lines = [*(EXAMPLES / "chat.jsonl").read_bytes().splitlines()]
+    lines += [orjson.dumps({"method": "POST", **line}) for line in ERROR_LINES]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def chat_run_batch(
+    tiny_model: str, tmp_path_factory: pytest.TempPathFactory, conformance_file: Path
+) -> Path:
+    """Our run-batch's output for the conformance file."""
     target = tmp_path_factory.mktemp("ours") / "out.jsonl"
-    result = _run_batch(tiny_model, EXAMPLES / "chat.jsonl", target)
+    result = _run_batch(tiny_model, conformance_file, target)
     assert result.returncode == 0, result.stderr[-3000:]
     return target
 
@@ -75,10 +104,18 @@ def test_the_readme_example_answers_every_line_in_input_order(
         ("completion-2", 200),
         ("bad-no-messages", 400),
         ("bad-unknown-model", 404),
-        (None, 400),
+        ("", 400),  # not JSON: no custom_id to answer under
     ]
     assert len(lines[4]["response"]["body"]["choices"]) == 2
-    assert "not valid JSON" in lines[-1]["response"]["body"]["error"]["message"]
+    # vLLM run-batch's shape: a failed line's error in `error`, its body null.
+    assert lines[-1]["response"]["body"] is None
+    assert "not valid JSON" in lines[-1]["error"]["error"]["message"]
+    from vllm.entrypoints.launchers.run_batch import BatchRequestOutput
+
+    for line in lines:
+        if line["custom_id"] and line["custom_id"].startswith("completion-"):
+            continue  # vLLM's run-batch has no /v1/completions: its model has no such body
+        BatchRequestOutput.model_validate(line)
 
 
 @pytest.fixture
@@ -118,19 +155,25 @@ def test_separate_processes_write_what_run_batch_writes(
     store = LocalFileStore(Path(separate_processes["output_dir"]))
     output = [orjson.loads(line) for line in store.read(batch["output_file_id"])]
     ours = sorted((_comparable(line) for line in output), key=lambda c: c["custom_id"])
-    reference = [_comparable(line) for line in _lines(chat_run_batch)]
+    chat_ids = {line["custom_id"] for line in output}
+    reference = [
+        _comparable(line) for line in _lines(chat_run_batch) if line["custom_id"] in chat_ids
+    ]
     assert ours == sorted(reference, key=lambda c: c["custom_id"])
 
 
 def test_run_batch_conforms_to_vllms_run_batch(
-    tiny_model: str, chat_run_batch: Path, tmp_path: Path
+    tiny_model: str, chat_run_batch: Path, conformance_file: Path, tmp_path: Path
 ) -> None:
-    """Same status codes and, at temperature 0, the same message contents as vLLM's."""
+    """Same status codes and, at temperature 0, the same message contents as vLLM's; every
+    line of ours validates as vLLM's own BatchRequestOutput."""
+    from vllm.entrypoints.launchers.run_batch import BatchRequestOutput
+
     reference = tmp_path / "vllm.jsonl"
     result = subprocess.run(
         [
             *(sys.executable, "-m", "vllm.entrypoints.openai.run_batch"),
-            *("-i", str(EXAMPLES / "chat.jsonl"), "-o", str(reference), "--model", tiny_model),
+            *("-i", str(conformance_file), "-o", str(reference), "--model", tiny_model),
             *TINY_ENGINE_FLAGS,
         ],
         env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"},
@@ -144,7 +187,15 @@ def test_run_batch_conforms_to_vllms_run_batch(
     ours = {line["custom_id"]: line for line in _lines(chat_run_batch)}
     assert list(ours) == list(theirs)
     for custom_id, line in ours.items():
+        BatchRequestOutput.model_validate(line)
         assert line["response"]["status_code"] == theirs[custom_id]["response"]["status_code"]
+        if line["response"]["status_code"] != 200:
+            assert line["response"]["body"] is None
+            assert line["error"]
+            continue
         our_choice = line["response"]["body"]["choices"][0]["message"]["content"]
         their_choice = theirs[custom_id]["response"]["body"]["choices"][0]["message"]["content"]
         assert our_choice == their_choice
+    assert {cid for cid, line in ours.items() if line["response"]["status_code"] != 200} == {
+        line["custom_id"] for line in ERROR_LINES
+    }

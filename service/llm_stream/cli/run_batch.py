@@ -2,7 +2,8 @@
 
 Same flags (vLLM's own parser), same single output file in input order, errors included. One
 command starts the embedded broker, the engine, a worker and an aggregator in this process,
-submits the file, waits for the batch files and merges them into ``-o``. Unlike vLLM's
+submits the file, waits for the batch files and merges them into ``-o``, in vLLM run-batch's
+line shape (``cli.vllm_lines``); ``-i`` and ``-o`` may be http(s) URLs. Unlike vLLM's
 run-batch, lines it cannot parse, duplicate ids and ``/v1/completions`` lines are answered
 (the first two as error lines) instead of aborting the run.
 """
@@ -32,8 +33,10 @@ from llm_stream.batch.request_line import Problem, Stage
 from llm_stream.batch.result_lines import local_output_line
 from llm_stream.batch.status import TERMINAL_STATUSES
 from llm_stream.cli.embedded_broker import EmbeddedBroker
+from llm_stream.cli.remote_files import download, is_url, upload
+from llm_stream.cli.vllm_lines import to_vllm_line, unsupported_url_message
 from llm_stream.client import BatchClient
-from llm_stream.contracts import BatchObject, ResponseData
+from llm_stream.contracts import SUPPORTED_ENDPOINTS, BatchObject, ResponseData
 from llm_stream.engine.error_bodies import error_response
 from llm_stream.files.atomic import write_atomically
 from llm_stream.files.store import ERROR_FILE, OUTPUT_FILE, BatchFile, LocalFileStore, file_id
@@ -85,7 +88,11 @@ def classify_lines(
             yield number, None, _unattributable(number, problems)
             continue
         custom_id = line["custom_id"]
-        if custom_id in seen:
+        if custom_id not in seen and line.get("url") not in SUPPORTED_ENDPOINTS:
+            seen.add(custom_id)  # answered as vLLM's run-batch answers it: 400, not 404
+            message = unsupported_url_message(line.get("url"))
+            yield number, None, local_error_line(custom_id, _bad_request(message))
+        elif custom_id in seen:
             message = f"line {number}: {request_line.duplicate_problem(custom_id).message}"
             yield number, None, local_error_line(custom_id, _bad_request(message))
         elif problems:
@@ -127,7 +134,7 @@ def merge_in_input_order(input_path: Path, batch_dir: Path, output_path: Path) -
             if line is None:
                 raise RuntimeError(f"no result for {request!r}")
             written += 1
-            yield line
+            yield to_vllm_line(line)
 
     try:
         for kind in (BatchFile.OUTPUT, BatchFile.ERROR):
@@ -200,34 +207,40 @@ async def _run_pipeline(args: argparse.Namespace, settings: Settings, batch_id: 
 
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
-    input_path, output_path = Path(args.input_file), Path(args.output_file)
-    if not input_path.is_file():
-        print(f"error: {args.input_file} is not a local file", file=sys.stderr)
+    remote_input, remote_output = is_url(args.input_file), is_url(args.output_file)
+    if not remote_input and not Path(args.input_file).is_file():
+        print(f"error: {args.input_file} is not a file or an http(s) URL", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     batch_id = f"run_batch_{uuid.uuid4().hex}"
-    with (
-        EmbeddedBroker() as broker,
-        tempfile.TemporaryDirectory(dir=args.output_tmp_dir) as workdir,
-    ):
-        settings = Settings(
-            bootstrap_servers=broker.bootstrap_servers,
-            output_dir=Path(workdir),
-            max_in_flight=args.max_in_flight,
-            topic_partitions=1,
-            drain_timeout_s=5,
-            ops_port=None,  # worker and aggregator share this process: no port to fight over
-            # One member per group on a private broker: join fast (the broker waits about
-            # half a session timeout for other members before it assigns partitions).
-            session_timeout_ms=2_000,
-            heartbeat_interval_ms=500,
-        )
-        asyncio.run(_run_pipeline(args, settings, batch_id))
-        batch_dir = Path(workdir) / batch_id
+    with tempfile.TemporaryDirectory(dir=args.output_tmp_dir) as workdir:
+        work = Path(workdir)
+        input_path = Path(args.input_file)
+        if remote_input:
+            input_path = download(args.input_file, work / "input.jsonl")
+            args.input_file = str(input_path)
+        output_path = work / "output.jsonl" if remote_output else Path(args.output_file)
+        with EmbeddedBroker() as broker:
+            settings = Settings(
+                bootstrap_servers=broker.bootstrap_servers,
+                output_dir=work / "batches",
+                max_in_flight=args.max_in_flight,
+                topic_partitions=1,
+                drain_timeout_s=5,
+                ops_port=None,  # worker and aggregator share this process: no port to fight over
+                # One member per group on a private broker: join fast (the broker waits about
+                # half a session timeout for other members before it assigns partitions).
+                session_timeout_ms=2_000,
+                heartbeat_interval_ms=500,
+            )
+            asyncio.run(_run_pipeline(args, settings, batch_id))
+        batch_dir = settings.output_dir / batch_id
         if not batch_dir.exists():  # nothing was submittable: every line is a local error
-            batch_dir.mkdir()
+            batch_dir.mkdir(parents=True)
             (batch_dir / OUTPUT_FILE).touch()
             (batch_dir / ERROR_FILE).touch()
         written = merge_in_input_order(input_path, batch_dir, output_path)
-    print(f"wrote {written} lines to {output_path}", file=sys.stderr)
+        if remote_output:
+            upload(output_path, args.output_file)
+    print(f"wrote {written} lines to {args.output_file}", file=sys.stderr)
     return 0

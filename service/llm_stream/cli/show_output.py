@@ -9,12 +9,24 @@ from typing import Any
 import orjson
 
 
+def _error_message(line: dict[str, Any], body: dict[str, Any]) -> str | None:
+    """The error of a failed line, in OpenAI's shape (in the body) or vLLM's (in ``error``)."""
+    error = body.get("error") or line.get("error")
+    if error is None:
+        return None
+    if isinstance(error, dict):
+        error = error.get("error", error)
+        error = error.get("message", error) if isinstance(error, dict) else error
+    return (str(error).splitlines() or [""])[0]
+
+
 def summarise(line: dict[str, Any]) -> str:
     response = line.get("response") or {}
     body = response.get("body") or {}
     status = response.get("status_code", "-")
-    if "error" in body:
-        text = "error: " + str(body["error"].get("message", "")).splitlines()[0]
+    message = _error_message(line, body)
+    if message is not None:
+        text = "error: " + message
     else:
         choices = body.get("choices") or [{}]
         first = choices[0]

@@ -22,3 +22,11 @@ def test_summary_counts_multiple_choices() -> None:
     body = {"choices": [{"text": "x"}, {"text": "y"}]}
     line = {"custom_id": "c3", "response": {"status_code": 200, "body": body}}
     assert "[2 choices] x" in summarise(line)
+
+
+def test_summary_of_a_vllm_shaped_error_line_reads_its_error_field() -> None:
+    error = {"error": {"message": "model not found", "code": 404}}
+    line = {"custom_id": "c4", "response": {"status_code": 404, "body": None}, "error": error}
+    assert "error: model not found" in summarise(line)
+    plain = {"custom_id": "c5", "response": {"status_code": 400, "body": None}, "error": "URL x"}
+    assert "error: URL x" in summarise(plain)
