@@ -20,6 +20,7 @@ from llm_stream.client import (
 from llm_stream.contracts import (
     BatchManifest,
     BatchObject,
+    BatchUsage,
     RequestCounts,
     RequestMessage,
     ResponseData,
@@ -35,6 +36,7 @@ __all__ = [
     "BatchObject",
     "BatchStatus",
     "BatchStatusView",
+    "BatchUsage",
     "BatchWriter",
     "ClientConfig",
     "InvalidLineError",

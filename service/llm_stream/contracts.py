@@ -104,6 +104,8 @@ class ResultMessage(BaseModel):
 
 MetadataKey = Annotated[str, StringConstraints(max_length=64)]
 MetadataValue = Annotated[str, StringConstraints(max_length=512)]
+MAX_MODEL_NAME_LENGTH = 256
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_MODEL_NAME_LENGTH)]
 
 
 class BatchManifest(BaseModel):
@@ -128,6 +130,9 @@ class BatchManifest(BaseModel):
         "24h", description="Digits and a unit (s, m, h or d), as OpenAI's `24h`."
     )
     metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=16)
+    model: ModelName | None = Field(
+        None, description="The lines' `body.model` (the client takes the first line's)."
+    )
     created_at: int = Field(
         default_factory=lambda: int(time.time()),
         ge=0,
@@ -166,6 +171,24 @@ class RequestCounts(BaseModel):
     failed: int
 
 
+class InputTokensDetails(BaseModel):
+    cached_tokens: int = 0
+
+
+class OutputTokensDetails(BaseModel):
+    reasoning_tokens: int = 0
+
+
+class BatchUsage(BaseModel):
+    """Tokens of a batch's answered requests, in OpenAI's shape (``openai.types.BatchUsage``)."""
+
+    input_tokens: int = 0
+    input_tokens_details: InputTokensDetails = Field(default_factory=InputTokensDetails)
+    output_tokens: int = 0
+    output_tokens_details: OutputTokensDetails = Field(default_factory=OutputTokensDetails)
+    total_tokens: int = 0
+
+
 class BatchObject(BaseModel):
     """The OpenAI batch object (topic: batch-status, key: batch_id).
 
@@ -196,6 +219,8 @@ class BatchObject(BaseModel):
     cancelled_at: int | None = None
     request_counts: RequestCounts
     metadata: dict[str, str] = Field(default_factory=dict)
+    model: str | None = None
+    usage: BatchUsage = Field(default_factory=BatchUsage)
 
 
 ALL_CONTRACTS: dict[str, type[BaseModel]] = {

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 from ssl import SSLContext
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 if TYPE_CHECKING:
     from faststream.security import BaseSecurity
@@ -122,6 +122,45 @@ class Settings(BaseSettings):
     )
     output_dir: Path = Field(Path("batches"), description="Where batch output files are written.")
 
+    # The OpenAI Batch API's limits on a batch (its input file and its metadata): the gateway
+    # holds a batch to them; raised above OpenAI's values, they would let in batches that
+    # ``batch.input_file`` and the manifest contract refuse.
+    batch_max_file_bytes: int = Field(
+        200 * 1024 * 1024,
+        ge=1,
+        le=200 * 1024 * 1024,
+        description="Largest batch input file (OpenAI: 200 MB); also the gateway's upload limit.",
+    )
+    batch_max_lines: int = Field(
+        50_000, ge=1, le=50_000, description="Most request lines in one batch (OpenAI: 50,000)."
+    )
+    batch_max_metadata_pairs: int = Field(
+        16, ge=0, le=16, description="Most metadata pairs on a batch (OpenAI: 16)."
+    )
+    batch_max_metadata_key_chars: int = Field(
+        64, ge=1, le=64, description="Longest metadata key (OpenAI: 64 characters)."
+    )
+    batch_max_metadata_value_chars: int = Field(
+        512, ge=0, le=512, description="Longest metadata value (OpenAI: 512 characters)."
+    )
+
+    gateway_host: str | None = Field(
+        None,
+        description="Address of the HTTP gateway; unset: 0.0.0.0 with API keys, 127.0.0.1 "
+        "without (an open gateway is not exposed by accident).",
+    )
+    gateway_port: int = Field(8000, ge=0, le=65535, description="Port of the HTTP gateway.")
+    gateway_api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Bearer keys the gateway accepts, comma-separated; empty: no authentication.",
+    )
+    gateway_max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="Largest request body the gateway reads, file uploads aside (those are "
+        "bounded by batch_max_file_bytes).",
+    )
+
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: (
         Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER"] | None
@@ -134,6 +173,14 @@ class Settings(BaseSettings):
     enable_idempotence: bool = Field(
         False, description="Idempotent producer; needs a broker that supports InitProducerId."
     )
+
+    @field_validator("gateway_api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        """``LLM_STREAM_GATEWAY_API_KEYS=key1,key2``: keys never hold commas or spaces."""
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with the given fields replaced, ignoring None (flags left unset)."""

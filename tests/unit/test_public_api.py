@@ -17,6 +17,7 @@ PUBLIC = [
     "BatchObject",
     "BatchStatus",
     "BatchStatusView",
+    "BatchUsage",
     "BatchWriter",
     "ClientConfig",
     "InvalidLineError",

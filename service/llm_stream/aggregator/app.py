@@ -2,7 +2,8 @@
 
 Results come through the shared consume loop (consumer group; commits only as far as the
 aggregator says is safe); manifests are small and every aggregator reads all of them, from the
-start, so whichever instance owns a batch's results partition knows its size.
+start, so whichever instance owns a batch's results partition knows its size. Every aggregator
+follows the batch-status topic too, for cancels.
 """
 
 from __future__ import annotations
@@ -12,16 +13,16 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from llm_stream.aggregator.core import BatchAggregator
 from llm_stream.contracts import parse_manifest
 from llm_stream.files.store import LocalFileStore
+from llm_stream.kafka.cancellations import CancelFollower
 from llm_stream.kafka.consume_loop import ConsumeLoop
 from llm_stream.kafka.dead_letters import dead_letter_of
 from llm_stream.kafka.publishers import KafkaResultPublisher, KafkaStatusPublisher
-from llm_stream.kafka.records import decode_record, install_lenient_record_parsing
+from llm_stream.kafka.topic_follower import TopicFollower
 from llm_stream.ops.metrics import OpenBatchGauges
 from llm_stream.ops.runtime import RoleRuntime, RuntimeRole
 from llm_stream.protocols import IncomingRecord, TopicPartitionKey
@@ -85,59 +86,20 @@ class AggregatorApp(RuntimeRole):
         )
         #: How often overdue (expired, orphaned) batches are looked for.
         self.overdue_check_interval_s = 30.0
-        self._reading_manifests = False
-        self._manifest_failure: str | None = None
+        self.manifests = TopicFollower(settings, settings.batches_topic, self._add_manifest)
+        self.cancels = CancelFollower(settings, self.aggregator.cancel)
 
     async def check(self) -> str | None:
-        if not self._reading_manifests:
-            return "manifest reader not running"
-        if self._manifest_failure is not None:
-            return f"reading manifests fails: {self._manifest_failure}"
-        return None
+        return self.manifests.problem() or self.cancels.problem()
 
     def watched(self) -> list[Coroutine[Any, Any, Any]]:
-        return [self.read_manifests(), self._close_overdue_periodically()]
+        return [self.manifests.run(), self.cancels.run(), self._close_overdue_periodically()]
 
     async def tick(self) -> None:
         """Nothing beyond the runtime's commit and gauges."""
 
     async def drain(self) -> bool:
         return True  # nothing in flight: what was read is spooled or written
-
-    async def read_manifests(self) -> None:
-        """Follow every partition of the batches topic from the beginning, forever."""
-        install_lenient_record_parsing()
-        consumer = AIOKafkaConsumer(**self.settings.kafka_client_kwargs(), enable_auto_commit=False)
-        await consumer.start()
-        self._reading_manifests = True
-        try:
-            partitions = consumer.partitions_for_topic(self.settings.batches_topic)
-            if not partitions:
-                await consumer.force_metadata_update()
-                partitions = consumer.partitions_for_topic(self.settings.batches_topic) or set()
-            assigned = [TopicPartition(self.settings.batches_topic, p) for p in partitions]
-            consumer.assign(assigned)
-            await consumer.seek_to_beginning(*assigned)
-            following = {tp: await consumer.position(tp) for tp in assigned}
-            while True:
-                try:
-                    batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
-                except Exception as error:  # seek back: records drained before it are re-read
-                    self._manifest_failure = f"{type(error).__name__}: {error}"[:500]
-                    logger.error("reading manifests failed: %s", self._manifest_failure)
-                    for tp, offset in following.items():
-                        consumer.seek(tp, offset)
-                    await asyncio.sleep(1)
-                    continue
-                self._manifest_failure = None
-                for tp, records in batches.items():
-                    for record in records:
-                        await self._add_manifest(decode_record(record))
-                    if records:
-                        following[tp] = records[-1].offset + 1
-        finally:
-            self._reading_manifests = False
-            await consumer.stop()
 
     async def _add_manifest(self, record: IncomingRecord) -> None:
         manifest = parse_manifest(record.value)

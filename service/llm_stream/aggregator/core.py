@@ -9,6 +9,10 @@ Nothing a topic carries holds commits forever: an overdue batch is written as ``
 the owner of its results partition only), one whose manifest never came as ``failed``. A batch
 another aggregator wrote (its file store holds its batch object) is never written again. Files
 are stored through a ``FileStore`` and named by id in the batch objects published.
+
+A batch asked to cancel (``cancel``) still gets one line per request (workers answer what they
+did not run with ``batch_cancelled`` lines), reports ``cancelling`` meanwhile and is written as
+``cancelled``. Its batch objects carry ``usage``, summed from the first delivery of each line.
 """
 
 from __future__ import annotations
@@ -18,35 +22,26 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pydantic
-from opentelemetry.trace import Link, SpanContext, SpanKind
+from opentelemetry.trace import Link
 
+from llm_stream.aggregator.open_batch import OpenBatch, ending, progress_status
 from llm_stream.aggregator.spool import PrivateSpool
-from llm_stream.batch.objects import batch_object, expires_at
+from llm_stream.batch.objects import batch_object, expires_at, orphan_manifest
 from llm_stream.batch.result_lines import output_line
-from llm_stream.batch.status import BatchStatus, check_transition
+from llm_stream.batch.status import CANCELLED_STATUSES, BatchStatus
 from llm_stream.contracts import BatchManifest, BatchObject, ResultMessage
-from llm_stream.files.store import BatchFile, FileStore
+from llm_stream.files.store import BatchFile, FileStore, file_id
 from llm_stream.ops import metrics, telemetry
 from llm_stream.protocols import IncomingRecord, StatusPublisher, TopicPartitionKey
 
 logger = logging.getLogger(__name__)
 
 _RECENTLY_FINISHED = 10_000
-
-
-@dataclass(slots=True)
-class _OpenBatch:
-    first_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
-    in_progress_at: int = field(default_factory=lambda: int(time.time()))
-    progress_sent_at: float = 0.0
-    progress_sent_total: int = -1
-    trace_links: list[SpanContext] = field(default_factory=list)
 
 
 class BatchAggregator:
@@ -68,8 +63,10 @@ class BatchAggregator:
         self._trace_link_limit = trace_link_limit
         self._orphan_timeout = orphan_timeout
         self._spool = PrivateSpool(spool_root)
-        self._open: dict[str, _OpenBatch] = {}
+        self._open: dict[str, OpenBatch] = {}
         self._manifests: dict[str, BatchManifest] = {}
+        #: When each unwritten batch was asked to cancel, open here or not (yet).
+        self._cancelling: dict[str, int] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._high_water: dict[TopicPartitionKey, int] = {}
         self.invalid_results = 0
@@ -121,6 +118,7 @@ class BatchAggregator:
         ``committable()`` is still safe (an unwritten batch holds its first offset), but some
         records may not be spooled: ``release`` their partitions and re-read them."""
         rows: dict[str, list[tuple[str, bool, bytes]]] = {}
+        results: dict[str, list[ResultMessage]] = {}
         async with self._lock:
             for record in records:
                 metrics.RESULTS_RECEIVED.inc()
@@ -134,31 +132,19 @@ class BatchAggregator:
                     if self.is_finished(result.batch_id):
                         metrics.RESULTS_DUPLICATE.inc()
                         continue
-                    batch = self._open[result.batch_id] = _OpenBatch()
+                    batch = self._open[result.batch_id] = OpenBatch()
                 batch.first_offsets.setdefault(partition, offset)
-                self._trace(record, result, batch)
+                batch.trace(record, result, self._trace_link_limit)
                 row = (result.custom_id, result.succeeded, line)
                 rows.setdefault(result.batch_id, []).append(row)
+                results.setdefault(result.batch_id, []).append(result)
             for batch_id, batch_rows in rows.items():
-                added = self._spool.add(batch_id, batch_rows)
-                metrics.RESULTS_DUPLICATE.inc(len(batch_rows) - added)
-                await self._advance(batch_id, self._open[batch_id])
-
-    def _trace(self, record: IncomingRecord, result: ResultMessage, batch: _OpenBatch) -> None:
-        """A receive span in the request's trace; its context is kept for the finalise link
-        only if recorded (a propagated context alone is valid, but would be kept for nothing)."""
-        with telemetry.tracer().start_as_current_span(
-            f"receive {record.topic}",
-            context=telemetry.context_from_headers(record.headers),
-            kind=SpanKind.CONSUMER,
-            attributes={
-                **telemetry.messaging_attributes(record, "receive"),
-                "llm_stream.batch_id": result.batch_id,
-                "llm_stream.custom_id": result.custom_id,
-            },
-        ) as span:
-            if span.is_recording() and len(batch.trace_links) < self._trace_link_limit:
-                batch.trace_links.append(span.get_span_context())
+                batch = self._open[batch_id]
+                new = self._spool.insert(batch_id, batch_rows)
+                metrics.RESULTS_DUPLICATE.inc(len(batch_rows) - len(new))
+                for position in new:
+                    batch.count(results[batch_id][position])
+                await self._advance(batch_id, batch)
 
     def _parse(self, record: IncomingRecord) -> tuple[ResultMessage, bytes] | None:
         """The result and its output line; None (counted, logged) for a record that is not."""
@@ -175,7 +161,38 @@ class BatchAggregator:
             logger.warning("skipping invalid result %s: %s", where, reason)
             return None
 
-    async def _advance(self, batch_id: str, batch: _OpenBatch) -> None:
+    async def cancel(self, asked: BatchObject) -> None:
+        """A batch was asked to cancel (``asked``: its first cancelling object): it reports
+        ``cancelling`` from now on, at once if open here, and is written ``cancelled``. A cancel
+        that came after the batch was written changes nothing: its written object is published
+        again, so that the status topic does not end on ``cancelling``."""
+        async with self._lock:
+            if self.is_finished(asked.id):
+                if asked.status is BatchStatus.CANCELLING:
+                    await self._republish_written(asked.id)
+                return
+            self._cancelling[asked.id] = asked.cancelling_at or int(time.time())
+            if (batch := self._open.get(asked.id)) is not None:
+                batch.report_progress_now()  # it may have said in_progress after the cancel
+                try:
+                    await self._advance(asked.id, batch)
+                except Exception as error:  # written with its next result, or at its expiry
+                    logger.warning("batch %s not advanced on its cancel: %r", asked.id, error)
+
+    async def _republish_written(self, batch_id: str) -> None:
+        """Best effort: a store or broker error here must not stop the cancel follower."""
+        try:
+            marker = await asyncio.to_thread(
+                lambda: b"".join(self.files.read(file_id(batch_id, BatchFile.BATCH)))
+            )
+            written = BatchObject.model_validate_json(marker)
+            if written.status not in CANCELLED_STATUSES:
+                logger.info("batch %s was %s before its cancel came", batch_id, written.status)
+                await self._status.publish_status(written)
+        except Exception as error:
+            logger.warning("batch %s: written object not republished: %r", batch_id, error)
+
+    async def _advance(self, batch_id: str, batch: OpenBatch) -> None:
         manifest = self._manifests.get(batch_id)
         if manifest is None:
             return
@@ -183,12 +200,9 @@ class BatchAggregator:
         if total >= manifest.request_count:
             await self._write(manifest, BatchStatus.COMPLETED)
             return
-        now = time.monotonic()
-        if now - batch.progress_sent_at >= self._progress_interval and (
-            total != batch.progress_sent_total
-        ):
-            batch.progress_sent_at, batch.progress_sent_total = now, total
-            progress = self._batch_object(manifest, batch, BatchStatus.IN_PROGRESS)
+        if batch.progress_due(total, self._progress_interval):
+            status = progress_status(self._cancelling.get(batch_id))
+            progress = self._batch_object(manifest, batch, status)
             try:
                 await self._status.publish_status(progress)
             except Exception as error:  # progress is best effort; the final status is not
@@ -197,27 +211,35 @@ class BatchAggregator:
     def _batch_object(
         self,
         manifest: BatchManifest,
-        batch: _OpenBatch,
+        batch: OpenBatch,
         status: BatchStatus,
         reached_at: dict[BatchStatus, int] | None = None,
         **fields: Any,
     ) -> BatchObject:
-        """Every batch here is in progress from its first result (or, with none, its expiry)."""
+        """Every batch here is in progress from its first result (or, with none, its expiry)
+        and cancelling from its cancel, if any."""
+        timestamps = {BatchStatus.IN_PROGRESS: batch.in_progress_at}
+        cancelling_at = self._cancelling.get(manifest.batch_id)
+        if cancelling_at is not None and status in CANCELLED_STATUSES:
+            timestamps[BatchStatus.CANCELLING] = cancelling_at
         return batch_object(
             manifest,
             status,
             completed=self._spool.completed(manifest.batch_id),
             failed=self._spool.failed(manifest.batch_id),
-            reached_at={BatchStatus.IN_PROGRESS: batch.in_progress_at, **(reached_at or {})},
+            reached_at={**timestamps, **(reached_at or {})},
+            usage=batch.usage.usage(),
+            model=batch.model,
             **fields,
         )
 
     async def expire_overdue(
         self, now: float | None = None, *, owns: Callable[[str], bool]
     ) -> list[str]:
-        """Write owned batches whose completion window passed as ``expired``, with what they
-        hold (as OpenAI does), freeing their commits; later results are dropped. ``owns``: the
-        batch's results partition is assigned here. Returns the expired batch ids."""
+        """Write owned batches whose completion window passed as ``expired`` (``cancelled`` if
+        asked to cancel), with what they hold (as OpenAI does), freeing their commits; later
+        results are dropped. ``owns``: the batch's results partition is assigned here. Returns
+        the ids of the batches written."""
         now = time.time() if now is None else now
         expired: list[str] = []
         expiries = [(m, expires_at(m)) for m in list(self._manifests.values())]
@@ -232,6 +254,7 @@ class BatchAggregator:
                         expired.append(batch_id)
                 elif batch_id not in self._open and self.is_finished(batch_id):
                     del self._manifests[batch_id]  # its owner wrote it: stop remembering it
+                    self._cancelling.pop(batch_id, None)
         return expired
 
     def _orphaned(self, batch_id: str, now: float) -> bool:
@@ -254,13 +277,8 @@ class BatchAggregator:
                     continue
                 message = f"no manifest within {self._orphan_timeout:g} s of the first result"
                 error = {"code": "missing_manifest", "message": message, "param": None}
-                manifest = BatchManifest.model_construct(  # what is known; it cannot expire
-                    batch_id=batch_id,
-                    endpoint="",
-                    request_count=self._spool.total(batch_id),
-                    completion_window="",
-                    metadata={},
-                    created_at=self._open[batch_id].in_progress_at,
+                manifest = orphan_manifest(
+                    batch_id, self._spool.total(batch_id), self._open[batch_id].in_progress_at
                 )
                 errors = {"object": "list", "data": [{**error, "line": None}]}
                 if await self._write(manifest, BatchStatus.FAILED, errors=errors):
@@ -271,14 +289,15 @@ class BatchAggregator:
         self, manifest: BatchManifest, status: BatchStatus, errors: dict[str, Any] | None = None
     ) -> bool:
         """Store the batch's files (its batch object last: the marker) unless another aggregator
-        did. Storing them is the batch's ``finalizing``: ``status`` is the one that ends it."""
-        check_transition(BatchStatus.FINALIZING, status)
+        did. Storing them is the batch's ``finalizing``: ``status`` is the one that ends it,
+        unless the batch was asked to cancel: then it ends ``cancelled``, from ``cancelling``."""
         batch_id = manifest.batch_id
+        via, status = ending(status, self._cancelling.get(batch_id))
         if await asyncio.to_thread(self.files.is_written, batch_id):
             logger.warning("batch %s was written by another aggregator: not again", batch_id)
             await self._forget(batch_id)
             return False
-        batch = self._open.get(batch_id) or _OpenBatch()  # expired with no result at all
+        batch = self._open.get(batch_id) or OpenBatch()  # expired with no result at all
         completed, failed = self._spool.completed(batch_id), self._spool.failed(batch_id)
         with telemetry.tracer().start_as_current_span(
             f"finalize {batch_id}",
@@ -290,14 +309,17 @@ class BatchAggregator:
                 "llm_stream.request_counts.failed": failed,
             },
         ):
-            finalizing_at = int(time.time())
+            # A cancelled batch's way there is its cancel (``_batch_object`` adds its time).
+            reached: dict[BatchStatus, int] = {}
+            if via is BatchStatus.FINALIZING:
+                reached[via] = int(time.time())
             output_id = await asyncio.to_thread(self._store_spooled, batch_id, BatchFile.OUTPUT)
             error_id = await asyncio.to_thread(self._store_spooled, batch_id, BatchFile.ERROR)
             final = self._batch_object(
                 manifest,
                 batch,
                 status,
-                {BatchStatus.FINALIZING: finalizing_at, status: int(time.time())},
+                {**reached, status: int(time.time())},
                 errors=errors,
                 output_file_id=output_id,
                 error_file_id=error_id if failed else None,
@@ -325,6 +347,7 @@ class BatchAggregator:
         """A written batch: drop its state and its spooled rows."""
         self._open.pop(batch_id, None)
         self._manifests.pop(batch_id, None)
+        self._cancelling.pop(batch_id, None)
         self._remember_finished(batch_id)
         await asyncio.to_thread(self._spool.drop, batch_id)
 

@@ -73,16 +73,23 @@ class ResultSpool:
 
     def add(self, batch_id: str, results: Iterable[tuple[str, bool, bytes]]) -> int:
         """Store ``(custom_id, succeeded, line)`` rows of a batch; return how many were new."""
+        return len(self.insert(batch_id, results))
+
+    def insert(self, batch_id: str, results: Iterable[tuple[str, bool, bytes]]) -> list[int]:
+        """Store ``(custom_id, succeeded, line)`` rows of a batch; return the positions (in
+        ``results``) of those that were new, so that what they carry is counted once."""
         added = [0, 0]
+        new: list[int] = []
         self._db.execute("BEGIN")
         try:
-            for custom_id, succeeded, line in results:
+            for position, (custom_id, succeeded, line) in enumerate(results):
                 cursor = self._db.execute(
                     "INSERT OR IGNORE INTO results VALUES (?, ?, ?, ?)",
                     (batch_id, custom_id, int(succeeded), line),
                 )
                 if cursor.rowcount:
                     added[0 if succeeded else 1] += 1
+                    new.append(position)
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -90,7 +97,7 @@ class ResultSpool:
         counts = self._counts.setdefault(batch_id, [0, 0])
         counts[0] += added[0]
         counts[1] += added[1]
-        return added[0] + added[1]
+        return new
 
     def get(self, batch_id: str, custom_id: str) -> bytes | None:
         row = self._db.execute(

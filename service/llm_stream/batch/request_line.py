@@ -24,7 +24,12 @@ from typing import Any, Final
 
 import orjson
 
-from llm_stream.contracts import SUPPORTED_ENDPOINTS, ResponseData, is_safe_batch_id
+from llm_stream.contracts import (
+    MAX_MODEL_NAME_LENGTH,
+    SUPPORTED_ENDPOINTS,
+    ResponseData,
+    is_safe_batch_id,
+)
 from llm_stream.engine.error_bodies import (
     describe,
     error_response,
@@ -222,3 +227,13 @@ def answer(problems: Sequence[Problem]) -> ResponseData:
     return error_response(
         HTTPStatus.BAD_REQUEST, INVALID_LINE + "; ".join(p.message for p in decisive)
     )
+
+
+def line_model(line: Mapping[str, Any] | None) -> str | None:
+    """The model a line names (``body.model``) if a manifest can carry it: a batch's manifest
+    names its first line's (``submit`` refuses a file that mixes models)."""
+    body = line.get("body") if line is not None else None
+    model = body.get("model") if isinstance(body, Mapping) else None
+    if isinstance(model, str) and 0 < len(model) <= MAX_MODEL_NAME_LENGTH:
+        return model
+    return None

@@ -2,7 +2,8 @@
 
 Every answer, whether the engine, the worker or ``run-batch`` itself gave it, gets the same
 shape: a ``batch_req_`` line id, and a ``req_`` request id when its response has none, so that
-no output line differs by who wrote it.
+no output line differs by who wrote it. A request that was never answered (its batch was
+cancelled first) gets OpenAI's shape for that: no response, an ``error`` with a code.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from typing import Any
 
 import orjson
 
-from llm_stream.contracts import ResponseData, ResultMessage
+from llm_stream.contracts import ErrorData, ResponseData, ResultMessage
+
+#: The ``error.code`` of a request not run, or stopped, because its batch was cancelled.
+BATCH_CANCELLED = "batch_cancelled"
 
 
 def new_line_id() -> str:
@@ -38,6 +42,20 @@ def result_message(batch_id: str, custom_id: str, response: ResponseData) -> Res
         id=new_line_id(),
         custom_id=custom_id,
         response=with_request_id(response),
+    )
+
+
+def cancelled_result(batch_id: str, custom_id: str) -> ResultMessage:
+    """The result of a request whose batch was cancelled before it finished."""
+    return ResultMessage(
+        batch_id=batch_id,
+        id=new_line_id(),
+        custom_id=custom_id,
+        response=None,
+        error=ErrorData(
+            code=BATCH_CANCELLED,
+            message="The request was not completed because its batch was cancelled.",
+        ),
     )
 
 

@@ -9,7 +9,8 @@ OpenAI's edges, plus what this pipeline needs and OpenAI can also report:
 - ``finalizing`` -> ``completed`` | ``expired`` | ``failed``. The aggregator finalizes while it
   writes a batch's files (``finalizing_at``), and publishes only the status that ends it:
   completed when every result came, expired when the window passed first, failed for an orphan.
-- ``cancelling`` -> ``cancelled``.
+- ``cancelling`` -> ``cancelled``. Anyone may ask for the cancel (``BatchClient.cancel``
+  publishes ``cancelling``); the aggregator writes ``cancelled`` once every request has a line.
 
 ``completed``, ``failed``, ``expired`` and ``cancelled`` are terminal: nothing leaves them.
 """
@@ -37,6 +38,11 @@ class BatchStatus(StrEnum):
 #: Statuses after which a batch never changes again.
 TERMINAL_STATUSES: frozenset[BatchStatus] = frozenset(
     {BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED, BatchStatus.CANCELLED}
+)
+
+#: Statuses of a batch whose cancellation was asked for: none of its requests runs any more.
+CANCELLED_STATUSES: frozenset[BatchStatus] = frozenset(
+    {BatchStatus.CANCELLING, BatchStatus.CANCELLED}
 )
 
 #: Every status each status may move to (see the module docstring for why each edge exists).

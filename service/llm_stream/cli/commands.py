@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from llm_stream.batch.input_file import iter_lines, validate_batch_file
 from llm_stream.batch.request_line import batch_id_problem
-from llm_stream.cli.exit_codes import EXIT_NO_BATCH, EXIT_USAGE, exit_code
+from llm_stream.cli.exit_codes import EXIT_NO_BATCH, EXIT_USAGE, cancel_exit_code, exit_code
 from llm_stream.client.batch_client import BatchClient, build_manifest, new_batch_id
 from llm_stream.contracts import BatchObject, is_safe_batch_id
 from llm_stream.kafka.topics import ensure_topics
@@ -69,6 +69,20 @@ def run_aggregator(args: argparse.Namespace) -> int:
     )
     start_process(settings, "llm-stream-aggregator")
     return asyncio.run(serve_aggregator(settings))
+
+
+def run_gateway(args: argparse.Namespace) -> int:
+    from llm_stream.gateway.app import serve_gateway
+    from llm_stream.ops.runtime import start_process
+
+    settings = Settings().with_overrides(
+        bootstrap_servers=args.bootstrap_servers,
+        output_dir=args.output_dir,
+        gateway_host=args.gateway_host,
+        gateway_port=args.gateway_port,
+    )
+    start_process(settings, "llm-stream-gateway")
+    return asyncio.run(serve_gateway(settings))
 
 
 def parse_metadata(pairs: list[str]) -> dict[str, str]:
@@ -159,11 +173,15 @@ def run_status(args: argparse.Namespace) -> int:
     if batch is None:
         _error(f"no batch {args.batch_id!r}")
         return EXIT_NO_BATCH
+    _print_batch(batch)
+    return exit_code(batch, waited=args.wait is not None)
+
+
+def _print_batch(batch: BatchObject) -> None:
     sys.stdout.write(
         orjson.dumps(batch.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode()
     )
     sys.stdout.write("\n")
-    return exit_code(batch, waited=args.wait is not None)
 
 
 async def _read_status(settings: Settings, batch_id: str, wait: float | None) -> BatchObject | None:
@@ -171,3 +189,28 @@ async def _read_status(settings: Settings, batch_id: str, wait: float | None) ->
         if wait is None:
             return await client.retrieve(batch_id)
         return await client.wait(batch_id, wait)
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    if not is_safe_batch_id(args.batch_id):
+        _error(f"unsafe batch id {args.batch_id!r}")
+        return EXIT_USAGE
+    settings = Settings().with_overrides(bootstrap_servers=args.bootstrap_servers)
+    try:
+        batch = asyncio.run(_cancel(settings, args.batch_id))
+    except pydantic.ValidationError as error:
+        _error(f"unreadable batch object: {error}")
+        return EXIT_NO_BATCH
+    if batch is None:
+        _error(f"no batch {args.batch_id!r}")
+        return EXIT_NO_BATCH
+    _print_batch(batch)
+    code = cancel_exit_code(batch)
+    if code:
+        _error(f"batch {args.batch_id!r} is {batch.status}: too late to cancel")
+    return code
+
+
+async def _cancel(settings: Settings, batch_id: str) -> BatchObject | None:
+    async with BatchClient.from_settings(settings) as client:
+        return await client.cancel(batch_id)

@@ -15,6 +15,7 @@ from typing import Any
 
 from llm_stream import __version__
 from llm_stream.cli import bench, commands
+from llm_stream.cli.exit_codes import CANCEL_EPILOG as CANCEL_EXIT_CODES
 from llm_stream.cli.exit_codes import EPILOG as STATUS_EXIT_CODES
 
 Handler = Callable[[argparse.Namespace], int]
@@ -50,6 +51,23 @@ def _add_aggregator(subcommands: Any) -> None:
     parser.set_defaults(handler=commands.run_aggregator)
 
 
+def _add_gateway(subcommands: Any) -> None:
+    parser = subcommands.add_parser(
+        "gateway", help="serve the OpenAI Files and Batches API over HTTP in front of the stream"
+    )
+    parser.add_argument(
+        "--host",
+        dest="gateway_host",
+        help="address to listen on (default: 0.0.0.0 with API keys, 127.0.0.1 without)",
+    )
+    parser.add_argument("--port", dest="gateway_port", type=int, help="TCP port (default 8000)")
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
+    parser.add_argument(
+        "--output-dir", type=Path, help="the aggregators' output directory (the file store)"
+    )
+    parser.set_defaults(handler=commands.run_gateway)
+
+
 def _add_submit(subcommands: Any) -> None:
     parser = subcommands.add_parser(
         "submit", help="validate an OpenAI batch input file and publish it; prints the batch id"
@@ -80,6 +98,21 @@ def _add_status(subcommands: Any) -> None:
     )
     parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
     parser.set_defaults(handler=commands.run_status)
+
+
+def _add_cancel(subcommands: Any) -> None:
+    parser = subcommands.add_parser(
+        "cancel",
+        help="cancel a batch: workers stop running it; prints its batch object",
+        description="Publish the batch's cancelling object. Workers answer its requests not yet "
+        "run with batch_cancelled error lines and abort those running; the aggregator then "
+        "writes it as cancelled, with the results that finished.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=CANCEL_EXIT_CODES,
+    )
+    parser.add_argument("batch_id")
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
+    parser.set_defaults(handler=commands.run_cancel)
 
 
 def _add_bench(subcommands: Any) -> None:
@@ -135,8 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_broker(subcommands)
     _add_tiny_model(subcommands)
     _add_aggregator(subcommands)
+    _add_gateway(subcommands)
     _add_submit(subcommands)
     _add_status(subcommands)
+    _add_cancel(subcommands)
     _add_bench(subcommands)
     _add_pass_through(
         subcommands,

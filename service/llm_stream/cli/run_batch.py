@@ -88,19 +88,24 @@ def classify_lines(
             yield number, None, _unattributable(number, problems)
             continue
         custom_id = line["custom_id"]
-        if custom_id not in seen and line.get("url") not in SUPPORTED_ENDPOINTS:
-            seen.add(custom_id)  # answered as vLLM's run-batch answers it: 400, not 404
-            message = unsupported_url_message(line.get("url"))
-            yield number, None, local_error_line(custom_id, _bad_request(message))
-        elif custom_id in seen:
+        if custom_id in seen:
             message = f"line {number}: {request_line.duplicate_problem(custom_id).message}"
             yield number, None, local_error_line(custom_id, _bad_request(message))
         elif problems:
             seen.add(custom_id)
-            yield number, None, local_error_line(custom_id, request_line.answer(problems))
+            yield number, None, local_error_line(custom_id, _as_vllm_run_batch(line, problems))
         else:
             seen.add(custom_id)
             yield number, line, None
+
+
+def _as_vllm_run_batch(line: dict[str, Any], problems: list[Problem]) -> ResponseData:
+    """The rules' answer, except where vLLM's run-batch answers otherwise: a URL it does not
+    serve is a 400 there (its server would say 404)."""
+    response = request_line.answer(problems)
+    if response.status_code == HTTPStatus.NOT_FOUND and line.get("url") not in SUPPORTED_ENDPOINTS:
+        return _bad_request(unsupported_url_message(line.get("url")))
+    return response
 
 
 def _bad_request(message: str) -> ResponseData:

@@ -12,6 +12,8 @@ does: ``kafka.topics.ensure_topics``), nor validate a whole input file
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 import uuid
 from collections.abc import Collection, Iterable, Mapping
 from types import TracebackType
@@ -19,13 +21,21 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from llm_stream.batch.status import TERMINAL_STATUSES
+from llm_stream.batch.objects import cancelling
+from llm_stream.batch.request_line import line_model
+from llm_stream.batch.status import TERMINAL_STATUSES, BatchStatus, can_transition
 from llm_stream.client.config import ClientConfig
 from llm_stream.client.handle import BatchHandle
-from llm_stream.client.publishing import LineSender, OnPublished, new_producer, send_manifest
+from llm_stream.client.publishing import (
+    LineSender,
+    OnPublished,
+    new_producer,
+    send_manifest,
+    send_status,
+)
 from llm_stream.client.status_view import BatchStatusView
 from llm_stream.client.writer import BatchWriter
-from llm_stream.contracts import BatchManifest, BatchObject
+from llm_stream.contracts import BatchManifest, BatchObject, is_safe_batch_id
 from llm_stream.ops import telemetry
 from llm_stream.settings import Settings
 
@@ -45,6 +55,7 @@ def build_manifest(
     request_count: int,
     metadata: Mapping[str, str] | None = None,
     completion_window: str = "24h",
+    model: str | None = None,
 ) -> BatchManifest:
     """The batch's manifest; pydantic's ValidationError names every bad setting."""
     return BatchManifest(
@@ -53,6 +64,7 @@ def build_manifest(
         request_count=request_count,
         completion_window=completion_window,
         metadata=dict(metadata or {}),
+        model=model,
     )
 
 
@@ -132,12 +144,16 @@ class BatchClient:
             if not isinstance(lines, Collection):
                 lines = list(lines)
             request_count = len(lines)
+        remaining = iter(lines)
+        first = next(remaining, None)  # the manifest goes first and names the first's model
+        lines = remaining if first is None else itertools.chain([first], remaining)
         manifest = build_manifest(
             batch_id or new_batch_id(),
             endpoint=endpoint,
             request_count=request_count,
             metadata=metadata,
             completion_window=completion_window,
+            model=line_model(first),
         )
         producer = await self.producer()
         with telemetry.tracer().start_as_current_span(
@@ -188,6 +204,23 @@ class BatchClient:
         view.watch(batch_id)
         await view.caught_up()
         return view.latest(batch_id)
+
+    async def cancel(self, batch_id: str) -> BatchObject | None:
+        """Ask every worker to stop the batch: publish its ``cancelling`` object and return it.
+
+        None for a batch nobody announced (an unsafe id included). A batch the status machine
+        does not let cancel (already cancelling, or finished) is returned as it is, and nothing
+        is published. Workers answer its requests not yet run with ``batch_cancelled`` error
+        lines and abort those running; the aggregator then writes it as ``cancelled``.
+        """
+        if not is_safe_batch_id(batch_id):
+            return None
+        batch = await self.retrieve(batch_id)
+        if batch is None or not can_transition(batch.status, BatchStatus.CANCELLING):
+            return batch
+        asked = cancelling(batch, at=int(time.time()))
+        await send_status(await self.producer(), self.config, asked)
+        return asked
 
     async def wait(self, batch_id: str, timeout: float) -> BatchObject | None:  # noqa: ASYNC109
         """The batch object as soon as it is final (completed, failed, expired or cancelled);

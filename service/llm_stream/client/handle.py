@@ -8,16 +8,17 @@ from llm_stream.contracts import BatchObject
 
 
 class BatchReader(Protocol):
-    """Where a handle reads its batch from (the client that submitted it)."""
+    """The client a handle asks about its batch (the one that submitted it, or any other)."""
 
     async def retrieve(self, batch_id: str) -> BatchObject | None: ...
 
     async def wait(self, batch_id: str, timeout: float) -> BatchObject | None: ...  # noqa: ASYNC109
 
+    async def cancel(self, batch_id: str) -> BatchObject | None: ...
+
 
 class BatchHandle:
-    """One batch of one client. It holds no state of its own, so it never goes stale; further
-    operations on a batch (``cancel``) belong here as the client grows them."""
+    """One batch of one client. It holds no state of its own, so it never goes stale."""
 
     def __init__(self, batch_id: str, reader: BatchReader) -> None:
         self.batch_id = batch_id
@@ -33,3 +34,8 @@ class BatchHandle:
     async def wait(self, timeout: float) -> BatchObject | None:  # noqa: ASYNC109
         """The batch object once final, or the latest after ``timeout`` seconds."""
         return await self._reader.wait(self.batch_id, timeout)
+
+    async def cancel(self) -> BatchObject | None:
+        """Cancel the batch (see ``BatchClient.cancel``): its ``cancelling`` object, or its
+        latest one when it cannot be cancelled any more."""
+        return await self._reader.cancel(self.batch_id)

@@ -1,5 +1,5 @@
 """How a batch goes onto Kafka: its manifest keyed by ``batch_id``, its request lines keyed by
-``batch_id/custom_id``.
+``batch_id/custom_id``, and a cancel: its ``cancelling`` batch object keyed by ``batch_id``.
 
 The line key spreads one batch over every requests partition (and so over every worker);
 results come back keyed by ``batch_id``. Each line carries the trace context of its own
@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from opentelemetry.trace import SpanKind
 
 from llm_stream.client.config import ClientConfig
-from llm_stream.contracts import BatchManifest
+from llm_stream.contracts import BatchManifest, BatchObject
 from llm_stream.ops import telemetry
 
 #: Sends awaited together: throughput without unbounded buffering.
@@ -40,8 +40,19 @@ def new_producer(config: ClientConfig) -> AIOKafkaProducer:
 async def send_manifest(
     producer: AIOKafkaProducer, config: ClientConfig, manifest: BatchManifest
 ) -> None:
-    value = orjson.dumps(manifest.model_dump(mode="json"))
+    # Without an unset ``model``: aggregators older than that field refuse unknown fields.
+    value = orjson.dumps(manifest.model_dump(mode="json", exclude_none=True))
     await producer.send_and_wait(config.batches_topic, value, key=manifest.batch_id.encode())
+
+
+async def send_status(producer: AIOKafkaProducer, config: ClientConfig, batch: BatchObject) -> None:
+    """Publish a batch object to the batch-status topic, as the aggregator does."""
+    await producer.send_and_wait(
+        config.batch_status_topic,
+        orjson.dumps(batch.model_dump(mode="json")),
+        key=batch.id.encode(),
+        headers=[("content-type", b"application/json")],
+    )
 
 
 class LineSender:

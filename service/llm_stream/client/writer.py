@@ -40,6 +40,8 @@ class BatchWriter:
         self._custom_ids: set[str] = set()
         self._sender: LineSender | None = None
         self._handle: BatchHandle | None = None
+        #: The first line's model, which the manifest names.
+        self._model: str | None = None
 
     @property
     def batch_id(self) -> str:
@@ -70,6 +72,8 @@ class BatchWriter:
             problems = [request_line.duplicate_problem(str(custom_id))]
         if problems:
             raise InvalidLineError(problems)
+        if not self._custom_ids:
+            self._model = request_line.line_model(line)
         self._custom_ids.add(str(custom_id))
         await self._sender.send(line)
 
@@ -87,7 +91,7 @@ class BatchWriter:
         if count == 0:
             raise ValueError(f"batch {self.batch_id} has no lines: no manifest was published")
         manifest = BatchManifest.model_validate(
-            {**self._draft.model_dump(), "request_count": count}
+            {**self._draft.model_dump(), "request_count": count, "model": self._model}
         )
         await send_manifest(await self._client.producer(), self._client.config, manifest)
         self._handle = self._client.handle(self.batch_id)

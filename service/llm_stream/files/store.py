@@ -5,6 +5,12 @@ OpenAI's ``file-...`` ids), so that a reader on any host asks a store for the co
 opening a path that only exists where the aggregator ran. ``LocalFileStore`` keeps the layout
 users and tests rely on: ``<root>/<batch_id>/output.jsonl``, ``error.jsonl`` and ``batch.json``,
 the last written only once the others are complete (the marker that the batch is written).
+
+Uploaded files (the gateway's ``files.create``) are stored by id too, each with its record
+(``files.records.StoredFile``) beside it, so that gateway replicas sharing a store share the
+files' metadata: ``<root>/_uploads/<file_id>`` and ``<file_id>.json`` (``_uploads`` cannot be a
+batch id, which starts with a letter or digit). A batch created from an upload records which
+one in ``<root>/<batch_id>/input_file.json``, removed with the batch.
 """
 
 from __future__ import annotations
@@ -12,12 +18,16 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+import orjson
+
 from llm_stream.contracts import is_safe_batch_id
 from llm_stream.files.atomic import fsync_directory, write_atomically
+from llm_stream.files.records import StoredFile, is_upload_id
 
 _FILE_ID_PREFIX = "file-"
 
@@ -47,6 +57,12 @@ _FILE_NAMES = {
 OUTPUT_FILE = BatchFile.OUTPUT.file_name
 ERROR_FILE = BatchFile.ERROR.file_name
 BATCH_FILE = BatchFile.BATCH.file_name
+UPLOADS_DIR = "_uploads"
+INPUT_LINK_FILE = "input_file.json"
+#: Content is streamed in pieces of this size: a single line may be as large as a whole file.
+CHUNK_BYTES = 1024 * 1024
+#: The batch files that are files of the Files API (``batch_output``); the others are internal.
+PUBLISHED_KINDS = (BatchFile.OUTPUT, BatchFile.ERROR)
 
 
 def file_id(batch_id: str, kind: BatchFile) -> str:
@@ -88,6 +104,44 @@ class FileStore(Protocol):
         """Remove every file of the batch, the marker first (idempotent)."""
         ...
 
+    def write_upload(
+        self, file_id: str, chunks: Iterable[bytes], *, filename: str, created_at: int
+    ) -> StoredFile:
+        """Store an uploaded batch input file whole or not at all, then its record (which
+        marks it complete); return the record, its size counted while writing."""
+        ...
+
+    def file_record(self, file_id: str) -> StoredFile | None:
+        """The record of an upload, or of a batch's stored output or error file; None if the
+        id names no such file."""
+        ...
+
+    def file_records(self) -> Iterator[StoredFile]:
+        """Every upload, and every output and error file a written batch names."""
+        ...
+
+    def read_chunks(self, file_id: str) -> Iterator[bytes]:
+        """Stream any file's content in pieces of at most ``CHUNK_BYTES``; FileNotFoundError
+        (once iterated) when it is not stored."""
+        ...
+
+    def local_copy(self, file_id: str) -> AbstractContextManager[Path]:
+        """A path on this host that holds the file's content for the block (the stored file
+        itself on a local store; object storage would download it)."""
+        ...
+
+    def delete_file(self, file_id: str) -> bool:
+        """Remove an upload (its record first) or one output or error file; False if none."""
+        ...
+
+    def link_input(self, batch_id: str, file_id: str) -> None:
+        """Record that the batch was created from the upload ``file_id``."""
+        ...
+
+    def linked_input(self, batch_id: str) -> str | None:
+        """The upload the batch was created from; None if it was not created from one."""
+        ...
+
 
 class LocalFileStore:
     """A ``FileStore`` in a directory, which several aggregators may share (atomic writes)."""
@@ -124,3 +178,107 @@ class LocalFileStore:
         shutil.rmtree(directory, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             fsync_directory(self.root)
+
+    def _upload_path(self, file_id: str) -> Path:
+        if not is_upload_id(file_id):
+            raise ValueError(f"not an upload id: {file_id!r}")
+        return self.root / UPLOADS_DIR / file_id
+
+    def _record_path(self, file_id: str) -> Path:
+        return self._upload_path(file_id).with_name(f"{file_id}.json")
+
+    def _content_path(self, file_id: str) -> Path:
+        return self._upload_path(file_id) if is_upload_id(file_id) else self.path_of(file_id)
+
+    def write_upload(
+        self, file_id: str, chunks: Iterable[bytes], *, filename: str, created_at: int
+    ) -> StoredFile:
+        size = write_atomically(self._upload_path(file_id), chunks)
+        record = StoredFile(
+            id=file_id, bytes=size, created_at=created_at, filename=filename, purpose="batch"
+        )
+        write_atomically(self._record_path(file_id), [record.model_dump_json().encode()])
+        return record
+
+    def file_record(self, file_id: str) -> StoredFile | None:
+        if is_upload_id(file_id):
+            try:
+                return StoredFile.model_validate_json(self._record_path(file_id).read_bytes())
+            except FileNotFoundError:
+                return None
+        try:
+            batch_id, kind = parse_file_id(file_id)
+        except ValueError:
+            return None
+        if kind not in PUBLISHED_KINDS:
+            return None
+        try:
+            stat = (self.batch_dir(batch_id) / kind.file_name).stat()
+        except FileNotFoundError:
+            return None
+        return StoredFile(
+            id=file_id,
+            bytes=stat.st_size,
+            created_at=int(stat.st_mtime),
+            filename=f"{batch_id}_{kind.value}.jsonl",
+            purpose="batch_output",
+        )
+
+    def file_records(self) -> Iterator[StoredFile]:
+        uploads = self.root / UPLOADS_DIR
+        for path in sorted(uploads.glob("file-*.json")) if uploads.is_dir() else ():
+            record = self.file_record(path.name.removesuffix(".json"))
+            if record is not None:  # deleted since the directory was listed
+                yield record
+        for directory in sorted(self.root.iterdir()) if self.root.is_dir() else ():
+            if not is_safe_batch_id(directory.name):
+                continue
+            try:
+                named = orjson.loads((directory / BATCH_FILE).read_bytes())
+            except (FileNotFoundError, NotADirectoryError, orjson.JSONDecodeError):
+                continue  # not written yet (or not a batch)
+            for field in ("output_file_id", "error_file_id"):
+                value = named.get(field) if isinstance(named, dict) else None
+                record = self.file_record(value) if isinstance(value, str) else None
+                if record is not None:
+                    yield record
+
+    def read_chunks(self, file_id: str) -> Iterator[bytes]:
+        with self._content_path(file_id).open("rb") as file:
+            while chunk := file.read(CHUNK_BYTES):
+                yield chunk
+
+    @contextlib.contextmanager
+    def local_copy(self, file_id: str) -> Iterator[Path]:
+        yield self._content_path(file_id)
+
+    def delete_file(self, file_id: str) -> bool:
+        if is_upload_id(file_id):
+            try:
+                self._record_path(file_id).unlink()  # first: no record names missing content
+            except FileNotFoundError:
+                return False
+            self._upload_path(file_id).unlink(missing_ok=True)
+            fsync_directory(self.root / UPLOADS_DIR)
+            return True
+        if self.file_record(file_id) is None:
+            return False
+        path = self.path_of(file_id)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        fsync_directory(path.parent)
+        return True
+
+    def link_input(self, batch_id: str, file_id: str) -> None:
+        link = orjson.dumps({"input_file_id": file_id})
+        write_atomically(self.batch_dir(batch_id) / INPUT_LINK_FILE, [link])
+
+    def linked_input(self, batch_id: str) -> str | None:
+        try:
+            link = orjson.loads((self.batch_dir(batch_id) / INPUT_LINK_FILE).read_bytes())
+        except (FileNotFoundError, ValueError):  # ValueError: an unsafe id, a bad link
+            return None
+        value = link.get("input_file_id") if isinstance(link, dict) else None
+        return value if isinstance(value, str) else None

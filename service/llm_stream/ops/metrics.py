@@ -34,6 +34,12 @@ REQUESTS_FAILED = Counter(
 REQUESTS_IN_FLIGHT = Gauge(
     "llm_stream_requests_in_flight", "Requests inside the worker (engine or publishing)."
 )
+REQUESTS_CANCELLED = Counter(
+    "llm_stream_requests_cancelled_total",
+    "Requests answered with a batch_cancelled line, by stage: queued (never run) or running "
+    "(aborted in the engine).",
+    ["stage"],
+)
 DEAD_LETTERS = Counter("llm_stream_dead_letters_total", "Messages sent to the dead-letter topic.")
 PROMPT_TOKENS = Counter(
     "llm_stream_prompt_tokens_total", "Prompt tokens of answered requests.", ["endpoint"]
@@ -91,13 +97,36 @@ RESULTS_INVALID = Counter(
 )
 BATCHES_COMPLETED = Counter(
     "llm_stream_batches_completed_total",
-    "Batches whose output files were written, by final status (completed or expired).",
+    "Batches whose output files were written, by final status (completed, expired, failed, "
+    "cancelled).",
     ["status"],
 )
 LINES_WRITTEN = Counter(
     "llm_stream_aggregator_lines_written_total",
     "Lines written to batch files, by file (output or error).",
     ["file"],
+)
+
+GATEWAY_REQUESTS = Counter(
+    "llm_stream_gateway_requests_total",
+    "HTTP requests the gateway answered, by route (its template, or unmatched), method and "
+    "status code.",
+    ["route", "method", "status_code"],
+)
+GATEWAY_REQUEST_DURATION = Histogram(
+    "llm_stream_gateway_request_duration_seconds",
+    "Time the gateway took to answer a request (an upload's includes receiving it).",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+GATEWAY_UPLOAD_BYTES = Counter(
+    "llm_stream_gateway_upload_bytes_total", "Bytes of uploaded files the gateway stored."
+)
+GATEWAY_BATCHES_CREATED = Counter(
+    "llm_stream_gateway_batches_created_total",
+    "Batches created through the gateway, by outcome: submitted, or failed (the input file "
+    "broke a rule; nothing was published to the requests topic).",
+    ["outcome"],
 )
 
 

@@ -1,9 +1,10 @@
-"""The skeleton every long-running role shares, so no role writes it again.
+"""The skeleton every consuming role shares, so no role writes it again.
 
-A role (the worker, the aggregator, later the gateway) brings its consume loop and a few hooks;
+A role with a consume loop (the worker, the aggregator) brings that loop and a few hooks;
 the runtime owns the rest: the publishing broker, topic creation, the ops endpoint and the
 readiness it answers, the stopping event that SIGTERM and SIGINT set, periodic commits and lag
-reports, and the order of a clean stop (stop fetching, drain, commit, close).
+reports, and the order of a clean stop (stop fetching, drain, commit, close). The gateway has
+no consume loop: it serves ``ops.server``'s endpoints in its own HTTP app.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ through vLLM and publishes each result.
 
 The loop (``consume_loop``) fetches only as many records as the pipeline has free slots, so
 fetching goes on while the engine works and never blocks; offsets are committed by the loop,
-up to what the pipeline has finished.
+up to what the pipeline has finished. Beside it, the worker follows the batch-status topic and
+tells the pipeline of every cancelled batch.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import logging
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from llm_stream.contracts import BatchObject
 from llm_stream.engine.protocol import EngineUnavailableError, InferenceEngine
+from llm_stream.kafka.cancellations import CancelFollower
 from llm_stream.kafka.consume_loop import ConsumeLoop
 from llm_stream.kafka.publishers import KafkaResultPublisher
 from llm_stream.ops.runtime import RoleRuntime, RuntimeRole, start_process
@@ -46,13 +49,19 @@ class Worker(RuntimeRole):
             self.pipeline,
             max_records=max_in_flight,
         )
+        self.cancels = CancelFollower(settings, self._cancel)
+
+    async def _cancel(self, batch: BatchObject) -> None:
+        self.pipeline.cancel_batch(batch.id)
 
     def watched(self) -> list[Coroutine[Any, Any, Any]]:
-        return [self.pipeline.failed.wait()]
+        return [self.pipeline.failed.wait(), self.cancels.run()]
 
     async def check(self) -> str | None:
         if self.pipeline.failed.is_set():
             return "stopping"
+        if (problem := self.cancels.problem()) is not None:
+            return problem
         try:
             await self.engine.check_health()
         except EngineUnavailableError as error:

@@ -4,6 +4,9 @@ commit a partition only up to the contiguous prefix of published results.
 Records are handed in by the consumer (``submit``) in partition order. ``submit`` waits only for
 a free in-flight slot, never for earlier requests to finish, so the engine's continuous batching
 never drains between polls.
+
+A cancelled batch (``cancel_batch``) runs nothing more: each of its records still ends in
+exactly one result line, ``batch_cancelled``, and its requests inside the engine are aborted.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from http import HTTPStatus
 
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
-from llm_stream.batch.result_lines import new_request_id, result_message, with_request_id
-from llm_stream.contracts import RequestMessage, ResponseData
+from llm_stream.batch.result_lines import cancelled_result, new_request_id, result_message
+from llm_stream.batch.usage import response_tokens
+from llm_stream.contracts import RequestMessage, ResponseData, ResultMessage
 from llm_stream.engine.error_bodies import error_response, response_too_large
 from llm_stream.engine.protocol import (
     EngineReply,
@@ -80,6 +84,11 @@ class RequestPipeline:
         self._max_message_bytes = max_message_bytes
         self._offsets = OffsetTracker()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._cancelled_batches: set[str] = set()
+        #: Engine calls under way, by batch: what a cancel of the batch aborts.
+        self._serving: dict[str, set[asyncio.Task[ResponseData]]] = {}
+        #: Engine calls a cancel aborted: whatever they return is not an answer.
+        self._aborted: set[asyncio.Task[ResponseData]] = set()
         self._accepting = True
         self.failure: BaseException | None = None
         self.failed = asyncio.Event()
@@ -109,6 +118,22 @@ class RequestPipeline:
 
     def committable(self) -> dict[TopicPartitionKey, int]:
         return self._offsets.committable()
+
+    def cancel_batch(self, batch_id: str) -> int:
+        """Answer the batch's records with ``batch_cancelled`` lines from now on, and abort its
+        requests in the engine (they get that line too); return how many were aborted."""
+        self._cancelled_batches.add(batch_id)
+        aborted = 0
+        for serving in self._serving.get(batch_id, ()):
+            if serving.cancel():
+                self._aborted.add(serving)
+                aborted += 1
+        if aborted:
+            logger.info("batch %s cancelled: aborting %d requests", batch_id, aborted)
+        return aborted
+
+    def is_cancelled(self, batch_id: str) -> bool:
+        return batch_id in self._cancelled_batches
 
     async def assigned(self, partitions: Mapping[TopicPartitionKey, int]) -> None:
         for partition in partitions:
@@ -147,13 +172,26 @@ class RequestPipeline:
                 return
             span.set_attributes({"llm_stream.batch_id": parsed.batch_id})
             span.set_attributes({"llm_stream.custom_id": parsed.custom_id})
+            if parsed.batch_id in self._cancelled_batches:
+                await self._answer_cancelled(record, parsed.batch_id, parsed.custom_id, "queued")
+                return
             if isinstance(parsed, InvalidRequest):
                 endpoint = "invalid"
                 response = parsed.response
             else:
                 endpoint = parsed.url if parsed.url in GEN_AI_OPERATIONS else "other"
-                response = await self._serve(parsed, endpoint)
-            response = await self._publish(record, parsed.batch_id, parsed.custom_id, response)
+                served = await self._serve_unless_cancelled(parsed, endpoint)
+                if served is None:
+                    await self._answer_cancelled(
+                        record, parsed.batch_id, parsed.custom_id, "running"
+                    )
+                    return
+                response = served
+            published = await self._publish(
+                record, result_message(parsed.batch_id, parsed.custom_id, response)
+            )
+            assert published.response is not None, "an answer stays an answer"
+            response = published.response
             level = logging.WARNING if response.status_code >= 500 else logging.DEBUG
             logger.log(
                 level,
@@ -176,6 +214,47 @@ class RequestPipeline:
         letter = dead_letter_of(record, dead.reason, self._max_message_bytes)
         await self._publisher.publish_dead_letter(letter.value, letter.key, letter.headers)
         metrics.DEAD_LETTERS.inc()
+
+    async def _answer_cancelled(
+        self, record: IncomingRecord, batch_id: str, custom_id: str, stage: str
+    ) -> None:
+        await self._publish(record, cancelled_result(batch_id, custom_id))
+        metrics.REQUESTS_CANCELLED.labels(stage).inc()
+        logger.debug(
+            "answered batch_cancelled (%s)",
+            stage,
+            extra={"batch_id": batch_id, "custom_id": custom_id},
+        )
+
+    async def _serve_unless_cancelled(
+        self, request: RequestMessage, endpoint: str
+    ) -> ResponseData | None:
+        """The engine's answer, or None when a cancel of the batch aborted the request.
+
+        The engine call is a task of its own, which ``cancel_batch`` cancels: vLLM's
+        ``AsyncLLM.generate`` then aborts the request in the engine core, but vLLM's serving
+        layer turns the cancellation into a "Client disconnected" answer instead of raising.
+        So what decides is whether the call was aborted, not how it ended; and when this task
+        itself was cancelled (a drain), the answer is dropped too: the record is redelivered.
+        """
+        serving = asyncio.create_task(self._serve(request, endpoint))
+        running = self._serving.setdefault(request.batch_id, set())
+        running.add(serving)
+        response: ResponseData | None = None
+        try:
+            response = await serving  # cancelling this task cancels ``serving`` too
+        except asyncio.CancelledError:
+            pass
+        finally:
+            running.discard(serving)
+            if not running:
+                self._serving.pop(request.batch_id, None)
+        aborted = serving in self._aborted
+        self._aborted.discard(serving)
+        this_task = asyncio.current_task()
+        if (this_task is not None and this_task.cancelling()) or (response is None and not aborted):
+            raise asyncio.CancelledError
+        return None if aborted else response
 
     async def _serve(self, request: RequestMessage, endpoint: str) -> ResponseData:
         """Run one request through the engine inside a GenAI-convention span."""
@@ -232,16 +311,12 @@ class RequestPipeline:
         if timings.time_to_first_token is not None:
             metrics.TIME_TO_FIRST_TOKEN.labels(endpoint).observe(timings.time_to_first_token)
 
-    async def _publish(
-        self, record: IncomingRecord, batch_id: str, custom_id: str, response: ResponseData
-    ) -> ResponseData:
+    async def _publish(self, record: IncomingRecord, result: ResultMessage) -> ResultMessage:
         """Publish the result line; an answer too large for Kafka becomes an error line."""
-        response = with_request_id(response)
-        result = result_message(batch_id, custom_id, response)
         with telemetry.tracer().start_as_current_span(
             f"send {self._results_topic}",
             kind=SpanKind.PRODUCER,
-            attributes=telemetry.publish_attributes(self._results_topic, batch_id),
+            attributes=telemetry.publish_attributes(self._results_topic, result.batch_id),
         ):
             # Without a recording span, the request's own trace context passes through.
             headers = telemetry.headers_with_context(propagated_headers(record.headers))
@@ -252,12 +327,12 @@ class RequestPipeline:
                 logger.warning(
                     "answer too large to publish: %s",
                     error,
-                    extra={"batch_id": batch_id, "custom_id": custom_id},
+                    extra={"batch_id": result.batch_id, "custom_id": result.custom_id},
                 )
                 response = response_too_large(error.size, error.limit, new_request_id())
                 result = result.model_copy(update={"response": response})
                 await self._publisher.publish_result(result, headers)
-        return response
+        return result
 
     @staticmethod
     def _observe_answer(record: IncomingRecord, endpoint: str, response: ResponseData) -> None:
@@ -265,11 +340,11 @@ class RequestPipeline:
         metrics.REQUESTS_ANSWERED.labels(endpoint, status).inc()
         if response.status_code != 200:
             metrics.REQUESTS_FAILED.labels(endpoint, status).inc()
-        usage = (response.body or {}).get("usage") or {}
-        if isinstance(usage.get("prompt_tokens"), int):
-            metrics.PROMPT_TOKENS.labels(endpoint).inc(usage["prompt_tokens"])
-        if isinstance(usage.get("completion_tokens"), int):
-            metrics.COMPLETION_TOKENS.labels(endpoint).inc(usage["completion_tokens"])
+        tokens = response_tokens(response.body)
+        if tokens.input:
+            metrics.PROMPT_TOKENS.labels(endpoint).inc(tokens.input)
+        if tokens.output:
+            metrics.COMPLETION_TOKENS.labels(endpoint).inc(tokens.output)
         if record.timestamp_ms is not None:
             latency = max(0.0, time.time() - record.timestamp_ms / 1000)
             metrics.END_TO_END_LATENCY.labels(endpoint).observe(latency)

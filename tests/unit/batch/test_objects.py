@@ -4,9 +4,15 @@ from typing import Any
 
 import pytest
 
-from llm_stream.batch.objects import batch_object, expires_at, timestamp_field
-from llm_stream.batch.status import BatchStatus
-from llm_stream.contracts import BatchManifest, BatchObject
+from llm_stream.batch.objects import (
+    batch_object,
+    cancelling,
+    expires_at,
+    orphan_manifest,
+    timestamp_field,
+)
+from llm_stream.batch.status import TERMINAL_STATUSES, BatchStatus, InvalidTransitionError
+from llm_stream.contracts import BatchManifest, BatchObject, BatchUsage
 
 S = BatchStatus
 CREATED = 1_700_000_000
@@ -26,14 +32,7 @@ def _manifest(**fields: Any) -> BatchManifest:
 
 def _orphan_manifest() -> BatchManifest:
     """What the aggregator knows of a batch whose manifest never came."""
-    return BatchManifest.model_construct(
-        batch_id="orphan",
-        endpoint="",
-        request_count=2,
-        completion_window="",
-        metadata={},
-        created_at=CREATED,
-    )
+    return orphan_manifest("orphan", 2, CREATED)
 
 
 def _openai_validates(batch: BatchObject) -> None:
@@ -126,3 +125,42 @@ def test_every_status_but_validating_has_a_field_of_the_batch_object() -> None:
         assert timestamp_field(status) in BatchObject.model_fields
     with pytest.raises(ValueError, match="created_at"):
         timestamp_field(S.VALIDATING)
+
+
+def test_usage_is_zero_until_told_and_the_model_is_the_manifests_else_the_answers() -> None:
+    batch = batch_object(_manifest(), S.VALIDATING)
+    assert batch.usage == BatchUsage()
+    assert batch.usage.total_tokens == 0
+    assert batch.model is None
+    answered = batch_object(_manifest(), S.VALIDATING, model="served")
+    assert answered.model == "served"
+    named = batch_object(_manifest(model="asked"), S.VALIDATING, model="served")
+    assert named.model == "asked"
+    usage = BatchUsage(input_tokens=3, output_tokens=4, total_tokens=7)
+    assert batch_object(_manifest(), S.VALIDATING, usage=usage).usage == usage
+    _openai_validates(named)
+
+
+@pytest.mark.parametrize("status", [S.VALIDATING, S.IN_PROGRESS])
+def test_a_batch_asked_to_cancel_keeps_its_latest_object_and_records_when(
+    status: BatchStatus,
+) -> None:
+    reached_at = {} if status is S.VALIDATING else {status: CREATED + 5}
+    usage = BatchUsage(input_tokens=1, total_tokens=1)
+    latest = batch_object(_manifest(), status, completed=1, reached_at=reached_at, usage=usage)
+    asked = cancelling(latest, at=CREATED + 60)
+    assert (asked.status, asked.cancelling_at, asked.cancelled_at) == (
+        S.CANCELLING,
+        CREATED + 60,
+        None,
+    )
+    unchanged = {"status", "cancelling_at"}
+    assert asked.model_dump(exclude=unchanged) == latest.model_dump(exclude=unchanged)
+    _openai_validates(asked)
+
+
+@pytest.mark.parametrize("status", sorted({*TERMINAL_STATUSES, S.CANCELLING, S.FINALIZING}))
+def test_a_batch_that_cannot_move_to_cancelling_is_refused(status: BatchStatus) -> None:
+    latest = batch_object(_manifest(), status, reached_at={status: CREATED})
+    with pytest.raises(InvalidTransitionError):
+        cancelling(latest, at=CREATED)

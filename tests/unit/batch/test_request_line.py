@@ -339,7 +339,7 @@ TABLE: list[tuple[str, object, str | int, str | int | None]] = [
     ("unknown field", _line(priority=1), 400, OK),  # run-batch drops it, as vLLM's does
     ("GET", _line(method="GET"), 405, None),
     ("lower-case post", _line(method="post"), 405, None),
-    ("unsupported endpoint", _line(url="/v1/responses"), 404, None),
+    ("unsupported endpoint", _line(url="/v1/responses"), 404, 400),  # vLLM run-batch's 400
     ("stream", _line(body={**CHAT, "stream": True}), 400, None),
 ]
 
@@ -392,3 +392,20 @@ async def test_the_engine_routes_what_the_rules_accept() -> None:
         reply = await engine._respond(EngineRequest(method="POST", url=url, body={}))
         assert reply.status_code == 404
         assert request_line.error_message(reply) == f"The model does not support {url}."
+
+
+@pytest.mark.parametrize(
+    ("line", "model"),
+    [
+        ({"body": {"model": "tiny-llama"}}, "tiny-llama"),
+        ({"body": {"model": "m" * 256}}, "m" * 256),
+        ({"body": {"model": "m" * 257}}, None),  # a manifest could not carry it
+        ({"body": {"model": ""}}, None),
+        ({"body": {"model": 3}}, None),
+        ({"body": "not an object"}, None),
+        ({}, None),
+        (None, None),
+    ],
+)
+def test_the_model_a_line_names(line: dict[str, Any] | None, model: str | None) -> None:
+    assert request_line.line_model(line) == model

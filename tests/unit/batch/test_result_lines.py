@@ -5,6 +5,8 @@ import json
 import orjson
 
 from llm_stream.batch.result_lines import (
+    BATCH_CANCELLED,
+    cancelled_result,
     local_output_line,
     output_line,
     result_message,
@@ -64,3 +66,14 @@ def test_a_local_line_has_the_shape_of_a_workers_line() -> None:
 
 def test_a_local_line_may_have_no_custom_id() -> None:
     assert orjson.loads(local_output_line(None, unsupported_endpoint("/x")))["custom_id"] is None
+
+
+def test_a_cancelled_request_is_an_error_line_without_a_response() -> None:
+    result = cancelled_result("b1", "c1")
+    assert not result.succeeded
+    line = orjson.loads(output_line(result))
+    assert line["id"].startswith("batch_req_")
+    assert (line["custom_id"], line["response"]) == ("c1", None)
+    assert line["error"]["code"] == BATCH_CANCELLED == "batch_cancelled"
+    assert "cancelled" in line["error"]["message"]
+    assert "batch_id" not in line

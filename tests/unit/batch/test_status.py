@@ -6,6 +6,7 @@ import pytest
 
 from llm_stream.batch.status import (
     ALLOWED_TRANSITIONS,
+    CANCELLED_STATUSES,
     TERMINAL_STATUSES,
     BatchStatus,
     InvalidTransitionError,
@@ -72,3 +73,9 @@ def test_the_aggregators_finalizing_ends_in_completed_expired_or_failed() -> Non
     assert ALLOWED_TRANSITIONS[S.FINALIZING] == {S.COMPLETED, S.EXPIRED, S.FAILED}
     assert can_transition(S.IN_PROGRESS, S.FINALIZING)
     assert not can_transition(S.IN_PROGRESS, S.COMPLETED)  # only through finalizing
+
+
+def test_a_cancel_asked_for_leads_only_to_cancelled() -> None:
+    assert {S.CANCELLING, S.CANCELLED} == CANCELLED_STATUSES
+    assert ALLOWED_TRANSITIONS[S.CANCELLING] == {S.CANCELLED}
+    assert S.CANCELLED in TERMINAL_STATUSES

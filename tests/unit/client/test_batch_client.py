@@ -52,7 +52,9 @@ class FakeProducer:
         confirmed.set_result(None)
         return confirmed
 
-    async def send_and_wait(self, topic: str, value: bytes, key: bytes) -> None:
+    async def send_and_wait(
+        self, topic: str, value: bytes, key: bytes, headers: Any = None
+    ) -> None:
         self.sent.append(Sent(topic, key.decode(), orjson.loads(value)))
 
 
@@ -98,6 +100,7 @@ async def test_submit_publishes_the_manifest_then_every_line_keyed_by_batch_and_
     assert (manifest.topic, manifest.key) == ("batches", "b1")
     assert manifest.value["request_count"] == 2
     assert manifest.value["metadata"] == {"team": "search"}
+    assert "model" not in manifest.value  # the lines name none: older aggregators read it
     assert [(s.topic, s.key) for s in lines] == [("req", "b1/a"), ("req", "b1/b")]
     assert [s.value["batch_id"] for s in lines] == ["b1", "b1"]
     assert sum(confirmed) == 2
@@ -188,3 +191,23 @@ async def test_bad_batch_settings_are_refused_before_anything_is_sent(
         with pytest.raises(ValueError, match="batch_id"):
             await client.submit([_line("a")], batch_id="../etc", endpoint="/v1/completions")
     assert producer.sent == []
+
+
+async def test_the_manifest_names_the_first_lines_model_whichever_way_lines_come(
+    producer: FakeProducer,
+) -> None:
+    lines = [{**_line(c), "body": {"model": "tiny-llama"}} for c in ("a", "b")]
+    async with BatchClient(CONFIG) as client:
+        await client.submit(lines, batch_id="listed", endpoint="/v1/completions")
+        await client.submit(
+            iter(lines), batch_id="streamed", endpoint="/v1/completions", request_count=2
+        )
+        async with client.batch(endpoint="/v1/completions", batch_id="written") as batch:
+            for line in lines:
+                await batch.add(line)
+    manifests = {s.key: s.value for s in producer.sent if s.topic == "batches"}
+    assert {key: m["model"] for key, m in manifests.items()} == dict.fromkeys(
+        ("listed", "streamed", "written"), "tiny-llama"
+    )
+    streamed = [s.key for s in producer.sent if s.topic == "req" and s.key.startswith("streamed")]
+    assert streamed == ["streamed/a", "streamed/b"]  # peeking at the first line lost none

@@ -1,0 +1,84 @@
+"""An open batch: what the aggregator keeps in memory for a batch between its first result and
+its files (its rows are in the spool), and which statuses it reports.
+
+A batch asked to cancel reports ``cancelling`` while its lines still arrive and ends
+``cancelled`` with the results it holds, whether its last line came or its window passed
+(OpenAI's semantics: a cancelled batch keeps what finished). Any other batch ends in the
+status its writer decided (completed, expired, failed), after ``finalizing``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from opentelemetry.trace import SpanContext, SpanKind
+
+from llm_stream.batch.status import BatchStatus, check_transition
+from llm_stream.batch.usage import UsageTotals, answered_model, result_tokens
+from llm_stream.contracts import ResultMessage
+from llm_stream.ops import telemetry
+from llm_stream.protocols import IncomingRecord, TopicPartitionKey
+
+
+@dataclass(slots=True)
+class OpenBatch:
+    """One open batch's state besides its spooled rows."""
+
+    first_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
+    in_progress_at: int = field(default_factory=lambda: int(time.time()))
+    progress_sent_at: float = 0.0
+    progress_sent_total: int = -1
+    trace_links: list[SpanContext] = field(default_factory=list)
+    #: Tokens of the results spooled so far, each custom_id counted once.
+    usage: UsageTotals = field(default_factory=UsageTotals)
+    #: The model the first answer names (a manifest that names one wins).
+    model: str | None = None
+
+    def trace(self, record: IncomingRecord, result: ResultMessage, link_limit: int) -> None:
+        """A receive span in the request's trace; its context is kept for the finalise link
+        only if recorded (a propagated context alone is valid, but would be kept for nothing)."""
+        with telemetry.tracer().start_as_current_span(
+            f"receive {record.topic}",
+            context=telemetry.context_from_headers(record.headers),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                **telemetry.messaging_attributes(record, "receive"),
+                "llm_stream.batch_id": result.batch_id,
+                "llm_stream.custom_id": result.custom_id,
+            },
+        ) as span:
+            if span.is_recording() and len(self.trace_links) < link_limit:
+                self.trace_links.append(span.get_span_context())
+
+    def count(self, result: ResultMessage) -> None:
+        """Count a result spooled for the first time."""
+        self.usage.add(result_tokens(result))
+        self.model = self.model or answered_model(result)
+
+    def progress_due(self, total: int, interval: float) -> bool:
+        """True when progress should be published now (and records it as sent)."""
+        now = time.monotonic()
+        if now - self.progress_sent_at < interval or total == self.progress_sent_total:
+            return False
+        self.progress_sent_at, self.progress_sent_total = now, total
+        return True
+
+    def report_progress_now(self) -> None:
+        """The next ``progress_due`` says yes (the batch's status changed)."""
+        self.progress_sent_at, self.progress_sent_total = 0.0, -1
+
+
+def progress_status(cancelling_at: int | None) -> BatchStatus:
+    return BatchStatus.IN_PROGRESS if cancelling_at is None else BatchStatus.CANCELLING
+
+
+def ending(status: BatchStatus, cancelling_at: int | None) -> tuple[BatchStatus, BatchStatus]:
+    """How a batch ends that would otherwise end ``status``: the status it passes through and
+    the one it ends in. Once asked to cancel: ``cancelling``, ``cancelled`` (a batch without a
+    manifest, ``failed``, cannot have been asked); else ``finalizing``, ``status``.
+    InvalidTransitionError for an end the status machine forbids."""
+    if cancelling_at is not None and status is not BatchStatus.FAILED:
+        cancelled = check_transition(BatchStatus.CANCELLING, BatchStatus.CANCELLED)
+        return BatchStatus.CANCELLING, cancelled
+    return BatchStatus.FINALIZING, check_transition(BatchStatus.FINALIZING, status)

@@ -1,0 +1,233 @@
+"""What the stream itself costs, with no model: ``llm-stream bench-stream``.
+
+The engine is the library's echo engine and the broker the embedded one (or
+``--bootstrap-servers``), so what is timed is ours: fetching, decoding, validating, serialising,
+publishing, committing and aggregating. Three figures, each side repeated (median and spread):
+
+- worker overhead per message (microseconds): pre-published requests, one in-process worker;
+  the clock runs from the first result to the last, so group joins are not counted;
+- aggregator throughput (result lines/s): pre-published results of one batch, one aggregator;
+  the clock runs from the first line spooled to the batch file written;
+- peak RSS of a worker and of an aggregator process for a small and a large batch: memory must
+  not grow with batch size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from llm_stream.aggregator.app import AggregatorApp
+from llm_stream.contracts import BatchManifest, ResponseData, ResultMessage
+from llm_stream.engine.echo import EchoEngine
+from llm_stream.kafka.topics import ensure_topics
+from llm_stream.settings import Settings
+from llm_stream.worker.app import Worker
+
+_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """Median and range of repeated runs of one side."""
+
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> Spread:
+        return cls(statistics.median(values), min(values), max(values))
+
+
+@contextmanager
+def _broker(bootstrap: str | None) -> Iterator[str]:
+    if bootstrap:
+        yield bootstrap
+        return
+    from llm_stream.cli.embedded_broker import EmbeddedBroker
+
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap_servers
+
+
+def _settings(bootstrap: str, output_dir: Path) -> Settings:
+    run = f"bench-stream-{uuid.uuid4().hex[:8]}"
+    names = ("requests", "results", "batches", "batch_status", "dead_letter")
+    fields = {f"{name}_topic": f"{run}.{name}" for name in names}
+    return Settings.model_validate(
+        {
+            **fields,
+            "bootstrap_servers": bootstrap,
+            "worker_group_id": f"{run}.workers",
+            "aggregator_group_id": f"{run}.aggregators",
+            "output_dir": output_dir,
+            "topic_partitions": 4,
+        }
+    )
+
+
+def request_line(batch_id: str, index: int) -> bytes:
+    body = {"model": "echo", "prompt": f"request {index}", "max_tokens": 1}
+    line = {"batch_id": batch_id, "custom_id": f"c{index}", "url": "/v1/completions"}
+    return orjson.dumps({**line, "method": "POST", "body": body})
+
+
+def result_line(batch_id: str, index: int) -> bytes:
+    body = {"choices": [{"index": 0, "text": f"answer {index}"}], "usage": {"prompt_tokens": 3}}
+    response = ResponseData(status_code=200, request_id=f"r{index}", body=body)
+    result = ResultMessage(
+        batch_id=batch_id, id=f"batch_req_{index}", custom_id=f"c{index}", response=response
+    )
+    return orjson.dumps(result.model_dump(mode="json"))
+
+
+async def _publish(settings: Settings, topic: str, values: Iterator[bytes], key: bytes) -> None:
+    producer = AIOKafkaProducer(**settings.kafka_client_kwargs(), linger_ms=20)
+    await producer.start()
+    try:
+        window = []
+        for value in values:
+            window.append(await producer.send(topic, value, key=key))
+            if len(window) >= 2000:
+                await asyncio.gather(*window)
+                window.clear()
+        await asyncio.gather(*window)
+    finally:
+        await producer.stop()
+
+
+async def _run_role(role: Worker | AggregatorApp, until: Callable[[], Awaitable[float]]) -> float:
+    running = asyncio.create_task(role.run())
+    try:
+        return await asyncio.wait_for(until(), _TIMEOUT_S)
+    finally:
+        role.stopping.set()
+        await asyncio.wait_for(running, 60)
+
+
+async def worker_overhead_us(bootstrap: str, messages: int, workdir: Path) -> float:
+    """Seconds per message between the first and the last result, in microseconds."""
+    settings = _settings(bootstrap, workdir / "batches")
+    await ensure_topics(settings)
+    batch_id = f"overhead-{uuid.uuid4().hex[:8]}"
+    lines = (request_line(batch_id, i) for i in range(messages))
+    await _publish(settings, settings.requests_topic, lines, b"")
+    worker = Worker(settings.with_overrides(max_in_flight=512), EchoEngine(concurrency=256))
+
+    async def answered() -> float:
+        consumer = AIOKafkaConsumer(
+            settings.results_topic, **settings.kafka_client_kwargs(), auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        try:
+            seen, first = 0, 0.0
+            while seen < messages:
+                fetched = await consumer.getmany(timeout_ms=200, max_records=10_000)
+                arrived = sum(len(records) for records in fetched.values())
+                if arrived and not seen:
+                    first = time.perf_counter()
+                seen += arrived
+            return (time.perf_counter() - first) / max(1, messages - 1) * 1e6
+        finally:
+            await consumer.stop()
+
+    return await _run_role(worker, answered)
+
+
+async def aggregator_lines_per_s(bootstrap: str, lines: int, workdir: Path) -> float:
+    """Result lines per second from the first one spooled to the batch's files written."""
+    settings = _settings(bootstrap, workdir / "batches")
+    await ensure_topics(settings)
+    batch_id = f"aggregate-{uuid.uuid4().hex[:8]}"
+    manifest = BatchManifest(batch_id=batch_id, endpoint="/v1/completions", request_count=lines)
+    key = batch_id.encode()
+    await _publish(
+        settings, settings.batches_topic, iter([manifest.model_dump_json().encode()]), key
+    )
+    results = (result_line(batch_id, i) for i in range(lines))
+    await _publish(settings, settings.results_topic, results, key)
+    app = AggregatorApp(settings)
+
+    async def written() -> float:
+        # Polled: the aggregator has no event to wait on, and 1 ms is far below the run.
+        while not app.aggregator.received(batch_id) and not app.aggregator.is_finished(batch_id):  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+        started = time.perf_counter()
+        while not app.aggregator.is_finished(batch_id):  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        return lines / (time.perf_counter() - started)
+
+    return await _run_role(app, written)
+
+
+def peak_rss_mb(role: str, lines: int, bootstrap: str) -> float:
+    """Peak RSS of a child process that runs ``role`` over a batch of ``lines``."""
+    done = subprocess.run(
+        [sys.executable, "-m", "llm_stream.cli.bench_stream", role, str(lines), bootstrap],
+        capture_output=True,
+        text=True,
+        timeout=_TIMEOUT_S,
+        check=True,
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def _child(role: str, lines: int, bootstrap: str) -> None:
+    """Run one measurement in this process and print its peak RSS in MB (Linux: KiB)."""
+    with tempfile.TemporaryDirectory() as workdir:
+        measure = worker_overhead_us if role == "worker" else aggregator_lines_per_s
+        asyncio.run(measure(bootstrap, lines, Path(workdir)))
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1], int(sys.argv[2]), sys.argv[3])
+
+
+def run(
+    *,
+    bootstrap: str | None = None,
+    repeat: int = 3,
+    messages: int = 5000,
+    lines: int = 100_000,
+    rss_small: int = 1000,
+    rss_large: int = 100_000,
+) -> dict[str, object]:
+    """Every figure, each side ``repeat`` times; the JSON keys of ``llm-stream bench``."""
+    with _broker(bootstrap) as servers, tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        overhead = Spread.of(
+            [asyncio.run(worker_overhead_us(servers, messages, workdir)) for _ in range(repeat)]
+        )
+        aggregator = Spread.of(
+            [asyncio.run(aggregator_lines_per_s(servers, lines, workdir)) for _ in range(repeat)]
+        )
+        rss = {
+            (role, size): peak_rss_mb(role, size, servers)
+            for role in ("worker", "aggregator")
+            for size in (rss_small, rss_large)
+        }
+    return {
+        "overhead_us_per_msg": round(overhead.median, 1),
+        "overhead_us_per_msg_range": [round(overhead.low, 1), round(overhead.high, 1)],
+        "aggregator_lines_s": round(aggregator.median),
+        "aggregator_lines_s_range": [round(aggregator.low), round(aggregator.high)],
+        "rss_1k_mb": round(max(rss[(r, rss_small)] for r in ("worker", "aggregator")), 1),
+        "rss_100k_mb": round(max(rss[(r, rss_large)] for r in ("worker", "aggregator")), 1),
+        "rss_mb": {f"{role} {size}": round(mb, 1) for (role, size), mb in rss.items()},
+        "repeat": repeat,
+    }

@@ -1,0 +1,1 @@
+"""The OpenAI Files and Batches API over HTTP, in front of the stream (``llm-stream gateway``)."""

@@ -1,0 +1,105 @@
+"""The gateway as an ASGI app, and ``llm-stream gateway``'s server.
+
+Routes under ``/v1`` are OpenAI's Files and Batches API; ``/healthz``, ``/readyz`` and
+``/metrics`` are the endpoints every role serves (``ops.server``); ``/docs`` is FastAPI's. The
+gateway keeps no state of its own: files and their records live in the file store, batches on
+the status topic, so replicas behind a load balancer answer alike.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI, Security
+from fastapi.security import HTTPBearer
+from prometheus_client import REGISTRY
+
+from llm_stream import __version__
+from llm_stream.files.store import FileStore, LocalFileStore
+from llm_stream.gateway import batches_api, files_api
+from llm_stream.gateway.errors import install_error_handlers
+from llm_stream.gateway.middleware import ApiKeyAuth, BodySizeLimit, RequestMetrics
+from llm_stream.gateway.state import Gateway
+from llm_stream.gateway.stream import BatchStream, KafkaBatchStream
+from llm_stream.ops.server import build_app
+from llm_stream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: Declares the bearer key in the OpenAPI document (so /docs offers "Authorize"); the key is
+#: checked by ``ApiKeyAuth`` before any body is read, not by this dependency.
+_BEARER = HTTPBearer(auto_error=False, description="One of LLM_STREAM_GATEWAY_API_KEYS.")
+
+
+def create_app(
+    settings: Settings, *, store: FileStore | None = None, stream: BatchStream | None = None
+) -> FastAPI:
+    """The gateway over ``stream`` (default: Kafka, as ``settings`` say) and ``store``
+    (default: the aggregator's output directory)."""
+    gateway = Gateway(
+        settings=settings,
+        store=store if store is not None else LocalFileStore(settings.output_dir),
+        stream=stream if stream is not None else KafkaBatchStream(settings),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gateway.stream.start()
+        try:
+            yield
+        finally:
+            await gateway.stream.close()
+
+    app = FastAPI(
+        title="llm-stream gateway",
+        version=__version__,
+        description="The OpenAI Files and Batches API in front of a Kafka batch-inference bus.",
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    install_error_handlers(app)
+    for router in (files_api.router, batches_api.router):
+        app.include_router(router, dependencies=[Security(_BEARER)])
+    # The ops endpoints every role serves; readiness: the broker answers and the view follows.
+    app.router.routes.extend(build_app(gateway.stream.problem, (REGISTRY,)).routes)
+    # Last added runs first: metrics see every answer, refusals included.
+    app.add_middleware(
+        BodySizeLimit,
+        max_body_bytes=settings.gateway_max_body_bytes,
+        max_upload_bytes=settings.batch_max_file_bytes,
+    )
+    app.add_middleware(ApiKeyAuth, keys=settings.gateway_api_keys)
+    app.add_middleware(RequestMetrics)
+    return app
+
+
+def bind_host(settings: Settings) -> str:
+    """The configured address; unset, all interfaces only when API keys guard the gateway."""
+    if settings.gateway_host is not None:
+        return settings.gateway_host
+    return "0.0.0.0" if settings.gateway_api_keys else "127.0.0.1"
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+async def serve_gateway(settings: Settings) -> int:
+    """Serve until SIGTERM or SIGINT (uvicorn's own handling); the exit code."""
+    host = bind_host(settings)
+    if not settings.gateway_api_keys and not _is_loopback(host):
+        logger.warning("gateway on %s without API keys: anyone who reaches it may use it", host)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host=host, port=settings.gateway_port, log_config=None, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    await server.serve()
+    return 0 if server.started else 1

@@ -1,0 +1,153 @@
+"""``/v1/batches``: create a batch from an uploaded file, list, retrieve and cancel batches.
+
+Creating one validates its input file with the rules ``llm-stream submit`` applies; a file that
+breaks one gets a ``failed`` batch with an error per bad line, published to the status topic
+and nothing to the requests topic. A valid file is submitted with ``BatchClient.submit``, its
+lines streamed from the store. Every batch object is read back from the status topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query
+
+from llm_stream.batch.input_file import iter_lines
+from llm_stream.batch.objects import batch_object
+from llm_stream.batch.status import BatchStatus
+from llm_stream.client.batch_client import build_manifest, new_batch_id
+from llm_stream.contracts import BatchObject, RequestCounts, is_safe_batch_id
+from llm_stream.files.store import BatchFile, file_id
+from llm_stream.gateway.errors import invalid, not_found
+from llm_stream.gateway.input_check import check_input_file, check_parameters
+from llm_stream.gateway.models import Batch, BatchCreate, BatchErrors, BatchLineError, ListPage
+from llm_stream.gateway.pagination import paginate
+from llm_stream.gateway.state import Gateway, GatewayDep, local_copy
+from llm_stream.ops import metrics
+
+router = APIRouter(prefix="/v1/batches", tags=["batches"])
+
+#: OpenAI's bounds on ``GET /v1/batches?limit=``.
+MAX_BATCHES_PAGE = 100
+DEFAULT_BATCHES_PAGE = 20
+
+
+@router.post("")
+async def create_batch(gateway: GatewayDep, request: BatchCreate) -> Batch:
+    """Validate the input file, then submit its lines to the stream (or record why not)."""
+    batch_id = new_batch_id()
+    metadata = request.metadata or {}
+    check_parameters(
+        batch_id,
+        endpoint=request.endpoint,
+        completion_window=request.completion_window,
+        metadata=metadata,
+        settings=gateway.settings,
+    )
+    record = await asyncio.to_thread(gateway.store.file_record, request.input_file_id)
+    if record is None:
+        raise not_found("File", request.input_file_id, param="input_file_id")
+    if record.purpose != "batch":
+        raise invalid(
+            f"File {record.id} has purpose '{record.purpose}': a batch needs a 'batch' file",
+            "input_file_id",
+        )
+    await asyncio.to_thread(gateway.store.link_input, batch_id, record.id)
+    async with local_copy(gateway.store, record.id) as path:
+        count, errors = await asyncio.to_thread(
+            check_input_file,
+            path,
+            batch_id=batch_id,
+            endpoint=request.endpoint,
+            settings=gateway.settings,
+        )
+        if errors:
+            await gateway.stream.publish(_failed(batch_id, request, record.id, errors))
+        else:
+            await gateway.stream.submit(
+                _request_lines(path),
+                batch_id=batch_id,
+                endpoint=request.endpoint,
+                metadata=metadata,
+                completion_window=request.completion_window,
+                request_count=count,
+            )
+    metrics.GATEWAY_BATCHES_CREATED.labels("failed" if errors else "submitted").inc()
+    created = await gateway.stream.retrieve(batch_id)
+    if created is None:  # published with acks from every replica: never, short of a bug
+        raise RuntimeError(f"batch {batch_id} was published but cannot be read back")
+    return await respond(gateway, created)
+
+
+def _request_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """The file's lines, already validated (so JSON objects), read as they are published."""
+    for _, raw in iter_lines(path):
+        line: dict[str, Any] = orjson.loads(raw)
+        yield line
+
+
+def _failed(
+    batch_id: str, request: BatchCreate, input_file_id: str, errors: list[BatchLineError]
+) -> BatchObject:
+    """A batch whose file broke a rule: ``failed`` at once, no request submitted (OpenAI's
+    counts for it are zeros)."""
+    manifest = build_manifest(
+        batch_id,
+        endpoint=request.endpoint,
+        request_count=1,
+        metadata=request.metadata,
+        completion_window=request.completion_window,
+    )
+    failed = batch_object(
+        manifest,
+        BatchStatus.FAILED,
+        reached_at={BatchStatus.FAILED: int(time.time())},
+        errors=BatchErrors(data=errors).model_dump(),
+    )
+    nothing = RequestCounts(total=0, completed=0, failed=0)
+    return failed.model_copy(update={"request_counts": nothing, "input_file_id": input_file_id})
+
+
+@router.get("")
+async def list_batches(
+    gateway: GatewayDep,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_BATCHES_PAGE)] = DEFAULT_BATCHES_PAGE,
+) -> ListPage[Batch]:
+    """Every batch on the status topic, newest first (``created_at``, then id)."""
+    batches = await gateway.stream.batches()
+    page = paginate(batches, limit=limit, after=after, id_of=lambda batch: batch.id)
+    data = [await respond(gateway, batch) for batch in page.data]
+    return ListPage[Batch](
+        data=data, first_id=page.first_id, last_id=page.last_id, has_more=page.has_more
+    )
+
+
+@router.get("/{batch_id}")
+async def retrieve_batch(gateway: GatewayDep, batch_id: str) -> Batch:
+    batch = await gateway.stream.retrieve(batch_id) if is_safe_batch_id(batch_id) else None
+    if batch is None:
+        raise not_found("Batch", batch_id)
+    return await respond(gateway, batch)
+
+
+@router.post("/{batch_id}/cancel")
+async def cancel_batch(gateway: GatewayDep, batch_id: str) -> Batch:
+    """Ask the stream to stop the batch: ``cancelling`` until the aggregator writes it as
+    ``cancelled``; a batch that already ended is answered as it is."""
+    batch = await gateway.stream.cancel(batch_id) if is_safe_batch_id(batch_id) else None
+    if batch is None:
+        raise not_found("Batch", batch_id)
+    return await respond(gateway, batch)
+
+
+async def respond(gateway: Gateway, batch: BatchObject) -> Batch:
+    """The batch as OpenAI's type: its input is the upload it was created from, if any."""
+    linked = await asyncio.to_thread(gateway.store.linked_input, batch.id)
+    input_file_id = linked or batch.input_file_id or file_id(batch.id, BatchFile.INPUT)
+    return Batch.of(batch, input_file_id)

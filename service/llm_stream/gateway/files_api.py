@@ -1,0 +1,117 @@
+"""``/v1/files``: upload batch input files, list, retrieve, download and delete files.
+
+Uploads are stored through the ``FileStore`` with their record beside them, so every replica
+sharing the store sees them. A finished batch's output and error files are files here too
+(purpose ``batch_output``), read through the same store under the ids its batch object names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Iterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi.responses import StreamingResponse
+
+from llm_stream.files.records import StoredFile, new_upload_id
+from llm_stream.files.store import CHUNK_BYTES
+from llm_stream.gateway.errors import invalid, not_found, too_large
+from llm_stream.gateway.models import FileDeleted, FileObject, ListPage
+from llm_stream.gateway.pagination import paginate
+from llm_stream.gateway.state import Gateway, GatewayDep
+from llm_stream.ops import metrics
+
+router = APIRouter(prefix="/v1/files", tags=["files"])
+
+#: OpenAI's bounds on ``GET /v1/files?limit=``.
+MAX_FILES_PAGE = 10_000
+
+
+@router.post("")
+async def create_file(
+    gateway: GatewayDep,
+    file: Annotated[UploadFile, File(description="A JSONL batch input file.")],
+    purpose: Annotated[str, Form(description="Only `batch` is stored here.")],
+) -> FileObject:
+    """Upload a batch input file; it is checked when a batch is created from it."""
+    if purpose != "batch":
+        raise invalid(
+            f"Invalid purpose '{purpose}': this gateway stores batch input files ('batch')",
+            "purpose",
+            "invalid_value",
+        )
+    limit = gateway.settings.batch_max_file_bytes
+    if file.size is not None and file.size > limit:
+        raise too_large(f"The file is {file.size} bytes, over the {limit}-byte limit")
+    record = await asyncio.to_thread(
+        gateway.store.write_upload,
+        new_upload_id(),
+        _chunks(file),
+        filename=file.filename or "input.jsonl",
+        created_at=int(time.time()),
+    )
+    metrics.GATEWAY_UPLOAD_BYTES.inc(record.bytes)
+    return FileObject.of(record)
+
+
+def _chunks(upload: UploadFile) -> Iterator[bytes]:
+    """The spooled upload in pieces, read in the thread that stores them."""
+    upload.file.seek(0)
+    while chunk := upload.file.read(CHUNK_BYTES):
+        yield chunk
+
+
+@router.get("")
+async def list_files(
+    gateway: GatewayDep,
+    purpose: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_FILES_PAGE)] = MAX_FILES_PAGE,
+    after: str | None = None,
+    order: Literal["asc", "desc"] = "desc",
+) -> ListPage[FileObject]:
+    """Uploads and batch output files, by ``created_at`` (newest first unless ``asc``)."""
+    records = await asyncio.to_thread(lambda: list(gateway.store.file_records()))
+    chosen = [record for record in records if purpose is None or record.purpose == purpose]
+    chosen.sort(key=lambda record: (record.created_at, record.id), reverse=order == "desc")
+    files = [FileObject.of(record) for record in chosen]
+    return paginate(files, limit=limit, after=after, id_of=lambda file: file.id)
+
+
+@router.get("/{file_id}")
+async def retrieve_file(gateway: GatewayDep, file_id: str) -> FileObject:
+    return FileObject.of(await _record(gateway, file_id))
+
+
+@router.get(
+    "/{file_id}/content",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def file_content(gateway: GatewayDep, file_id: str) -> StreamingResponse:
+    """The file's bytes, streamed from the store."""
+    await _record(gateway, file_id)
+    chunks = gateway.store.read_chunks(file_id)
+    try:  # the first piece before answering: a file deleted meanwhile is still a 404
+        first = await asyncio.to_thread(next, chunks, b"")
+    except FileNotFoundError:
+        raise not_found("File", file_id) from None
+    return StreamingResponse(
+        itertools.chain([first], chunks), media_type="application/octet-stream"
+    )
+
+
+@router.delete("/{file_id}")
+async def delete_file(gateway: GatewayDep, file_id: str) -> FileDeleted:
+    if not await asyncio.to_thread(gateway.store.delete_file, file_id):
+        raise not_found("File", file_id)
+    return FileDeleted(id=file_id, deleted=True)
+
+
+async def _record(gateway: Gateway, file_id: str) -> StoredFile:
+    record = await asyncio.to_thread(gateway.store.file_record, file_id)
+    if record is None:
+        raise not_found("File", file_id)
+    return record

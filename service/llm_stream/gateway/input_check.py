@@ -1,0 +1,115 @@
+"""Whether a batch may be created: its parameters (answered at once with 400) and its input
+file (answered with a ``failed`` batch whose ``errors`` name each bad line, as OpenAI does).
+
+The file rules are ``batch.input_file``'s, the ones ``llm-stream submit`` applies: every line
+judged as the worker will judge it, unique ``custom_id``s, one ``url`` and one model. The
+gateway adds only what a batch created over HTTP brings: the batch's declared endpoint, which
+the lines' ``url`` must match, and the limits of the deployment's settings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import pydantic
+
+from llm_stream.batch.input_file import FileCheck, validate_batch_file
+from llm_stream.client.batch_client import build_manifest
+from llm_stream.contracts import SUPPORTED_ENDPOINTS
+from llm_stream.gateway.errors import GatewayError, invalid
+from llm_stream.gateway.models import BatchLineError
+from llm_stream.settings import Settings
+
+#: How ``FileCheck`` reports a problem; line 0 stands for the whole file.
+_PROBLEM = re.compile(r"line (\d+): (.*)", re.DOTALL)
+
+
+def check_parameters(
+    batch_id: str,
+    *,
+    endpoint: str,
+    completion_window: str,
+    metadata: Mapping[str, str],
+    settings: Settings,
+) -> None:
+    """Refuse (400, naming the parameter) what no input file could make valid."""
+    if endpoint not in SUPPORTED_ENDPOINTS:
+        served = ", ".join(SUPPORTED_ENDPOINTS)
+        raise invalid(f"Unsupported endpoint '{endpoint}': use one of {served}", "endpoint")
+    _check_metadata(metadata, settings)
+    try:  # the manifest's own rules: the completion window's form, metadata bounds
+        build_manifest(
+            batch_id,
+            endpoint=endpoint,
+            request_count=1,
+            metadata=metadata,
+            completion_window=completion_window,
+        )
+    except pydantic.ValidationError as error:
+        raise _parameter_error(error) from None
+
+
+def _check_metadata(metadata: Mapping[str, str], settings: Settings) -> None:
+    if len(metadata) > settings.batch_max_metadata_pairs:
+        raise invalid(
+            f"metadata holds {len(metadata)} pairs, at most "
+            f"{settings.batch_max_metadata_pairs} are allowed",
+            "metadata",
+        )
+    for key, value in metadata.items():
+        if len(key) > settings.batch_max_metadata_key_chars:
+            raise invalid(
+                f"metadata key '{key[:80]}' is longer than "
+                f"{settings.batch_max_metadata_key_chars} characters",
+                "metadata",
+            )
+        if len(value) > settings.batch_max_metadata_value_chars:
+            raise invalid(
+                f"the value of metadata key '{key}' is longer than "
+                f"{settings.batch_max_metadata_value_chars} characters",
+                "metadata",
+            )
+
+
+def _parameter_error(error: pydantic.ValidationError) -> GatewayError:
+    first = error.errors(include_url=False, include_input=False)[0]
+    param = str(first["loc"][0]) if first["loc"] else None
+    return invalid(f"Invalid '{param}': {first['msg']}", param, "invalid_value")
+
+
+def check_input_file(
+    path: Path, *, batch_id: str, endpoint: str, settings: Settings
+) -> tuple[int, list[BatchLineError]]:
+    """The file's request count and its problems (none: the batch may be submitted). Reads
+    the file once, line by line; blocks, so call it from a worker thread."""
+    size = path.stat().st_size
+    if size > settings.batch_max_file_bytes:
+        message = f"the file is {size} bytes, over the {settings.batch_max_file_bytes}-byte limit"
+        return 0, [BatchLineError(code="file_too_large", message=message)]
+    check = validate_batch_file(path, batch_id=batch_id, max_bytes=settings.max_message_bytes)
+    errors = line_errors(check)
+    if check.line_count == 0 and not errors:
+        errors.append(BatchLineError(code="empty_file", message="the file holds no request lines"))
+    if check.line_count > settings.batch_max_lines:
+        message = f"the file holds more than {settings.batch_max_lines} request lines"
+        errors.append(BatchLineError(code="too_many_requests", message=message))
+    if check.endpoint is not None and check.endpoint != endpoint:
+        message = f"the lines' url is {check.endpoint}, the batch's endpoint is {endpoint}"
+        errors.append(BatchLineError(code="mismatched_endpoint", message=message, param="url"))
+    return check.line_count, errors
+
+
+def line_errors(check: FileCheck) -> list[BatchLineError]:
+    """``FileCheck``'s problems as OpenAI's batch errors, each with its line number."""
+    errors = []
+    for problem in check.problems:
+        matched = _PROBLEM.fullmatch(problem)
+        number, message = (int(matched[1]), matched[2]) if matched else (0, problem)
+        errors.append(BatchLineError(code="invalid_line", message=message, line=number or None))
+    unreported = check.problem_count - len(check.problems)
+    if unreported > 0:
+        message = f"{unreported} more problems are not listed"
+        errors.append(BatchLineError(code="too_many_errors", message=message))
+    return errors

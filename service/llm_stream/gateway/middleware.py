@@ -1,0 +1,120 @@
+"""What every request passes before a route sees it: metrics, the API key, the size limit.
+
+Plain ASGI middleware rather than FastAPI dependencies, because FastAPI reads (and spools) a
+request's body before it resolves dependencies: a key checked there would let anyone make the
+gateway receive a 200 MB upload first, and a size checked there would come too late.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+
+from pydantic import SecretStr
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from llm_stream.gateway.errors import GatewayError, too_large, unauthorized
+from llm_stream.ops import metrics
+
+#: Paths that need a key; the ops endpoints (/healthz, /readyz, /metrics) and /docs do not.
+PROTECTED_PREFIX = "/v1/"
+UPLOAD_PATH = "/v1/files"
+#: Room for a multipart body's boundaries, part headers and its ``purpose`` field.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+class RequestMetrics:
+    """Counts every answer by route template (never by raw path: ids would explode the series)
+    and times it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            metrics.GATEWAY_REQUESTS.labels(route, method, str(status)).inc()
+            metrics.GATEWAY_REQUEST_DURATION.labels(route, method).observe(
+                time.perf_counter() - started
+            )
+
+
+class ApiKeyAuth:
+    """Bearer keys, compared in constant time; no keys configured: every request passes."""
+
+    def __init__(self, app: ASGIApp, keys: Sequence[SecretStr]) -> None:
+        self.app = app
+        self._keys = [key.get_secret_value().encode() for key in keys]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._keys and scope["path"].startswith(PROTECTED_PREFIX):
+            refusal = self._refusal(dict(scope["headers"]).get(b"authorization"))
+            if refusal is not None:
+                await refusal.response()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _refusal(self, header: bytes | None) -> GatewayError | None:
+        scheme, _, token = (header or b"").partition(b" ")
+        if not header or scheme.lower() != b"bearer" or not token.strip():
+            return unauthorized(
+                "You didn't provide an API key. Send it in the Authorization header as "
+                "'Authorization: Bearer YOUR_KEY'.",
+                code=None,
+            )
+        token = token.strip()
+        # Every key compared, so the time taken does not tell which one came close.
+        matches = [secrets.compare_digest(token, key) for key in self._keys]
+        if any(matches):
+            return None
+        return unauthorized("Incorrect API key provided.", code="invalid_api_key")
+
+
+class BodySizeLimit:
+    """Refuses a body over its limit: at once from its Content-Length, else (chunked) as soon
+    as the bytes received pass it. Uploads get the file limit plus multipart overhead; the
+    exact file size is checked again by the upload route."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_upload_bytes: int) -> None:
+        self.app = app
+        self._max_body = max_body_bytes
+        self._max_upload = max_upload_bytes + MULTIPART_OVERHEAD_BYTES
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        upload = scope["path"].rstrip("/") == UPLOAD_PATH and scope["method"] == "POST"
+        limit = self._max_upload if upload else self._max_body
+        error = too_large(f"The request body is larger than {limit} bytes")
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await error.response()(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise error  # an HTTPException: FastAPI answers it even while parsing a form
+            return message
+
+        await self.app(scope, counted, send)

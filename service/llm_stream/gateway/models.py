@@ -1,0 +1,101 @@
+"""The gateway's request and response bodies: OpenAI's, field for field.
+
+Responses are what ``openai.types`` parse (``FileObject``, ``Batch``, ``FileDeleted``, cursor
+pages); the tests validate them against those types. A batch object comes from the status
+topic and is completed here with what only the gateway knows: the upload it was created from.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llm_stream.contracts import BatchObject
+from llm_stream.files.records import FilePurpose, StoredFile
+
+T = TypeVar("T")
+
+
+class FileObject(BaseModel):
+    """OpenAI's file object (``openai.types.FileObject``)."""
+
+    model_config = ConfigDict(title="File")
+
+    id: str
+    object: Literal["file"] = "file"
+    bytes: int
+    created_at: int
+    filename: str
+    purpose: FilePurpose
+    #: Deprecated by OpenAI, still required by its type: a stored file is always processed.
+    status: Literal["uploaded", "processed", "error"] = "processed"
+    #: Files here do not expire; deleting them is the owner's call.
+    expires_at: int | None = None
+    status_details: str | None = None
+
+    @classmethod
+    def of(cls, record: StoredFile) -> FileObject:
+        return cls(
+            id=record.id,
+            bytes=record.bytes,
+            created_at=record.created_at,
+            filename=record.filename,
+            purpose=record.purpose,
+        )
+
+
+class FileDeleted(BaseModel):
+    id: str
+    object: Literal["file"] = "file"
+    deleted: bool
+
+
+class Batch(BatchObject):
+    """OpenAI's batch object (``openai.types.Batch``): the status topic's, with the
+    ``input_file_id`` OpenAI requires (the upload's id for a batch created here)."""
+
+    model_config = ConfigDict(title="Batch")
+
+    input_file_id: str
+
+    @classmethod
+    def of(cls, batch: BatchObject, input_file_id: str) -> Batch:
+        return cls.model_validate({**batch.model_dump(), "input_file_id": input_file_id})
+
+
+class BatchCreate(BaseModel):
+    """``POST /v1/batches``: OpenAI's parameters; unknown ones are refused, as OpenAI does."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_file_id: str
+    endpoint: str
+    completion_window: str
+    metadata: dict[str, str] | None = None
+    #: Accepted for compatibility; output files here live until they are deleted.
+    output_expires_after: dict[str, Any] | None = None
+
+
+class ListPage(BaseModel, Generic[T]):
+    """OpenAI's cursor page: ask for the next with ``after=last_id`` while ``has_more``."""
+
+    object: Literal["list"] = "list"
+    data: list[T]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool = False
+
+
+class BatchLineError(BaseModel):
+    """One problem of an input file (``openai.types.BatchError``); ``line`` counts from 1."""
+
+    code: str
+    message: str
+    param: str | None = None
+    line: int | None = None
+
+
+class BatchErrors(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[BatchLineError] = Field(default_factory=list)

@@ -1,0 +1,32 @@
+"""OpenAI's cursor pagination, once for files and batches: ``after`` is the id of the last
+object of the previous page; the items come already in the order the list is served in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from llm_stream.gateway.errors import invalid
+from llm_stream.gateway.models import ListPage
+
+T = TypeVar("T")
+
+
+def paginate(
+    items: Sequence[T], *, limit: int, after: str | None, id_of: Callable[[T], str]
+) -> ListPage[T]:
+    """The ``limit`` items that follow ``after`` (from the start without it); an ``after`` that
+    names no item is refused (400), rather than answered with a page that silently skips."""
+    start = 0
+    if after is not None:
+        ids = [id_of(item) for item in items]
+        if after not in ids:
+            raise invalid(f"No object with id '{after}' to list after", param="after")
+        start = ids.index(after) + 1
+    data = list(items[start : start + limit])
+    return ListPage[T](
+        data=data,
+        first_id=id_of(data[0]) if data else None,
+        last_id=id_of(data[-1]) if data else None,
+        has_more=start + limit < len(items),
+    )

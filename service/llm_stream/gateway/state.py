@@ -1,0 +1,47 @@
+"""What every route works with: the settings, the file store and the stream, one per app."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from llm_stream.files.store import FileStore
+from llm_stream.gateway.stream import BatchStream
+from llm_stream.settings import Settings
+
+
+@dataclass(frozen=True)
+class Gateway:
+    settings: Settings
+    store: FileStore
+    stream: BatchStream
+
+
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+#: A route's parameter that receives the app's ``Gateway``.
+GatewayDep = Annotated[Gateway, Depends(_gateway)]
+
+
+@asynccontextmanager
+async def local_copy(store: FileStore, file_id: str) -> AsyncIterator[Path]:
+    """``store.local_copy`` entered and left in worker threads (it may download)."""
+    manager = store.local_copy(file_id)
+    path = await asyncio.to_thread(manager.__enter__)
+    try:
+        yield path
+    except BaseException:
+        if not await asyncio.to_thread(manager.__exit__, *sys.exc_info()):
+            raise
+    else:
+        await asyncio.to_thread(manager.__exit__, None, None, None)

@@ -1,0 +1,82 @@
+"""Read a whole topic, every partition from its beginning, then follow it: for the small,
+compacted topics every process reads in full (batch manifests, batch objects).
+
+No consumer group: each process reads everything, whoever owns which results or requests. A
+fetch error seeks every partition back to the first record not handed over (records drained
+from other partitions before the error would otherwise be lost) and retries; while it lasts,
+``problem`` says so, for readiness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from llm_stream.kafka.records import decode_record, install_lenient_record_parsing
+from llm_stream.protocols import IncomingRecord
+from llm_stream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+RecordCallback = Callable[[IncomingRecord], Awaitable[None]]
+
+_POLL_MS = 1000
+_RETRY_S = 1.0
+
+
+class TopicFollower:
+    """Hands every record of ``topic`` to ``on_record``, in partition order, forever."""
+
+    def __init__(self, settings: Settings, topic: str, on_record: RecordCallback) -> None:
+        self.topic = topic
+        self._settings = settings
+        self._on_record = on_record
+        self._running = False
+        self._failure: str | None = None
+
+    def problem(self) -> str | None:
+        """Why the topic is not being followed now, or None."""
+        if not self._running:
+            return f"not following {self.topic}"
+        if self._failure is not None:
+            return f"reading {self.topic} fails: {self._failure}"
+        return None
+
+    async def run(self) -> None:
+        install_lenient_record_parsing()
+        consumer = AIOKafkaConsumer(
+            **self._settings.kafka_client_kwargs(), enable_auto_commit=False
+        )
+        await consumer.start()
+        self._running = True
+        try:
+            partitions = consumer.partitions_for_topic(self.topic)
+            if not partitions:
+                await consumer.force_metadata_update()
+                partitions = consumer.partitions_for_topic(self.topic) or set()
+            assigned = [TopicPartition(self.topic, p) for p in partitions]
+            consumer.assign(assigned)
+            await consumer.seek_to_beginning(*assigned)
+            following = {tp: await consumer.position(tp) for tp in assigned}
+            while True:
+                try:
+                    fetched = await consumer.getmany(timeout_ms=_POLL_MS, max_records=1000)
+                except Exception as error:
+                    self._failure = f"{type(error).__name__}: {error}"[:500]
+                    logger.error("reading %s failed: %s", self.topic, self._failure)
+                    for tp, offset in following.items():
+                        consumer.seek(tp, offset)
+                    await asyncio.sleep(_RETRY_S)
+                    continue
+                self._failure = None
+                for tp, records in fetched.items():
+                    for record in records:
+                        await self._on_record(decode_record(record))
+                    if records:
+                        following[tp] = records[-1].offset + 1
+        finally:
+            self._running = False
+            await consumer.stop()

@@ -1,0 +1,116 @@
+"""The whole service as a user runs it, driven by the official ``openai`` client: a worker on
+vLLM with the tiny model, an aggregator and the gateway, each its own ``llm-stream`` process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Final
+
+import openai
+import orjson
+import pytest
+
+from llm_stream.batch.status import TERMINAL_STATUSES
+from llm_stream.cli.embedded_broker import free_port
+from llm_stream.kafka.topics import ensure_topics
+from llm_stream.settings import Settings
+from tests.gateway_support import jsonl
+from tests.processes import SERVED_MODEL, running, worker_args
+
+pytestmark = [pytest.mark.engine, pytest.mark.broker]
+
+KEY = "sk-e2e"
+CHAT: Final = "/v1/chat/completions"
+
+
+def _chat(custom_id: str, content: str) -> dict[str, Any]:
+    body = {
+        "model": SERVED_MODEL,
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": 6,
+        "temperature": 0,
+    }
+    return {"custom_id": custom_id, "method": "POST", "url": CHAT, "body": body}
+
+
+def _wait_ready(url: str, within: float) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=5):
+                return
+        except OSError:
+            assert time.monotonic() < deadline, f"{url} never became ready"
+            time.sleep(0.5)
+
+
+async def test_the_openai_client_gets_vllm_answers_through_the_gateway(
+    isolated_settings: Settings, tiny_model: str, tmp_path: Path
+) -> None:
+    settings = isolated_settings.with_overrides(topic_partitions=2)
+    await ensure_topics(settings)
+    env = {
+        name: str(getattr(settings, name))
+        for name in (
+            "bootstrap_servers",
+            "requests_topic",
+            "results_topic",
+            "batches_topic",
+            "batch_status_topic",
+            "dead_letter_topic",
+            "worker_group_id",
+            "aggregator_group_id",
+            "output_dir",
+            "topic_partitions",
+        )
+    }
+    env["gateway_api_keys"] = KEY
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    lines = [_chat(f"c{i}", f"Tell me about Kafka number {i}") for i in range(8)]
+    with (
+        running(worker_args(tiny_model), env, tmp_path / "worker.log") as worker,
+        running(["aggregator"], env, tmp_path / "aggregator.log") as aggregator,
+        running(
+            ["gateway", "--host", "127.0.0.1", "--port", str(port)],
+            env,
+            tmp_path / "gateway.log",
+        ) as gateway,
+    ):
+        _wait_ready(base, within=60)
+        client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=KEY, max_retries=0)
+        uploaded = await client.files.create(file=("chat.jsonl", jsonl(lines)), purpose="batch")
+        batch = await client.batches.create(
+            input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h"
+        )
+        deadline = time.monotonic() + 300  # the worker loads its engine meanwhile
+        while batch.status not in TERMINAL_STATUSES:
+            assert time.monotonic() < deadline, f"still {batch.status}"
+            for process, log in (
+                (worker, "worker"),
+                (aggregator, "aggregator"),
+                (gateway, "gateway"),
+            ):
+                assert process.poll() is None, (tmp_path / f"{log}.log").read_text()[-3000:]
+            await asyncio.sleep(1)
+            batch = await client.batches.retrieve(batch.id)
+
+        assert batch.status == "completed", batch
+        assert batch.request_counts is not None
+        assert batch.request_counts.completed == len(lines)
+        assert batch.input_file_id == uploaded.id
+        assert batch.output_file_id is not None
+        content = (await client.files.content(batch.output_file_id)).content
+        answers = {line["custom_id"]: line for line in map(orjson.loads, content.splitlines())}
+        assert set(answers) == {line["custom_id"] for line in lines}
+        for answer in answers.values():
+            assert answer["error"] is None
+            assert answer["response"]["status_code"] == 200
+            body = answer["response"]["body"]
+            assert (body["object"], body["model"]) == ("chat.completion", SERVED_MODEL)
+            assert isinstance(body["choices"][0]["message"]["content"], str)
+        listed = [listed.id async for listed in client.batches.list()]
+        assert batch.id in listed

@@ -1,0 +1,129 @@
+"""Test support for the gateway: an in-memory stream behind it and batch-file lines."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from llm_stream.batch.objects import batch_object
+from llm_stream.batch.status import BatchStatus, can_transition
+from llm_stream.cli.embedded_broker import free_port
+from llm_stream.client.batch_client import build_manifest
+from llm_stream.contracts import BatchObject
+from llm_stream.gateway.stream import newest_first
+
+
+class FakeBatchStream:
+    """``BatchStream`` in memory: what was submitted, published and cancelled."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, BatchObject] = {}
+        self.submitted: dict[str, list[dict[str, Any]]] = {}
+        self.published: list[BatchObject] = []
+        self.not_ready: str | None = None
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def retrieve(self, batch_id: str) -> BatchObject | None:
+        return self.objects.get(batch_id)
+
+    async def batches(self) -> list[BatchObject]:
+        return newest_first(self.objects.values())
+
+    async def submit(
+        self,
+        lines: Iterable[Mapping[str, Any]],
+        *,
+        batch_id: str,
+        endpoint: str,
+        metadata: Mapping[str, str],
+        completion_window: str,
+        request_count: int,
+    ) -> None:
+        submitted = [dict(line) for line in lines]
+        assert len(submitted) == request_count
+        manifest = build_manifest(
+            batch_id,
+            endpoint=endpoint,
+            request_count=request_count,
+            metadata=metadata,
+            completion_window=completion_window,
+        )
+        self.submitted[batch_id] = submitted
+        self.objects[batch_id] = batch_object(manifest, BatchStatus.VALIDATING)
+
+    async def publish(self, batch: BatchObject) -> None:
+        self.published.append(batch)
+        self.objects[batch.id] = batch
+
+    async def cancel(self, batch_id: str) -> BatchObject | None:
+        batch = self.objects.get(batch_id)
+        if batch is None or not can_transition(batch.status, BatchStatus.CANCELLING):
+            return batch
+        asked = batch.model_copy(
+            update={"status": BatchStatus.CANCELLING, "cancelling_at": int(time.time())}
+        )
+        self.objects[batch_id] = asked
+        return asked
+
+    async def problem(self) -> str | None:
+        return self.not_ready
+
+    def add(self, batch_id: str, status: BatchStatus, created_at: int, **fields: Any) -> None:
+        """A batch as the aggregator would have published it."""
+        manifest = build_manifest(batch_id, endpoint="/v1/completions", request_count=2)
+        manifest = manifest.model_copy(update={"created_at": created_at})
+        reached: dict[BatchStatus, int] = {}
+        if status is not BatchStatus.VALIDATING:
+            reached[status] = created_at + 1
+        self.objects[batch_id] = batch_object(manifest, status, reached_at=reached, **fields)
+
+
+def jsonl(lines: Iterable[Mapping[str, Any]]) -> bytes:
+    return b"".join(orjson.dumps(line) + b"\n" for line in lines)
+
+
+def chat_line(
+    custom_id: str, model: str = "tiny", url: str = "/v1/chat/completions"
+) -> dict[str, Any]:
+    body = {"model": model, "messages": [{"role": "user", "content": custom_id}]}
+    return {"custom_id": custom_id, "method": "POST", "url": url, "body": body}
+
+
+def upload(client: TestClient, content: bytes, name: str = "in.jsonl") -> dict[str, Any]:
+    response = client.post("/v1/files", files={"file": (name, content)}, data={"purpose": "batch"})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+@asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn in this event loop on a free loopback port; its base URL."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=free_port(), lifespan="on", log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()  # why it could not start
+                raise RuntimeError("the gateway stopped before it started")
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)

@@ -1,0 +1,160 @@
+"""The gateway around its routes: API keys, body limits, OpenAI's error shape for every error,
+the ops endpoints, metrics by route, /docs, and where it listens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
+from pydantic import SecretStr
+
+from llm_stream.files.store import LocalFileStore
+from llm_stream.gateway.app import bind_host, create_app
+from llm_stream.settings import Settings
+from tests.gateway_support import FakeBatchStream, chat_line, jsonl
+
+KEY = "sk-test-key"
+
+
+@pytest.fixture
+def guarded(settings: Settings, store: LocalFileStore) -> Iterator[TestClient]:
+    keyed = settings.with_overrides(gateway_api_keys=[SecretStr("other"), SecretStr(KEY)])
+    with TestClient(create_app(keyed, store=store, stream=FakeBatchStream())) as client:
+        yield client
+
+
+def _error(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    error: dict[str, Any] = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    return error
+
+
+def test_with_keys_a_missing_or_wrong_key_gets_openais_401(guarded: TestClient) -> None:
+    assert _error(guarded.get("/v1/files"), 401)["code"] is None
+    wrong = guarded.get("/v1/files", headers={"Authorization": "Bearer sk-wrong"})
+    error = _error(wrong, 401)
+    assert (error["type"], error["code"]) == ("invalid_request_error", "invalid_api_key")
+    assert "sk-wrong" not in error["message"]  # a key is never echoed
+    basic = guarded.get("/v1/files", headers={"Authorization": f"Basic {KEY}"})
+    assert basic.status_code == 401
+    right = guarded.get("/v1/files", headers={"Authorization": f"Bearer {KEY}"})
+    assert right.status_code == 200
+
+
+def test_an_upload_without_a_key_is_refused_before_its_body_is_read(
+    guarded: TestClient, store: LocalFileStore
+) -> None:
+    response = guarded.post(
+        "/v1/files", files={"file": ("a.jsonl", b"{}\n")}, data={"purpose": "batch"}
+    )
+    _error(response, 401)
+    assert list(store.file_records()) == []
+
+
+def test_ops_endpoints_and_docs_need_no_key(guarded: TestClient) -> None:
+    for path in ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"):
+        assert guarded.get(path).status_code == 200, path
+
+
+def test_without_keys_every_request_passes(client: TestClient) -> None:
+    assert client.get("/v1/batches").status_code == 200
+
+
+def test_readyz_reports_the_streams_problem(client: TestClient, stream: FakeBatchStream) -> None:
+    assert client.get("/readyz").status_code == 200
+    stream.not_ready = "batch status view stopped"
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert "batch status view stopped" in response.text
+
+
+def test_a_json_body_over_the_limit_is_413(settings: Settings, store: LocalFileStore) -> None:
+    small = settings.with_overrides(gateway_max_body_bytes=1024)
+    with TestClient(create_app(small, store=store, stream=FakeBatchStream())) as client:
+        body = {"input_file_id": "x" * 2000, "endpoint": "/v1/completions"}
+        _error(client.post("/v1/batches", json=body), 413)
+
+        def chunked() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+            yield b'{"input_file_id": "'
+            yield b"x" * 2000
+            yield b'"}'
+
+        streamed = client.post(
+            "/v1/batches", content=chunked(), headers={"content-type": "application/json"}
+        )
+        _error(streamed, 413)
+
+
+def test_unknown_routes_and_methods_answer_in_openais_shape(client: TestClient) -> None:
+    assert "Invalid URL" in _error(client.get("/v1/models"), 404)["message"]
+    _error(client.put("/v1/files"), 405)
+
+
+def test_an_unexpected_failure_is_a_500_server_error(
+    settings: Settings, store: LocalFileStore
+) -> None:
+    class Broken(FakeBatchStream):
+        async def batches(self) -> list[Any]:
+            raise RuntimeError("boom")
+
+    app = create_app(settings, store=store, stream=Broken())
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/v1/batches")
+    assert response.status_code == 500
+    assert response.json()["error"]["type"] == "server_error"
+
+
+def _requests_counted(route: str, status: str) -> float:
+    labels = {"route": route, "method": "GET", "status_code": status}
+    return REGISTRY.get_sample_value("llm_stream_gateway_requests_total", labels) or 0.0
+
+
+def test_metrics_count_requests_by_route_template_and_upload_bytes(client: TestClient) -> None:
+    before = _requests_counted("/v1/files/{file_id}", "404")
+    unmatched = _requests_counted("unmatched", "404")
+    uploaded_before = REGISTRY.get_sample_value("llm_stream_gateway_upload_bytes_total") or 0.0
+    content = jsonl([chat_line("a")])
+    client.post("/v1/files", files={"file": ("a.jsonl", content)}, data={"purpose": "batch"})
+    client.get("/v1/files/file-nothing")
+    client.get("/v1/files/file-other")
+    client.get("/no/such/route")
+
+    assert _requests_counted("/v1/files/{file_id}", "404") == before + 2
+    assert _requests_counted("unmatched", "404") == unmatched + 1
+    uploaded = REGISTRY.get_sample_value("llm_stream_gateway_upload_bytes_total") or 0.0
+    assert uploaded == uploaded_before + len(content)
+    text = client.get("/metrics").text
+    assert "llm_stream_gateway_requests_total" in text
+
+
+def test_the_openapi_document_lists_the_routes_and_the_bearer_key(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    assert {
+        "/v1/files",
+        "/v1/files/{file_id}",
+        "/v1/files/{file_id}/content",
+        "/v1/batches",
+        "/v1/batches/{batch_id}",
+        "/v1/batches/{batch_id}/cancel",
+    } <= set(document["paths"])
+    assert "HTTPBearer" in document["components"]["securitySchemes"]
+
+
+def test_without_keys_the_gateway_listens_on_loopback_unless_told(settings: Settings) -> None:
+    assert bind_host(settings) == "127.0.0.1"
+    assert bind_host(settings.with_overrides(gateway_host="0.0.0.0")) == "0.0.0.0"
+    keyed = settings.with_overrides(gateway_api_keys=[SecretStr(KEY)])
+    assert bind_host(keyed) == "0.0.0.0"
+
+
+def test_keys_come_from_the_environment_comma_separated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LLM_STREAM_GATEWAY_API_KEYS", "sk-a, sk-b")
+    keys = Settings().gateway_api_keys
+    assert [key.get_secret_value() for key in keys] == ["sk-a", "sk-b"]
+    assert "sk-a" not in repr(Settings())
