@@ -121,6 +121,17 @@ class Settings(BaseSettings):
         None, description="Port of /metrics, /healthz and /readyz; unset: no HTTP endpoint."
     )
     output_dir: Path = Field(Path("batches"), description="Where batch output files are written.")
+    storage_url: str | None = Field(
+        None,
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^?#]*)?$",
+        description="Where batch files and uploads are stored: s3://bucket/prefix (object "
+        "storage, credentials from the AWS provider chain); unset: output_dir.",
+    )
+    s3_endpoint_url: str | None = Field(
+        None,
+        description="Endpoint of an S3-compatible server (MinIO, Ceph, ...), addressed "
+        "path-style; unset: AWS S3 as the AWS configuration says.",
+    )
 
     # The OpenAI Batch API's limits on a batch (its input file and its metadata): the gateway
     # holds a batch to them; raised above OpenAI's values, they would let in batches that

@@ -17,7 +17,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from llm_stream.aggregator.core import BatchAggregator
 from llm_stream.contracts import parse_manifest
-from llm_stream.files.store import LocalFileStore
+from llm_stream.files.store import open_store
 from llm_stream.kafka.cancellations import CancelFollower
 from llm_stream.kafka.consume_loop import ConsumeLoop
 from llm_stream.kafka.dead_letters import dead_letter_of
@@ -64,7 +64,7 @@ class AggregatorApp(RuntimeRole):
         self.runtime = RoleRuntime(settings)
         self.broker = self.runtime.broker
         self.aggregator = BatchAggregator(
-            LocalFileStore(settings.output_dir),
+            open_store(settings),
             KafkaStatusPublisher(self.broker, settings),
             trace_link_limit=settings.trace_link_limit,
             spool_root=settings.spool_dir,

@@ -229,6 +229,7 @@ def main(argv: Sequence[str]) -> int:
             settings = Settings(
                 bootstrap_servers=broker.bootstrap_servers,
                 output_dir=work / "batches",
+                storage_url=None,  # its private directory, whatever the environment says
                 max_in_flight=args.max_in_flight,
                 topic_partitions=1,
                 drain_timeout_s=5,

@@ -10,7 +10,8 @@ Uploaded files (the gateway's ``files.create``) are stored by id too, each with 
 (``files.records.StoredFile``) beside it, so that gateway replicas sharing a store share the
 files' metadata: ``<root>/_uploads/<file_id>`` and ``<file_id>.json`` (``_uploads`` cannot be a
 batch id, which starts with a letter or digit). A batch created from an upload records which
-one in ``<root>/<batch_id>/input_file.json``, removed with the batch.
+one in ``<root>/<batch_id>/input_file.json``, removed with the batch. ``S3FileStore``
+(``files.s3``) keeps the same layout as keys in a bucket; ``open_store`` picks one by settings.
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
 from llm_stream.contracts import is_safe_batch_id
 from llm_stream.files.atomic import fsync_directory, write_atomically
 from llm_stream.files.records import StoredFile, is_upload_id
+
+if TYPE_CHECKING:
+    from llm_stream.settings import Settings
 
 _FILE_ID_PREFIX = "file-"
 
@@ -82,6 +86,28 @@ def parse_file_id(value: str) -> tuple[str, BatchFile]:
         return batch_id, BatchFile(kind)
     except ValueError:
         raise ValueError(f"not a batch file id: {value!r}") from None
+
+
+def batch_file_record(file_id: str, size: int, modified: float) -> StoredFile:
+    """The record of a batch's output or error file, from the stored file's size and time."""
+    batch_id, kind = parse_file_id(file_id)
+    return StoredFile(
+        id=file_id,
+        bytes=size,
+        created_at=int(modified),
+        filename=f"{batch_id}_{kind.value}.jsonl",
+        purpose="batch_output",
+    )
+
+
+def named_files(marker: bytes) -> list[str]:
+    """The output and error file ids a stored batch object names (none if it is unreadable)."""
+    try:
+        named = orjson.loads(marker)
+    except orjson.JSONDecodeError:
+        return []
+    values = [named.get(field) for field in ("output_file_id", "error_file_id")]
+    return [value for value in values if isinstance(value, str)] if isinstance(named, dict) else []
 
 
 class FileStore(Protocol):
@@ -216,13 +242,7 @@ class LocalFileStore:
             stat = (self.batch_dir(batch_id) / kind.file_name).stat()
         except FileNotFoundError:
             return None
-        return StoredFile(
-            id=file_id,
-            bytes=stat.st_size,
-            created_at=int(stat.st_mtime),
-            filename=f"{batch_id}_{kind.value}.jsonl",
-            purpose="batch_output",
-        )
+        return batch_file_record(file_id, stat.st_size, stat.st_mtime)
 
     def file_records(self) -> Iterator[StoredFile]:
         uploads = self.root / UPLOADS_DIR
@@ -234,13 +254,11 @@ class LocalFileStore:
             if not is_safe_batch_id(directory.name):
                 continue
             try:
-                named = orjson.loads((directory / BATCH_FILE).read_bytes())
-            except (FileNotFoundError, NotADirectoryError, orjson.JSONDecodeError):
+                marker = (directory / BATCH_FILE).read_bytes()
+            except (FileNotFoundError, NotADirectoryError):
                 continue  # not written yet (or not a batch)
-            for field in ("output_file_id", "error_file_id"):
-                value = named.get(field) if isinstance(named, dict) else None
-                record = self.file_record(value) if isinstance(value, str) else None
-                if record is not None:
+            for named in named_files(marker):
+                if (record := self.file_record(named)) is not None:
                     yield record
 
     def read_chunks(self, file_id: str) -> Iterator[bytes]:
@@ -282,3 +300,13 @@ class LocalFileStore:
             return None
         value = link.get("input_file_id") if isinstance(link, dict) else None
         return value if isinstance(value, str) else None
+
+
+def open_store(settings: Settings) -> FileStore:
+    """The store ``settings`` name: object storage for an ``s3://`` ``storage_url``, else the
+    ``output_dir``. Every process that shares files (aggregators, gateways) opens it here."""
+    if settings.storage_url is None:
+        return LocalFileStore(settings.output_dir)
+    from llm_stream.files.s3 import S3FileStore  # boto3 is imported only where S3 is used
+
+    return S3FileStore.from_url(settings.storage_url, endpoint_url=settings.s3_endpoint_url)

@@ -19,7 +19,7 @@ from fastapi.security import HTTPBearer
 from prometheus_client import REGISTRY
 
 from llm_stream import __version__
-from llm_stream.files.store import FileStore, LocalFileStore
+from llm_stream.files.store import FileStore, open_store
 from llm_stream.gateway import batches_api, files_api
 from llm_stream.gateway.errors import install_error_handlers
 from llm_stream.gateway.middleware import ApiKeyAuth, BodySizeLimit, RequestMetrics
@@ -39,10 +39,10 @@ def create_app(
     settings: Settings, *, store: FileStore | None = None, stream: BatchStream | None = None
 ) -> FastAPI:
     """The gateway over ``stream`` (default: Kafka, as ``settings`` say) and ``store``
-    (default: the aggregator's output directory)."""
+    (default: ``files.store.open_store(settings)``, the same store as the aggregator's)."""
     gateway = Gateway(
         settings=settings,
-        store=store if store is not None else LocalFileStore(settings.output_dir),
+        store=store if store is not None else open_store(settings),
         stream=stream if stream is not None else KafkaBatchStream(settings),
     )
 
