@@ -69,13 +69,14 @@ async def test_two_aggregators_write_every_batch_once_through_bad_manifests_and_
                 bootstrap, settings.batches_topic, [_manifest(batch_id, 5)], batch_id.encode()
             )
         await publish(bootstrap, settings.batches_topic, BAD_MANIFESTS)
+        # Its one result first: it is read before the window (from the manifest's creation) ends.
+        await publish(bootstrap, settings.results_topic, [_result("overdue", "o-0")], b"overdue")
         await publish(
-            bootstrap, settings.batches_topic, [_manifest("overdue", 3, "1s")], b"overdue"
+            bootstrap, settings.batches_topic, [_manifest("overdue", 3, "2s")], b"overdue"
         )
         for batch_id in GOOD:
             lines = [_result(batch_id, f"{batch_id}-{i}") for i in range(5)]
             await publish(bootstrap, settings.results_topic, lines + lines[:2], batch_id.encode())
-        await publish(bootstrap, settings.results_topic, [_result("overdue", "o-0")], b"overdue")
         await publish(bootstrap, settings.results_topic, [_result("orphan", "x-0")], b"orphan")
 
         deadline = time.monotonic() + 90
