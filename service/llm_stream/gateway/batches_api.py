@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from opentelemetry.trace import SpanKind
 
 from llm_stream.batch.input_file import iter_lines
 from llm_stream.batch.objects import batch_object
@@ -28,7 +29,7 @@ from llm_stream.gateway.input_check import check_input_file, check_parameters
 from llm_stream.gateway.models import Batch, BatchCreate, BatchErrors, BatchLineError, ListPage
 from llm_stream.gateway.pagination import paginate
 from llm_stream.gateway.state import Gateway, GatewayDep, local_copy
-from llm_stream.ops import metrics
+from llm_stream.ops import metrics, telemetry
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
@@ -38,9 +39,23 @@ DEFAULT_BATCHES_PAGE = 20
 
 
 @router.post("")
-async def create_batch(gateway: GatewayDep, request: BatchCreate) -> Batch:
-    """Validate the input file, then submit its lines to the stream (or record why not)."""
+async def create_batch(gateway: GatewayDep, request: BatchCreate, http: Request) -> Batch:
+    """Validate the input file, then submit its lines to the stream (or record why not).
+
+    One SERVER span, a child of the caller's ``traceparent``, holds the submission: each
+    request line's send span, and so its worker and engine spans, join the caller's trace.
+    """
     batch_id = new_batch_id()
+    with telemetry.tracer().start_as_current_span(
+        "POST /v1/batches",
+        context=telemetry.context_from_headers(http.headers),
+        kind=SpanKind.SERVER,
+        attributes={"llm_stream.batch_id": batch_id, "http.request.method": "POST"},
+    ):
+        return await _create_batch(gateway, request, batch_id)
+
+
+async def _create_batch(gateway: Gateway, request: BatchCreate, batch_id: str) -> Batch:
     metadata = request.metadata or {}
     check_parameters(
         batch_id,

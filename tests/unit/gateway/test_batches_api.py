@@ -189,3 +189,37 @@ def test_retrieve_and_cancel(client: TestClient, stream: FakeBatchStream) -> Non
         assert response.status_code == 404
         assert response.json()["error"]["type"] == "invalid_request_error"
     assert client.post("/v1/batches/nothing/cancel").status_code == 404
+
+
+def test_creating_a_batch_continues_the_callers_trace_into_the_submission(
+    client: TestClient, stream: FakeBatchStream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from llm_stream.ops import telemetry
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(telemetry, "tracer", lambda: provider.get_tracer("test"))
+    seen: list[int] = []
+    real_submit = stream.submit
+
+    async def submit(*args: Any, **kwargs: Any) -> None:
+        seen.append(trace.get_current_span().get_span_context().trace_id)
+        await real_submit(*args, **kwargs)
+
+    monkeypatch.setattr(stream, "submit", submit)
+    trace_id, parent = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    uploaded = upload(client, jsonl([chat_line("a")]))
+    body = {"input_file_id": uploaded["id"], "endpoint": CHAT, "completion_window": "24h"}
+    headers = {"traceparent": f"00-{trace_id}-{parent}-01"}
+    assert client.post("/v1/batches", json=body, headers=headers).status_code == 200
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "POST /v1/batches"]
+    assert format(span.context.trace_id, "032x") == trace_id
+    assert span.parent is not None
+    assert format(span.parent.span_id, "016x") == parent
+    assert [format(t, "032x") for t in seen] == [trace_id]
