@@ -72,7 +72,10 @@ async def test_the_openai_client_gets_vllm_answers_through_the_gateway(
     base = f"http://127.0.0.1:{port}"
     lines = [_chat(f"c{i}", f"Tell me about Kafka number {i}") for i in range(8)]
     with (
-        running(worker_args(tiny_model), env, tmp_path / "worker.log") as worker,
+        # Few sequences at a time, so a long batch is still running when it is cancelled.
+        running(
+            [*worker_args(tiny_model), "--max-num-seqs", "16"], env, tmp_path / "worker.log"
+        ) as worker,
         running(["aggregator"], env, tmp_path / "aggregator.log") as aggregator,
         running(
             ["gateway", "--host", "127.0.0.1", "--port", str(port)],
@@ -114,3 +117,44 @@ async def test_the_openai_client_gets_vllm_answers_through_the_gateway(
             assert isinstance(body["choices"][0]["message"]["content"], str)
         listed = [listed.id async for listed in client.batches.list()]
         assert batch.id in listed
+
+        wrong = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="sk-wrong", max_retries=0)
+        with pytest.raises(openai.AuthenticationError) as refused:
+            await wrong.batches.list()
+        assert refused.value.status_code == 401
+
+        await _cancel_a_long_batch_halfway(client)
+
+
+async def _cancel_a_long_batch_halfway(client: openai.AsyncOpenAI) -> None:
+    """Cancelled while it runs: ``cancelled``, the answers it had, the rest batch_cancelled."""
+    long_lines = [_chat(f"long{i}", f"Write at length about topic {i}") for i in range(160)]
+    for line in long_lines:
+        line["body"].update(max_tokens=200, ignore_eos=True)
+    uploaded = await client.files.create(file=("long.jsonl", jsonl(long_lines)), purpose="batch")
+    batch = await client.batches.create(
+        input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h"
+    )
+    deadline = time.monotonic() + 300
+    while batch.request_counts is None or batch.request_counts.completed < 16:
+        assert batch.status not in TERMINAL_STATUSES, f"ended before the cancel: {batch}"
+        assert time.monotonic() < deadline, "the long batch never got going"
+        await asyncio.sleep(0.5)
+        batch = await client.batches.retrieve(batch.id)
+    batch = await client.batches.cancel(batch.id)
+    assert batch.status in ("cancelling", "cancelled")
+    while batch.status not in TERMINAL_STATUSES:
+        assert time.monotonic() < deadline, f"still {batch.status} after the cancel"
+        await asyncio.sleep(0.5)
+        batch = await client.batches.retrieve(batch.id)
+    assert batch.status == "cancelled", batch
+    assert batch.cancelled_at is not None
+    counts = batch.request_counts
+    assert counts is not None
+    assert 16 <= counts.completed < len(long_lines)
+    assert counts.completed + counts.failed == len(long_lines)
+    assert batch.error_file_id is not None
+    errors = (await client.files.content(batch.error_file_id)).content.splitlines()
+    codes = {orjson.loads(line)["error"]["code"] for line in errors}
+    assert codes == {"batch_cancelled"}
+    assert len(errors) == counts.failed
