@@ -1,4 +1,4 @@
-"""What the stream itself costs, with no model: ``llm-stream bench-stream``.
+"""What the stream itself costs, with no model: the engine-free parts of ``llm-stream bench``.
 
 The engine is the library's echo engine and the broker the embedded one (or
 ``--bootstrap-servers``), so what is timed is ours: fetching, decoding, validating, serialising,
@@ -17,21 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from llm_stream.aggregator.app import AggregatorApp
+from llm_stream.cli.bench_support import Spread, broker
 from llm_stream.contracts import BatchManifest, ResponseData, ResultMessage
 from llm_stream.engine.echo import EchoEngine
 from llm_stream.kafka.topics import ensure_topics
@@ -39,30 +37,6 @@ from llm_stream.settings import Settings
 from llm_stream.worker.app import Worker
 
 _TIMEOUT_S = 600.0
-
-
-@dataclass(frozen=True, slots=True)
-class Spread:
-    """Median and range of repeated runs of one side."""
-
-    median: float
-    low: float
-    high: float
-
-    @classmethod
-    def of(cls, values: list[float]) -> Spread:
-        return cls(statistics.median(values), min(values), max(values))
-
-
-@contextmanager
-def _broker(bootstrap: str | None) -> Iterator[str]:
-    if bootstrap:
-        yield bootstrap
-        return
-    from llm_stream.cli.embedded_broker import EmbeddedBroker
-
-    with EmbeddedBroker() as broker:
-        yield broker.bootstrap_servers
 
 
 def _settings(bootstrap: str, output_dir: Path) -> Settings:
@@ -199,6 +173,10 @@ if __name__ == "__main__":
     _child(sys.argv[1], int(sys.argv[2]), sys.argv[3])
 
 
+#: The figures this module measures, as ``llm-stream bench --only`` names them.
+PARTS = ("overhead", "aggregator", "rss")
+
+
 def run(
     *,
     bootstrap: str | None = None,
@@ -207,28 +185,39 @@ def run(
     lines: int = 100_000,
     rss_small: int = 1000,
     rss_large: int = 100_000,
+    parts: Collection[str] = PARTS,
 ) -> dict[str, object]:
-    """Every figure, each side ``repeat`` times; the JSON keys of ``llm-stream bench``."""
-    with _broker(bootstrap) as servers, tempfile.TemporaryDirectory() as tmp:
+    """The figures of ``parts``, each side ``repeat`` times, under ``llm-stream bench``'s keys."""
+    figures: dict[str, object] = {}
+    with broker(bootstrap) as servers, tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        overhead = Spread.of(
-            [asyncio.run(worker_overhead_us(servers, messages, workdir)) for _ in range(repeat)]
-        )
-        aggregator = Spread.of(
-            [asyncio.run(aggregator_lines_per_s(servers, lines, workdir)) for _ in range(repeat)]
-        )
-        rss = {
-            (role, size): peak_rss_mb(role, size, servers)
-            for role in ("worker", "aggregator")
-            for size in (rss_small, rss_large)
-        }
-    return {
-        "overhead_us_per_msg": round(overhead.median, 1),
-        "overhead_us_per_msg_range": [round(overhead.low, 1), round(overhead.high, 1)],
-        "aggregator_lines_s": round(aggregator.median),
-        "aggregator_lines_s_range": [round(aggregator.low), round(aggregator.high)],
-        "rss_1k_mb": round(max(rss[(r, rss_small)] for r in ("worker", "aggregator")), 1),
-        "rss_100k_mb": round(max(rss[(r, rss_large)] for r in ("worker", "aggregator")), 1),
-        "rss_mb": {f"{role} {size}": round(mb, 1) for (role, size), mb in rss.items()},
-        "repeat": repeat,
-    }
+        if "overhead" in parts:
+            overhead = Spread.of(
+                [asyncio.run(worker_overhead_us(servers, messages, workdir)) for _ in range(repeat)]
+            )
+            figures["overhead_us_per_msg"] = round(overhead.median, 1)
+            figures["overhead_us_per_msg_range"] = [round(overhead.low, 1), round(overhead.high, 1)]
+        if "aggregator" in parts:
+            aggregator = Spread.of(
+                [
+                    asyncio.run(aggregator_lines_per_s(servers, lines, workdir))
+                    for _ in range(repeat)
+                ]
+            )
+            figures["aggregator_lines_s"] = round(aggregator.median)
+            figures["aggregator_lines_s_range"] = [round(aggregator.low), round(aggregator.high)]
+        if "rss" in parts:
+            rss = {
+                (role, size): peak_rss_mb(role, size, servers)
+                for role in ("worker", "aggregator")
+                for size in (rss_small, rss_large)
+            }
+            small = max(rss[(role, rss_small)] for role in ("worker", "aggregator"))
+            large = max(rss[(role, rss_large)] for role in ("worker", "aggregator"))
+            figures["rss_1k_mb"], figures["rss_100k_mb"] = round(small, 1), round(large, 1)
+            growth = max(
+                rss[(r, rss_large)] / rss[(r, rss_small)] for r in ("worker", "aggregator")
+            )
+            figures["rss_100k_vs_1k"] = round(growth, 3)  # the role that grew most
+            figures["rss_mb"] = {f"{role} {size}": round(mb, 1) for (role, size), mb in rss.items()}
+    return figures

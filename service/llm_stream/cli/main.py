@@ -15,6 +15,7 @@ from typing import Any
 
 from llm_stream import __version__
 from llm_stream.cli import bench, commands
+from llm_stream.cli.bench_support import DEFAULT_ENGINE_FLAGS
 from llm_stream.cli.exit_codes import CANCEL_EPILOG as CANCEL_EXIT_CODES
 from llm_stream.cli.exit_codes import EPILOG as STATUS_EXIT_CODES
 
@@ -117,26 +118,44 @@ def _add_cancel(subcommands: Any) -> None:
 
 def _add_bench(subcommands: Any) -> None:
     parser = subcommands.add_parser(
-        "bench", help="worker throughput against vLLM's offline LLM.generate, in one run"
+        "bench",
+        help="the service against vLLM itself (offline, AsyncLLM, run-batch), in one run",
+        description="Measure, in one run and on the same prompts: vLLM's offline LLM.generate, "
+        "AsyncLLM with every request at once, the worker fed from Kafka, llm-stream run-batch "
+        "against vllm run-batch, and with no model the aggregator's lines/s, the worker's "
+        "overhead per message and peak RSS for a small against a large batch. See "
+        "docs/performance.md.",
     )
-    parser.add_argument("--model", required=True, help="model directory (or name) for vLLM")
-    for flag, n, about in (
-        ("--prompts", 256, "requests per side"),
-        ("--max-tokens", 32, "tokens generated per request"),
+    parser.add_argument("--model", help="model directory (or name) for vLLM (engine parts)")
+    sizes = bench.REAL
+    for flag, default, about in (
+        ("--prompts", sizes.prompts, "requests per engine side"),
+        ("--max-tokens", sizes.max_tokens, "tokens generated per request"),
+        ("--repeat", sizes.repeat, f"runs of each side, at least {bench.MIN_REAL_REPEAT}"),
     ):
-        parser.add_argument(flag, type=int, default=n, metavar="N", help=f"{about} ({n})")
+        parser.add_argument(flag, type=int, metavar="N", help=f"{about} (default {default})")
+    parser.add_argument(
+        "--only",
+        metavar="PARTS",
+        help=f"comma-separated parts to run (default all): {','.join(bench.PARTS)}",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="CI check: tiny sizes, one run, short sides allowed; the figures mean nothing",
+    )
     parser.add_argument(
         "--max-in-flight", type=int, metavar="N", help="the worker's --max-in-flight (its default)"
     )
     parser.add_argument("--bootstrap-servers", help="Kafka to use (default: an embedded broker)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures here")
     parser.add_argument(
         "--engine-arg",
         action="append",
         default=[],
         metavar="FLAG",
-        help="vLLM engine flag for both sides, e.g. --engine-arg=--dtype=bfloat16 (repeatable); "
-        f"overrides the defaults {' '.join(bench.DEFAULT_ENGINE_FLAGS)}",
+        help="vLLM engine flag for every engine side, e.g. --engine-arg=--dtype=bfloat16 "
+        f"(repeatable); overrides the defaults {' '.join(DEFAULT_ENGINE_FLAGS)}",
     )
     parser.set_defaults(handler=bench.main)
 

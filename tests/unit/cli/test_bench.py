@@ -1,14 +1,26 @@
-"""The pure parts of ``llm-stream bench``: prompts, flags, request lines, tallies, figures."""
+"""The pure parts of ``llm-stream bench``: options, prompts, flags, lines, tallies, figures."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from llm_stream.cli import bench
+from llm_stream.cli import bench, bench_run_batch, bench_table
+from llm_stream.cli.bench_support import (
+    DEFAULT_ENGINE_FLAGS,
+    BenchError,
+    Run,
+    build_prompts,
+    check_runs,
+    flag_name,
+    merge_engine_flags,
+    split_engine_args,
+)
+from llm_stream.cli.bench_worker import ResultTally, bench_settings, request_lines
 from llm_stream.cli.main import build_parser
 from llm_stream.contracts import RequestMessage
 
@@ -27,38 +39,66 @@ def _result(custom_id: str, status: int = 200, tokens: int = 4, batch: str = "b"
 
 
 def test_prompts_are_deterministic_and_distinct() -> None:
-    prompts = bench.build_prompts(300)
-    assert prompts == bench.build_prompts(300)
+    prompts = build_prompts(300)
+    assert prompts == build_prompts(300)
     assert len(set(prompts)) == 300
     assert prompts[0] == "Request 0: tell me about Kafka partitions and consumer groups"
 
 
 def test_warmup_prompts_share_no_prompt_with_measured_ones() -> None:
-    warmup = bench.build_prompts(8, label="Warm-up")
-    assert not set(warmup) & set(bench.build_prompts(8))
+    assert not set(build_prompts(8, label="Warm-up")) & set(build_prompts(8))
 
 
-def test_defaults_apply_when_no_engine_arg_is_given() -> None:
+def test_a_real_run_defaults_to_every_part_three_times_with_the_default_flags() -> None:
     args = _parse()
-    assert (args.prompts, args.max_tokens, args.max_in_flight) == (256, 32, None)
-    assert args.bootstrap_servers is None
-    assert not args.json
-    merged = bench.merge_engine_flags(
-        bench.DEFAULT_ENGINE_FLAGS, bench.split_engine_args(args.engine_arg)
-    )
-    assert merged == list(bench.DEFAULT_ENGINE_FLAGS)
+    assert (args.prompts, args.max_tokens, args.repeat, args.max_in_flight) == (None,) * 4
+    assert (args.json, args.smoke, args.bootstrap_servers) == (None, False, None)
+    assert bench.parse_only(args.only) == bench.PARTS
+    assert bench.resolve_sizes(args) == bench.REAL
+    assert bench.REAL.repeat == 3
+    merged = merge_engine_flags(DEFAULT_ENGINE_FLAGS, split_engine_args(args.engine_arg))
+    assert merged == list(DEFAULT_ENGINE_FLAGS)
+
+
+def test_smoke_uses_tiny_sizes_unless_told_otherwise() -> None:
+    assert bench.resolve_sizes(_parse("--smoke")) == bench.SMOKE
+    sizes = bench.resolve_sizes(_parse("--smoke", "--prompts", "3"))
+    assert (sizes.prompts, sizes.repeat, sizes.lines) == (3, 1, bench.SMOKE.lines)
+
+
+def test_a_real_run_needs_three_repeats() -> None:
+    with pytest.raises(BenchError, match="--repeat must be at least 3"):
+        bench.resolve_sizes(_parse("--repeat", "2"))
+    assert bench.resolve_sizes(_parse("--repeat", "5", "--prompts", "9")).repeat == 5
+    with pytest.raises(BenchError, match="at least 1"):
+        bench.resolve_sizes(_parse("--smoke", "--prompts", "0"))
+
+
+def test_only_selects_parts_in_run_order_and_refuses_unknown_ones() -> None:
+    assert bench.parse_only("rss, offline,run-batch") == ("offline", "run-batch", "rss")
+    with pytest.raises(BenchError, match="unknown part"):
+        bench.parse_only("offline,gpu")
+
+
+def test_engine_parts_need_a_model() -> None:
+    args = build_parser().parse_args(["bench", "--only", "offline"])
+    with pytest.raises(BenchError, match="--model is required for offline"):
+        bench.run_bench(args)
+    assert bench.main(args) == 1
+
+
+def test_json_takes_a_file() -> None:
+    assert _parse("--json", "out.json").json == Path("out.json")
 
 
 def test_an_engine_arg_replaces_the_default_of_the_same_option() -> None:
     args = _parse("--engine-arg=--dtype=bfloat16", "--engine-arg=--max_model_len 512")
-    merged = bench.merge_engine_flags(
-        bench.DEFAULT_ENGINE_FLAGS, bench.split_engine_args(args.engine_arg)
-    )
+    merged = merge_engine_flags(DEFAULT_ENGINE_FLAGS, split_engine_args(args.engine_arg))
     assert merged == ["--enforce-eager", "--seed=0", "--dtype=bfloat16", "--max_model_len", "512"]
 
 
 def test_a_negated_boolean_replaces_the_default_and_new_options_are_appended() -> None:
-    merged = bench.merge_engine_flags(
+    merged = merge_engine_flags(
         ["--enforce-eager", "--seed", "0"], ["--no-enforce-eager", "--max-num-seqs=8"]
     )
     assert merged == ["--seed", "0", "--no-enforce-eager", "--max-num-seqs=8"]
@@ -75,11 +115,11 @@ def test_a_negated_boolean_replaces_the_default_and_new_options_are_appended() -
     ],
 )
 def test_flag_names_are_normalised(token: str, name: str | None) -> None:
-    assert bench.flag_name(token) == name
+    assert flag_name(token) == name
 
 
 def test_request_lines_are_valid_request_messages_that_ignore_eos() -> None:
-    lines = bench.request_lines("batch-1", ["a", "b"], 7)
+    lines = request_lines("batch-1", ["a", "b"], 7)
     messages = [RequestMessage.model_validate(orjson.loads(line)) for line in lines]
     assert [m.custom_id for m in messages] == ["req-0", "req-1"]
     assert {m.batch_id for m in messages} == {"batch-1"}
@@ -92,8 +132,52 @@ def test_request_lines_are_valid_request_messages_that_ignore_eos() -> None:
     }
 
 
+def test_chat_lines_carry_the_same_prompts_and_sampling() -> None:
+    from vllm.entrypoints.launchers.run_batch import BatchRequestInput
+
+    lines = [orjson.loads(line) for line in bench_run_batch.chat_lines(["a", "b"], 7)]
+    assert [line["custom_id"] for line in lines] == ["req-0", "req-1"]
+    assert lines[1]["body"] == {
+        "messages": [{"role": "user", "content": "b"}],
+        "max_tokens": 7,
+        "temperature": 0,
+        "ignore_eos": True,
+    }
+    for line in lines:
+        BatchRequestInput.model_validate(line)  # vLLM's run-batch accepts it
+
+
+def test_both_run_batches_get_the_same_files_and_flags(tmp_path: Path) -> None:
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    commands = bench_run_batch.commands("/m", ["--seed=0"], source, target)
+    ours, theirs = commands[bench_run_batch.OURS], commands[bench_run_batch.THEIRS]
+    assert ours[2:4] == ["llm_stream", "run-batch"]
+    assert theirs[2] == "vllm.entrypoints.openai.run_batch"
+    assert (
+        ours[4:]
+        == theirs[3:]
+        == ["-i", str(source), "-o", str(target), "--model", "/m", "--seed=0"]
+    )
+
+
+def test_a_run_batch_output_must_answer_every_line_with_200(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    ok = {
+        "custom_id": "a",
+        "response": {"status_code": 200, "body": {"usage": {"completion_tokens": 3}}},
+    }
+    path.write_bytes(orjson.dumps(ok) + b"\n" + orjson.dumps({**ok, "custom_id": "b"}) + b"\n")
+    assert bench_run_batch.output_tokens("side", path, 2) == 6
+    with pytest.raises(BenchError, match="wrote 2 lines, expected 3"):
+        bench_run_batch.output_tokens("side", path, 3)
+    failed = {"custom_id": "c", "response": {"status_code": 400, "body": None}}
+    path.write_bytes(orjson.dumps(failed) + b"\n")
+    with pytest.raises(BenchError, match="did not answer with 200"):
+        bench_run_batch.output_tokens("side", path, 1)
+
+
 def test_a_tally_counts_each_request_once_and_ignores_other_batches() -> None:
-    tally = bench.ResultTally("b", ["req-0", "req-1"])
+    tally = ResultTally("b", ["req-0", "req-1"])
     tally.add(_result("req-0"))
     tally.add(_result("req-0", tokens=99))  # a redelivery
     tally.add(_result("req-1", batch="other"))
@@ -103,46 +187,91 @@ def test_a_tally_counts_each_request_once_and_ignores_other_batches() -> None:
 
 
 def test_a_tally_fails_loudly_on_an_error_result() -> None:
-    tally = bench.ResultTally("b", ["req-0"])
-    with pytest.raises(bench.BenchError, match="req-0 was not answered with 200"):
+    tally = ResultTally("b", ["req-0"])
+    with pytest.raises(BenchError, match="req-0 was not answered with 200"):
         tally.add(_result("req-0", status=400))
 
 
-def test_token_totals_must_match_every_request_running_to_max_tokens() -> None:
-    bench.check_tokens("worker", bench.Measurement(64, 1.0), 64)
-    with pytest.raises(bench.BenchError, match="63 tokens, expected 64"):
-        bench.check_tokens("worker", bench.Measurement(63, 1.0), 64)
+def test_every_run_must_run_to_max_tokens() -> None:
+    check_runs("worker", [Run(output_tokens=64, seconds=6.0)], 64, smoke=False)
+    with pytest.raises(BenchError, match="63 tokens, expected 64"):
+        check_runs(
+            "worker",
+            [Run(output_tokens=64, seconds=6), Run(output_tokens=63, seconds=6)],
+            64,
+            smoke=False,
+        )
 
 
-def test_summary_gives_tokens_per_second_and_the_worker_to_offline_ratio() -> None:
-    summary = bench.summarise(
-        bench.Measurement(1000, 2.0),
-        bench.Measurement(1000, 2.5),
-        prompts=10,
-        max_tokens=100,
-        max_in_flight=256,
-        device="cpu (2 cores)",
-        vllm_version="0.0",
-        engine_flags=["--seed=0"],
-        scheduler="--max-num-seqs=256",
+def test_a_side_shorter_than_five_seconds_is_refused_unless_smoke() -> None:
+    runs = [Run(output_tokens=8, seconds=9.0), Run(output_tokens=8, seconds=4.9)]
+    with pytest.raises(BenchError, match=r"offline LLM.generate ran for 4.90 s.*raise --prompts"):
+        check_runs("offline LLM.generate", runs, 8, smoke=False)
+    check_runs("offline LLM.generate", runs, 8, smoke=True)
+
+
+def test_figures_are_medians_with_ranges_and_ratios_of_medians() -> None:
+    assert bench.spread_figures("offline_tok_s", [100.0, 90.0, 120.0]) == {
+        "offline_tok_s": 100.0,
+        "offline_tok_s_range": [90.0, 120.0],
+    }
+    ratio = bench.ratio_figures("stream_vs_offline", [90.0, 80.0, 95.0], [100.0, 90.0, 120.0])
+    assert ratio["stream_vs_offline"] == 0.9
+    assert ratio["stream_vs_offline_range"] == [round(80 / 120, 4), round(95 / 90, 4)]
+
+
+def _summary(**figures: Any) -> dict[str, Any]:
+    context = {"date": "2026-01-01", "prompts": 8, "max_tokens": 4, "repeat": 3}
+    return {**context, "device": "cpu (2 cores)", "smoke": False, **figures}
+
+
+def test_targets_say_which_figures_meet_the_issue() -> None:
+    summary = _summary(
+        stream_vs_offline=0.98,
+        run_batch_vs_vllm=1.2,
+        aggregator_lines_s=150_000,
+        overhead_us_per_msg=1000.0,
+        rss_100k_vs_1k=1.05,
     )
-    assert summary["offline"] == {"output_tokens": 1000, "seconds": 2.0, "tokens_per_s": 500.0}
-    assert summary["worker"]["tokens_per_s"] == 400.0
-    assert summary["ratio"] == 0.8
-    table = bench.format_table(summary)
-    assert "ratio worker/offline: 0.800" in table
-    assert "500.0" in table
-    assert "400.0" in table
-    assert "cpu (2 cores)" in table
+    met = {key: check["met"] for key, check in bench_table.targets(summary).items()}
+    assert met == {
+        "stream_vs_offline": True,
+        "run_batch_vs_vllm": False,
+        "aggregator_lines_s": True,
+        "overhead_us_per_msg": False,
+        "rss_100k_vs_1k": True,
+    }
+    assert bench_table.targets(_summary()) == {}
 
 
-def test_a_zero_duration_gives_no_division_error() -> None:
-    assert bench.Measurement(10, 0.0).tokens_per_s == 0.0
-    assert bench.summarise(bench.Measurement(0, 0.0), bench.Measurement(1, 1.0))["ratio"] == 0.0
+def test_the_table_shows_what_ran_and_flags_a_smoke_run() -> None:
+    figures = {
+        "vllm_version": "0.0",
+        "engine_flags": ["--seed=0"],
+        "scheduler": {"offline": {"max_num_seqs": 256}},
+        "offline_tok_s": 14_000.0,
+        "offline_tok_s_range": [13_000.0, 15_000.0],
+        "stream_tok_s": 12_600.0,
+        "stream_tok_s_range": [12_000.0, 13_000.0],
+        "stream_vs_offline": 0.9,
+    }
+    summary = _summary(**figures)
+    summary["targets"] = bench_table.targets(summary)
+    table = bench_table.format_table(summary)
+    assert "8 prompts x 4 tokens" in table
+    assert "scheduler (offline): max_num_seqs=256" in table
+    assert "14,000" in table
+    assert "13,000 - 15,000" in table
+    assert ">= 0.97: NOT met" in table
+    assert "AsyncLLM" not in table  # not measured, not shown
+    assert bench_table.SMOKE_WARNING not in table
+    assert bench_table.format_table({**summary, "smoke": True}).startswith(
+        bench_table.SMOKE_WARNING
+    )
 
 
-def test_each_run_gets_its_own_topics_and_group() -> None:
-    one, two = bench.bench_settings("h:1", "aaaa"), bench.bench_settings("h:1", "bbbb")
+def test_each_round_gets_its_own_topics_and_group() -> None:
+    one, two = bench_settings("h:1", "aaaa"), bench_settings("h:1", "bbbb")
     assert one["bootstrap_servers"] == "h:1"
     names = {k: v for k, v in one.items() if k != "bootstrap_servers"}
     assert len(set(names.values())) == len(names)

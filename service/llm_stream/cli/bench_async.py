@@ -1,0 +1,80 @@
+"""vLLM's ``AsyncLLM`` with every request submitted at once: the engine the worker drives, bare.
+
+A child process like ``bench_offline``, with the same engine flags and the scheduler limits of
+vLLM's ``LLM`` class, as the worker asks for. Its gap to ``LLM.generate`` is vLLM's own cost of
+the asynchronous client (its output handler shares the CPU with the engine core); the worker's
+gap to it is ours. Prompts are rendered by the engine's renderer inside the timed window, as
+``LLM.generate`` tokenises inside its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import Any
+
+from llm_stream.cli.bench_offline import describe_device
+from llm_stream.cli.bench_support import EngineResult, EngineSpec, Run, child_main, engine_args
+
+
+async def _generate(engine: Any, prompts: list[str], params: Any, tag: str) -> int:
+    """Output tokens of ``prompts``, all submitted at once, each answered once (FINAL_ONLY)."""
+    inputs = await engine.renderer.render_cmpl_async([{"prompt": p} for p in prompts])
+
+    async def one(index: int, engine_input: Any) -> int:
+        tokens = 0
+        async for output in engine.generate(engine_input, params, f"{tag}-{index}"):
+            tokens = sum(len(c.token_ids) for c in output.outputs)
+        return tokens
+
+    counts = await asyncio.gather(*(one(i, x) for i, x in enumerate(inputs)))
+    return sum(counts)
+
+
+async def _measure(spec: EngineSpec) -> EngineResult:
+    import vllm
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.sampling_params import RequestOutputKind, SamplingParams
+    from vllm.usage.usage_lib import UsageContext
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    args = engine_args(AsyncEngineArgs, spec["model"], spec["engine_flags"])
+    usage = UsageContext.LLM_CLASS  # the worker's choice: the offline class's scheduler limits
+    config = args.create_engine_config(usage_context=usage)
+    engine = AsyncLLM.from_vllm_config(
+        config, usage_context=usage, disable_log_stats=args.disable_log_stats
+    )
+    try:
+        params = SamplingParams(
+            temperature=0,
+            max_tokens=spec["max_tokens"],
+            ignore_eos=True,
+            output_kind=RequestOutputKind.FINAL_ONLY,
+        )
+        await _generate(engine, spec["warmup_prompts"], params, "warmup")
+        runs: list[Run] = []
+        for repeat in range(spec["repeat"]):
+            started = time.perf_counter()
+            tokens = await _generate(engine, spec["prompts"], params, f"run{repeat}")
+            runs.append(Run(output_tokens=tokens, seconds=time.perf_counter() - started))
+        scheduler = config.scheduler_config
+        return EngineResult(
+            runs=runs,
+            device=describe_device(),
+            vllm_version=str(vllm.__version__),
+            scheduler={
+                "max_num_seqs": int(scheduler.max_num_seqs),
+                "max_num_batched_tokens": int(scheduler.max_num_batched_tokens),
+            },
+        )
+    finally:
+        engine.shutdown()
+
+
+def measure(spec: EngineSpec) -> EngineResult:
+    return asyncio.run(_measure(spec))
+
+
+if __name__ == "__main__":
+    sys.exit(child_main(sys.argv[1:], measure))
