@@ -14,7 +14,11 @@ from llm_stream.protocols import MessageTooLargeError
 
 
 class FakeEngine(EchoEngine):
-    """The library's echo engine plus a request that triggers a bug (prompt ``explode``)."""
+    """The library's echo engine, remembering what it served, plus a request that triggers a
+    bug (prompt ``explode``)."""
+
+    def __init__(self, delays: Mapping[str, float] | None = None, concurrency: int = 4) -> None:
+        super().__init__(delays, concurrency, keep_requests=True)
 
     async def serve(self, request: EngineRequest) -> EngineReply:
         if request.body.get("prompt") == "explode" and not self.dead:

@@ -30,11 +30,22 @@ RANDOM_PREFIX = "random:"
 
 
 class EchoEngine:
-    """Implements ``InferenceEngine``; ``delays`` maps a prompt to seconds to wait first."""
+    """Implements ``InferenceEngine``; ``delays`` maps a prompt to seconds to wait first.
 
-    def __init__(self, delays: Mapping[str, float] | None = None, concurrency: int = 4) -> None:
+    ``keep_requests``: remember every request served in ``seen`` (tests read it); off, memory
+    stays flat however many requests pass.
+    """
+
+    def __init__(
+        self,
+        delays: Mapping[str, float] | None = None,
+        concurrency: int = 4,
+        *,
+        keep_requests: bool = False,
+    ) -> None:
         self.delays = dict(delays or {})
         self.seen: list[EngineRequest] = []
+        self._keep_requests = keep_requests
         self.running = 0
         self.max_running = 0
         self.dead = False
@@ -45,7 +56,8 @@ class EchoEngine:
             raise EngineUnavailableError("echo engine is closed")
         if request.url not in ("/v1/completions", "/v1/chat/completions"):
             return EngineReply(unsupported_endpoint(request.url))
-        self.seen.append(request)
+        if self._keep_requests:
+            self.seen.append(request)
         self.running += 1
         self.max_running = max(self.max_running, self.running)
         try:

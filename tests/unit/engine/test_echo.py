@@ -42,3 +42,13 @@ async def test_a_random_prompt_gets_an_answer_of_that_many_random_bytes() -> Non
     )
     assert reply.response.body is not None
     assert len(reply.response.body["choices"][0]["text"]) == 4000  # base64 of 3000 bytes
+
+
+async def test_requests_are_remembered_only_when_asked() -> None:
+    request = EngineRequest("POST", "/v1/completions", {"prompt": "x"})
+    forgetful, keeping = EchoEngine(), EchoEngine(keep_requests=True)
+    for _ in range(3):
+        await forgetful.serve(request)
+        await keeping.serve(request)
+    assert forgetful.seen == []  # memory stays flat however many requests pass
+    assert keeping.seen == [request] * 3
