@@ -10,7 +10,13 @@ from llm_stream.cli import bench_stream
 
 pytestmark = pytest.mark.broker
 
-SMALL = {"repeat": 1, "messages": 60, "lines": 300, "rss_small": 30, "rss_large": 300}
+SMALL: dict[str, Any] = {
+    "repeat": 1,
+    "messages": 60,
+    "lines": 300,
+    "rss_small": 30,
+    "rss_large": 300,
+}
 
 
 def test_the_stream_benchmark_measures_every_figure(kafka_bootstrap: str) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from llm_stream.cli import bench, bench_run_batch, bench_table
+from llm_stream.cli import bench, bench_run_batch, bench_stream, bench_table
 from llm_stream.cli.bench_support import (
     DEFAULT_ENGINE_FLAGS,
     BenchError,
@@ -276,3 +278,14 @@ def test_each_round_gets_its_own_topics_and_group() -> None:
     names = {k: v for k, v in one.items() if k != "bootstrap_servers"}
     assert len(set(names.values())) == len(names)
     assert not set(names.values()) & set(two.values())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM is Linux's")
+def test_a_childs_peak_rss_is_its_own_not_its_parents() -> None:
+    """Linux's ru_maxrss starts a child at its parent's RSS at fork; VmHWM does not."""
+    ballast = b"\x01" * (300 << 20)  # 300 MB, every page written
+    code = "from llm_stream.cli.bench_stream import own_peak_rss_mb; print(own_peak_rss_mb())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert 0 < float(done.stdout) < 250
+    assert bench_stream.own_peak_rss_mb() > 300
+    del ballast
