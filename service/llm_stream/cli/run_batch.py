@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from tqdm import tqdm
 
 from llm_stream.aggregator.app import AggregatorApp
@@ -210,6 +211,43 @@ async def _run_pipeline(args: argparse.Namespace, settings: Settings, batch_id: 
         await engine.close()
 
 
+class _ArgumentsOnly(Settings):
+    """Settings from their defaults and the given values: no environment, no files."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def private_settings(
+    bootstrap_servers: str, output_dir: Path, *, max_in_flight: int | None = None
+) -> Settings:
+    """The pipeline's settings on run-batch's private broker.
+
+    No ``LLM_STREAM_*`` variable is read: a shell pointed at a production cluster (its
+    bootstrap servers, credentials, topics, groups, storage) must not leak into a local run.
+    """
+    return _ArgumentsOnly(
+        bootstrap_servers=bootstrap_servers,
+        output_dir=output_dir,
+        max_in_flight=max_in_flight,
+        topic_partitions=1,
+        drain_timeout_s=5,
+        ops_port=None,  # worker and aggregator share this process: no port to fight over
+        # One member per group on a private broker: join fast (the broker waits about half a
+        # session timeout for other members before it assigns partitions).
+        session_timeout_ms=2_000,
+        heartbeat_interval_ms=500,
+    )
+
+
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
     remote_input, remote_output = is_url(args.input_file), is_url(args.output_file)
@@ -226,18 +264,8 @@ def main(argv: Sequence[str]) -> int:
             args.input_file = str(input_path)
         output_path = work / "output.jsonl" if remote_output else Path(args.output_file)
         with EmbeddedBroker() as broker:
-            settings = Settings(
-                bootstrap_servers=broker.bootstrap_servers,
-                output_dir=work / "batches",
-                storage_url=None,  # its private directory, whatever the environment says
-                max_in_flight=args.max_in_flight,
-                topic_partitions=1,
-                drain_timeout_s=5,
-                ops_port=None,  # worker and aggregator share this process: no port to fight over
-                # One member per group on a private broker: join fast (the broker waits about
-                # half a session timeout for other members before it assigns partitions).
-                session_timeout_ms=2_000,
-                heartbeat_interval_ms=500,
+            settings = private_settings(
+                broker.bootstrap_servers, work / "batches", max_in_flight=args.max_in_flight
             )
             asyncio.run(_run_pipeline(args, settings, batch_id))
         batch_dir = settings.output_dir / batch_id
