@@ -7,7 +7,7 @@ ENGINE := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP := $(VENV)/.installed-$(ENGINE)
 MODEL_DIR := .cache/tiny-model
 
-.PHONY: install lint typecheck contracts test test-fast demo clean
+.PHONY: install browser lint typecheck contracts test test-fast demo clean
 
 install: $(STAMP)
 
@@ -28,7 +28,14 @@ typecheck: install
 contracts: install
 	$(BIN)/python -m llm_stream.cli.contract_files write
 
-test: install lint typecheck
+# The web page's browser test drives Debian's Chromium; installed only where it is missing.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
+	fi
+
+test: install browser lint typecheck
 	$(BIN)/pytest
 
 test-fast: install

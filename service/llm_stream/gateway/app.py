@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 
 from llm_stream import __version__
 from llm_stream.files.store import FileStore, open_store
-from llm_stream.gateway import batches_api, files_api
+from llm_stream.gateway import batches_api, files_api, ui
 from llm_stream.gateway.errors import install_error_handlers
 from llm_stream.gateway.middleware import ApiKeyAuth, BodySizeLimit, RequestMetrics
 from llm_stream.gateway.state import Gateway
@@ -64,6 +64,7 @@ def create_app(
     install_error_handlers(app)
     for router in (files_api.router, batches_api.router):
         app.include_router(router, dependencies=[Security(_BEARER)])
+    ui.install(app)  # the web page under /ui, with its own login (a browser sends no bearer)
     # The ops endpoints every role serves; readiness: the broker answers and the view follows.
     app.router.routes.extend(build_app(gateway.stream.problem, (REGISTRY,)).routes)
     # Last added runs first: metrics see every answer, refusals included.

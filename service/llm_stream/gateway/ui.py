@@ -1,0 +1,276 @@
+"""The gateway's web page (``/ui``): the batches, one batch's lines, cancel and downloads.
+
+Server-rendered (Jinja2, autoescaped) with one small script that polls ``/ui/progress`` while
+batches run; no front-end build. Every rule is the API's own: the routes call the Batches and
+Files API's functions for listing, retrieving, cancelling and file content, and the login
+checks keys as the API does (``ui_auth``).
+"""
+
+from __future__ import annotations
+
+import re
+from http import HTTPStatus
+from importlib.resources import files
+from typing import Annotated, Any, Literal
+
+import jinja2
+from fastapi import APIRouter, FastAPI, Form, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from llm_stream.gateway import batches_api, files_api, ui_auth
+from llm_stream.gateway.errors import GatewayError
+from llm_stream.gateway.state import Gateway, GatewayDep
+from llm_stream.gateway.ui_lines import read_page
+from llm_stream.gateway.ui_view import BatchView, iso, when
+
+PREFIX = "/ui"
+#: Batch ids the page may poll at once: one list page's worth.
+MAX_POLLED = batches_api.MAX_BATCHES_PAGE
+
+#: No inline script or style anywhere: a custom_id or metadata value that slips past escaping
+#: still cannot run. Forms post to this site only; no other site may frame the page.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+_environment = jinja2.Environment(
+    loader=jinja2.PackageLoader("llm_stream.gateway", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+_environment.filters["when"] = when
+_environment.filters["iso"] = iso
+templates = Jinja2Templates(env=_environment)
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+
+class _LoginRequiredError(Exception):
+    """Raised by a route whose request has no valid session: answered with the login page."""
+
+
+def _guard(request: Request, gateway: Gateway) -> None:
+    if not ui_auth.signed_in(request, gateway):
+        raise _LoginRequiredError
+
+
+def _page(
+    request: Request,
+    gateway: Gateway,
+    template: str,
+    context: dict[str, Any],
+    status: int = HTTPStatus.OK,
+) -> Response:
+    """A rendered page with the form token and security headers every page carries."""
+    token = ui_auth.csrf_token(request)
+    shared = {
+        "csrf_field": ui_auth.CSRF_FIELD,
+        "csrf_token": token,
+        "can_log_out": ui_auth.login_needed(gateway) and ui_auth.signed_in(request, gateway),
+    }
+    response = templates.TemplateResponse(
+        request, template, {**shared, **context}, status_code=status, headers=SECURITY_HEADERS
+    )
+    ui_auth.keep_csrf(response, request, token)
+    return response
+
+
+def _problem(request: Request, gateway: Gateway, error: GatewayError) -> Response:
+    context = {"title": HTTPStatus(error.status_code).phrase, "message": error.body.error.message}
+    return _page(request, gateway, "problem.html", context, status=error.status_code)
+
+
+def _refused_post(request: Request, gateway: Gateway) -> Response:
+    message = "This form is out of date or came from another site: reload the page and retry."
+    context = {"title": "Form refused", "message": message}
+    return _page(request, gateway, "problem.html", context, status=HTTPStatus.FORBIDDEN)
+
+
+def _login_page(
+    request: Request, gateway: Gateway, next_path: str, error: str | None = None
+) -> Response:
+    context = {"next_path": _local(next_path), "error": error}
+    return _page(request, gateway, "login.html", context, status=HTTPStatus.UNAUTHORIZED)
+
+
+def _local(path: str) -> str:
+    """Where to go after logging in: a page of this site, never another (no open redirect)."""
+    if path.startswith(PREFIX) and not path.startswith("//") and "\\" not in path:
+        return path
+    return PREFIX
+
+
+@router.get("")
+async def batch_list(
+    request: Request,
+    gateway: GatewayDep,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=batches_api.MAX_BATCHES_PAGE)] = (
+        batches_api.DEFAULT_BATCHES_PAGE
+    ),
+) -> Response:
+    _guard(request, gateway)
+    try:
+        page = await batches_api.list_batches(gateway, after=after, limit=limit)
+    except GatewayError as error:
+        return _problem(request, gateway, error)
+    context = {
+        "batches": [BatchView(batch) for batch in page.data],
+        "next_after": page.last_id if page.has_more else None,
+        "first_page": after is None,
+        "limit": limit,
+    }
+    return _page(request, gateway, "batches.html", context)
+
+
+@router.get("/batches/{batch_id}")
+async def batch_page(
+    request: Request,
+    gateway: GatewayDep,
+    batch_id: str,
+    lines: Literal["output", "error"] = "output",
+    q: Annotated[str, Query(max_length=200)] = "",
+    page: Annotated[int, Query(ge=1)] = 1,
+) -> Response:
+    _guard(request, gateway)
+    try:
+        batch = await batches_api.retrieve_batch(gateway, batch_id)
+    except GatewayError as error:
+        return _problem(request, gateway, error)
+    file_id = batch.output_file_id if lines == "output" else batch.error_file_id
+    shown, missing = None, None
+    if file_id is not None:
+        try:
+            shown = await read_page(gateway, file_id, search=q, page=page)
+        except GatewayError as error:
+            missing = error.body.error.message
+    context = {
+        "view": BatchView(batch),
+        "lines": lines,
+        "file_id": file_id,
+        "search": q,
+        "shown": shown,
+        "missing": missing,
+    }
+    return _page(request, gateway, "batch.html", context)
+
+
+@router.get("/batches/{batch_id}/cancel")
+async def confirm_cancel(request: Request, gateway: GatewayDep, batch_id: str) -> Response:
+    _guard(request, gateway)
+    try:
+        batch = await batches_api.retrieve_batch(gateway, batch_id)
+    except GatewayError as error:
+        return _problem(request, gateway, error)
+    return _page(request, gateway, "cancel.html", {"view": BatchView(batch)})
+
+
+@router.post("/batches/{batch_id}/cancel")
+async def cancel(
+    request: Request,
+    gateway: GatewayDep,
+    batch_id: str,
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    _guard(request, gateway)
+    if not ui_auth.post_is_ours(request, csrf_token):
+        return _refused_post(request, gateway)
+    try:
+        batch = await batches_api.cancel_batch(gateway, batch_id)
+    except GatewayError as error:
+        return _problem(request, gateway, error)
+    return RedirectResponse(f"{PREFIX}/batches/{batch.id}", status_code=HTTPStatus.SEE_OTHER)
+
+
+@router.get("/files/{file_id}/content")
+async def download(request: Request, gateway: GatewayDep, file_id: str) -> Response:
+    """The Files API's content, saved by the browser under the file's id."""
+    _guard(request, gateway)
+    try:
+        response = await files_api.file_content(gateway, file_id)
+    except GatewayError as error:
+        return _problem(request, gateway, error)
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", file_id)
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}.jsonl"'
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@router.get("/progress")
+async def progress(
+    request: Request,
+    gateway: GatewayDep,
+    batch_id: Annotated[list[str], Query(alias="id", max_length=MAX_POLLED)],
+) -> JSONResponse:
+    """Where the batches shown are now: what the page's script polls while they run."""
+    _guard(request, gateway)
+    found = []
+    for one in dict.fromkeys(batch_id):
+        try:
+            found.append(BatchView(await batches_api.retrieve_batch(gateway, one)).progress())
+        except GatewayError:
+            continue  # deleted meanwhile: the row stays as it was
+    return JSONResponse({"batches": found}, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/login")
+async def login_form(request: Request, gateway: GatewayDep, next: str = PREFIX) -> Response:
+    if ui_auth.signed_in(request, gateway):
+        return RedirectResponse(_local(next), status_code=HTTPStatus.SEE_OTHER)
+    return _login_page(request, gateway, next)
+
+
+@router.post("/login")
+async def log_in(
+    request: Request,
+    gateway: GatewayDep,
+    api_key: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str | None, Form()] = None,
+    next: Annotated[str, Form()] = PREFIX,
+) -> Response:
+    if not ui_auth.post_is_ours(request, csrf_token):
+        return _refused_post(request, gateway)
+    response = RedirectResponse(_local(next), status_code=HTTPStatus.SEE_OTHER)
+    if not ui_auth.log_in(response, request, gateway, api_key):
+        return _login_page(request, gateway, next, error="That API key is not accepted.")
+    return response
+
+
+@router.post("/logout")
+async def log_out(
+    request: Request, gateway: GatewayDep, csrf_token: Annotated[str | None, Form()] = None
+) -> Response:
+    if not ui_auth.post_is_ours(request, csrf_token):
+        return _refused_post(request, gateway)
+    response = RedirectResponse(f"{PREFIX}/login", status_code=HTTPStatus.SEE_OTHER)
+    ui_auth.log_out(response)
+    return response
+
+
+def install(app: FastAPI) -> None:
+    """Serve the page under ``/ui`` (and send ``/`` there)."""
+    app.include_router(router)
+    static = StaticFiles(directory=str(files("llm_stream.gateway") / "static"))
+    app.mount(f"{PREFIX}/static", static, name="ui-static")
+
+    async def root() -> RedirectResponse:
+        return RedirectResponse(PREFIX, status_code=HTTPStatus.FOUND)
+
+    app.add_api_route("/", root, methods=["GET"], include_in_schema=False)
+
+    async def login_required(request: Request, error: Exception) -> Response:
+        gateway: Gateway = request.app.state.gateway
+        if request.url.path == f"{PREFIX}/progress":
+            return JSONResponse({"login": f"{PREFIX}/login"}, status_code=HTTPStatus.UNAUTHORIZED)
+        next_path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return _login_page(request, gateway, next_path)
+
+    app.add_exception_handler(_LoginRequiredError, login_required)

@@ -1,0 +1,124 @@
+"""Who may see the web page, and which form posts are the page's own.
+
+A browser cannot send the API's bearer header when it navigates, so the page asks for an API key
+once (a login form) and keeps a session cookie instead. The cookie never holds the key: it holds
+an expiry and an HMAC of it keyed by the API key, so any replica with the same keys accepts it,
+a key removed from the settings ends its sessions, and a stolen cookie opens the page only
+(never ``/v1``) and only until it expires. The key itself is checked by the API's own rule
+(``middleware.is_a_key``); with no keys configured the page is as open as the API.
+
+Posts that change something (log in, cancel) carry a double-submit token: a random cookie the
+page sets, echoed in a hidden field. A page on another site can neither read that cookie nor
+send ours (``SameSite=Strict``), and a browser that says the post is cross-site is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Sequence
+
+from fastapi import Request, Response
+
+from llm_stream.gateway.middleware import is_a_key
+from llm_stream.gateway.state import Gateway
+
+SESSION_COOKIE = "llm_stream_session"
+CSRF_COOKIE = "llm_stream_csrf"
+CSRF_FIELD = "csrf_token"
+#: How long a login lasts before the key is asked for again.
+SESSION_SECONDS = 12 * 3600
+COOKIE_PATH = "/ui"
+_SESSION_LABEL = b"llm-stream web page session:"
+
+
+def _keys(gateway: Gateway) -> list[bytes]:
+    return [key.get_secret_value().encode() for key in gateway.settings.gateway_api_keys]
+
+
+def login_needed(gateway: Gateway) -> bool:
+    """The page needs a login exactly when the API needs a key."""
+    return bool(gateway.settings.gateway_api_keys)
+
+
+def _signature(key: bytes, expires: int) -> str:
+    return hmac.new(key, _SESSION_LABEL + str(expires).encode(), hashlib.sha256).hexdigest()
+
+
+def session_token(key: bytes, now: float | None = None) -> str:
+    """A session for ``key``: ``<expiry>.<HMAC of the expiry keyed by the key>``."""
+    expires = int(now if now is not None else time.time()) + SESSION_SECONDS
+    return f"{expires}.{_signature(key, expires)}"
+
+
+def session_valid(token: str | None, keys: Sequence[bytes], now: float | None = None) -> bool:
+    """Whether ``token`` came from one of ``keys`` and has not expired."""
+    expires_text, _, signature = (token or "").partition(".")
+    if not expires_text.isdigit() or not signature:
+        return False
+    expires = int(expires_text)
+    if expires <= (now if now is not None else time.time()):
+        return False
+    expected = [_signature(key, expires).encode() for key in keys]
+    return is_a_key(signature.encode(), expected)
+
+
+def signed_in(request: Request, gateway: Gateway) -> bool:
+    """Whether ``request`` may see the page."""
+    if not login_needed(gateway):
+        return True
+    return session_valid(request.cookies.get(SESSION_COOKIE), _keys(gateway))
+
+
+def log_in(response: Response, request: Request, gateway: Gateway, api_key: str) -> bool:
+    """Check ``api_key`` by the API's rule; if it is one, set the session cookie on
+    ``response``."""
+    key = api_key.strip().encode()
+    if not key or not is_a_key(key, _keys(gateway)):
+        return False
+    _set_cookie(response, request, SESSION_COOKIE, session_token(key), SESSION_SECONDS)
+    return True
+
+
+def log_out(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+
+
+def csrf_token(request: Request) -> str:
+    """The form token for this browser: its cookie's, or a new one (see ``keep_csrf``)."""
+    existing = request.cookies.get(CSRF_COOKIE)
+    if existing and len(existing) >= 32 and existing.isalnum():
+        return existing
+    return secrets.token_hex(32)
+
+
+def keep_csrf(response: Response, request: Request, token: str) -> None:
+    """Set the form token's cookie when the browser does not have it yet."""
+    if request.cookies.get(CSRF_COOKIE) != token:
+        _set_cookie(response, request, CSRF_COOKIE, token, max_age=None)
+
+
+def post_is_ours(request: Request, submitted: str | None) -> bool:
+    """Whether a form post came from this site's own page (see the module docstring)."""
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return False
+    cookie = request.cookies.get(CSRF_COOKIE)
+    if not cookie or not submitted:
+        return False
+    return hmac.compare_digest(cookie.encode(), submitted.encode())
+
+
+def _set_cookie(
+    response: Response, request: Request, name: str, value: str, max_age: int | None
+) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
