@@ -119,9 +119,10 @@ class BatchAggregator:
         records may not be spooled: ``release`` their partitions and re-read them."""
         rows: dict[str, list[tuple[str, bool, bytes]]] = {}
         results: dict[str, list[ResultMessage]] = {}
+        tracing = telemetry.tracing_enabled()
         async with self._lock:
+            metrics.RESULTS_RECEIVED.inc(len(records))
             for record in records:
-                metrics.RESULTS_RECEIVED.inc()
                 partition, offset = record.topic_partition, record.offset
                 self._high_water[partition] = max(self._high_water.get(partition, 0), offset + 1)
                 if (parsed := self._parse(record)) is None:
@@ -134,16 +135,19 @@ class BatchAggregator:
                         continue
                     batch = self._open[result.batch_id] = OpenBatch()
                 batch.first_offsets.setdefault(partition, offset)
-                batch.trace(record, result, self._trace_link_limit)
-                row = (result.custom_id, result.succeeded, line)
-                rows.setdefault(result.batch_id, []).append(row)
+                if tracing:
+                    batch.trace(record, result, self._trace_link_limit)
+                rows.setdefault(result.batch_id, []).append(
+                    (result.custom_id, result.succeeded, line)
+                )
                 results.setdefault(result.batch_id, []).append(result)
             for batch_id, batch_rows in rows.items():
                 batch = self._open[batch_id]
                 new = self._spool.insert(batch_id, batch_rows)
-                metrics.RESULTS_DUPLICATE.inc(len(batch_rows) - len(new))
-                for position in new:
-                    batch.count(results[batch_id][position])
+                if len(new) < len(batch_rows):
+                    metrics.RESULTS_DUPLICATE.inc(len(batch_rows) - len(new))
+                batch_results = results[batch_id]
+                batch.count(batch_results[position] for position in new)
                 await self._advance(batch_id, batch)
 
     def _parse(self, record: IncomingRecord) -> tuple[ResultMessage, bytes] | None:

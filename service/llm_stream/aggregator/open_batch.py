@@ -10,6 +10,7 @@ status its writer decided (completed, expired, failed), after ``finalizing``.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from opentelemetry.trace import SpanContext, SpanKind
@@ -37,7 +38,8 @@ class OpenBatch:
 
     def trace(self, record: IncomingRecord, result: ResultMessage, link_limit: int) -> None:
         """A receive span in the request's trace; its context is kept for the finalise link
-        only if recorded (a propagated context alone is valid, but would be kept for nothing)."""
+        only if recorded (a propagated context alone is valid, but would be kept for nothing).
+        Called only where tracing is on (``telemetry.tracing_enabled``)."""
         with telemetry.tracer().start_as_current_span(
             f"receive {record.topic}",
             context=telemetry.context_from_headers(record.headers),
@@ -51,10 +53,11 @@ class OpenBatch:
             if span.is_recording() and len(self.trace_links) < link_limit:
                 self.trace_links.append(span.get_span_context())
 
-    def count(self, result: ResultMessage) -> None:
-        """Count a result spooled for the first time."""
-        self.usage.add(result_tokens(result))
-        self.model = self.model or answered_model(result)
+    def count(self, results: Iterable[ResultMessage]) -> None:
+        """Count results spooled for the first time."""
+        for result in results:
+            self.usage.add(result_tokens(result))
+            self.model = self.model or answered_model(result)
 
     def progress_due(self, total: int, interval: float) -> bool:
         """True when progress should be published now (and records it as sent)."""

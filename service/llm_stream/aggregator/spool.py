@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 SPOOL_FILE = "results.sqlite"
 LOCK_FILE = "owner.lock"
+_INSERT = "INSERT OR IGNORE INTO results VALUES (?, ?, ?, ?)"
 #: A directory without a lock file is being created; after this long its creator is gone.
 _UNLOCKED_GRACE_S = 600.0
 
@@ -77,26 +78,34 @@ class ResultSpool:
 
     def insert(self, batch_id: str, results: Iterable[tuple[str, bool, bytes]]) -> list[int]:
         """Store ``(custom_id, succeeded, line)`` rows of a batch; return the positions (in
-        ``results``) of those that were new, so that what they carry is counted once."""
-        added = [0, 0]
-        new: list[int] = []
+        ``results``) of those that were new, so that what they carry is counted once.
+
+        All rows go in one ``executemany``; only when some were already stored (a
+        redelivery: rare) is the transaction redone row by row to learn which."""
+        rows = [
+            (batch_id, custom_id, int(succeeded), line) for custom_id, succeeded, line in results
+        ]
         self._db.execute("BEGIN")
         try:
-            for position, (custom_id, succeeded, line) in enumerate(results):
-                cursor = self._db.execute(
-                    "INSERT OR IGNORE INTO results VALUES (?, ?, ?, ?)",
-                    (batch_id, custom_id, int(succeeded), line),
-                )
-                if cursor.rowcount:
-                    added[0 if succeeded else 1] += 1
-                    new.append(position)
+            before = self._db.total_changes
+            self._db.executemany(_INSERT, rows)
+            if self._db.total_changes - before == len(rows):
+                new = list(range(len(rows)))
+            else:
+                self._db.execute("ROLLBACK")
+                self._db.execute("BEGIN")
+                new = [
+                    position
+                    for position, row in enumerate(rows)
+                    if self._db.execute(_INSERT, row).rowcount
+                ]
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         counts = self._counts.setdefault(batch_id, [0, 0])
-        counts[0] += added[0]
-        counts[1] += added[1]
+        for position in new:
+            counts[0 if rows[position][2] else 1] += 1
         return new
 
     def get(self, batch_id: str, custom_id: str) -> bytes | None:

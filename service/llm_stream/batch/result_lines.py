@@ -60,9 +60,13 @@ def cancelled_result(batch_id: str, custom_id: str) -> ResultMessage:
 
 
 def output_line(result: ResultMessage) -> bytes:
-    """The OpenAI batch output line of a result (without the bus's ``batch_id``); ValueError
-    if JSON cannot carry it (an infinity, which orjson writes as null, next to a huge int)."""
-    return _encode(result.model_dump(mode="json", exclude={"batch_id"}))
+    """The OpenAI batch output line of a result (without the bus's ``batch_id``). pydantic's
+    own JSON writer: an infinity or NaN becomes null (as orjson writes them), an integer beyond
+    64 bits stays exact, and it costs half of ``model_dump`` plus ``orjson``."""
+    return result.model_dump_json(exclude=_BUS_FIELDS).encode() + b"\n"
+
+
+_BUS_FIELDS = frozenset({"batch_id"})
 
 
 def local_output_line(custom_id: str | None, response: ResponseData) -> bytes:

@@ -31,17 +31,21 @@ class TokenCounts:
     reasoning: int = 0
 
 
+_NO_TOKENS = TokenCounts()
+
+
 def _count(document: Any, field: str) -> int:
-    """A non-negative integer field, else 0 (a body from elsewhere may hold anything)."""
-    value = document.get(field) if isinstance(document, Mapping) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    """A positive integer field, else 0 (a body from elsewhere may hold anything). Bodies are
+    decoded JSON: exact type checks (``bool`` is no count) cost a tenth of ``Mapping`` ones."""
+    value = document.get(field) if isinstance(document, dict) else None
+    return value if type(value) is int and value > 0 else 0
 
 
 def response_tokens(body: Mapping[str, Any] | None) -> TokenCounts:
     """The tokens a response body's ``usage`` reports (all 0 without one)."""
-    usage = (body or {}).get("usage")
-    if not isinstance(usage, Mapping):
-        return TokenCounts()
+    usage = body.get("usage") if body else None
+    if not isinstance(usage, dict):
+        return _NO_TOKENS
     return TokenCounts(
         input=_count(usage, "prompt_tokens"),
         cached=_count(usage.get("prompt_tokens_details"), "cached_tokens"),

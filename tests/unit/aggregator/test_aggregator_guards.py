@@ -212,10 +212,22 @@ async def test_trace_links_are_kept_only_while_tracing_records(
 
     provider = TracerProvider()
     monkeypatch.setattr(telemetry, "tracer", lambda: provider.get_tracer("test"))
+    monkeypatch.setattr(telemetry, "tracing_enabled", lambda: True)
     await aggregator.add_results(traced[2:])
     links = aggregator._open["b1"].trace_links
     assert len(links) == 1
     assert format(links[0].trace_id, "032x") == TRACEPARENT.split("-")[1]
+
+
+async def test_no_span_is_built_per_result_without_a_tracer_provider(
+    tmp_path: Path, make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A no-op span still costs microseconds per line: without tracing, none is started."""
+    aggregator = make(tmp_path, FakeStatusPublisher())
+    monkeypatch.setattr(telemetry, "tracing_enabled", lambda: False)
+    monkeypatch.setattr(telemetry, "tracer", lambda: pytest.fail("a span was started"))
+    await aggregator.add_results(_records([_result("b1", "a"), _result("b1", "b")]))
+    assert aggregator.received("b1") == 2
 
 
 async def test_each_aggregator_spools_privately_and_close_deletes_it(

@@ -25,6 +25,18 @@ def test_first_delivery_of_a_custom_id_wins(tmp_path: Path) -> None:
     assert list(spool.lines(succeeded=False)) == [b"b1"]
 
 
+def test_insert_names_the_new_rows_when_a_poll_repeats_some(tmp_path: Path) -> None:
+    """One poll may hold a redelivery of a stored row and a duplicate of its own row."""
+    spool = ResultSpool(tmp_path / "results.sqlite")
+    assert spool.insert("b", [("a", True, b"a1"), ("b", True, b"b1")]) == [0, 1]
+    poll = [("c", False, b"c1"), ("a", False, b"a2"), ("d", True, b"d1"), ("c", True, b"c2")]
+    assert spool.insert("b", poll) == [0, 2]
+    assert (spool.completed("b"), spool.failed("b")) == (3, 1)
+    assert list(spool.lines("b", succeeded=True)) == [b"a1", b"b1", b"d1"]
+    assert list(spool.lines("b", succeeded=False)) == [b"c1"]
+    spool.close()
+
+
 def test_a_reopened_spool_keeps_its_rows_and_counts(tmp_path: Path) -> None:
     path = tmp_path / "b.sqlite"
     spool = BatchSpool(path)
