@@ -66,7 +66,7 @@ def output_line(result: ResultMessage) -> bytes:
     return result.model_dump_json(exclude=_BUS_FIELDS).encode() + b"\n"
 
 
-_BUS_FIELDS = frozenset({"batch_id"})
+_BUS_FIELDS: set[str] = {"batch_id"}
 
 
 def local_output_line(custom_id: str | None, response: ResponseData) -> bytes:
