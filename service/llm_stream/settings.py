@@ -120,6 +120,12 @@ class Settings(BaseSettings):
     ops_port: int | None = Field(
         None, description="Port of /metrics, /healthz and /readyz; unset: no HTTP endpoint."
     )
+    media_url_fetching: bool = Field(
+        False,
+        description="Let the worker's engine fetch http(s) media URLs (image_url, audio_url, "
+        "video_url) from any host; off: only hosts in vLLM's --allowed-media-domains, and "
+        "inline data: URLs.",
+    )
     output_dir: Path = Field(Path("batches"), description="Where batch output files are written.")
     storage_url: str | None = Field(
         None,

@@ -21,6 +21,7 @@ import pydantic
 from llm_stream.batch.request_line import serving_refusal
 from llm_stream.contracts import ResponseData
 from llm_stream.engine.error_bodies import error_response
+from llm_stream.engine.media_policy import MediaPolicy
 from llm_stream.engine.protocol import (
     EngineReply,
     EngineRequest,
@@ -50,7 +51,12 @@ class VllmEngine:
     """Implements ``InferenceEngine`` with vLLM's ``AsyncLLM`` and OpenAI serving layer."""
 
     def __init__(
-        self, engine_client: Any, state: SimpleNamespace, *, keep_metrics_in_body: bool = True
+        self,
+        engine_client: Any,
+        state: SimpleNamespace,
+        *,
+        keep_metrics_in_body: bool = True,
+        media: MediaPolicy | None = None,
     ) -> None:
         from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
         from vllm.entrypoints.openai.completion.protocol import CompletionRequest
@@ -59,6 +65,7 @@ class VllmEngine:
         self._engine = engine_client
         self._state = state
         self._keep_metrics_in_body = keep_metrics_in_body
+        self._media = media or MediaPolicy()
         chat = getattr(state, "openai_serving_chat", None)
         completion = getattr(state, "openai_serving_completion", None)
         embedding = getattr(state, "serving_embedding", None)
@@ -76,8 +83,11 @@ class VllmEngine:
         }
 
     @classmethod
-    async def start(cls, args: argparse.Namespace) -> VllmEngine:
-        """Start the engine from vLLM's own parsed CLI arguments (see ``worker_args``)."""
+    async def start(
+        cls, args: argparse.Namespace, *, media: MediaPolicy | None = None
+    ) -> VllmEngine:
+        """Start the engine from vLLM's own parsed CLI arguments (see ``worker_args``);
+        ``media``: which media URLs it may fetch (default: vLLM's media flags alone)."""
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.entrypoints.launchers.api_server.app_state import init_app_state
         from vllm.usage.usage_lib import UsageContext
@@ -90,6 +100,8 @@ class VllmEngine:
         asked_for_metrics = bool(args.enable_per_request_metrics)
         if not args.disable_log_stats:
             args.enable_per_request_metrics = True
+        media = media or MediaPolicy.from_engine_args(args)
+        media.configure_engine(args)
         engine_args = AsyncEngineArgs.from_cli_args(args)
         # Throughput, not latency, is the goal: take the scheduler defaults vLLM gives its
         # offline LLM class (larger max_num_seqs / max_num_batched_tokens than its servers).
@@ -116,7 +128,7 @@ class VllmEngine:
             engine.shutdown()
             guard.release()
             raise
-        return cls(engine, state, keep_metrics_in_body=asked_for_metrics)
+        return cls(engine, state, keep_metrics_in_body=asked_for_metrics, media=media)
 
     @property
     def max_concurrency(self) -> int:
@@ -141,6 +153,8 @@ class VllmEngine:
 
     async def _respond(self, request: EngineRequest) -> ResponseData:
         refusal = serving_refusal(request.method, request.url, request.body)
+        if refusal is None:
+            refusal = self._media.refusal(request.body)
         if refusal is not None:
             return refusal
         model_type, handler = self._routes[request.url]  # one route per supported endpoint

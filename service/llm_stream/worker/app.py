@@ -90,9 +90,11 @@ class Worker(RuntimeRole):
 
 
 async def serve_worker(settings: Settings, engine_args: Any) -> int:
+    from llm_stream.engine.media_policy import MediaPolicy
     from llm_stream.engine.vllm_engine import VllmEngine
 
-    engine = await VllmEngine.start(engine_args)
+    media = MediaPolicy.from_engine_args(engine_args, fetch_any_host=settings.media_url_fetching)
+    engine = await VllmEngine.start(engine_args, media=media)
     try:
         worker = Worker(settings, engine)
         worker.runtime.stop_on_signals()

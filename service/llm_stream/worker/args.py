@@ -31,6 +31,16 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--ops-port", type=int, help="port of /metrics, /healthz and /readyz (default: none)"
     )
+    group.add_argument(
+        "--ops-host", help="address the ops endpoint binds (default: 0.0.0.0, for containers)"
+    )
+    group.add_argument(
+        "--media-url-fetching",
+        action="store_true",
+        default=None,
+        help="fetch http(s) media URLs in requests from any host (default: only the hosts in "
+        "--allowed-media-domains; data: URLs always work)",
+    )
 
 
 SERVICE_FIELDS = (
@@ -42,6 +52,8 @@ SERVICE_FIELDS = (
     "max_in_flight",
     "drain_timeout_s",
     "ops_port",
+    "ops_host",
+    "media_url_fetching",
 )
 
 
