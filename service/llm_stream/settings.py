@@ -116,9 +116,22 @@ class Settings(BaseSettings):
     )
     log_format: Literal["text", "json"] = Field("text", description="json: one object per line.")
     log_level: str = "INFO"
-    ops_host: str = Field("0.0.0.0", description="Address of the /metrics and health endpoint.")
+    ops_host: str = Field(
+        "0.0.0.0",
+        description="Address the /metrics and health endpoint binds: all interfaces, so that a "
+        "container's probes and scrapers reach it; 127.0.0.1 keeps it on the host.",
+    )
     ops_port: int | None = Field(
-        None, description="Port of /metrics, /healthz and /readyz; unset: no HTTP endpoint."
+        None,
+        ge=0,
+        le=65535,
+        description="Port of /metrics, /healthz and /readyz; unset: no HTTP endpoint.",
+    )
+    ops_metrics_token: SecretStr | None = Field(
+        None,
+        min_length=1,
+        description="Bearer token /metrics requires (Authorization: Bearer ...); unset: open. "
+        "/healthz and /readyz stay open for probes and carry no secrets.",
     )
     media_url_fetching: bool = Field(
         False,

@@ -66,7 +66,8 @@ def create_app(
         app.include_router(router, dependencies=[Security(_BEARER)])
     ui.install(app)  # the web page under /ui, with its own login (a browser sends no bearer)
     # The ops endpoints every role serves; readiness: the broker answers and the view follows.
-    app.router.routes.extend(build_app(gateway.stream.problem, (REGISTRY,)).routes)
+    ops = build_app(gateway.stream.problem, (REGISTRY,), metrics_token=settings.ops_metrics_token)
+    app.router.routes.extend(ops.routes)
     # Last added runs first: metrics see every answer, refusals included.
     app.add_middleware(
         BodySizeLimit,

@@ -94,6 +94,7 @@ class RoleRuntime:
                 settings.ops_port,
                 lambda: self.readiness(role),
                 (REGISTRY, self.registry),
+                metrics_token=settings.ops_metrics_token,
             ),
         ):
             await self.broker.start()
