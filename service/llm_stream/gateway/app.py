@@ -1,9 +1,10 @@
 """The gateway as an ASGI app, and ``llm-stream gateway``'s server.
 
 Routes under ``/v1`` are OpenAI's Files and Batches API; ``/healthz``, ``/readyz`` and
-``/metrics`` are the endpoints every role serves (``ops.server``); ``/docs`` is FastAPI's. The
-gateway keeps no state of its own: files and their records live in the file store, batches on
-the status topic, so replicas behind a load balancer answer alike.
+``/metrics`` are the endpoints every role serves (``ops.server``); ``/docs`` is FastAPI's;
+``/ui`` is a web page of the batches for people (``ui``). The gateway keeps no state of its
+own: files and their records live in the file store, batches on the status topic, so replicas
+behind a load balancer answer alike.
 """
 
 from __future__ import annotations

@@ -97,9 +97,11 @@ class BatchView:
 
     @property
     def milestones(self) -> list[tuple[str, int]]:
-        """The timestamps this batch has, labelled, in the order it reaches them."""
+        """The timestamps this batch has, labelled, in time order (ties in the status machine's
+        order), the expiry last."""
         found = [(label, getattr(self.batch, name)) for name, label in MILESTONES]
-        return [(label, at) for label, at in found if at is not None]
+        reached = [(label, at) for label, at in found if at is not None]
+        return sorted(reached, key=lambda milestone: (milestone[0] == "Expires", milestone[1]))
 
     @property
     def line_errors(self) -> list[dict[str, Any]]:

@@ -1,0 +1,255 @@
+"""The web page in a real browser (Debian's headless Chromium, driven by selenium) in front of a
+real broker, a worker on the echo engine and an aggregator: log in (a wrong key refused), watch
+a batch's progress bar reach 100% without a reload, open it and find a custom_id with the search
+box, cancel a slow batch from its page and see it cancelled. Screenshots are saved as artifacts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from pydantic import SecretStr
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+from llm_stream.aggregator.app import AggregatorApp
+from llm_stream.engine.echo import EchoEngine
+from llm_stream.gateway.app import create_app
+from llm_stream.kafka.topics import ensure_topics
+from llm_stream.settings import Settings
+from llm_stream.worker.app import Worker
+from tests.gateway_support import chat_line, jsonl, serving
+
+pytestmark = pytest.mark.broker
+
+KEY = "sk-web-page-test"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+#: The flags a root, offline machine needs (no sandbox, no calls home, a fresh profile).
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("LLM_STREAM_TEST_ARTIFACTS", ROOT / ".cache/test-artifacts"))
+#: Set to refresh the screenshots the README and docs/operations.md show.
+UPDATE_DOCS_IMAGES = os.environ.get("LLM_STREAM_UPDATE_DOCS_IMAGES") == "1"
+DOCS_IMAGES = ROOT / "docs/images"
+#: The watched batch: 40 requests of half a second, 8 at a time: about 2.5 s of progress.
+WATCHED = [f"row-{number:02d}" for number in range(40)]
+#: The batch cancelled from the page: requests that would outlast the test.
+SLOW = [f"slow-{number}" for number in range(4)]
+WAIT_S = 30
+
+
+@pytest.fixture
+async def settings(isolated_settings: Settings) -> Settings:
+    ready = isolated_settings.with_overrides(
+        topic_partitions=2, gateway_api_keys=[SecretStr(KEY)], max_in_flight=8
+    )
+    await ensure_topics(ready)
+    return ready
+
+
+@asynccontextmanager
+async def pipeline(settings: Settings) -> AsyncIterator[None]:
+    """A worker on the echo engine and an aggregator, in this event loop."""
+    delays = {**dict.fromkeys(WATCHED, 0.5), **dict.fromkeys(SLOW, 300.0)}
+    worker, aggregator = Worker(settings, EchoEngine(delays)), AggregatorApp(settings)
+    tasks = [asyncio.create_task(worker.run()), asyncio.create_task(aggregator.run())]
+    try:
+        yield
+    finally:
+        worker.stopping.set()
+        aggregator.stopping.set()
+        assert await asyncio.wait_for(asyncio.gather(*tasks), 60) == [0, 0]
+
+
+@contextmanager
+def chromium() -> Iterator[WebDriver]:
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.fail("Debian's chromium and chromium-driver are missing: `make browser` installs")
+    profile = tempfile.mkdtemp(prefix="llm-stream-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1280,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+class Page:
+    """What the test does in the browser; every call blocks, so the test runs them in a
+    thread while this event loop serves the gateway, the worker and the aggregator."""
+
+    def __init__(self, driver: WebDriver, base_url: str) -> None:
+        self.driver = driver
+        self.base_url = base_url
+        self.shots = ARTIFACTS / "web-page"
+        self.shots.mkdir(parents=True, exist_ok=True)
+
+    def wait(self, condition: Any, what: str) -> Any:
+        return WebDriverWait(self.driver, WAIT_S, poll_frequency=0.1).until(
+            lambda _: condition(), message=what
+        )
+
+    def find(self, css: str) -> Any:
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def text(self, css: str) -> str:
+        found = self.driver.find_elements(By.CSS_SELECTOR, css)
+        return str(found[0].text) if found else ""
+
+    def screenshot(self, name: str, whole_page: bool = False) -> Path:
+        """A PNG of the window; ``whole_page``: the window grown to the page's height first."""
+        path = self.shots / f"{name}.png"
+        size = self.driver.get_window_size()
+        if whole_page:
+            height = self.driver.execute_script("return document.body.scrollHeight;")
+            self.driver.set_window_size(size["width"], int(height) + 120)
+        assert self.driver.save_screenshot(str(path)), path
+        self.driver.set_window_size(size["width"], size["height"])
+        return path
+
+    def log_in(self, key: str) -> None:
+        self.driver.get(f"{self.base_url}/ui")
+        field = self.wait(lambda: self.driver.find_elements(By.ID, "api_key"), "login form")[0]
+        field.clear()
+        field.send_keys(key, Keys.ENTER)  # the keyboard alone logs in
+
+    def log_in_refused_then_accepted(self) -> None:
+        self.log_in("sk-not-a-key")
+        self.wait(lambda: self.text("#login-error"), "refusal shown")
+        assert self.text("#login-error") == "That API key is not accepted."
+        assert not self.driver.find_elements(By.CSS_SELECTOR, "[data-batch-id]")
+        self.screenshot("login-refused")
+        self.log_in(KEY)
+        self.wait(lambda: self.text("h1") == "Batches", "the batch list after login")
+        cookies = {cookie["name"]: cookie for cookie in self.driver.get_cookies()}
+        session = cookies["llm_stream_session"]
+        assert session["httpOnly"] is True
+        assert session["sameSite"] == "Strict"
+        assert KEY not in session["value"]
+
+    def watch_progress(self, batch_id: str) -> list[tuple[int, int]]:
+        """Open the list while ``batch_id`` runs and wait, with no reload, for its bar to fill;
+        the (value, max) pairs seen."""
+        self.driver.get(f"{self.base_url}/ui")
+        self.driver.execute_script("window.notReloaded = true;")
+        row = f'tr[data-batch-id="{batch_id}"]'
+        seen: list[tuple[int, int]] = []
+
+        def full() -> bool:
+            bar = self.find(f"{row} progress")
+            value, most = int(bar.get_attribute("value")), int(bar.get_attribute("max"))
+            if not seen or seen[-1] != (value, most):
+                seen.append((value, most))
+            return value == most == len(WATCHED) and self.text(f"{row} [data-field=status]") == (
+                "completed"
+            )
+
+        self.wait(full, f"the progress bar of {batch_id} to reach 100%")
+        assert self.driver.execute_script("return window.notReloaded === true;")
+        assert self.text(f"{row} [data-field=percent]") == "100%"
+        assert self.text(f"{row} [data-field=requests]") == "40 completed, 0 failed of 40"
+        assert "team = search" in self.text(f"{row} .meta")
+        self.screenshot("list-completed")
+        return seen
+
+    def find_custom_id(self, batch_id: str, custom_id: str) -> None:
+        self.find(f'tr[data-batch-id="{batch_id}"] a').click()
+        self.wait(lambda: batch_id in self.text("h1"), "the batch's page")
+        assert self.text("#lines-summary") == "40 lines; page 1 of 1."
+        search = self.find("#q")
+        search.send_keys(custom_id, Keys.ENTER)
+        self.wait(lambda: "contains" in self.text("#lines-summary"), "the search's result")
+        found = [cell.text for cell in self.driver.find_elements(By.CSS_SELECTOR, ".custom-id")]
+        assert found == [custom_id]
+        summary = f"1 line whose custom_id contains “{custom_id}”; page 1 of 1."
+        assert self.text("#lines-summary") == summary
+        assert self.find("#download-output").get_attribute("href").endswith("-output/content")
+        self.screenshot("batch-search", whole_page=True)
+
+    def cancel(self, batch_id: str) -> None:
+        self.driver.get(f"{self.base_url}/ui/batches/{batch_id}")
+        self.find("#cancel-batch").click()
+        self.wait(lambda: "Cancel batch" in self.text("h1"), "the confirmation")
+        self.screenshot("cancel-confirm")
+        self.find("#confirm-cancel").click()
+        status = "[data-field=status]"
+        self.wait(lambda: self.text(status) == "cancelled", f"{batch_id} cancelled on its page")
+        assert not self.driver.find_elements(By.ID, "cancel-batch")
+        self.screenshot("batch-cancelled")
+
+    def final_list(self, batch_ids: list[str]) -> None:
+        self.driver.get(f"{self.base_url}/ui")
+        statuses = [
+            self.text(f'tr[data-batch-id="{one}"] [data-field=status]') for one in batch_ids
+        ]
+        assert statuses == ["cancelled", "completed"]
+        self.screenshot("list")
+        self.driver.set_window_size(390, 844)  # a phone
+        self.driver.get(f"{self.base_url}/ui")
+        assert self.driver.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth;"
+        ), "the list is wider than a phone's screen"
+        self.screenshot("list-phone")
+
+
+async def _create(client: openai.AsyncOpenAI, ids: list[str], **metadata: str) -> str:
+    lines = [chat_line(custom_id, model="echo") for custom_id in ids]
+    uploaded = await client.files.create(file=("in.jsonl", jsonl(lines)), purpose="batch")
+    batch = await client.batches.create(
+        input_file_id=uploaded.id,
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+        metadata=metadata,
+    )
+    return batch.id
+
+
+async def test_the_page_shows_runs_finds_and_cancels_batches(settings: Settings) -> None:
+    async with pipeline(settings), serving(create_app(settings)) as base:
+        client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=KEY, max_retries=0)
+        with chromium() as driver:
+            page = Page(driver, base)
+            await asyncio.to_thread(page.log_in_refused_then_accepted)
+
+            watched = await _create(client, WATCHED, team="search", run="nightly")
+            seen = await asyncio.to_thread(page.watch_progress, watched)
+            (page.shots / "progress-seen.txt").write_text(f"{seen}\n")
+            assert seen[0][0] < len(WATCHED), f"never seen running: {seen}"
+            await asyncio.to_thread(page.find_custom_id, watched, "row-07")
+
+            slow = await _create(client, SLOW, team="ads")
+            await asyncio.to_thread(page.cancel, slow)
+            assert (await client.batches.retrieve(slow)).status == "cancelled"
+            await asyncio.to_thread(page.final_list, [slow, watched])
+
+    if UPDATE_DOCS_IMAGES:
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        for name in ("list", "batch-search", "list-phone"):
+            shutil.copyfile(page.shots / f"{name}.png", DOCS_IMAGES / f"web-page-{name}.png")
