@@ -6,15 +6,46 @@ configures topics and security once. Command-line flags override single fields.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from ssl import SSLContext
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
-if TYPE_CHECKING:
-    from faststream.security import BaseSecurity
+
+class FileValuesSource(PydanticBaseSettingsSource):
+    """``LLM_STREAM_<NAME>_FILE=/path``: the setting's value is that file's content, without
+    its trailing newline (a Kubernetes secret mounted as a file). Where both ``<NAME>`` and
+    ``<NAME>_FILE`` are set, the file wins; a file that cannot be read stops the process."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        variable = f"{self.config.get('env_prefix', '')}{field_name}_FILE".upper()
+        path = os.environ.get(variable)
+        if path is None:
+            return None, field_name, False
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as error:
+            raise SettingsError(
+                f"{variable}={path}: cannot read the file ({error.strerror or error})"
+            ) from None
+        return text.rstrip("\r\n"), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, is_complex = self.get_field_value(field, name)
+            if value is not None:
+                values[key] = self.prepare_field_value(name, field, value, is_complex)
+        return values
 
 
 class Settings(BaseSettings):
@@ -40,10 +71,17 @@ class Settings(BaseSettings):
         "llm-stream.dead-letter",
         description="Messages that cannot be attributed to a batch request, with the reason.",
     )
+    webhook_failures_topic: str = Field(
+        "llm-stream.webhook-failures",
+        description="Webhook deliveries that failed every attempt, keyed by batch_id.",
+    )
 
     worker_group_id: str = Field("llm-stream-workers", description="Consumer group of workers.")
     aggregator_group_id: str = Field(
         "llm-stream-aggregators", description="Consumer group of aggregators."
+    )
+    notifier_group_id: str = Field(
+        "llm-stream-notifiers", description="Consumer group of webhook notifiers."
     )
     max_in_flight: int | None = Field(
         None,
@@ -191,23 +229,73 @@ class Settings(BaseSettings):
         "bounded by batch_max_file_bytes).",
     )
 
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    # Webhooks (the notifier): every terminal batch status is delivered to every endpoint.
+    webhook_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Endpoints the notifier delivers batch events to, comma-separated "
+        "(percent-encode a comma inside a URL); empty: the notifier has nothing to do.",
+    )
+    webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="One whsec_ signing secret per webhook URL, comma-separated, in the same "
+        "order (Standard Webhooks: whsec_ then base64).",
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, description="Time limit of one delivery attempt.")
+    webhook_max_attempts: int = Field(
+        8, ge=1, description="Attempts per event and endpoint before it is recorded as failed."
+    )
+    webhook_retry_base_s: float = Field(
+        1.0, gt=0, description="Wait before the second attempt; doubled for each next one."
+    )
+    webhook_retry_cap_s: float = Field(60.0, gt=0, description="Longest wait between attempts.")
+    webhook_max_concurrent: int = Field(
+        64, ge=1, description="Batch events a notifier delivers at once."
+    )
+
+    # Kafka security: every client is built from these by llm_stream.kafka.connection.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How every Kafka client connects: SSL = TLS, SASL_* = with SASL."
+    )
     sasl_mechanism: (
         Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER"] | None
-    ) = None
-    sasl_plain_username: str | None = None
-    sasl_plain_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
+    ) = Field(None, description="Needed with SASL_PLAINTEXT and SASL_SSL, refused otherwise.")
+    sasl_plain_username: str | None = Field(None, description="User of PLAIN and SCRAM.")
+    sasl_plain_password: SecretStr | None = Field(None, description="Password of PLAIN and SCRAM.")
+    sasl_oauth_provider: Literal["msk_iam", "oidc"] | None = Field(
+        None,
+        description="Where OAUTHBEARER tokens come from: msk_iam (Amazon MSK IAM, AWS "
+        "credentials chain) or oidc (client credentials grant at sasl_oauth_token_url).",
+    )
+    sasl_oauth_aws_region: str | None = Field(
+        None, description="Region of the MSK cluster (msk_iam); unset: AWS_REGION."
+    )
+    sasl_oauth_token_url: str | None = Field(None, description="OIDC token endpoint (oidc).")
+    sasl_oauth_client_id: str | None = Field(None, description="OIDC client id (oidc).")
+    sasl_oauth_client_secret: SecretStr | None = Field(
+        None, description="OIDC client secret (oidc)."
+    )
+    sasl_oauth_scope: str | None = Field(None, description="OIDC scope to ask for (oidc).")
+    ssl_cafile: Path | None = Field(
+        None,
+        description="PEM CA bundle the brokers' certificates are checked against; unset: "
+        "the system's CAs.",
+    )
+    ssl_certfile: Path | None = Field(
+        None, description="PEM client certificate, for brokers that require one (mutual TLS)."
+    )
+    ssl_keyfile: Path | None = Field(None, description="PEM private key of ssl_certfile.")
+    ssl_key_password: SecretStr | None = Field(
+        None, description="Passphrase of ssl_keyfile, if it is encrypted."
+    )
     enable_idempotence: bool = Field(
         False, description="Idempotent producer; needs a broker that supports InitProducerId."
     )
 
-    @field_validator("gateway_api_keys", mode="before")
+    @field_validator("gateway_api_keys", "webhook_urls", "webhook_secrets", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
-        """``LLM_STREAM_GATEWAY_API_KEYS=key1,key2``: keys never hold commas or spaces."""
+        """``LLM_STREAM_GATEWAY_API_KEYS=key1,key2``: keys, secrets and (percent-encoded) URLs
+        never hold commas or spaces."""
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value
@@ -217,62 +305,25 @@ class Settings(BaseSettings):
         values = {name: value for name, value in overrides.items() if value is not None}
         return self.model_validate({**self.model_dump(), **values}) if values else self
 
-    def _ssl_context(self) -> SSLContext | None:
-        if self.security_protocol not in ("SSL", "SASL_SSL"):
-            return None
-        from aiokafka.helpers import create_ssl_context
-
-        context: SSLContext = create_ssl_context(
-            cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
-            certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
-            keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
-        )
-        return context
-
-    def faststream_security(self) -> BaseSecurity | None:
-        """The same security settings as FastStream's KafkaBroker takes them."""
-        from faststream.security import (
-            SASLGSSAPI,
-            BaseSecurity,
-            SASLOAuthBearer,
-            SASLPlaintext,
-            SASLScram256,
-            SASLScram512,
-        )
-
-        ssl_context = self._ssl_context()
-        if self.sasl_mechanism is None:
-            return BaseSecurity(ssl_context=ssl_context) if ssl_context else None
-        if self.sasl_mechanism == "GSSAPI":
-            return SASLGSSAPI(ssl_context=ssl_context)
-        if self.sasl_mechanism == "OAUTHBEARER":
-            return SASLOAuthBearer(ssl_context=ssl_context)
-        classes = {
-            "PLAIN": SASLPlaintext,
-            "SCRAM-SHA-256": SASLScram256,
-            "SCRAM-SHA-512": SASLScram512,
-        }
-        password = self.sasl_plain_password.get_secret_value() if self.sasl_plain_password else ""
-        return classes[self.sasl_mechanism](
-            username=self.sasl_plain_username or "", password=password, ssl_context=ssl_context
-        )
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments first, then ``*_FILE`` files, then plain environment variables."""
+        files = FileValuesSource(settings_cls)
+        return init_settings, files, env_settings, dotenv_settings, file_secret_settings
 
     def kafka_client_kwargs(self) -> dict[str, Any]:
-        """Connection and security keyword arguments shared by aiokafka clients."""
-        kwargs: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_servers,
-            "security_protocol": self.security_protocol,
-        }
-        if self.sasl_mechanism is not None:
-            kwargs["sasl_mechanism"] = self.sasl_mechanism
-        if self.sasl_plain_username is not None:
-            kwargs["sasl_plain_username"] = self.sasl_plain_username
-        if self.sasl_plain_password is not None:
-            kwargs["sasl_plain_password"] = self.sasl_plain_password.get_secret_value()
-        ssl_context = self._ssl_context()
-        if ssl_context is not None:
-            kwargs["ssl_context"] = ssl_context
-        return kwargs
+        """aiokafka keyword arguments: bootstrap servers and security, as every client takes
+        them (decided in ``llm_stream.kafka.connection``)."""
+        from llm_stream.kafka.connection import kafka_connection
+
+        return kafka_connection(self).aiokafka_kwargs()
 
     def topics(self) -> list[str]:
         """Every topic the service uses, for creation and documentation."""
@@ -282,4 +333,5 @@ class Settings(BaseSettings):
             self.batches_topic,
             self.batch_status_topic,
             self.dead_letter_topic,
+            self.webhook_failures_topic,
         ]

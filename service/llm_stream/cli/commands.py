@@ -71,6 +71,25 @@ def run_aggregator(args: argparse.Namespace) -> int:
     return asyncio.run(serve_aggregator(settings))
 
 
+def run_notifier(args: argparse.Namespace) -> int:
+    from llm_stream.notifier.app import serve_notifier
+    from llm_stream.notifier.endpoints import WebhookConfigError, configured_endpoints
+    from llm_stream.ops.runtime import start_process
+
+    settings = Settings().with_overrides(
+        bootstrap_servers=args.bootstrap_servers,
+        notifier_group_id=args.notifier_group_id,
+        ops_port=args.ops_port,
+    )
+    try:
+        configured_endpoints(settings)
+    except WebhookConfigError as error:
+        _error(str(error))
+        return EXIT_USAGE
+    start_process(settings, "llm-stream-notifier")
+    return asyncio.run(serve_notifier(settings))
+
+
 def run_gateway(args: argparse.Namespace) -> int:
     from llm_stream.gateway.app import serve_gateway
     from llm_stream.ops.runtime import start_process

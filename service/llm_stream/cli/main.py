@@ -52,6 +52,23 @@ def _add_aggregator(subcommands: Any) -> None:
     parser.set_defaults(handler=commands.run_aggregator)
 
 
+def _add_notifier(subcommands: Any) -> None:
+    parser = subcommands.add_parser(
+        "notifier",
+        help="deliver signed webhooks (batch.completed, ...) when a batch reaches a final status",
+        description="Read the batch-status topic in a consumer group and POST OpenAI's batch "
+        "event, signed the Standard Webhooks way, to every LLM_STREAM_WEBHOOK_URLS endpoint "
+        "with its LLM_STREAM_WEBHOOK_SECRETS secret; retried with exponential back-off, and "
+        "published to the webhook-failures topic when every attempt fails.",
+    )
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
+    parser.add_argument("--group-id", dest="notifier_group_id", help="consumer group")
+    parser.add_argument(
+        "--ops-port", type=int, help="port of /metrics, /healthz and /readyz (default: none)"
+    )
+    parser.set_defaults(handler=commands.run_notifier)
+
+
 def _add_gateway(subcommands: Any) -> None:
     parser = subcommands.add_parser(
         "gateway", help="serve the OpenAI Files and Batches API over HTTP in front of the stream"
@@ -187,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_broker(subcommands)
     _add_tiny_model(subcommands)
     _add_aggregator(subcommands)
+    _add_notifier(subcommands)
     _add_gateway(subcommands)
     _add_submit(subcommands)
     _add_status(subcommands)

@@ -16,6 +16,7 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY
 
 from llm_stream.contracts import BatchObject, ResultMessage
+from llm_stream.kafka.connection import kafka_connection
 from llm_stream.ops import metrics
 from llm_stream.protocols import MessageTooLargeError
 from llm_stream.settings import Settings
@@ -132,8 +133,7 @@ def build_broker(settings: Settings) -> KafkaBroker:
     the configured codec, and a producer limit above ours (see ``MessageSizeCheck``)."""
     compression = None if settings.compression_type == "none" else settings.compression_type
     return KafkaBroker(
-        settings.bootstrap_servers,
-        security=settings.faststream_security(),
+        **kafka_connection(settings).faststream_kwargs(),
         enable_idempotence=settings.enable_idempotence,
         acks="all",
         compression_type=compression,

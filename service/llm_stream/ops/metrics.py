@@ -129,6 +129,19 @@ GATEWAY_BATCHES_CREATED = Counter(
     ["outcome"],
 )
 
+WEBHOOK_DELIVERIES = Counter(
+    "llm_stream_webhook_deliveries_total",
+    "Webhook events by type and outcome: delivered (the endpoint answered 2xx) or failed "
+    "(every attempt failed; recorded on the webhook-failures topic).",
+    ["type", "outcome"],
+)
+WEBHOOK_ATTEMPTS_FAILED = Counter(
+    "llm_stream_webhook_attempts_failed_total",
+    "Webhook delivery attempts that got no 2xx answer, by reason: the HTTP status code or the "
+    "error (ConnectTimeout, ConnectError, ...).",
+    ["reason"],
+)
+
 
 class OpenBatchGauges(Collector):
     """An aggregator's open batches, read from it at scrape time."""

@@ -1,0 +1,1 @@
+"""The notifier role: signed webhooks when a batch reaches a terminal status."""

@@ -1,0 +1,132 @@
+"""One event to one endpoint, at least once: attempts with exponential back-off and a cap.
+
+Any answer other than 2xx, a timeout or a connection error is a failed attempt (Standard
+Webhooks: the receiver answers 2xx once it has the event); after ``max_attempts`` the delivery
+has finally failed and the caller records it. Redirects are not followed: the configured URL is
+the one the operator allowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+
+from llm_stream import __version__
+from llm_stream.notifier.endpoints import WebhookEndpoint
+from llm_stream.notifier.events import BatchEvent
+from llm_stream.ops import metrics
+from llm_stream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def webhook_client(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The notifier's HTTP client: the attempt timeout, and no redirect followed."""
+    return httpx.AsyncClient(
+        timeout=settings.webhook_timeout_s,
+        follow_redirects=False,
+        headers={"user-agent": f"llm-stream-notifier/{__version__}"},
+        transport=transport,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Waits between attempts: ``base_s`` doubled after each failure, never above ``cap_s``."""
+
+    base_s: float
+    cap_s: float
+    max_attempts: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(
+            settings.webhook_retry_base_s,
+            settings.webhook_retry_cap_s,
+            settings.webhook_max_attempts,
+        )
+
+    def delay_after(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        return min(self.cap_s, self.base_s * 2.0 ** (attempt - 1))
+
+    def schedule(self) -> list[float]:
+        """Every wait of a delivery that fails each attempt."""
+        return [self.delay_after(attempt) for attempt in range(1, self.max_attempts)]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """How the delivery of one event to one endpoint ended."""
+
+    endpoint: WebhookEndpoint
+    event: BatchEvent
+    delivered: bool
+    attempts: int
+    last_error: str | None = None
+
+
+async def deliver(
+    client: httpx.AsyncClient,
+    endpoint: WebhookEndpoint,
+    event: BatchEvent,
+    policy: RetryPolicy,
+    *,
+    sleep: Sleep = asyncio.sleep,
+) -> DeliveryOutcome:
+    """POST ``event`` to ``endpoint`` until it answers 2xx or the attempts run out."""
+    body = event.body()
+    error = "no attempt made"
+    for attempt in range(1, policy.max_attempts + 1):
+        if attempt > 1:
+            await sleep(policy.delay_after(attempt - 1))
+        started = time.monotonic()
+        error = await _attempt(client, endpoint, event, body)
+        if not error:
+            logger.info(
+                "delivered %s (%s of %s) to %s, attempt %d, %.0f ms",
+                event.id,
+                event.type,
+                event.batch_id,
+                endpoint.display_url,
+                attempt,
+                (time.monotonic() - started) * 1000,
+            )
+            return DeliveryOutcome(endpoint, event, delivered=True, attempts=attempt)
+        logger.warning(
+            "delivery of %s to %s failed (attempt %d of %d): %s",
+            event.id,
+            endpoint.display_url,
+            attempt,
+            policy.max_attempts,
+            error,
+        )
+    return DeliveryOutcome(
+        endpoint, event, delivered=False, attempts=policy.max_attempts, last_error=error
+    )
+
+
+async def _attempt(
+    client: httpx.AsyncClient, endpoint: WebhookEndpoint, event: BatchEvent, body: bytes
+) -> str:
+    """One signed POST; the reason it failed, or "" when the endpoint took the event."""
+    try:
+        response = await client.post(
+            endpoint.url, content=body, headers=endpoint.headers(event.id, body)
+        )
+    except httpx.HTTPError as error:
+        metrics.WEBHOOK_ATTEMPTS_FAILED.labels(type(error).__name__).inc()
+        return f"{type(error).__name__}: {error}"[:500]
+    if response.is_success:
+        return ""
+    metrics.WEBHOOK_ATTEMPTS_FAILED.labels(str(response.status_code)).inc()
+    return f"HTTP {response.status_code}: {response.text[:200]}"
