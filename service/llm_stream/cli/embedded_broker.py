@@ -3,6 +3,8 @@
 It gives the demo, ``run-batch`` and the tests a real broker over TCP on machines without Docker
 or a Kafka cluster. Storage is in memory: data lives as long as the process.
 An orphan guard (``llm_stream.engine.orphan_guard``) ends Tansu when its owner dies by SIGKILL.
+With ``tls``, clients connect over TLS (``llm_stream.cli.tls_terminator``) and Tansu itself
+listens on another loopback port, advertising the TLS address.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from llm_stream.cli.tls_terminator import BrokerTls, TlsTerminator
 from llm_stream.engine.orphan_guard import OrphanGuard
 
 DEFAULT_HOST = "127.0.0.1"
@@ -42,11 +45,20 @@ class EmbeddedBroker:
     """A Tansu broker on ``host:port``; use as a context manager or call start/stop."""
 
     def __init__(
-        self, port: int | None = None, host: str = DEFAULT_HOST, *, inherit_output: bool = False
+        self,
+        port: int | None = None,
+        host: str = DEFAULT_HOST,
+        *,
+        inherit_output: bool = False,
+        tls: BrokerTls | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
         self._inherit_output = inherit_output
+        self.tls = tls
+        #: Where Tansu itself listens: the public port, or behind TLS a private loopback one.
+        self._tansu_port = free_port(DEFAULT_HOST) if tls else self.port
+        self._terminator: TlsTerminator | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._guard: OrphanGuard | None = None
@@ -56,14 +68,15 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     def command(self) -> list[str]:
-        url = f"tcp://{self.host}:{self.port}"
+        advertised = f"tcp://{self.host}:{self.port}"
+        listener = f"tcp://{DEFAULT_HOST}:{self._tansu_port}" if self.tls else advertised
         return [
             str(broker_binary()),
             "broker",
             "--listener-url",
-            url,
+            listener,
             "--advertised-listener-url",
-            url,
+            advertised,
         ]
 
     def start(self, ready_timeout: float = 15.0) -> EmbeddedBroker:
@@ -92,12 +105,24 @@ class EmbeddedBroker:
                 self.stop()
                 raise RuntimeError(f"embedded broker exited at start: {output.decode().strip()}")
             try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return self
+                tansu_host = DEFAULT_HOST if self.tls else self.host
+                with socket.create_connection((tansu_host, self._tansu_port), timeout=0.2):
+                    break
             except OSError:
                 time.sleep(0.05)
-        self.stop()
-        raise TimeoutError(f"embedded broker not ready on {self.bootstrap_servers}")
+        else:
+            self.stop()
+            raise TimeoutError(f"embedded broker not ready on {self.bootstrap_servers}")
+        if self.tls is not None:
+            self._terminator = TlsTerminator(
+                self.host, self.port, (DEFAULT_HOST, self._tansu_port), self.tls
+            )
+            try:
+                self._terminator.start()
+            except BaseException:
+                self.stop()
+                raise
+        return self
 
     def wait(self) -> int:
         """Block until the broker exits; return its exit code."""
@@ -111,6 +136,9 @@ class EmbeddedBroker:
             self._process.send_signal(signal.SIGTERM)
 
     def stop(self, timeout: float = 10.0) -> None:
+        terminator, self._terminator = self._terminator, None
+        if terminator is not None:
+            terminator.stop(timeout)
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGTERM)

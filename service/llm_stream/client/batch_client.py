@@ -36,6 +36,7 @@ from llm_stream.client.publishing import (
 from llm_stream.client.status_view import BatchStatusView
 from llm_stream.client.writer import BatchWriter
 from llm_stream.contracts import BatchManifest, BatchObject, is_safe_batch_id
+from llm_stream.kafka.connection import start_client
 from llm_stream.ops import telemetry
 from llm_stream.settings import Settings
 
@@ -106,7 +107,7 @@ class BatchClient:
         async with self._starting:
             if self._producer is None:
                 producer = new_producer(self.config)
-                await producer.start()
+                await start_client(producer, self.config.connection)
                 self._producer = producer
             return self._producer
 

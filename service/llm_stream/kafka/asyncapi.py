@@ -13,12 +13,16 @@ from faststream.specification import AsyncAPI
 
 from llm_stream import __version__
 from llm_stream.contracts import BatchManifest, BatchObject, RequestMessage, ResultMessage
+from llm_stream.kafka.connection import kafka_connection
 from llm_stream.settings import Settings
 
 
 def build_specification(settings: Settings | None = None) -> AsyncAPI:
     settings = settings or Settings()
-    broker = KafkaBroker(settings.bootstrap_servers, description="The llm-stream Kafka cluster")
+    # The document's server entry states the cluster's security (protocol, SASL mechanism).
+    broker = KafkaBroker(
+        **kafka_connection(settings).faststream_kwargs(), description="The llm-stream Kafka cluster"
+    )
 
     @broker.subscriber(
         settings.requests_topic,

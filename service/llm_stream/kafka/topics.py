@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
+from llm_stream.kafka.connection import start_client
 from llm_stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -30,8 +31,9 @@ def topic_configs(settings: Settings, topic: str) -> dict[str, str]:
 
 async def ensure_topics(settings: Settings, topics: Iterable[str] | None = None) -> None:
     wanted = list(topics if topics is not None else settings.topics())
-    admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
-    await admin.start()
+    connection = settings.kafka_client_kwargs()
+    admin = AIOKafkaAdminClient(**connection)
+    await start_client(admin, connection)
     try:
         existing = set(await admin.list_topics())
         missing = [topic for topic in wanted if topic not in existing]
