@@ -10,8 +10,8 @@ import asyncio
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import openai
 import pytest
 from pydantic import SecretStr
 from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -54,7 +55,7 @@ ARTIFACTS = Path(os.environ.get("LLM_STREAM_TEST_ARTIFACTS", ROOT / ".cache/test
 #: Set to refresh the screenshots the README and docs/operations.md show.
 UPDATE_DOCS_IMAGES = os.environ.get("LLM_STREAM_UPDATE_DOCS_IMAGES") == "1"
 DOCS_IMAGES = ROOT / "docs/images"
-#: The watched batch: 40 requests of half a second, 8 at a time: about 2.5 s of progress.
+#: The watched batch: 40 requests of 0.75 s, 8 at a time: about 4 s of progress.
 WATCHED = [f"row-{number:02d}" for number in range(40)]
 #: The batch cancelled from the page: requests that would outlast the test.
 SLOW = [f"slow-{number}" for number in range(4)]
@@ -73,7 +74,7 @@ async def settings(isolated_settings: Settings) -> Settings:
 @asynccontextmanager
 async def pipeline(settings: Settings) -> AsyncIterator[None]:
     """A worker on the echo engine and an aggregator, in this event loop."""
-    delays = {**dict.fromkeys(WATCHED, 0.5), **dict.fromkeys(SLOW, 300.0)}
+    delays = {**dict.fromkeys(WATCHED, 0.75), **dict.fromkeys(SLOW, 300.0)}
     worker, aggregator = Worker(settings, EchoEngine(delays)), AggregatorApp(settings)
     tasks = [asyncio.create_task(worker.run()), asyncio.create_task(aggregator.run())]
     try:
@@ -84,20 +85,26 @@ async def pipeline(settings: Settings) -> AsyncIterator[None]:
         assert await asyncio.wait_for(asyncio.gather(*tasks), 60) == [0, 0]
 
 
-@contextmanager
-def chromium() -> Iterator[WebDriver]:
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail("Debian's chromium and chromium-driver are missing: `make browser` installs")
-    profile = tempfile.mkdtemp(prefix="llm-stream-chromium-")
+def _start_chromium(profile: str) -> WebDriver:
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1280,1000"):
         options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    return webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+
+
+@asynccontextmanager
+async def chromium() -> AsyncIterator[WebDriver]:
+    """Headless Chromium with a fresh profile, started and ended in a thread (seconds that
+    would otherwise stall the gateway, the worker and the aggregator in this event loop)."""
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.fail("Debian's chromium and chromium-driver are missing: `make browser` installs")
+    profile = tempfile.mkdtemp(prefix="llm-stream-chromium-")
+    driver = await asyncio.to_thread(_start_chromium, profile)
     try:
         yield driver
     finally:
-        driver.quit()
+        await asyncio.to_thread(driver.quit)
         shutil.rmtree(profile, ignore_errors=True)
 
 
@@ -112,9 +119,14 @@ class Page:
         self.shots.mkdir(parents=True, exist_ok=True)
 
     def wait(self, condition: Any, what: str) -> Any:
-        return WebDriverWait(self.driver, WAIT_S, poll_frequency=0.1).until(
-            lambda _: condition(), message=what
-        )
+        """``condition()`` once truthy; on a timeout, a screenshot of what the page showed."""
+        try:
+            return WebDriverWait(self.driver, WAIT_S, poll_frequency=0.1).until(
+                lambda _: condition(), message=what
+            )
+        except TimeoutException:
+            self.screenshot("timed-out")
+            raise
 
     def find(self, css: str) -> Any:
         return self.driver.find_element(By.CSS_SELECTOR, css)
@@ -180,7 +192,7 @@ class Page:
         return seen
 
     def find_custom_id(self, batch_id: str, custom_id: str) -> None:
-        self.find(f'tr[data-batch-id="{batch_id}"] a').click()
+        self.find(f'tr[data-batch-id="{batch_id}"] a').send_keys(Keys.ENTER)
         self.wait(lambda: batch_id in self.text("h1"), "the batch's page")
         assert self.text("#lines-summary") == "40 lines; page 1 of 1."
         search = self.find("#q")
@@ -195,10 +207,10 @@ class Page:
 
     def cancel(self, batch_id: str) -> None:
         self.driver.get(f"{self.base_url}/ui/batches/{batch_id}")
-        self.find("#cancel-batch").click()
+        self.find("#cancel-batch").send_keys(Keys.ENTER)  # the keyboard alone cancels
         self.wait(lambda: "Cancel batch" in self.text("h1"), "the confirmation")
         self.screenshot("cancel-confirm")
-        self.find("#confirm-cancel").click()
+        self.find("#confirm-cancel").send_keys(Keys.ENTER)
         status = "[data-field=status]"
         self.wait(lambda: self.text(status) == "cancelled", f"{batch_id} cancelled on its page")
         assert not self.driver.find_elements(By.ID, "cancel-batch")
@@ -234,7 +246,7 @@ async def _create(client: openai.AsyncOpenAI, ids: list[str], **metadata: str) -
 async def test_the_page_shows_runs_finds_and_cancels_batches(settings: Settings) -> None:
     async with pipeline(settings), serving(create_app(settings)) as base:
         client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=KEY, max_retries=0)
-        with chromium() as driver:
+        async with chromium() as driver:
             page = Page(driver, base)
             await asyncio.to_thread(page.log_in_refused_then_accepted)
 

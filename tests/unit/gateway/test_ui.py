@@ -170,6 +170,8 @@ def test_the_list_shows_progress_counts_tokens_and_metadata(
             "finished": "—",
         }
     ]
+    too_many = client.get("/ui/progress", params={"id": [f"b{n}" for n in range(101)]})
+    assert too_many.status_code == 400  # one list page's worth at most
 
 
 def test_the_list_pages_through_the_apis_listing(
