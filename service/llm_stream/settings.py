@@ -122,6 +122,13 @@ class Settings(BaseSettings):
         ge=1,
         description="Consumer max.poll.interval.ms; the consume loops poll far more often.",
     )
+    fetch_partition_bytes: int = Field(
+        262_144,
+        ge=1024,
+        description="Bytes a consumer fetches from one partition at a time (Kafka's "
+        "max.partition.fetch.bytes). Fetches are buffered per partition, so this bounds a "
+        "process's memory; a larger record still comes whole (brokers since Kafka 0.10.1).",
+    )
     stall_timeout_s: float = Field(
         300.0,
         gt=0,

@@ -91,7 +91,7 @@ class ConsumeLoop:
             max_poll_interval_ms=settings.max_poll_interval_ms,
             max_poll_records=max_records,
             fetch_max_bytes=max(52_428_800, 2 * settings.max_message_bytes),
-            max_partition_fetch_bytes=max(1_048_576, 2 * settings.max_message_bytes),
+            max_partition_fetch_bytes=settings.fetch_partition_bytes,
         )
 
     async def start(self) -> None:

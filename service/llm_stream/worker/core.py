@@ -160,11 +160,13 @@ class RequestPipeline:
     async def _answer(self, record: IncomingRecord) -> None:
         metrics.REQUESTS_CONSUMED.inc()
         parsed = parse_record(record.value, max_bytes=self._max_message_bytes)
-        with telemetry.tracer().start_as_current_span(
+        with telemetry.span(
             f"process {record.topic}",
-            context=telemetry.context_from_headers(record.headers),
             kind=SpanKind.CONSUMER,
-            attributes=telemetry.messaging_attributes(record, "process", self._consumer_group),
+            headers=record.headers,
+            attributes=lambda: telemetry.messaging_attributes(
+                record, "process", self._consumer_group
+            ),
         ) as span:
             if isinstance(parsed, DeadLetter):
                 span.set_status(StatusCode.ERROR, parsed.reason)
@@ -180,7 +182,8 @@ class RequestPipeline:
                 response = parsed.response
             else:
                 endpoint = parsed.url if parsed.url in GEN_AI_OPERATIONS else "other"
-                served = await self._serve_unless_cancelled(parsed, endpoint)
+                upstream = propagated_headers(record.headers)
+                served = await self._serve_unless_cancelled(parsed, endpoint, upstream)
                 if served is None:
                     await self._answer_cancelled(
                         record, parsed.batch_id, parsed.custom_id, "running"
@@ -227,7 +230,7 @@ class RequestPipeline:
         )
 
     async def _serve_unless_cancelled(
-        self, request: RequestMessage, endpoint: str
+        self, request: RequestMessage, endpoint: str, upstream: Mapping[str, str]
     ) -> ResponseData | None:
         """The engine's answer, or None when a cancel of the batch aborted the request.
 
@@ -237,7 +240,7 @@ class RequestPipeline:
         So what decides is whether the call was aborted, not how it ended; and when this task
         itself was cancelled (a drain), the answer is dropped too: the record is redelivered.
         """
-        serving = asyncio.create_task(self._serve(request, endpoint))
+        serving = asyncio.create_task(self._serve(request, endpoint, upstream))
         running = self._serving.setdefault(request.batch_id, set())
         running.add(serving)
         response: ResponseData | None = None
@@ -256,13 +259,17 @@ class RequestPipeline:
             raise asyncio.CancelledError
         return None if aborted else response
 
-    async def _serve(self, request: RequestMessage, endpoint: str) -> ResponseData:
+    async def _serve(
+        self, request: RequestMessage, endpoint: str, upstream: Mapping[str, str]
+    ) -> ResponseData:
         """Run one request through the engine inside a GenAI-convention span."""
-        attributes = telemetry.gen_ai_request_attributes(request.url, request.body)
         model = request.body.get("model")
-        name = f"{attributes['gen_ai.operation.name']} {model if isinstance(model, str) else ''}"
-        with telemetry.tracer().start_as_current_span(
-            name.strip(), kind=SpanKind.CLIENT, attributes=attributes
+        operation = GEN_AI_OPERATIONS.get(request.url, request.url)
+        name = f"{operation} {model if isinstance(model, str) else ''}".strip()
+        with telemetry.span(
+            name,
+            kind=SpanKind.CLIENT,
+            attributes=lambda: telemetry.gen_ai_request_attributes(request.url, request.body),
         ) as span:
             started = time.monotonic()
             try:
@@ -271,7 +278,7 @@ class RequestPipeline:
                         method=request.method,
                         url=request.url,
                         body=request.body,
-                        trace_headers=telemetry.headers_with_context(),
+                        trace_headers=telemetry.outgoing_headers(upstream),
                     )
                 )
             except EngineUnavailableError:
@@ -313,13 +320,13 @@ class RequestPipeline:
 
     async def _publish(self, record: IncomingRecord, result: ResultMessage) -> ResultMessage:
         """Publish the result line; an answer too large for Kafka becomes an error line."""
-        with telemetry.tracer().start_as_current_span(
+        with telemetry.span(
             f"send {self._results_topic}",
             kind=SpanKind.PRODUCER,
-            attributes=telemetry.publish_attributes(self._results_topic, result.batch_id),
+            attributes=lambda: telemetry.publish_attributes(self._results_topic, result.batch_id),
         ):
             # Without a recording span, the request's own trace context passes through.
-            headers = telemetry.headers_with_context(propagated_headers(record.headers))
+            headers = telemetry.outgoing_headers(propagated_headers(record.headers))
             try:
                 await self._publisher.publish_result(result, headers)
             except MessageTooLargeError as error:
