@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic_settings import SettingsError
 
 from llm_stream.cli.run_batch import private_settings
 from llm_stream.settings import Settings
@@ -71,3 +72,12 @@ def test_copies_with_overrides_stay_clear_of_the_environment(
     monkeypatch.setenv("LLM_STREAM_BOOTSTRAP_SERVERS", "kafka.prod.example:9096")
     copy = _build(tmp_path).with_overrides(drain_timeout_s=1)
     assert (copy.bootstrap_servers, copy.drain_timeout_s) == ("127.0.0.1:19092", 1)
+
+
+def test_secret_files_named_in_the_environment_are_not_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LLM_STREAM_SASL_PLAIN_PASSWORD_FILE", str(tmp_path / "absent"))
+    with pytest.raises(SettingsError, match="cannot read the file"):
+        Settings()
+    assert _build(tmp_path).sasl_plain_password is None

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 from pydantic import SecretStr, ValidationError
@@ -135,3 +137,12 @@ async def test_the_served_endpoint_binds_the_configured_address_and_guards_metri
             bearer = {"Authorization": f"Bearer {TOKEN.get_secret_value()}"}
             assert (await client.get("/metrics", headers=bearer)).status_code == 200
             assert (await client.get("/healthz")).status_code == 200
+
+
+def test_the_token_can_come_from_a_mounted_secret_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secret = tmp_path / "ops-token"
+    secret.write_text(TOKEN.get_secret_value() + "\n")
+    monkeypatch.setenv("LLM_STREAM_OPS_METRICS_TOKEN_FILE", str(secret))
+    assert Settings().ops_metrics_token == TOKEN
