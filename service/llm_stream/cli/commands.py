@@ -19,7 +19,15 @@ from tqdm import tqdm
 
 from llm_stream.batch.input_file import iter_lines, validate_batch_file
 from llm_stream.batch.request_line import batch_id_problem
-from llm_stream.cli.exit_codes import EXIT_NO_BATCH, EXIT_USAGE, cancel_exit_code, exit_code
+from llm_stream.cli.errors import InputFileError, NoSuchBatchError
+from llm_stream.cli.exit_codes import (
+    EXIT_INTERRUPTED,
+    EXIT_NO_BATCH,
+    EXIT_USAGE,
+    cancel_exit_code,
+    exit_code,
+)
+from llm_stream.cli.file_checks import check_input_file, check_output_dir
 from llm_stream.client.batch_client import BatchClient, build_manifest, new_batch_id
 from llm_stream.contracts import BatchObject, is_safe_batch_id
 from llm_stream.kafka.topics import ensure_topics
@@ -57,9 +65,16 @@ def run_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_file_store(settings: Settings) -> None:
+    """The local file store must be writable before a role starts (object storage is checked
+    by its first write)."""
+    if settings.storage_url is None:
+        check_output_dir(settings.output_dir)
+
+
 def run_aggregator(args: argparse.Namespace) -> int:
     from llm_stream.aggregator.app import serve_aggregator
-    from llm_stream.ops.runtime import start_process
+    from llm_stream.ops.runtime import interrupted, start_process
 
     settings = Settings().with_overrides(
         bootstrap_servers=args.bootstrap_servers,
@@ -68,7 +83,9 @@ def run_aggregator(args: argparse.Namespace) -> int:
         ops_port=args.ops_port,
     )
     start_process(settings, "llm-stream-aggregator")
-    return asyncio.run(serve_aggregator(settings))
+    _check_file_store(settings)
+    code = asyncio.run(serve_aggregator(settings))
+    return EXIT_INTERRUPTED if interrupted() else code
 
 
 def run_notifier(args: argparse.Namespace) -> int:
@@ -101,6 +118,7 @@ def run_gateway(args: argparse.Namespace) -> int:
         gateway_port=args.gateway_port,
     )
     start_process(settings, "llm-stream-gateway")
+    _check_file_store(settings)
     return asyncio.run(serve_gateway(settings))
 
 
@@ -134,14 +152,14 @@ def run_submit(args: argparse.Namespace) -> int:
     except ValueError as error:
         _error(str(error))
         return 2
-    if not args.file.is_file():
-        _error(f"no such file {args.file}")
-        return 2
+    check_input_file(args.file)
     settings = Settings().with_overrides(bootstrap_servers=args.bootstrap_servers)
     check = validate_batch_file(args.file, batch_id=batch_id, max_bytes=settings.max_message_bytes)
     if not check.ok or check.endpoint is None:
-        _error(f"{args.file} is not a valid batch file:\n{check.report()}")
-        return 1
+        raise InputFileError(
+            f"input file {args.file} is not valid batch JSONL; fix these lines and submit "
+            f"again:\n{check.report()}"
+        )
     try:
         build_manifest(
             batch_id,
@@ -159,10 +177,10 @@ def run_submit(args: argparse.Namespace) -> int:
         return 2
     telemetry.configure_tracing(settings, "llm-stream-submit")
     lines = (orjson.loads(raw) for _, raw in iter_lines(args.file))
-    with tqdm(total=check.line_count, unit="req", desc="submit", file=sys.stderr) as progress:
 
-        async def submit() -> None:
-            await ensure_topics(settings)
+    async def submit() -> None:
+        await ensure_topics(settings)  # the progress bar starts once Kafka answered
+        with tqdm(total=check.line_count, unit="req", desc="submit", file=sys.stderr) as progress:
             async with BatchClient.from_settings(settings) as client:
                 await client.submit(
                     lines,
@@ -174,7 +192,7 @@ def run_submit(args: argparse.Namespace) -> int:
                     on_published=progress.update,
                 )
 
-        asyncio.run(submit())
+    asyncio.run(submit())
     print(batch_id)
     return 0
 
@@ -190,10 +208,17 @@ def run_status(args: argparse.Namespace) -> int:
         _error(f"unreadable batch object: {error}")
         return EXIT_NO_BATCH
     if batch is None:
-        _error(f"no batch {args.batch_id!r}")
-        return EXIT_NO_BATCH
+        raise _no_such_batch(settings, args.batch_id)
     _print_batch(batch)
     return exit_code(batch, waited=args.wait is not None)
+
+
+def _no_such_batch(settings: Settings, batch_id: str) -> NoSuchBatchError:
+    return NoSuchBatchError(
+        f"no batch {batch_id!r} on Kafka at {settings.bootstrap_servers} (topic "
+        f"{settings.batch_status_topic}). Check the id (`llm-stream submit` prints it) and that "
+        "submit, the workers and the aggregator use the same broker and topics."
+    )
 
 
 def _print_batch(batch: BatchObject) -> None:
@@ -221,8 +246,7 @@ def run_cancel(args: argparse.Namespace) -> int:
         _error(f"unreadable batch object: {error}")
         return EXIT_NO_BATCH
     if batch is None:
-        _error(f"no batch {args.batch_id!r}")
-        return EXIT_NO_BATCH
+        raise _no_such_batch(settings, args.batch_id)
     _print_batch(batch)
     code = cancel_exit_code(batch)
     if code:

@@ -1,5 +1,7 @@
-"""What ``llm-stream status`` and ``llm-stream cancel`` exit with, so a script can branch
-without parsing the batch object (``cli.main`` prints them in each command's help).
+"""What every ``llm-stream`` command exits with, so a script can branch without parsing
+output: ``status`` and ``cancel`` say what they printed, and every command says which kind of
+failure stopped it (``cli.main`` prints these in each command's help; ``cli.errors`` decides
+the kind of a failure).
 
 Reading a batch's status is the client's (``BatchClient.retrieve`` and ``wait``).
 """
@@ -19,6 +21,34 @@ EXIT_CODES: dict[BatchStatus, int] = {
 EXIT_NO_BATCH = 1
 EXIT_USAGE = 2
 EXIT_NOT_TERMINAL = 3
+#: ``cancel``: the batch had already finished (completed, failed or expired): not cancelled.
+EXIT_TOO_LATE_TO_CANCEL = 7
+
+#: The failures a user causes or meets, one exit code per kind.
+EXIT_UNEXPECTED = 9
+EXIT_BROKER_UNREACHABLE = 10
+EXIT_BROKER_REFUSED = 11
+EXIT_TOPIC_MISSING = 12
+EXIT_MODEL_PATH = 13
+EXIT_ENGINE_START = 14
+EXIT_INPUT_FILE = 15
+EXIT_OUTPUT_NOT_WRITABLE = 16
+#: Ctrl-C, by the shell's convention (128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+FAILURE_EPILOG = f"""\
+exit codes of failures (any command; --debug adds the traceback):
+  {EXIT_USAGE}  bad arguments
+  {EXIT_UNEXPECTED}  an unexpected error, in one line; rerun with --debug for the traceback
+  {EXIT_BROKER_UNREACHABLE}  Kafka is unreachable at the bootstrap servers
+  {EXIT_BROKER_REFUSED}  Kafka refused the authentication, the TLS handshake or the access
+  {EXIT_TOPIC_MISSING}  a topic is missing and could not be created
+  {EXIT_MODEL_PATH}  --model is neither a model directory (with config.json) nor a hub id
+  {EXIT_ENGINE_START}  the vLLM engine failed to start (out of memory, no device, ...)
+  {EXIT_INPUT_FILE}  the input file is missing, unreadable, empty or not batch JSONL
+  {EXIT_OUTPUT_NOT_WRITABLE}  the output directory or file cannot be written
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C); stopped cleanly
+"""
 
 EPILOG = f"""\
 exit codes:
@@ -29,7 +59,18 @@ exit codes:
   {EXIT_CODES[BatchStatus.FAILED]}  --wait: the batch failed
   {EXIT_CODES[BatchStatus.EXPIRED]}  --wait: the batch expired (its completion window passed)
   {EXIT_CODES[BatchStatus.CANCELLED]}  --wait: the batch was cancelled
-"""
+
+{FAILURE_EPILOG}"""
+
+CANCEL_EPILOG = f"""\
+exit codes:
+  0  the batch is cancelling (or was cancelled before); its batch object is printed
+  {EXIT_NO_BATCH}  no such batch, or its batch object is unreadable
+  {EXIT_USAGE}  bad arguments or unsafe batch id
+  {EXIT_TOO_LATE_TO_CANCEL}  the batch had already finished (completed, failed or expired);
+     its batch object is printed, unchanged
+
+{FAILURE_EPILOG}"""
 
 
 def exit_code(batch: BatchObject | None, *, waited: bool) -> int:
@@ -39,19 +80,6 @@ def exit_code(batch: BatchObject | None, *, waited: bool) -> int:
     if not waited:
         return 0
     return EXIT_CODES.get(batch.status, EXIT_NOT_TERMINAL)
-
-
-#: ``cancel``: the batch had already finished (completed, failed or expired): not cancelled.
-EXIT_TOO_LATE_TO_CANCEL = 7
-
-CANCEL_EPILOG = f"""\
-exit codes:
-  0  the batch is cancelling (or was cancelled before); its batch object is printed
-  {EXIT_NO_BATCH}  no such batch, or its batch object is unreadable
-  {EXIT_USAGE}  bad arguments or unsafe batch id
-  {EXIT_TOO_LATE_TO_CANCEL}  the batch had already finished (completed, failed or expired);
-     its batch object is printed, unchanged
-"""
 
 
 def cancel_exit_code(batch: BatchObject | None) -> int:

@@ -16,8 +16,11 @@ from typing import Any
 from llm_stream import __version__
 from llm_stream.cli import bench, commands
 from llm_stream.cli.bench_support import DEFAULT_ENGINE_FLAGS
+from llm_stream.cli.errors import run_reported
 from llm_stream.cli.exit_codes import CANCEL_EPILOG as CANCEL_EXIT_CODES
 from llm_stream.cli.exit_codes import EPILOG as STATUS_EXIT_CODES
+from llm_stream.cli.exit_codes import EXIT_INTERRUPTED, FAILURE_EPILOG
+from llm_stream.engine.model_path import check_model_path, model_flag
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -187,9 +190,14 @@ def _add_pass_through(subcommands: Any, name: str, module_name: str, help_text: 
     parser.add_argument("rest", nargs=argparse.REMAINDER)
 
     def run(args: argparse.Namespace) -> int:
+        model = model_flag(args.rest)
+        if model is not None:
+            check_model_path(model)  # in a moment, before vLLM's import and engine start
         module = importlib.import_module(module_name)
         code: int = module.main(args.rest)
-        return code
+        from llm_stream.ops.runtime import interrupted
+
+        return EXIT_INTERRUPTED if interrupted() else code
 
     parser.set_defaults(handler=run)
 
@@ -198,8 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llm-stream",
         description="Kafka as an LLM batch-inference bus, served by vLLM.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=FAILURE_EPILOG,
     )
     parser.add_argument("--version", action="version", version=f"llm-stream {__version__}")
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_broker(subcommands)
     _add_tiny_model(subcommands)
@@ -222,13 +233,35 @@ def build_parser() -> argparse.ArgumentParser:
         "llm_stream.cli.run_batch",
         "drop-in for vllm run-batch: the whole pipeline in one command",
     )
+    _document_failures(subcommands)
     return parser
+
+
+_DEBUG_HELP = "show tracebacks and debug logs (also: LLM_STREAM_LOG_LEVEL=DEBUG)"
+
+
+def _document_failures(subcommands: Any) -> None:
+    """Every subcommand takes --debug and lists the failure exit codes in its help (the
+    worker's and run-batch's own parsers list them in theirs)."""
+    for parser in subcommands.choices.values():
+        if parser.prefix_chars == "\0":
+            continue
+        parser.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP
+        )
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        if parser.epilog is None:
+            parser.epilog = FAILURE_EPILOG
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
-    return handler(args)
+    rest = getattr(args, "rest", None)
+    if rest is not None and "--debug" in rest:  # vLLM's parser would refuse our flag
+        rest.remove("--debug")
+        args.debug = True
+    return run_reported(handler, args)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
@@ -34,6 +34,8 @@ from llm_stream.batch.request_line import Problem, Stage
 from llm_stream.batch.result_lines import local_output_line
 from llm_stream.batch.status import TERMINAL_STATUSES
 from llm_stream.cli.embedded_broker import EmbeddedBroker
+from llm_stream.cli.exit_codes import FAILURE_EPILOG
+from llm_stream.cli.file_checks import check_input_file, check_output_file
 from llm_stream.cli.remote_files import download, is_url, upload
 from llm_stream.cli.vllm_lines import to_vllm_line, unsupported_url_message
 from llm_stream.client import BatchClient
@@ -57,6 +59,7 @@ def build_parser() -> Any:
         prog="llm-stream run-batch",
         description="Run an OpenAI batch file through the Kafka pipeline on an embedded broker; "
         "accepts vllm run-batch's flags and writes the same single output file.",
+        epilog=FAILURE_EPILOG,
     )
     make_arg_parser(parser)
     parser.add_argument(
@@ -188,26 +191,39 @@ async def _follow_to_the_end(
 
 
 async def _run_pipeline(args: argparse.Namespace, settings: Settings, batch_id: str) -> None:
+    """vLLM's engine loads while the topics are made, the batch published and the aggregator
+    joins its group: run-batch's own start-up costs no time beside vLLM's."""
     from llm_stream.engine.vllm_engine import VllmEngine
 
     input_path = Path(args.input_file)
     count, endpoint = _scan(input_path)
     if count == 0:
         return
-    engine = await VllmEngine.start(args)
-    worker, aggregator = Worker(settings, engine), AggregatorApp(settings)
-    tasks = [asyncio.create_task(worker.run()), asyncio.create_task(aggregator.run())]
+    starting = asyncio.create_task(VllmEngine.start(args))
+    await ensure_topics(settings)
+    aggregator, worker = AggregatorApp(settings), cast(Worker | None, None)
+    tasks = [asyncio.create_task(aggregator.run())]
     try:
         lines = (r for _, r, _ in classify_lines(input_path) if r is not None)
-        await ensure_topics(settings)
         async with BatchClient.from_settings(settings) as client:
             await client.submit(lines, batch_id=batch_id, endpoint=endpoint, request_count=count)
+            worker = Worker(settings, await starting)
+            tasks.append(asyncio.create_task(worker.run()))
             await _follow_to_the_end(client, batch_id, count, tasks)
     finally:
-        worker.stopping.set()
-        aggregator.stopping.set()
+        for role in (worker, aggregator):
+            if role is not None:
+                role.stopping.set()
         with contextlib.suppress(Exception):
             await asyncio.gather(*tasks, return_exceptions=True)
+        await _close_once_started(starting)
+
+
+async def _close_once_started(starting: asyncio.Task[Any]) -> None:
+    """Close the engine, waiting for its start to end if it has not (its thread cannot be
+    stopped; a start that failed has nothing to close)."""
+    with contextlib.suppress(Exception):
+        engine = await asyncio.shield(starting)
         await engine.close()
 
 
@@ -251,9 +267,10 @@ def private_settings(
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
     remote_input, remote_output = is_url(args.input_file), is_url(args.output_file)
-    if not remote_input and not Path(args.input_file).is_file():
-        print(f"error: {args.input_file} is not a file or an http(s) URL", file=sys.stderr)
-        return 2
+    if not remote_input:
+        check_input_file(Path(args.input_file), allow_empty=True)  # vLLM's run-batch takes one
+    if not remote_output:
+        check_output_file(Path(args.output_file))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     batch_id = f"run_batch_{uuid.uuid4().hex}"
     with tempfile.TemporaryDirectory(dir=args.output_tmp_dir) as workdir:

@@ -76,7 +76,11 @@ class BatchStatusView:
         consumer = AIOKafkaConsumer(
             **self._config.connection, enable_auto_commit=False, auto_offset_reset="earliest"
         )
-        await consumer.start()
+        try:
+            await consumer.start()
+        except BaseException:
+            await consumer.stop()  # closed, so it is not reported unclosed when collected
+            raise
         self._consumer = consumer
         self._follower = asyncio.create_task(self._follow(consumer))
 
@@ -196,7 +200,8 @@ class BatchStatusView:
     async def _wanted_partitions(self, consumer: AIOKafkaConsumer) -> set[TopicPartition]:
         topics = list(self._values)
         if any(not consumer.partitions_for_topic(topic) for topic in topics):
-            await consumer.force_metadata_update()
+            # AIOKafkaConsumer has no public refresh of the metadata partitions_for_topic reads.
+            await consumer._client.force_metadata_update()
         wanted: set[TopicPartition] = set()
         missing = False
         for topic in topics:

@@ -26,6 +26,7 @@ from llm_stream.gateway.errors import install_error_handlers
 from llm_stream.gateway.middleware import ApiKeyAuth, BodySizeLimit, RequestMetrics
 from llm_stream.gateway.state import Gateway
 from llm_stream.gateway.stream import BatchStream, KafkaBatchStream
+from llm_stream.kafka.topics import ensure_topics
 from llm_stream.ops.server import build_app
 from llm_stream.settings import Settings
 
@@ -96,6 +97,8 @@ def _is_loopback(host: str) -> bool:
 
 async def serve_gateway(settings: Settings) -> int:
     """Serve until SIGTERM or SIGINT (uvicorn's own handling); the exit code."""
+    # Kafka first: uvicorn would log a failure of the app's start-up as a traceback.
+    await ensure_topics(settings)
     host = bind_host(settings)
     if not settings.gateway_api_keys and not _is_loopback(host):
         logger.warning("gateway on %s without API keys: anyone who reaches it may use it", host)

@@ -14,7 +14,15 @@ from typing import Any
 import orjson
 from opentelemetry import trace
 
-CONTEXT_FIELDS = ("batch_id", "custom_id", "topic", "partition", "offset")
+CONTEXT_FIELDS = (
+    "batch_id",
+    "custom_id",
+    "topic",
+    "partition",
+    "offset",
+    "error_kind",
+    "exit_code",
+)
 
 
 class JsonFormatter(logging.Formatter):

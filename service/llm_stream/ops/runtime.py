@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
@@ -26,6 +27,15 @@ from llm_stream.ops.telemetry import configure_tracing
 from llm_stream.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+#: Set when Ctrl-C (SIGINT) stopped a role of this process: after its clean stop, the command
+#: exits 130 as an interrupted one does (SIGTERM, an orchestrator's stop, exits 0).
+_INTERRUPTED = threading.Event()
+
+
+def interrupted() -> bool:
+    """Whether Ctrl-C stopped a role of this process (a signal is the process's)."""
+    return _INTERRUPTED.is_set()
 
 
 class Role(Protocol):
@@ -70,8 +80,12 @@ class RoleRuntime:
     def stop_on_signals(self) -> None:
         """SIGTERM and SIGINT set ``stopping``: a drain, not a traceback."""
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.stopping.set)
+        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self._interrupt)
+
+    def _interrupt(self) -> None:
+        _INTERRUPTED.set()
+        self.stopping.set()
 
     async def readiness(self, role: Role) -> str | None:
         """None when the role makes progress: broker reachable, the role's own check passes,
@@ -86,7 +100,11 @@ class RoleRuntime:
     async def run(self, role: Role) -> bool:
         """Serve until ``stopping`` is set or watched work ends; True when fully drained."""
         settings = self.settings
-        await ensure_topics(settings)
+        try:
+            await ensure_topics(settings)
+        except BaseException:
+            await role.loop.stop()  # never started: closed, so it is not reported unclosed
+            raise
         async with (
             self.broker,
             serving_ops(

@@ -19,6 +19,7 @@ from llm_stream.engine.protocol import EngineUnavailableError, InferenceEngine
 from llm_stream.kafka.cancellations import CancelFollower
 from llm_stream.kafka.consume_loop import ConsumeLoop
 from llm_stream.kafka.publishers import KafkaResultPublisher
+from llm_stream.kafka.topics import ensure_topics
 from llm_stream.ops.runtime import RoleRuntime, RuntimeRole, start_process
 from llm_stream.settings import Settings
 from llm_stream.worker.core import RequestPipeline
@@ -94,6 +95,7 @@ async def serve_worker(settings: Settings, engine_args: Any) -> int:
     from llm_stream.engine.vllm_engine import VllmEngine
 
     media = MediaPolicy.from_engine_args(engine_args, fetch_any_host=settings.media_url_fetching)
+    await ensure_topics(settings)  # a wrong Kafka address fails now, not after the engine's start
     engine = await VllmEngine.start(engine_args, media=media)
     try:
         worker = Worker(settings, engine)

@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
+from llm_stream.cli.exit_codes import FAILURE_EPILOG
 from llm_stream.settings import Settings
 
 
@@ -67,6 +68,7 @@ def build_worker_parser(prog: str = "llm-stream worker") -> Any:
         prog=prog,
         description="Consume request lines from Kafka, run them through one vLLM engine with "
         "continuous batching, publish one result line per request keyed by batch_id.",
+        epilog=FAILURE_EPILOG,
     )
     add_service_arguments(parser)
     BaseFrontendArgs.add_cli_args(parser)

@@ -7,12 +7,18 @@ import orjson
 import pytest
 
 from llm_stream.cli.commands import parse_metadata, run_submit
-from llm_stream.cli.main import build_parser
+from llm_stream.cli.exit_codes import EXIT_INPUT_FILE
+from llm_stream.cli.main import build_parser, main
 
 
 def _args(*argv: str) -> argparse.Namespace:
     # An address nothing listens on: any attempt to publish would fail the test.
     return build_parser().parse_args(["submit", *argv, "--bootstrap-servers", "127.0.0.1:1"])
+
+
+def _submit(*argv: str) -> int:
+    """The command's exit code, its failure reported as the console script reports it."""
+    return main(["submit", *argv, "--bootstrap-servers", "127.0.0.1:1"])
 
 
 def test_metadata_pairs_are_parsed_and_bounded() -> None:
@@ -29,7 +35,7 @@ def test_an_invalid_file_is_refused_naming_its_lines_and_nothing_is_published(
     path = tmp_path / "bad.jsonl"
     good = {"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {}}
     path.write_bytes(orjson.dumps(good) + b"\n{oops\n" + orjson.dumps(good) + b"\n")
-    assert run_submit(_args(str(path))) == 1
+    assert _submit(str(path)) == EXIT_INPUT_FILE
     err = capsys.readouterr().err
     assert "line 2: not valid JSON" in err
     assert "line 3: duplicate custom_id 'a'" in err
@@ -61,7 +67,7 @@ def test_a_line_over_the_message_limit_is_refused_before_anything_is_published(
     small = {"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {}}
     big = {**small, "custom_id": "b", "body": {"prompt": "x" * 3000}}
     path.write_bytes(orjson.dumps(small) + b"\n" + orjson.dumps(big) + b"\n")
-    assert run_submit(_args(str(path), "--batch-id", "b1")) == 1
+    assert _submit(str(path), "--batch-id", "b1") == EXIT_INPUT_FILE
     size = len(orjson.dumps({**big, "batch_id": "b1"}))
     err = capsys.readouterr().err
     assert f"line 2: the request record is {size} bytes, over the 2048-byte limit" in err

@@ -1,0 +1,342 @@
+"""Turn what stops a command into one or two lines a person can act on, and an exit code.
+
+Every subcommand runs under ``run_reported``: an exception is classified (``classify``) into a
+``Failure`` of one kind (``cli.exit_codes``), whose message says what went wrong and what to
+try. The traceback is shown only with ``--debug`` (or ``LLM_STREAM_LOG_LEVEL=DEBUG``). A role
+that logs JSON lines (``LLM_STREAM_LOG_FORMAT=json``) gets the same failure as a log record.
+
+aiokafka hides why it could not connect (``KafkaConnectionError: Unable to bootstrap``) and
+only logs the reason per address; ``KafkaConnectionLog`` keeps those reasons, so a refused TLS
+handshake or SASL login is told apart from a broker that is not there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import ssl
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pydantic
+
+from llm_stream.cli import exit_codes
+from llm_stream.engine.model_path import ModelPathError
+
+logger = logging.getLogger("llm_stream.cli")
+
+BOOTSTRAP_SETTING = "--bootstrap-servers / LLM_STREAM_BOOTSTRAP_SERVERS"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What stopped a command: its kind, exit code and the message shown to the user."""
+
+    kind: str
+    code: int
+    message: str
+
+
+class CommandError(Exception):
+    """A failure whose code already knows what to tell the user (see ``cli.file_checks``)."""
+
+    kind = "command"
+    code = exit_codes.EXIT_UNEXPECTED
+
+
+class InputFileError(CommandError):
+    kind = "input_file"
+    code = exit_codes.EXIT_INPUT_FILE
+
+
+class OutputNotWritableError(CommandError):
+    kind = "output_not_writable"
+    code = exit_codes.EXIT_OUTPUT_NOT_WRITABLE
+
+
+class NoSuchBatchError(CommandError):
+    kind = "no_such_batch"
+    code = exit_codes.EXIT_NO_BATCH
+
+
+INTERRUPTED = Failure("interrupted", exit_codes.EXIT_INTERRUPTED, "interrupted; stopped cleanly")
+
+
+class KafkaConnectionLog(logging.Handler):
+    """Keeps the last reason aiokafka logged for failing to connect to an address."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.address: str | None = None
+        self.reason: BaseException | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # aiokafka.client: log.error('Unable connect to "%s:%s": %s', host, port, err)
+        args = record.args
+        if str(record.msg).startswith("Unable connect to") and isinstance(args, tuple):
+            self.address = ":".join(str(arg) for arg in args[:2])
+            self.reason = args[-1] if isinstance(args[-1], BaseException) else None
+
+    @classmethod
+    def install(cls) -> KafkaConnectionLog:
+        """Listen on aiokafka's logger; a command with no logging of its own then prints none
+        of aiokafka's lines (its reasons come back in the failure's message instead)."""
+        log = cls()
+        logging.getLogger("aiokafka").addHandler(log)
+        return log
+
+    def remove(self) -> None:
+        logging.getLogger("aiokafka").removeHandler(self)
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """The error, its causes and contexts, and the members of exception groups."""
+    pending, seen = [error], set()
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+
+
+def _first_line(error: BaseException, limit: int = 200) -> str:
+    text = str(error).strip() or type(error).__name__
+    line = text.splitlines()[0]
+    return line if len(line) <= limit else f"{line[: limit - 3]}..."
+
+
+def _address(error: BaseException, log: KafkaConnectionLog | None) -> str:
+    """The address that was tried: from aiokafka's log, its message, or the setting."""
+    if log is not None and log.address is not None:
+        return log.address
+    hosts = re.findall(r"\('([^']*)', (\d+)", str(error))
+    if hosts:
+        return ",".join(f"{host}:{port}" for host, port in hosts)
+    return os.environ.get("LLM_STREAM_BOOTSTRAP_SERVERS", "the bootstrap servers")
+
+
+_AUTHENTICATION_ERRORS = (
+    "SaslAuthenticationFailed",
+    "UnsupportedSaslMechanismError",
+    "IllegalSaslStateError",
+    "AuthenticationFailedError",
+    "AuthenticationMethodNotSupported",
+)
+_AUTHORIZATION_ERRORS = (
+    "TopicAuthorizationFailedError",
+    "GroupAuthorizationFailedError",
+    "ClusterAuthorizationFailedError",
+    "TransactionalIdAuthorizationFailed",
+)
+
+
+def _tls(address: str, reason: BaseException) -> Failure:
+    return Failure(
+        "broker_refused",
+        exit_codes.EXIT_BROKER_REFUSED,
+        f"Kafka at {address} refused the TLS handshake ({_first_line(reason)}). Check "
+        "LLM_STREAM_SECURITY_PROTOCOL and LLM_STREAM_SSL_CAFILE / _SSL_CERTFILE / _SSL_KEYFILE.",
+    )
+
+
+def _authentication(address: str, reason: BaseException) -> Failure:
+    return Failure(
+        "broker_refused",
+        exit_codes.EXIT_BROKER_REFUSED,
+        f"Kafka at {address} refused authentication ({_first_line(reason)}). Check "
+        "LLM_STREAM_SASL_MECHANISM, LLM_STREAM_SASL_PLAIN_USERNAME and _SASL_PLAIN_PASSWORD.",
+    )
+
+
+def _kafka(error: BaseException, log: KafkaConnectionLog | None) -> Failure | None:
+    name = type(error).__name__
+    if name == "KafkaTlsError":  # ``kafka.connection`` already said which setting to change
+        return Failure("broker_refused", exit_codes.EXIT_BROKER_REFUSED, _first_line(error, 400))
+    if name == "KafkaConnectionError" or isinstance(error, ssl.SSLError):
+        reason = log.reason if log is not None else None
+        address = _address(error, log)
+        if isinstance(error, ssl.SSLError) or isinstance(reason, ssl.SSLError):
+            return _tls(address, reason if isinstance(reason, ssl.SSLError) else error)
+        if reason is not None and type(reason).__name__ in _AUTHENTICATION_ERRORS:
+            return _authentication(address, reason)
+        return Failure(
+            "broker_unreachable",
+            exit_codes.EXIT_BROKER_UNREACHABLE,
+            f"cannot reach Kafka at {address} ({BOOTSTRAP_SETTING}). "
+            "Start a local broker with `llm-stream broker`, or point at yours.",
+        )
+    if name in _AUTHENTICATION_ERRORS:
+        return _authentication(_address(error, log), error)
+    if name in _AUTHORIZATION_ERRORS:
+        return Failure(
+            "broker_refused",
+            exit_codes.EXIT_BROKER_REFUSED,
+            f"Kafka refused access ({_first_line(error)}). Grant this principal the llm-stream "
+            "topics and consumer groups, or check LLM_STREAM_*_TOPIC and --group-id.",
+        )
+    if name == "UnknownTopicOrPartitionError" or "cannot create topic" in str(error):
+        return Failure(
+            "topic_missing",
+            exit_codes.EXIT_TOPIC_MISSING,
+            f"a Kafka topic is missing ({_first_line(error)}). Create the llm-stream topics, "
+            "allow this principal to create topics, or set LLM_STREAM_*_TOPIC to existing ones.",
+        )
+    return None
+
+
+#: huggingface_hub's errors for a model name that is no repository it can find.
+_HUB_ERRORS = (
+    "HFValidationError",
+    "RepositoryNotFoundError",
+    "GatedRepoError",
+    "RevisionNotFoundError",
+    "LocalEntryNotFoundError",
+)
+
+
+def _settings(error: BaseException) -> Failure | None:
+    """Settings the environment gives that are invalid or contradict each other."""
+    if type(error).__name__ == "KafkaSecurityConfigError":
+        message = f"Kafka security settings: {_first_line(error)}. Fix the LLM_STREAM_* values."
+    elif isinstance(error, pydantic.ValidationError) and error.title == "Settings":
+        problems = "; ".join(
+            f"LLM_STREAM_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+            for e in error.errors(include_url=False, include_input=False)
+        )
+        message = f"invalid settings: {problems}. Fix these environment variables or flags."
+    else:
+        return None
+    return Failure("settings", exit_codes.EXIT_USAGE, message)
+
+
+def _model(error: BaseException) -> Failure | None:
+    text = str(error)
+    if isinstance(error, ModelPathError):
+        message = text
+    elif type(error).__name__ in _HUB_ERRORS or "does not appear to have a file named" in text:
+        message = (
+            f"--model is not a model vLLM can load ({_first_line(error)}). Give a local model "
+            "directory (with config.json) or a Hugging Face model id this machine can fetch."
+        )
+    else:
+        return None
+    return Failure("model_path", exit_codes.EXIT_MODEL_PATH, message)
+
+
+#: Lines of vLLM's (and torch's) start-up failures, and what to try for each.
+_ENGINE_FAILURES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(
+            r"out of memory|OutOfMemoryError|larger than the available KV cache memory"
+            r"|No available memory for the cache blocks",
+            re.I,
+        ),
+        "Try a smaller --max-model-len or --max-num-seqs, a higher --gpu-memory-utilization, "
+        "or a smaller model.",
+    ),
+    (
+        re.compile(r"No CUDA GPUs are available|Failed to infer device type|CUDA driver", re.I),
+        "Check that the device is visible (nvidia-smi, CUDA_VISIBLE_DEVICES) and that this "
+        "vLLM build is the one for this machine.",
+    ),
+    (
+        re.compile(r"engine core initialization", re.I),
+        "vLLM's log above says why; rerun with --debug for the full traceback.",
+    ),
+)
+
+
+def classify_engine_failure(text: str) -> Failure | None:
+    """The engine-start failure ``text`` (an exception's message) describes, if any."""
+    for pattern, remedy in _ENGINE_FAILURES:
+        match = pattern.search(text)
+        if match is None:
+            continue
+        line = next(line for line in text.splitlines() if pattern.search(line)).strip()
+        reason = line if len(line) <= 200 else f"{line[:197]}..."
+        return Failure(
+            "engine_start",
+            exit_codes.EXIT_ENGINE_START,
+            f"the vLLM engine failed to start: {reason}\n{remedy}",
+        )
+    return None
+
+
+def classify(error: BaseException, log: KafkaConnectionLog | None = None) -> Failure:
+    """The failure ``error`` stands for; an unknown error is ``unexpected``, in one line."""
+    if isinstance(error, KeyboardInterrupt):
+        return INTERRUPTED
+    chain = list(_chain(error))
+    for found in chain:
+        if isinstance(found, CommandError):
+            return Failure(found.kind, found.code, str(found))
+    checks: tuple[Callable[[BaseException], Failure | None], ...] = (
+        lambda e: _kafka(e, log),
+        _settings,
+        _model,
+        lambda e: classify_engine_failure(f"{type(e).__name__}: {e}"),
+    )
+    for check in checks:
+        for found in chain:
+            failure = check(found)
+            if failure is not None:
+                return failure
+    return Failure(
+        "unexpected",
+        exit_codes.EXIT_UNEXPECTED,
+        f"{type(error).__name__}: {_first_line(error)}\nRerun with --debug for the traceback.",
+    )
+
+
+def debug_requested(args: argparse.Namespace) -> bool:
+    """``--debug`` on the command line, or ``LLM_STREAM_LOG_LEVEL=DEBUG``."""
+    from_env = os.environ.get("LLM_STREAM_LOG_LEVEL", "").upper() == "DEBUG"
+    return bool(getattr(args, "debug", False)) or from_env
+
+
+def _logs_json() -> bool:
+    from llm_stream.ops.logs import JsonFormatter
+
+    return any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
+
+
+def report(failure: Failure, error: BaseException | None, *, debug: bool) -> None:
+    """Tell the user: a structured log record where the process logs JSON, else stderr."""
+    exc_info = error if debug and error is not None else None
+    if _logs_json():
+        extra = {"error_kind": failure.kind, "exit_code": failure.code}
+        logger.error(failure.message, exc_info=exc_info, extra=extra)
+        return
+    if exc_info is not None:
+        traceback.print_exception(exc_info, file=sys.stderr)
+    prefix = "stopped" if failure is INTERRUPTED else "error"
+    print(f"{prefix}: {failure.message}", file=sys.stderr, flush=True)
+
+
+def run_reported(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a subcommand's handler; turn what stops it into a message and an exit code."""
+    debug = debug_requested(args)
+    if debug:
+        os.environ["LLM_STREAM_LOG_LEVEL"] = "DEBUG"  # roles configure their logging from it
+        if not logging.getLogger().handlers:
+            logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s %(message)s")
+    log = KafkaConnectionLog.install()
+    try:
+        return handler(args)
+    except KeyboardInterrupt as error:
+        report(INTERRUPTED, error, debug=debug)
+        return INTERRUPTED.code
+    except Exception as error:
+        failure = classify(error, log)
+        report(failure, error, debug=debug)
+        return failure.code
+    finally:
+        log.remove()
