@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -268,3 +269,31 @@ def test_ctrl_c_stops_a_role_cleanly(
     assert code == exit_codes.EXIT_INTERRUPTED, stderr
     assert "Traceback" not in stderr
     assert "KeyboardInterrupt" not in stderr
+
+
+@pytest.mark.parametrize("command", ["broker", "gateway"])
+def test_a_port_already_taken_is_refused_before_serving(command: str, tmp_path: Path) -> None:
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        gateway = ["--output-dir", str(tmp_path), "--bootstrap-servers", NO_BROKER]
+        result = _run(command, "--port", str(port), *(gateway if command == "gateway" else []))
+    _assert_explained(
+        result, exit_codes.EXIT_USAGE, f"cannot listen on 127.0.0.1:{port}", "choose another --port"
+    )
+
+
+def test_ctrl_c_stops_the_embedded_broker_cleanly() -> None:
+    port = free_port()
+    process = _start("broker", "--port", str(port), env={})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == exit_codes.EXIT_INTERRUPTED, stderr
+    assert "Traceback" not in stderr

@@ -27,7 +27,7 @@ from llm_stream.cli.exit_codes import (
     cancel_exit_code,
     exit_code,
 )
-from llm_stream.cli.file_checks import check_input_file, check_output_dir
+from llm_stream.cli.file_checks import check_input_file, check_output_dir, check_port_free
 from llm_stream.client.batch_client import BatchClient, build_manifest, new_batch_id
 from llm_stream.contracts import BatchObject, is_safe_batch_id
 from llm_stream.kafka.topics import ensure_topics
@@ -41,12 +41,13 @@ MAX_METADATA_PAIRS = 16
 def run_broker(args: argparse.Namespace) -> int:
     from llm_stream.cli.embedded_broker import EmbeddedBroker
 
+    check_port_free(args.host, args.port, "--port")
     broker = EmbeddedBroker(port=args.port, host=args.host, inherit_output=True)
-    stopping = False
+    stopped_by: int | None = None
 
     def _stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
+        nonlocal stopped_by
+        stopped_by = signum
         broker.terminate()
 
     signal.signal(signal.SIGTERM, _stop)
@@ -55,7 +56,9 @@ def run_broker(args: argparse.Namespace) -> int:
     print(broker.bootstrap_servers, flush=True)
     code = broker.wait()
     broker.stop()
-    return 0 if stopping else code
+    if stopped_by is None:
+        return code
+    return EXIT_INTERRUPTED if stopped_by == signal.SIGINT else 0
 
 
 def run_tiny_model(args: argparse.Namespace) -> int:
@@ -108,7 +111,7 @@ def run_notifier(args: argparse.Namespace) -> int:
 
 
 def run_gateway(args: argparse.Namespace) -> int:
-    from llm_stream.gateway.app import serve_gateway
+    from llm_stream.gateway.app import bind_host, serve_gateway
     from llm_stream.ops.runtime import start_process
 
     settings = Settings().with_overrides(
@@ -119,6 +122,7 @@ def run_gateway(args: argparse.Namespace) -> int:
     )
     start_process(settings, "llm-stream-gateway")
     _check_file_store(settings)
+    check_port_free(bind_host(settings), settings.gateway_port, "--port")
     return asyncio.run(serve_gateway(settings))
 
 

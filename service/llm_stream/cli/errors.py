@@ -58,6 +58,11 @@ class OutputNotWritableError(CommandError):
     code = exit_codes.EXIT_OUTPUT_NOT_WRITABLE
 
 
+class PortInUseError(CommandError):
+    kind = "port_in_use"
+    code = exit_codes.EXIT_USAGE
+
+
 class NoSuchBatchError(CommandError):
     kind = "no_such_batch"
     code = exit_codes.EXIT_NO_BATCH

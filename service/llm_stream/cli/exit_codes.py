@@ -38,7 +38,7 @@ EXIT_INTERRUPTED = 130
 
 FAILURE_EPILOG = f"""\
 exit codes of failures (any command; --debug adds the traceback):
-  {EXIT_USAGE}  bad arguments
+  {EXIT_USAGE}  bad arguments or settings, or a port to listen on already taken
   {EXIT_UNEXPECTED}  an unexpected error, in one line; rerun with --debug for the traceback
   {EXIT_BROKER_UNREACHABLE}  Kafka is unreachable at the bootstrap servers
   {EXIT_BROKER_REFUSED}  Kafka refused the authentication, the TLS handshake or the access

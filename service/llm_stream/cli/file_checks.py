@@ -1,14 +1,15 @@
-"""Check a command's input file and output location before any work starts, so the user
-hears which path is wrong and why, instead of an OSError from deep inside a run.
+"""Check the places a command reads, writes or listens on before any work starts, so the user
+hears which path or port is wrong and why, instead of an OSError from deep inside a run.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
 
-from llm_stream.cli.errors import InputFileError, OutputNotWritableError
+from llm_stream.cli.errors import InputFileError, OutputNotWritableError, PortInUseError
 
 
 def check_input_file(path: Path, *, allow_empty: bool = False) -> None:
@@ -66,3 +67,18 @@ def check_output_file(path: Path) -> None:
         raise OutputNotWritableError(
             f"cannot write output file {path} ({error.strerror or error}). Give another -o path."
         ) from error
+
+
+def check_port_free(host: str, port: int, flag: str) -> None:
+    """Raise ``PortInUseError`` when something already listens on ``host:port``."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise PortInUseError(
+                f"cannot listen on {host}:{port} ({error.strerror or error}): another process "
+                f"holds it, perhaps one already serving. Stop it, or choose another {flag}."
+            ) from error
