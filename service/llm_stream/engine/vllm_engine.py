@@ -9,6 +9,7 @@ a status code and a JSON body.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -111,7 +112,11 @@ class VllmEngine:
         # while it is still starting (it adopts the children we start until sealed).
         guard = OrphanGuard.start(adopt_children=True)
         try:
-            engine = AsyncLLM.from_vllm_config(
+            # vLLM blocks while its engine core loads (tens of seconds): in a thread, so this
+            # process's event loop goes on (health checks, run-batch's own start-up). AsyncLLM
+            # starts its output tasks on the first request when made outside a running loop.
+            engine = await asyncio.to_thread(
+                AsyncLLM.from_vllm_config,
                 vllm_config=vllm_config,
                 usage_context=usage,
                 enable_log_requests=engine_args.enable_log_requests,
