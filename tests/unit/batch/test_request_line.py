@@ -23,6 +23,7 @@ from llm_stream.engine.error_bodies import (
     streaming_refused,
     unsupported_endpoint,
 )
+from llm_stream.engine.media_policy import MediaPolicy
 from llm_stream.engine.protocol import EngineRequest
 from llm_stream.engine.vllm_engine import VllmEngine
 from llm_stream.settings import Settings
@@ -388,6 +389,7 @@ async def test_the_engine_routes_what_the_rules_accept() -> None:
     engine = VllmEngine.__new__(VllmEngine)
     engine._routes = _Routes(dict.fromkeys(SUPPORTED_ENDPOINTS, (None, None)))
     engine._engine = SimpleNamespace(errored=False)
+    engine._media = MediaPolicy()
     for url in SUPPORTED_ENDPOINTS:
         reply = await engine._respond(EngineRequest(method="POST", url=url, body={}))
         assert reply.status_code == 404
