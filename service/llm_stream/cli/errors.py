@@ -119,12 +119,12 @@ def _first_line(error: BaseException, limit: int = 200) -> str:
 
 
 def _address(error: BaseException, log: KafkaConnectionLog | None) -> str:
-    """The address that was tried: from aiokafka's log, its message, or the setting."""
-    if log is not None and log.address is not None:
-        return log.address
+    """The addresses that were tried: from aiokafka's message, its log, or the setting."""
     hosts = re.findall(r"\('([^']*)', (\d+)", str(error))
     if hosts:
         return ",".join(f"{host}:{port}" for host, port in hosts)
+    if log is not None and log.address is not None:
+        return log.address
     return os.environ.get("LLM_STREAM_BOOTSTRAP_SERVERS", "the bootstrap servers")
 
 
@@ -254,9 +254,26 @@ _ENGINE_FAILURES: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (
         re.compile(r"engine core initialization", re.I),
-        "vLLM's log above says why; rerun with --debug for the full traceback.",
+        "The engine's own log above names the cause (its last ERROR line).",
     ),
 )
+
+
+def _engine_config(error: BaseException) -> Failure | None:
+    """vLLM refusing its engine flags: its config classes validate with pydantic."""
+    if not isinstance(error, pydantic.ValidationError) or not error.title.endswith("Config"):
+        return None
+    problems = "; ".join(
+        str(e["msg"]).removeprefix("Value error, ")
+        for e in error.errors(include_url=False, include_input=False)
+    )
+    reason = problems if len(problems) <= 300 else f"{problems[:297]}..."
+    return Failure(
+        "engine_start",
+        exit_codes.EXIT_ENGINE_START,
+        f"vLLM refused the engine flags ({error.title}): {reason}\n"
+        "Fix the engine flags (see --help).",
+    )
 
 
 def classify_engine_failure(text: str) -> Failure | None:
@@ -287,6 +304,7 @@ def classify(error: BaseException, log: KafkaConnectionLog | None = None) -> Fai
         lambda e: _kafka(e, log),
         _settings,
         _model,
+        _engine_config,
         lambda e: classify_engine_failure(f"{type(e).__name__}: {e}"),
     )
     for check in checks:

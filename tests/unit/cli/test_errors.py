@@ -136,7 +136,7 @@ def test_hub_errors_about_a_model_name_are_a_model_path_failure() -> None:
         (
             "RuntimeError: Engine core initialization failed. See root cause above. "
             "Failed core proc(s): {'EngineCore_DP0': 1}",
-            "--debug",
+            "last ERROR line",
         ),
     ],
 )
@@ -295,3 +295,22 @@ def test_an_output_place_that_cannot_be_written_is_refused(tmp_path: Path) -> No
     check_output_dir(tmp_path / "new" / "batches")
     check_output_file(tmp_path / "out.jsonl")
     assert list((tmp_path / "new" / "batches").iterdir()) == []
+
+
+def test_vllm_refusing_its_engine_flags_is_an_engine_start_failure_in_its_words() -> None:
+    class ModelConfig(pydantic.BaseModel):  # vLLM validates its configs with pydantic
+        max_model_len: int
+
+        @pydantic.field_validator("max_model_len")
+        @classmethod
+        def _fits(cls, value: int) -> int:
+            raise ValueError(f"User-specified max_model_len ({value}) is greater than 512")
+
+    with pytest.raises(pydantic.ValidationError) as raised:
+        ModelConfig(max_model_len=100_000)
+    failure = classify(raised.value)
+    assert failure.code == exit_codes.EXIT_ENGINE_START
+    assert failure.message.startswith(
+        "vLLM refused the engine flags (ModelConfig): User-specified max_model_len (100000) "
+        "is greater than 512\n"
+    )
