@@ -10,8 +10,10 @@ import argparse
 import asyncio
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import orjson
 import pydantic
@@ -68,6 +70,14 @@ def run_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_role(serving: Coroutine[Any, Any, int]) -> int:
+    """A role's exit code; 130 when Ctrl-C stopped it (after its clean stop)."""
+    from llm_stream.ops.runtime import interrupted
+
+    code = asyncio.run(serving)
+    return EXIT_INTERRUPTED if interrupted() else code
+
+
 def _check_file_store(settings: Settings) -> None:
     """The local file store must be writable before a role starts (object storage is checked
     by its first write)."""
@@ -77,7 +87,7 @@ def _check_file_store(settings: Settings) -> None:
 
 def run_aggregator(args: argparse.Namespace) -> int:
     from llm_stream.aggregator.app import serve_aggregator
-    from llm_stream.ops.runtime import interrupted, start_process
+    from llm_stream.ops.runtime import start_process
 
     settings = Settings().with_overrides(
         bootstrap_servers=args.bootstrap_servers,
@@ -87,8 +97,7 @@ def run_aggregator(args: argparse.Namespace) -> int:
     )
     start_process(settings, "llm-stream-aggregator")
     _check_file_store(settings)
-    code = asyncio.run(serve_aggregator(settings))
-    return EXIT_INTERRUPTED if interrupted() else code
+    return _run_role(serve_aggregator(settings))
 
 
 def run_notifier(args: argparse.Namespace) -> int:
@@ -107,7 +116,7 @@ def run_notifier(args: argparse.Namespace) -> int:
         _error(str(error))
         return EXIT_USAGE
     start_process(settings, "llm-stream-notifier")
-    return asyncio.run(serve_notifier(settings))
+    return _run_role(serve_notifier(settings))
 
 
 def run_gateway(args: argparse.Namespace) -> int:
