@@ -123,6 +123,14 @@ def test_a_role_logging_json_reports_the_failure_as_a_structured_line(tmp_path: 
     assert "exception" not in failure
 
 
+def test_a_role_failing_before_its_logging_starts_still_logs_json() -> None:
+    result = _run("worker", "--model", "/nonexistent", env={"LLM_STREAM_LOG_FORMAT": "json"})
+    assert result.returncode == exit_codes.EXIT_MODEL_PATH
+    [record] = [orjson.loads(line) for line in result.stderr.splitlines()]
+    assert record["error_kind"] == "model_path"
+    assert "--model /nonexistent" in record["message"]
+
+
 def test_debug_shows_the_traceback_and_still_the_remedy() -> None:
     for args in (["--debug", "status", "batch_1"], ["status", "batch_1", "--debug"]):
         result = _run(*args, "--bootstrap-servers", NO_BROKER)

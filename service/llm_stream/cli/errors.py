@@ -326,9 +326,18 @@ def debug_requested(args: argparse.Namespace) -> bool:
 
 
 def _logs_json() -> bool:
-    from llm_stream.ops.logs import JsonFormatter
+    """Whether failures go out as JSON log records: the process logs JSON, or it failed
+    before configuring its logging while ``LLM_STREAM_LOG_FORMAT=json`` asks for it (a worker
+    whose --model is wrong, in a container whose logs are collected)."""
+    from llm_stream.ops.logs import JsonFormatter, configure_logging
 
-    return any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
+    root = logging.getLogger()
+    if any(isinstance(handler.formatter, JsonFormatter) for handler in root.handlers):
+        return True
+    if root.handlers or os.environ.get("LLM_STREAM_LOG_FORMAT", "").lower() != "json":
+        return False
+    configure_logging("json")
+    return True
 
 
 def report(failure: Failure, error: BaseException | None, *, debug: bool) -> None:
