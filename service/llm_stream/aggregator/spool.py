@@ -50,6 +50,9 @@ class ResultSpool:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=OFF")
+        # Rows are written once and read once, in order: a page cache (2 MiB by default)
+        # would only hold memory that grows with a batch up to its size.
+        self._db.execute("PRAGMA cache_size=-256")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS results (batch_id TEXT NOT NULL, custom_id TEXT NOT NULL,"
             " succeeded INTEGER NOT NULL, line BLOB NOT NULL, UNIQUE (batch_id, custom_id))"

@@ -94,18 +94,26 @@ async def _run_role(role: Worker | AggregatorApp, until: Callable[[], Awaitable[
         await asyncio.wait_for(running, 60)
 
 
-async def worker_overhead_us(bootstrap: str, messages: int, workdir: Path) -> float:
-    """Seconds per message between the first and the last result, in microseconds."""
+async def _requests_published(bootstrap: str, messages: int, workdir: Path) -> Settings:
+    """Fresh topics holding ``messages`` request lines of one batch."""
     settings = _settings(bootstrap, workdir / "batches")
     await ensure_topics(settings)
     batch_id = f"overhead-{uuid.uuid4().hex[:8]}"
     lines = (request_line(batch_id, i) for i in range(messages))
     await _publish(settings, settings.requests_topic, lines, b"")
+    return settings
+
+
+async def _worker_answering(settings: Settings, messages: int) -> float:
+    """Microseconds per message for a worker (echo engine) answering the published requests."""
     worker = Worker(settings.with_overrides(max_in_flight=512), EchoEngine(concurrency=256))
 
     async def answered() -> float:
         consumer = AIOKafkaConsumer(
-            settings.results_topic, **settings.kafka_client_kwargs(), auto_offset_reset="earliest"
+            settings.results_topic,
+            **settings.kafka_client_kwargs(),
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=settings.fetch_partition_bytes,
         )
         await consumer.start()
         try:
@@ -114,7 +122,7 @@ async def worker_overhead_us(bootstrap: str, messages: int, workdir: Path) -> fl
                 await asyncio.sleep(0.001)
             started, seen = time.perf_counter(), 0
             while seen < messages:
-                fetched = await consumer.getmany(timeout_ms=200, max_records=10_000)
+                fetched = await consumer.getmany(timeout_ms=200, max_records=1000)
                 seen += sum(len(records) for records in fetched.values())
             return (time.perf_counter() - started) / messages * 1e6
         finally:
@@ -123,8 +131,14 @@ async def worker_overhead_us(bootstrap: str, messages: int, workdir: Path) -> fl
     return await _run_role(worker, answered)
 
 
-async def aggregator_lines_per_s(bootstrap: str, lines: int, workdir: Path) -> float:
-    """Result lines per second from the first one spooled to the batch's files written."""
+async def worker_overhead_us(bootstrap: str, messages: int, workdir: Path) -> float:
+    """Seconds per message between the first and the last result, in microseconds."""
+    settings = await _requests_published(bootstrap, messages, workdir)
+    return await _worker_answering(settings, messages)
+
+
+async def _results_published(bootstrap: str, lines: int, workdir: Path) -> Settings:
+    """Fresh topics holding one batch's manifest and ``lines`` results."""
     settings = _settings(bootstrap, workdir / "batches")
     await ensure_topics(settings)
     batch_id = f"aggregate-{uuid.uuid4().hex[:8]}"
@@ -135,29 +149,41 @@ async def aggregator_lines_per_s(bootstrap: str, lines: int, workdir: Path) -> f
     )
     results = (result_line(batch_id, i) for i in range(lines))
     await _publish(settings, settings.results_topic, results, key)
+    return settings
+
+
+async def _aggregator_writing(settings: Settings, lines: int) -> float:
+    """Lines per second for an aggregator writing the one published batch."""
     app = AggregatorApp(settings)
 
     async def written() -> float:
         # Polled: the aggregator has no event to wait on, and 1 ms is far below the run.
-        while not app.aggregator.received(batch_id) and not app.aggregator.is_finished(batch_id):  # noqa: ASYNC110
+        while not app.aggregator.batches_written and not app.aggregator.open_batches:  # noqa: ASYNC110
             await asyncio.sleep(0.001)
         started = time.perf_counter()
         # An in-memory counter (this app writes only this batch): polling ``is_finished``,
         # which stats the file store, took ~10% of the aggregator's CPU in the window.
         while not app.aggregator.batches_written:  # noqa: ASYNC110
             await asyncio.sleep(0.001)
-        seconds = time.perf_counter() - started
-        if not app.aggregator.is_finished(batch_id):
-            raise RuntimeError(f"the aggregator wrote a batch other than {batch_id}")
-        return lines / seconds
+        return lines / (time.perf_counter() - started)
 
     return await _run_role(app, written)
 
 
-def peak_rss_mb(role: str, lines: int, bootstrap: str) -> float:
-    """Peak RSS of a child process that runs ``role`` over a batch of ``lines``."""
+async def aggregator_lines_per_s(bootstrap: str, lines: int, workdir: Path) -> float:
+    """Result lines per second from the first one spooled to the batch's files written."""
+    settings = await _results_published(bootstrap, lines, workdir)
+    return await _aggregator_writing(settings, lines)
+
+
+def peak_rss_mb(role: str, lines: int, bootstrap: str, workdir: Path) -> float:
+    """Peak RSS of a child process that runs only ``role`` over a batch of ``lines``: this
+    process publishes them first, so the producer's memory is not counted."""
+    publish = _requests_published if role == "worker" else _results_published
+    settings = asyncio.run(publish(bootstrap, lines, workdir))
     done = subprocess.run(
-        [sys.executable, "-m", "llm_stream.cli.bench_stream", role, str(lines), bootstrap],
+        [sys.executable, "-m", "llm_stream.cli.bench_stream", role, str(lines)],
+        input=settings.model_dump_json(),
         capture_output=True,
         text=True,
         timeout=_TIMEOUT_S,
@@ -179,16 +205,17 @@ def own_peak_rss_mb() -> float:
     )
 
 
-def _child(role: str, lines: int, bootstrap: str) -> None:
-    """Run one measurement in this process and print its peak RSS in MB."""
-    with tempfile.TemporaryDirectory() as workdir:
-        measure = worker_overhead_us if role == "worker" else aggregator_lines_per_s
-        asyncio.run(measure(bootstrap, lines, Path(workdir)))
+def _child(role: str, lines: int) -> None:
+    """Run one role over the batch published on the topics of the settings on stdin; print
+    this process's peak RSS in MB."""
+    settings = Settings.model_validate_json(sys.stdin.read())
+    measure = _worker_answering if role == "worker" else _aggregator_writing
+    asyncio.run(measure(settings, lines))
     print(own_peak_rss_mb())
 
 
 if __name__ == "__main__":
-    _child(sys.argv[1], int(sys.argv[2]), sys.argv[3])
+    _child(sys.argv[1], int(sys.argv[2]))
 
 
 #: The figures this module measures, as ``llm-stream bench --only`` names them.
@@ -226,7 +253,7 @@ def run(
             figures["aggregator_lines_s_range"] = [round(aggregator.low), round(aggregator.high)]
         if "rss" in parts:
             rss = {
-                (role, size): peak_rss_mb(role, size, servers)
+                (role, size): peak_rss_mb(role, size, servers, workdir)
                 for role in ("worker", "aggregator")
                 for size in (rss_small, rss_large)
             }
