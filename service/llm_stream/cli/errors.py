@@ -26,6 +26,7 @@ import pydantic
 
 from llm_stream.cli import exit_codes
 from llm_stream.engine.model_path import ModelPathError
+from llm_stream.engine.start_log import EngineStartError
 
 logger = logging.getLogger("llm_stream.cli")
 
@@ -292,6 +293,17 @@ def classify_engine_failure(text: str) -> Failure | None:
     return None
 
 
+def _engine_start(error: BaseException) -> Failure | None:
+    if not isinstance(error, EngineStartError):  # its message is the engine core's own line
+        return classify_engine_failure(f"{type(error).__name__}: {error}")
+    return classify_engine_failure(str(error)) or Failure(
+        "engine_start",
+        exit_codes.EXIT_ENGINE_START,
+        f"the vLLM engine failed to start: {_first_line(error)}\n"
+        "The engine's own log above has the details.",
+    )
+
+
 def classify(error: BaseException, log: KafkaConnectionLog | None = None) -> Failure:
     """The failure ``error`` stands for; an unknown error is ``unexpected``, in one line."""
     if isinstance(error, KeyboardInterrupt):
@@ -305,7 +317,7 @@ def classify(error: BaseException, log: KafkaConnectionLog | None = None) -> Fai
         _settings,
         _model,
         _engine_config,
-        lambda e: classify_engine_failure(f"{type(e).__name__}: {e}"),
+        _engine_start,
     )
     for check in checks:
         for found in chain:

@@ -95,6 +95,7 @@ class VllmEngine:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         from llm_stream.engine.orphan_guard import OrphanGuard
+        from llm_stream.engine.start_log import EngineStartError, EngineStartLog
 
         # vLLM's per-request timings feed our spans and histograms; they stay out of response
         # bodies unless the user asked for them with --enable-per-request-metrics.
@@ -111,19 +112,24 @@ class VllmEngine:
         # The engine core does not watch us: the guard ends it if we die by SIGKILL, even
         # while it is still starting (it adopts the children we start until sealed).
         guard = OrphanGuard.start(adopt_children=True)
+        start_log = EngineStartLog()
         try:
             # vLLM blocks while its engine core loads (tens of seconds): in a thread, so this
             # process's event loop goes on (health checks, run-batch's own start-up). AsyncLLM
             # starts its output tasks on the first request when made outside a running loop.
-            engine = await asyncio.to_thread(
-                AsyncLLM.from_vllm_config,
-                vllm_config=vllm_config,
-                usage_context=usage,
-                enable_log_requests=engine_args.enable_log_requests,
-                disable_log_stats=engine_args.disable_log_stats,
-            )
-        except BaseException:
+            with start_log:
+                engine = await asyncio.to_thread(
+                    AsyncLLM.from_vllm_config,
+                    vllm_config=vllm_config,
+                    usage_context=usage,
+                    enable_log_requests=engine_args.enable_log_requests,
+                    disable_log_stats=engine_args.disable_log_stats,
+                )
+        except BaseException as error:
             guard.release()
+            cause = start_log.cause() if "root cause above" in str(error) else None
+            if cause is not None:  # the engine core's own words, not "see above"
+                raise EngineStartError(cause) from error
             raise
         guard.seal()
         try:
