@@ -137,17 +137,15 @@ class BatchAggregator:
                 batch.first_offsets.setdefault(partition, offset)
                 if tracing:
                     batch.trace(record, result, self._trace_link_limit)
-                rows.setdefault(result.batch_id, []).append(
-                    (result.custom_id, result.succeeded, line)
-                )
+                row = (result.custom_id, result.succeeded, line)
+                rows.setdefault(result.batch_id, []).append(row)
                 results.setdefault(result.batch_id, []).append(result)
             for batch_id, batch_rows in rows.items():
                 batch = self._open[batch_id]
                 new = self._spool.insert(batch_id, batch_rows)
                 if len(new) < len(batch_rows):
                     metrics.RESULTS_DUPLICATE.inc(len(batch_rows) - len(new))
-                batch_results = results[batch_id]
-                batch.count(batch_results[position] for position in new)
+                batch.count(results[batch_id][position] for position in new)
                 await self._advance(batch_id, batch)
 
     def _parse(self, record: IncomingRecord) -> tuple[ResultMessage, bytes] | None:
