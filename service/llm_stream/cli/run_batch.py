@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import orjson
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
@@ -41,6 +41,7 @@ from llm_stream.cli.vllm_lines import to_vllm_line, unsupported_url_message
 from llm_stream.client import BatchClient
 from llm_stream.contracts import SUPPORTED_ENDPOINTS, BatchObject, ResponseData
 from llm_stream.engine.error_bodies import error_response
+from llm_stream.engine.starting import StartingEngine
 from llm_stream.files.atomic import write_atomically
 from llm_stream.files.store import ERROR_FILE, OUTPUT_FILE, BatchFile, LocalFileStore, file_id
 from llm_stream.kafka.topics import ensure_topics
@@ -193,38 +194,43 @@ async def _follow_to_the_end(
 async def _run_pipeline(args: argparse.Namespace, settings: Settings, batch_id: str) -> None:
     """vLLM's engine loads while the topics are made, the batch published and the aggregator
     joins its group: run-batch's own start-up costs no time beside vLLM's."""
-    from llm_stream.engine.vllm_engine import VllmEngine
-
     input_path = Path(args.input_file)
     count, endpoint = _scan(input_path)
     if count == 0:
         return
-    starting = asyncio.create_task(VllmEngine.start(args))
+    engine = await _start_engine(args)
     await ensure_topics(settings)
-    aggregator, worker = AggregatorApp(settings), cast(Worker | None, None)
-    tasks = [asyncio.create_task(aggregator.run())]
+    worker, aggregator = Worker(settings, engine), AggregatorApp(settings)
+    tasks = [asyncio.create_task(role.run()) for role in (worker, aggregator)]
     try:
         lines = (r for _, r, _ in classify_lines(input_path) if r is not None)
         async with BatchClient.from_settings(settings) as client:
             await client.submit(lines, batch_id=batch_id, endpoint=endpoint, request_count=count)
-            worker = Worker(settings, await starting)
-            tasks.append(asyncio.create_task(worker.run()))
             await _follow_to_the_end(client, batch_id, count, tasks)
+    except Exception:
+        if engine.failure is not None:  # the cause, not the worker stopping for want of it
+            raise engine.failure from None
+        raise
     finally:
         for role in (worker, aggregator):
-            if role is not None:
-                role.stopping.set()
+            role.stopping.set()
         with contextlib.suppress(Exception):
             await asyncio.gather(*tasks, return_exceptions=True)
-        await _close_once_started(starting)
-
-
-async def _close_once_started(starting: asyncio.Task[Any]) -> None:
-    """Close the engine, waiting for its start to end if it has not (its thread cannot be
-    stopped; a start that failed has nothing to close)."""
-    with contextlib.suppress(Exception):
-        engine = await asyncio.shield(starting)
         await engine.close()
+
+
+async def _start_engine(args: argparse.Namespace) -> StartingEngine:
+    """vLLM's engine, starting: returned once its configuration (how many requests it runs
+    at once, which sizes the worker) is known, tens of seconds before it can serve."""
+    from llm_stream.engine.vllm_engine import VllmEngine
+
+    configured: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    starting = asyncio.create_task(VllmEngine.start(args, configured=configured.set_result))
+    first: set[asyncio.Future[Any]] = {configured, starting}
+    await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+    if not configured.done():
+        await starting  # it failed before configuring: its error
+    return StartingEngine(starting, configured.result())
 
 
 class _ArgumentsOnly(Settings):
@@ -280,11 +286,14 @@ def main(argv: Sequence[str]) -> int:
             input_path = download(args.input_file, work / "input.jsonl")
             args.input_file = str(input_path)
         output_path = work / "output.jsonl" if remote_output else Path(args.output_file)
-        with EmbeddedBroker() as broker:
+        broker = EmbeddedBroker().start()
+        try:
             settings = private_settings(
                 broker.bootstrap_servers, work / "batches", max_in_flight=args.max_in_flight
             )
             asyncio.run(_run_pipeline(args, settings, batch_id))
+        finally:
+            broker.stop(discard=True)  # the files are written: its records are not needed
         batch_dir = settings.output_dir / batch_id
         if not batch_dir.exists():  # nothing was submittable: every line is a local error
             batch_dir.mkdir(parents=True)

@@ -85,10 +85,15 @@ class VllmEngine:
 
     @classmethod
     async def start(
-        cls, args: argparse.Namespace, *, media: MediaPolicy | None = None
+        cls,
+        args: argparse.Namespace,
+        *,
+        media: MediaPolicy | None = None,
+        configured: Callable[[int], object] | None = None,
     ) -> VllmEngine:
         """Start the engine from vLLM's own parsed CLI arguments (see ``worker_args``);
-        ``media``: which media URLs it may fetch (default: vLLM's media flags alone)."""
+        ``media``: which media URLs it may fetch (default: vLLM's media flags alone);
+        ``configured`` is told ``max_num_seqs`` once known, before the engine loads."""
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.entrypoints.launchers.api_server.app_state import init_app_state
         from vllm.usage.usage_lib import UsageContext
@@ -109,6 +114,8 @@ class VllmEngine:
         # offline LLM class (larger max_num_seqs / max_num_batched_tokens than its servers).
         usage = UsageContext.LLM_CLASS
         vllm_config = engine_args.create_engine_config(usage_context=usage)
+        if configured is not None:
+            configured(int(vllm_config.scheduler_config.max_num_seqs))
         # The engine core does not watch us: the guard ends it if we die by SIGKILL, even
         # while it is still starting (it adopts the children we start until sealed).
         guard = OrphanGuard.start(adopt_children=True)
