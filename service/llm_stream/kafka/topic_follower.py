@@ -54,9 +54,14 @@ class TopicFollower:
         self._running = True
         try:
             partitions = consumer.partitions_for_topic(self.topic)
-            if not partitions:
-                await consumer.force_metadata_update()
-                partitions = consumer.partitions_for_topic(self.topic) or set()
+            while not partitions:  # not in the metadata yet (or not created yet): ask again
+                # AIOKafkaConsumer has no public refresh of what partitions_for_topic reads.
+                await consumer._client.force_metadata_update()
+                partitions = consumer.partitions_for_topic(self.topic)
+                if not partitions:
+                    self._failure = f"topic {self.topic} has no partitions (yet)"
+                    await asyncio.sleep(_RETRY_S)
+            self._failure = None
             assigned = [TopicPartition(self.topic, p) for p in partitions]
             consumer.assign(assigned)
             await consumer.seek_to_beginning(*assigned)
