@@ -54,12 +54,18 @@ def run_broker(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    broker.start()
-    print(broker.bootstrap_servers, flush=True)
-    code = broker.wait()
-    broker.stop()
-    if stopped_by is None:
-        return code
+    try:
+        broker.start()
+    except RuntimeError:
+        if stopped_by is None:
+            raise
+        broker.stop()  # stopped while starting: the stop, not a failure to start
+    else:
+        print(broker.bootstrap_servers, flush=True)
+        code = broker.wait()
+        broker.stop()
+        if stopped_by is None:
+            return code
     return EXIT_INTERRUPTED if stopped_by == signal.SIGINT else 0
 
 
