@@ -34,12 +34,15 @@ def _comparable(line: dict[str, Any]) -> dict[str, Any]:
     return {"custom_id": line["custom_id"], "status": response["status_code"], "body": body}
 
 
-def _run_batch(model: str, source: Path, target: Path) -> subprocess.CompletedProcess[str]:
+def _run_batch(
+    model: str, source: Path, target: Path, *flags: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             *(sys.executable, "-m", "llm_stream", "run-batch"),
             *("-i", str(source), "-o", str(target), "--model", model),
             *TINY_ENGINE_FLAGS,
+            *flags,
         ],
         env=service_env({}),
         capture_output=True,
@@ -199,3 +202,20 @@ def test_run_batch_conforms_to_vllms_run_batch(
     assert {cid for cid, line in ours.items() if line["response"]["status_code"] != 200} == {
         line["custom_id"] for line in ERROR_LINES
     }
+
+
+def test_an_engine_that_fails_while_the_batch_waits_is_the_error_reported(
+    tiny_model: str, tmp_path: Path
+) -> None:
+    """run-batch publishes its batch and joins its groups while vLLM loads: when the engine
+    then fails to start, that failure (exit 14, its cause) is what the user reads, not the
+    worker stopping for want of an engine, and no line is answered in the engine's name."""
+    source = tmp_path / "in.jsonl"
+    line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions"}
+    source.write_bytes(orjson.dumps({**line, "body": _chat("hello")}) + b"\n")
+    target = tmp_path / "out.jsonl"
+    done = _run_batch(tiny_model, source, target, "--num-gpu-blocks-override", "1")
+    assert done.returncode == 14, done.stderr[-2000:]
+    assert "the vLLM engine failed to start" in done.stderr
+    assert "No available memory for the cache blocks" in done.stderr
+    assert not target.exists()
