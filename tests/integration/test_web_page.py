@@ -19,7 +19,7 @@ import openai
 import pytest
 from pydantic import SecretStr
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -121,9 +121,14 @@ class Page:
     def wait(self, condition: Any, what: str) -> Any:
         """``condition()`` once truthy; on a timeout, a screenshot of what the page showed."""
         try:
-            return WebDriverWait(self.driver, WAIT_S, poll_frequency=0.1).until(
-                lambda _: condition(), message=what
-            )
+            # A page that reloads or navigates between finding an element and reading it
+            # leaves a stale reference: that is "not yet", and the wait asks again.
+            return WebDriverWait(
+                self.driver,
+                WAIT_S,
+                poll_frequency=0.1,
+                ignored_exceptions=(StaleElementReferenceException,),
+            ).until(lambda _: condition(), message=what)
         except TimeoutException:
             self.screenshot("timed-out")
             raise
@@ -132,8 +137,14 @@ class Page:
         return self.driver.find_element(By.CSS_SELECTOR, css)
 
     def text(self, css: str) -> str:
-        found = self.driver.find_elements(By.CSS_SELECTOR, css)
-        return str(found[0].text) if found else ""
+        """The first match's text ("" for none), read again if the page replaced it."""
+        for _ in range(3):
+            found = self.driver.find_elements(By.CSS_SELECTOR, css)
+            try:
+                return str(found[0].text) if found else ""
+            except StaleElementReferenceException:
+                continue
+        return ""
 
     def screenshot(self, name: str, whole_page: bool = False) -> Path:
         """A PNG of the window; ``whole_page``: the window grown to the page's height first."""
