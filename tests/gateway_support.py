@@ -12,13 +12,19 @@ import orjson
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
+from llm_stream.aggregator.app import AggregatorApp
 from llm_stream.batch.objects import batch_object
 from llm_stream.batch.status import BatchStatus, can_transition
 from llm_stream.cli.embedded_broker import free_port
 from llm_stream.client.batch_client import build_manifest
 from llm_stream.contracts import BatchObject
+from llm_stream.engine.protocol import InferenceEngine
 from llm_stream.gateway.stream import newest_first
+from llm_stream.kafka.topics import ensure_topics
+from llm_stream.settings import Settings
+from llm_stream.worker.app import Worker
 
 
 class FakeBatchStream:
@@ -127,3 +133,26 @@ async def serving(app: FastAPI) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
+
+
+async def keyed_settings(isolated_settings: Settings, key: str) -> Settings:
+    """A test's settings for a gateway that takes ``key``, in front of a small pipeline whose
+    topics exist."""
+    ready = isolated_settings.with_overrides(
+        topic_partitions=2, gateway_api_keys=[SecretStr(key)], max_in_flight=8
+    )
+    await ensure_topics(ready)
+    return ready
+
+
+@asynccontextmanager
+async def pipeline(settings: Settings, engine: InferenceEngine) -> AsyncIterator[None]:
+    """A worker and an aggregator, in this event loop, until the block ends."""
+    worker, aggregator = Worker(settings, engine), AggregatorApp(settings)
+    tasks = [asyncio.create_task(worker.run()), asyncio.create_task(aggregator.run())]
+    try:
+        yield
+    finally:
+        worker.stopping.set()
+        aggregator.stopping.set()
+        assert await asyncio.wait_for(asyncio.gather(*tasks), 60) == [0, 0]

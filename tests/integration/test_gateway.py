@@ -6,24 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any, Final
 
 import openai
 import orjson
 import pytest
-from pydantic import SecretStr
 
-from llm_stream.aggregator.app import AggregatorApp
 from llm_stream.batch.status import TERMINAL_STATUSES
-from llm_stream.engine.protocol import InferenceEngine
 from llm_stream.gateway.app import create_app
-from llm_stream.kafka.topics import ensure_topics
 from llm_stream.settings import Settings
-from llm_stream.worker.app import Worker
 from tests.fakes import FakeEngine
-from tests.gateway_support import jsonl, serving
+from tests.gateway_support import jsonl, keyed_settings, pipeline, serving
 from tests.kafka_helpers import collect
 
 pytestmark = pytest.mark.broker
@@ -41,24 +34,7 @@ def _line(prompt: str) -> dict[str, Any]:
 
 @pytest.fixture
 async def settings(isolated_settings: Settings) -> Settings:
-    ready = isolated_settings.with_overrides(
-        topic_partitions=2, gateway_api_keys=[SecretStr(KEY)], max_in_flight=8
-    )
-    await ensure_topics(ready)
-    return ready
-
-
-@asynccontextmanager
-async def pipeline(settings: Settings, engine: InferenceEngine) -> AsyncIterator[None]:
-    """A worker and an aggregator, in this event loop, until the block ends."""
-    worker, aggregator = Worker(settings, engine), AggregatorApp(settings)
-    tasks = [asyncio.create_task(worker.run()), asyncio.create_task(aggregator.run())]
-    try:
-        yield
-    finally:
-        worker.stopping.set()
-        aggregator.stopping.set()
-        assert await asyncio.wait_for(asyncio.gather(*tasks), 60) == [0, 0]
+    return await keyed_settings(isolated_settings, KEY)
 
 
 def _client(base_url: str, key: str = KEY) -> openai.AsyncOpenAI:

@@ -17,7 +17,6 @@ from typing import Any
 
 import openai
 import pytest
-from pydantic import SecretStr
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
@@ -26,13 +25,10 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from llm_stream.aggregator.app import AggregatorApp
 from llm_stream.engine.echo import EchoEngine
 from llm_stream.gateway.app import create_app
-from llm_stream.kafka.topics import ensure_topics
 from llm_stream.settings import Settings
-from llm_stream.worker.app import Worker
-from tests.gateway_support import chat_line, jsonl, serving
+from tests.gateway_support import chat_line, jsonl, keyed_settings, pipeline, serving
 
 pytestmark = pytest.mark.broker
 
@@ -59,30 +55,14 @@ DOCS_IMAGES = ROOT / "docs/images"
 WATCHED = [f"row-{number:02d}" for number in range(40)]
 #: The batch cancelled from the page: requests that would outlast the test.
 SLOW = [f"slow-{number}" for number in range(4)]
+#: The echo engine's pace: watched requests slow enough to see progress, slow ones endless.
+DELAYS = {**dict.fromkeys(WATCHED, 0.75), **dict.fromkeys(SLOW, 300.0)}
 WAIT_S = 30
 
 
 @pytest.fixture
 async def settings(isolated_settings: Settings) -> Settings:
-    ready = isolated_settings.with_overrides(
-        topic_partitions=2, gateway_api_keys=[SecretStr(KEY)], max_in_flight=8
-    )
-    await ensure_topics(ready)
-    return ready
-
-
-@asynccontextmanager
-async def pipeline(settings: Settings) -> AsyncIterator[None]:
-    """A worker on the echo engine and an aggregator, in this event loop."""
-    delays = {**dict.fromkeys(WATCHED, 0.75), **dict.fromkeys(SLOW, 300.0)}
-    worker, aggregator = Worker(settings, EchoEngine(delays)), AggregatorApp(settings)
-    tasks = [asyncio.create_task(worker.run()), asyncio.create_task(aggregator.run())]
-    try:
-        yield
-    finally:
-        worker.stopping.set()
-        aggregator.stopping.set()
-        assert await asyncio.wait_for(asyncio.gather(*tasks), 60) == [0, 0]
+    return await keyed_settings(isolated_settings, KEY)
 
 
 def _start_chromium(profile: str) -> WebDriver:
@@ -255,7 +235,7 @@ async def _create(client: openai.AsyncOpenAI, ids: list[str], **metadata: str) -
 
 
 async def test_the_page_shows_runs_finds_and_cancels_batches(settings: Settings) -> None:
-    async with pipeline(settings), serving(create_app(settings)) as base:
+    async with pipeline(settings, EchoEngine(DELAYS)), serving(create_app(settings)) as base:
         client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=KEY, max_retries=0)
         async with chromium() as driver:
             page = Page(driver, base)
