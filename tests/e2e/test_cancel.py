@@ -44,8 +44,14 @@ def _get(url: str) -> tuple[int, str]:
 
 def _engine_load(metrics_url: str) -> dict[str, float]:
     """The worker's requests in flight, vLLM's requests running or waiting, and vLLM's count of
-    requests that finished aborted."""
-    _, text = _get(metrics_url)
+    requests that finished aborted. A scrape that fails (a busy worker answering late) is asked
+    again, never read as an idle engine."""
+    for _ in range(10):
+        status, text = _get(metrics_url)
+        if status == 200:
+            break
+    else:
+        raise AssertionError(f"{metrics_url} did not answer 200 in 10 tries")
     load = {"in_flight": 0.0, "in_engine": 0.0, "aborted": 0.0}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
