@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from opentelemetry.trace import SpanContext, SpanKind
 
 from llm_stream.batch.status import BatchStatus, check_transition
-from llm_stream.batch.usage import UsageTotals, answered_model, result_tokens
+from llm_stream.batch.usage import UsageTotals, answered_model
 from llm_stream.contracts import ResultMessage
 from llm_stream.ops import telemetry
 from llm_stream.protocols import IncomingRecord, TopicPartitionKey
@@ -55,9 +55,10 @@ class OpenBatch:
 
     def count(self, results: Iterable[ResultMessage]) -> None:
         """Count results spooled for the first time."""
-        for result in results:
-            self.usage.add(result_tokens(result))
-            self.model = self.model or answered_model(result)
+        results = list(results)
+        self.usage.add_results(results)
+        if self.model is None:
+            self.model = next(filter(None, map(answered_model, results)), None)
 
     def progress_due(self, total: int, interval: float) -> bool:
         """True when progress should be published now (and records it as sent)."""

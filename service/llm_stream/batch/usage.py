@@ -9,7 +9,7 @@ so it grows while the batch runs. Lines without a body (errors, cancelled reques
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,28 +34,26 @@ class TokenCounts:
 _NO_TOKENS = TokenCounts()
 
 
-def _count(document: Any, field: str) -> int:
-    """A positive integer field, else 0 (a body from elsewhere may hold anything). Bodies are
-    decoded JSON: exact type checks (``bool`` is no count) cost a tenth of ``Mapping`` ones."""
-    value = document.get(field) if isinstance(document, dict) else None
-    return value if type(value) is int and value > 0 else 0
-
-
 def response_tokens(body: Mapping[str, Any] | None) -> TokenCounts:
-    """The tokens a response body's ``usage`` reports (all 0 without one)."""
+    """The tokens a response body's ``usage`` reports (all 0 without one). A count that is not
+    a positive integer (a body from elsewhere may hold anything) counts 0. Bodies are decoded
+    JSON: exact type checks (``bool`` is no count) cost a tenth of ``Mapping`` ones, and the
+    aggregator calls this for every line, so the checks are inline."""
     usage = body.get("usage") if body else None
-    if not isinstance(usage, dict):
+    if type(usage) is not dict:
         return _NO_TOKENS
+    prompt = usage.get("prompt_tokens")
+    completion = usage.get("completion_tokens")
+    cached = usage.get("prompt_tokens_details")
+    cached = cached.get("cached_tokens") if type(cached) is dict else 0
+    reasoning = usage.get("completion_tokens_details")
+    reasoning = reasoning.get("reasoning_tokens") if type(reasoning) is dict else 0
     return TokenCounts(
-        input=_count(usage, "prompt_tokens"),
-        cached=_count(usage.get("prompt_tokens_details"), "cached_tokens"),
-        output=_count(usage, "completion_tokens"),
-        reasoning=_count(usage.get("completion_tokens_details"), "reasoning_tokens"),
+        prompt if type(prompt) is int and prompt > 0 else 0,
+        cached if type(cached) is int and cached > 0 else 0,
+        completion if type(completion) is int and completion > 0 else 0,
+        reasoning if type(reasoning) is int and reasoning > 0 else 0,
     )
-
-
-def result_tokens(result: ResultMessage) -> TokenCounts:
-    return response_tokens(result.response.body if result.response is not None else None)
 
 
 def answered_model(result: ResultMessage) -> str | None:
@@ -78,6 +76,18 @@ class UsageTotals:
         self.cached += counts.cached
         self.output += counts.output
         self.reasoning += counts.reasoning
+
+    def add_results(self, results: Iterable[ResultMessage]) -> None:
+        """Add each result's tokens (a poll's worth, in one loop: it runs for every line)."""
+        for result in results:
+            response = result.response
+            if response is None or not response.body:
+                continue
+            counts = response_tokens(response.body)
+            self.input += counts.input
+            self.cached += counts.cached
+            self.output += counts.output
+            self.reasoning += counts.reasoning
 
     def usage(self) -> BatchUsage:
         """OpenAI's ``usage``: ``total_tokens`` is input plus output, as for one request."""

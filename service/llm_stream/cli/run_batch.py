@@ -27,7 +27,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from tqdm import tqdm
 
 from llm_stream.aggregator.app import AggregatorApp
-from llm_stream.aggregator.spool import BatchSpool
+from llm_stream.aggregator.spool import OutputIndex
 from llm_stream.batch import request_line
 from llm_stream.batch.input_file import iter_lines
 from llm_stream.batch.request_line import Problem, Stage
@@ -134,7 +134,7 @@ def merge_in_input_order(input_path: Path, batch_dir: Path, output_path: Path) -
     ``batch_dir``: the batch's directory in a ``LocalFileStore``; its files are read by id.
     """
     store, batch_id = LocalFileStore(batch_dir.parent), batch_dir.name
-    index = BatchSpool(batch_dir / "index.db")
+    index = OutputIndex(batch_dir / "index.db")
     written = 0
 
     def ordered() -> Iterator[bytes]:
@@ -149,8 +149,7 @@ def merge_in_input_order(input_path: Path, batch_dir: Path, output_path: Path) -
     try:
         for kind in (BatchFile.OUTPUT, BatchFile.ERROR):
             lines = store.read(file_id(batch_id, kind))
-            succeeded = kind is BatchFile.OUTPUT
-            index.add((orjson.loads(line)["custom_id"], succeeded, line) for line in lines)
+            index.add((orjson.loads(line)["custom_id"], line) for line in lines)
         write_atomically(output_path, ordered())
         return written
     finally:

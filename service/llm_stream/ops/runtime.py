@@ -10,6 +10,7 @@ no consume loop: it serves ``ops.server``'s endpoints in its own HTTP app.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import threading
@@ -61,6 +62,19 @@ class Role(Protocol):
         ...
 
 
+#: Container allocations between young-generation collections (CPython's default is 700).
+#: A poll's thousand records, each a dozen objects, outlive many collections at 700, get
+#: promoted, and soon make every collection a full one over the whole heap: that was a third of
+#: the aggregator's CPU. Our records hold no cycles; refcounting frees them either way.
+YOUNG_COLLECTION_THRESHOLD = 20_000
+
+
+def collect_garbage_less_often() -> None:
+    """Raise the young generation's threshold (process-wide; never lowers it)."""
+    young, middle, old = gc.get_threshold()
+    gc.set_threshold(max(young, YOUNG_COLLECTION_THRESHOLD), middle, old)
+
+
 def start_process(settings: Settings, service_name: str) -> None:
     """Logging and tracing of a role's process, before its event loop starts."""
     configure_logging(settings.log_format, settings.log_level)
@@ -100,6 +114,7 @@ class RoleRuntime:
     async def run(self, role: Role) -> bool:
         """Serve until ``stopping`` is set or watched work ends; True when fully drained."""
         settings = self.settings
+        collect_garbage_less_often()
         try:
             await ensure_topics(settings)
         except BaseException:

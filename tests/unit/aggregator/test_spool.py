@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from llm_stream.aggregator.spool import (
-    BatchSpool,
+    OutputIndex,
     PrivateSpool,
     ResultSpool,
     default_spool_root,
@@ -16,13 +16,18 @@ from llm_stream.aggregator.spool import (
 )
 
 
+def _joined(spool: ResultSpool, batch_id: str, *, succeeded: bool) -> bytes:
+    return b"".join(spool.lines(batch_id, succeeded=succeeded))
+
+
 def test_first_delivery_of_a_custom_id_wins(tmp_path: Path) -> None:
-    spool = BatchSpool(tmp_path / "b.sqlite")
-    assert spool.add([("a", True, b"a1"), ("b", False, b"b1")]) == 2
-    assert spool.add([("a", False, b"a2"), ("c", True, b"c1")]) == 1
-    assert (spool.completed, spool.failed, spool.total) == (2, 1, 3)
-    assert list(spool.lines(succeeded=True)) == [b"a1", b"c1"]
-    assert list(spool.lines(succeeded=False)) == [b"b1"]
+    spool = ResultSpool(tmp_path / "b.sqlite")
+    assert spool.add("b", [("a", True, b"a1\n"), ("b", False, b"b1\n")]) == 2
+    assert spool.add("b", [("a", False, b"a2\n"), ("c", True, b"c1\n")]) == 1
+    assert (spool.completed("b"), spool.failed("b"), spool.total("b")) == (2, 1, 3)
+    assert _joined(spool, "b", succeeded=True) == b"a1\nc1\n"
+    assert _joined(spool, "b", succeeded=False) == b"b1\n"
+    spool.close()
 
 
 def test_insert_names_the_new_rows_when_a_poll_repeats_some(tmp_path: Path) -> None:
@@ -32,25 +37,49 @@ def test_insert_names_the_new_rows_when_a_poll_repeats_some(tmp_path: Path) -> N
     poll = [("c", False, b"c1"), ("a", False, b"a2"), ("d", True, b"d1"), ("c", True, b"c2")]
     assert spool.insert("b", poll) == [0, 2]
     assert (spool.completed("b"), spool.failed("b")) == (3, 1)
-    assert list(spool.lines("b", succeeded=True)) == [b"a1", b"b1", b"d1"]
-    assert list(spool.lines("b", succeeded=False)) == [b"c1"]
+    assert _joined(spool, "b", succeeded=True) == b"a1b1d1"
+    assert _joined(spool, "b", succeeded=False) == b"c1"
+    spool.close()
+
+
+def test_a_poll_of_lines_is_read_back_as_one_piece(tmp_path: Path) -> None:
+    """Writing a file streams a piece per poll, not a row per line."""
+    spool = ResultSpool(tmp_path / "results.sqlite")
+    spool.add("b", [(f"c{i}", True, b"%d\n" % i) for i in range(100)])
+    spool.add("b", [("late", True, b"late\n")])
+    assert list(spool.lines("b", succeeded=True)) == [
+        b"".join(b"%d\n" % i for i in range(100)),
+        b"late\n",
+    ]
+    assert list(spool.lines("b", succeeded=False)) == []
     spool.close()
 
 
 def test_a_reopened_spool_keeps_its_rows_and_counts(tmp_path: Path) -> None:
     path = tmp_path / "b.sqlite"
-    spool = BatchSpool(path)
-    spool.add([("a", True, b"a1"), ("b", False, b"b1")])
+    spool = ResultSpool(path)
+    spool.add("b", [("a", True, b"a1"), ("b", False, b"b1")])
     spool.close()
-    reopened = BatchSpool(path)
-    assert (reopened.completed, reopened.failed) == (1, 1)
-    assert reopened.add([("a", True, b"again")]) == 0
+    reopened = ResultSpool(path)
+    assert (reopened.completed("b"), reopened.failed("b")) == (1, 1)
+    assert reopened.add("b", [("a", True, b"again")]) == 0
+    assert _joined(reopened, "b", succeeded=True) == b"a1"
+    reopened.close()
 
 
 def test_delete_removes_every_file(tmp_path: Path) -> None:
-    spool = BatchSpool(tmp_path / "b.sqlite")
-    spool.add([("a", True, b"x")])
+    spool = ResultSpool(tmp_path / "b.sqlite")
+    spool.add("b", [("a", True, b"x")])
     spool.delete()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_index_finds_the_first_line_of_each_custom_id(tmp_path: Path) -> None:
+    index = OutputIndex(tmp_path / "index.db")
+    assert index.add([("a", b"a1"), ("b", b"b1")]) == 2
+    assert index.add([("a", b"a2"), ("c", b"c1")]) == 1
+    assert (index.get("a"), index.get("c"), index.get("missing")) == (b"a1", b"c1", None)
+    index.delete()
     assert list(tmp_path.iterdir()) == []
 
 
@@ -60,13 +89,13 @@ def test_batches_share_one_database_but_not_their_rows(tmp_path: Path) -> None:
     assert spool.add("b2", [("a", True, b"2a")]) == 1  # same custom_id, other batch: kept
     assert spool.add("b1", [("a", True, b"again")]) == 0
     assert (spool.completed("b1"), spool.failed("b1"), spool.total("b2")) == (1, 1, 1)
-    assert list(spool.lines("b1", succeeded=True)) == [b"1a"]
-    assert spool.get("b2", "a") == b"2a"
+    assert _joined(spool, "b1", succeeded=True) == b"1a"
+    assert _joined(spool, "b2", succeeded=True) == b"2a"
     spool.drop("b1")
     assert spool.total("b1") == 0
-    assert list(spool.lines("b1", succeeded=False)) == []
+    assert _joined(spool, "b1", succeeded=False) == b""
     assert spool.add("b1", [("a", True, b"new")]) == 1  # a dropped batch can be re-read
-    assert list(spool.lines("b2", succeeded=True)) == [b"2a"]
+    assert _joined(spool, "b2", succeeded=True) == b"2a"
     spool.close()
 
 
@@ -75,7 +104,9 @@ def test_a_spool_keeps_arrival_order_across_many_adds(tmp_path: Path) -> None:
     for i in reversed(range(50)):
         spool.add("b", [(f"c{i}", True, f"{i}".encode())])
         spool.add("other", [(f"c{i}", True, b"x")])
-    assert list(spool.lines("b", succeeded=True)) == [f"{i}".encode() for i in reversed(range(50))]
+    assert _joined(spool, "b", succeeded=True) == b"".join(
+        f"{i}".encode() for i in reversed(range(50))
+    )
     spool.close()
 
 
