@@ -129,6 +129,14 @@ class Settings(BaseSettings):
         "max.partition.fetch.bytes). Fetches are buffered per partition, so this bounds a "
         "process's memory; a larger record still comes whole (brokers since Kafka 0.10.1).",
     )
+    fetch_max_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="Bytes a consumer fetches in one request over all its partitions (Kafka's "
+        "fetch.max.bytes). A whole response is held while its records are handed over, and "
+        "some brokers fill it past the per-partition size, so this bounds memory however "
+        "large a batch is; a larger record still comes whole (KIP-74).",
+    )
     stall_timeout_s: float = Field(
         300.0,
         gt=0,

@@ -198,8 +198,13 @@ async def _committed_reach_the_end(settings: Settings) -> bool:
 async def test_every_hostile_record_is_answered_or_dead_lettered_exactly_once(
     isolated_settings: Settings,
 ) -> None:
+    # Fetches far below the oversized records (128 KiB): each must still come whole.
     settings = isolated_settings.with_overrides(
-        topic_partitions=3, max_message_bytes=MAX_MESSAGE_BYTES, max_in_flight=64
+        topic_partitions=3,
+        max_message_bytes=MAX_MESSAGE_BYTES,
+        max_in_flight=64,
+        fetch_partition_bytes=16 * 1024,
+        fetch_max_bytes=32 * 1024,
     )
     corpus = Corpus(seed=20261123)
     slices = {codec: [corpus.record() for _ in range(RECORDS_PER_CODEC)] for codec in CODECS}

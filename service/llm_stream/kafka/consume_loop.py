@@ -90,7 +90,7 @@ class ConsumeLoop:
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             max_poll_interval_ms=settings.max_poll_interval_ms,
             max_poll_records=max_records,
-            fetch_max_bytes=max(52_428_800, 2 * settings.max_message_bytes),
+            fetch_max_bytes=settings.fetch_max_bytes,
             max_partition_fetch_bytes=settings.fetch_partition_bytes,
         )
 
