@@ -3,30 +3,74 @@
 The public surface, pinned by a test: the client library, the message contracts, the batch
 statuses and the settings. Everything else (the roles, the engine, the Kafka plumbing) is
 importable by its module path but may change between releases.
+
+Names load on first use (PEP 562): every command imports this package, and ``run-batch`` must
+not spend the client library's import (Kafka clients, half a second) before vLLM's engine
+starts; it loads it while the engine does.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from llm_stream.batch.status import TERMINAL_STATUSES, BatchStatus
-from llm_stream.client import (
-    BatchClient,
-    BatchHandle,
-    BatchStatusView,
-    BatchWriter,
-    ClientConfig,
-    InvalidLineError,
-    SubmitError,
-)
-from llm_stream.contracts import (
-    BatchManifest,
-    BatchObject,
-    BatchUsage,
-    RequestCounts,
-    RequestMessage,
-    ResponseData,
-    ResultMessage,
-)
-from llm_stream.settings import Settings
+if TYPE_CHECKING:
+    from llm_stream.batch.status import TERMINAL_STATUSES, BatchStatus
+    from llm_stream.client import (
+        BatchClient,
+        BatchHandle,
+        BatchStatusView,
+        BatchWriter,
+        ClientConfig,
+        InvalidLineError,
+        SubmitError,
+    )
+    from llm_stream.contracts import (
+        BatchManifest,
+        BatchObject,
+        BatchUsage,
+        RequestCounts,
+        RequestMessage,
+        ResponseData,
+        ResultMessage,
+    )
+    from llm_stream.settings import Settings
+
+_HOMES = {
+    "TERMINAL_STATUSES": "llm_stream.batch.status",
+    "BatchStatus": "llm_stream.batch.status",
+    "BatchClient": "llm_stream.client",
+    "BatchHandle": "llm_stream.client",
+    "BatchStatusView": "llm_stream.client",
+    "BatchWriter": "llm_stream.client",
+    "ClientConfig": "llm_stream.client",
+    "InvalidLineError": "llm_stream.client",
+    "SubmitError": "llm_stream.client",
+    "BatchManifest": "llm_stream.contracts",
+    "BatchObject": "llm_stream.contracts",
+    "BatchUsage": "llm_stream.contracts",
+    "RequestCounts": "llm_stream.contracts",
+    "RequestMessage": "llm_stream.contracts",
+    "ResponseData": "llm_stream.contracts",
+    "ResultMessage": "llm_stream.contracts",
+    "Settings": "llm_stream.settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'llm_stream' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "TERMINAL_STATUSES",

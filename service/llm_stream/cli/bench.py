@@ -30,9 +30,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from llm_stream.cli import bench_run_batch, bench_stream
+from llm_stream.cli import bench_run_batch
 from llm_stream.cli.bench_support import (
     DEFAULT_ENGINE_FLAGS,
+    STREAM_PARTS,
     WARMUP_REQUESTS,
     BenchError,
     EngineResult,
@@ -50,7 +51,7 @@ from llm_stream.cli.bench_support import (
 from llm_stream.cli.bench_table import format_table, targets
 
 ENGINE_PARTS = ("offline", "async", "stream", "run-batch")
-PARTS = (*ENGINE_PARTS, *bench_stream.PARTS)
+PARTS = (*ENGINE_PARTS, *STREAM_PARTS)
 #: Engine sides run in child processes: (part, module, what the table calls it, JSON prefix).
 ENGINE_CHILDREN = (
     ("offline", "llm_stream.cli.bench_offline", "offline LLM.generate", "offline"),
@@ -194,7 +195,9 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     if engine_parts:
         with tempfile.TemporaryDirectory(prefix="llm-stream-bench-") as tmp:
             summary.update(_engine_figures(args, parts, sizes, Path(tmp)))
-    if stream_parts := [part for part in parts if part in bench_stream.PARTS]:
+    if stream_parts := [part for part in parts if part in STREAM_PARTS]:
+        from llm_stream.cli import bench_stream  # the roles load only for these parts
+
         say(f"with no model: {', '.join(stream_parts)}")
         summary.update(
             bench_stream.run(

@@ -29,7 +29,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from llm_stream.aggregator.app import AggregatorApp
-from llm_stream.cli.bench_support import Spread, broker
+from llm_stream.cli.bench_support import STREAM_PARTS, Spread, broker
 from llm_stream.contracts import BatchManifest, ResponseData, ResultMessage
 from llm_stream.engine.echo import EchoEngine
 from llm_stream.kafka.topics import ensure_topics
@@ -219,7 +219,7 @@ if __name__ == "__main__":
 
 
 #: The figures this module measures, as ``llm-stream bench --only`` names them.
-PARTS = ("overhead", "aggregator", "rss")
+PARTS = STREAM_PARTS
 
 
 def run(

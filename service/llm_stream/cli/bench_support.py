@@ -25,6 +25,8 @@ DEFAULT_ENGINE_FLAGS = ("--dtype=float32", "--max-model-len=256", "--enforce-eag
 PROMPT_TEMPLATE = "{label} {i}: tell me about Kafka partitions and consumer groups"
 WARMUP_REQUESTS = 8
 CHILD_TIMEOUT_S = 3600.0
+#: The figures measured with no model (``cli.bench_stream``), as ``--only`` names them.
+STREAM_PARTS = ("overhead", "aggregator", "rss")
 #: Below this many seconds per side, run-to-run noise swamps a ratio (seen on 2 CPU cores).
 SHORT_WINDOW_S = 5.0
 

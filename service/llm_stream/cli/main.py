@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_stream import __version__
-from llm_stream.cli import bench, commands
+from llm_stream.cli import bench
 from llm_stream.cli.bench_support import DEFAULT_ENGINE_FLAGS
 from llm_stream.cli.errors import run_reported
 from llm_stream.cli.exit_codes import CANCEL_EPILOG as CANCEL_EXIT_CODES
@@ -25,13 +25,26 @@ from llm_stream.engine.model_path import check_model_path, model_flag
 Handler = Callable[[argparse.Namespace], int]
 
 
+def _command(name: str) -> Handler:
+    """``cli.commands``'s handler ``name``, imported when it runs: the Kafka clients it needs
+    are not loaded for the commands that do not (``run-batch`` starts vLLM's engine first)."""
+
+    def handler(args: argparse.Namespace) -> int:
+        from llm_stream.cli import commands
+
+        result: int = getattr(commands, name)(args)
+        return result
+
+    return handler
+
+
 def _add_broker(subcommands: Any) -> None:
     broker = subcommands.add_parser(
         "broker", help="run the embedded Kafka-protocol broker (Tansu) in the foreground"
     )
     broker.add_argument("--port", type=int, default=9092, help="TCP port (default 9092)")
     broker.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    broker.set_defaults(handler=commands.run_broker)
+    broker.set_defaults(handler=_command("run_broker"))
 
 
 def _add_tiny_model(subcommands: Any) -> None:
@@ -39,7 +52,7 @@ def _add_tiny_model(subcommands: Any) -> None:
         "tiny-model", help="write a tiny deterministic Llama model for tests and the demo"
     )
     tiny.add_argument("directory", help="where to write the model")
-    tiny.set_defaults(handler=commands.run_tiny_model)
+    tiny.set_defaults(handler=_command("run_tiny_model"))
 
 
 def _add_aggregator(subcommands: Any) -> None:
@@ -52,7 +65,7 @@ def _add_aggregator(subcommands: Any) -> None:
     parser.add_argument(
         "--ops-port", type=int, help="port of /metrics, /healthz and /readyz (default: none)"
     )
-    parser.set_defaults(handler=commands.run_aggregator)
+    parser.set_defaults(handler=_command("run_aggregator"))
 
 
 def _add_notifier(subcommands: Any) -> None:
@@ -69,7 +82,7 @@ def _add_notifier(subcommands: Any) -> None:
     parser.add_argument(
         "--ops-port", type=int, help="port of /metrics, /healthz and /readyz (default: none)"
     )
-    parser.set_defaults(handler=commands.run_notifier)
+    parser.set_defaults(handler=_command("run_notifier"))
 
 
 def _add_gateway(subcommands: Any) -> None:
@@ -86,7 +99,7 @@ def _add_gateway(subcommands: Any) -> None:
     parser.add_argument(
         "--output-dir", type=Path, help="the aggregators' output directory (the file store)"
     )
-    parser.set_defaults(handler=commands.run_gateway)
+    parser.set_defaults(handler=_command("run_gateway"))
 
 
 def _add_submit(subcommands: Any) -> None:
@@ -100,7 +113,7 @@ def _add_submit(subcommands: Any) -> None:
     )
     parser.add_argument("--completion-window", default="24h")
     parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
-    parser.set_defaults(handler=commands.run_submit)
+    parser.set_defaults(handler=_command("run_submit"))
 
 
 def _add_status(subcommands: Any) -> None:
@@ -118,7 +131,7 @@ def _add_status(subcommands: Any) -> None:
         help="wait up to SECONDS for a final status (completed, failed, expired, cancelled)",
     )
     parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
-    parser.set_defaults(handler=commands.run_status)
+    parser.set_defaults(handler=_command("run_status"))
 
 
 def _add_cancel(subcommands: Any) -> None:
@@ -133,7 +146,7 @@ def _add_cancel(subcommands: Any) -> None:
     )
     parser.add_argument("batch_id")
     parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
-    parser.set_defaults(handler=commands.run_cancel)
+    parser.set_defaults(handler=_command("run_cancel"))
 
 
 def _add_bench(subcommands: Any) -> None:

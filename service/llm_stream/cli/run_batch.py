@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import sys
 import tempfile
@@ -24,29 +23,23 @@ from typing import Any
 
 import orjson
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
-from tqdm import tqdm
 
-from llm_stream.aggregator.app import AggregatorApp
 from llm_stream.aggregator.spool import OutputIndex
 from llm_stream.batch import request_line
 from llm_stream.batch.input_file import iter_lines
 from llm_stream.batch.request_line import Problem, Stage
 from llm_stream.batch.result_lines import local_output_line
-from llm_stream.batch.status import TERMINAL_STATUSES
 from llm_stream.cli.embedded_broker import EmbeddedBroker
 from llm_stream.cli.exit_codes import FAILURE_EPILOG
 from llm_stream.cli.file_checks import check_input_file, check_output_file
 from llm_stream.cli.remote_files import download, is_url, upload
 from llm_stream.cli.vllm_lines import to_vllm_line, unsupported_url_message
-from llm_stream.client import BatchClient
-from llm_stream.contracts import SUPPORTED_ENDPOINTS, BatchObject, ResponseData
+from llm_stream.contracts import SUPPORTED_ENDPOINTS, ResponseData
 from llm_stream.engine.error_bodies import error_response
 from llm_stream.engine.starting import StartingEngine
 from llm_stream.files.atomic import write_atomically
 from llm_stream.files.store import ERROR_FILE, OUTPUT_FILE, BatchFile, LocalFileStore, file_id
-from llm_stream.kafka.topics import ensure_topics
 from llm_stream.settings import Settings
-from llm_stream.worker.app import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -167,55 +160,18 @@ def _scan(input_path: Path) -> tuple[int, str]:
     return count, endpoint
 
 
-async def _follow_to_the_end(
-    client: BatchClient, batch_id: str, count: int, tasks: Sequence[asyncio.Task[int]]
-) -> BatchObject:
-    """Show the batch's progress from its status objects until it ends, as any client would;
-    stop early if the worker or the aggregator does."""
-    view = await client.status_view()
-    view.watch(batch_id)
-    with tqdm(total=count, unit="req", desc="run-batch", file=sys.stderr) as progress:
-        while True:
-            batch = view.latest(batch_id)
-            if batch is not None:
-                counts = batch.request_counts
-                progress.update(counts.completed + counts.failed - progress.n)
-                if batch.status in TERMINAL_STATUSES:
-                    return batch
-            for task in tasks:
-                if task.done():
-                    raise RuntimeError(f"pipeline stopped early: {task.exception()!r}")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.5):
-                    await view.changed()
-
-
 async def _run_pipeline(args: argparse.Namespace, settings: Settings, batch_id: str) -> None:
-    """vLLM's engine loads while the topics are made, the batch published and the aggregator
-    joins its group: run-batch's own start-up costs no time beside vLLM's."""
+    """vLLM's engine starts first; run-batch's own pipeline (its Kafka clients, the worker and
+    the aggregator: half a second of imports) loads while the engine does."""
     input_path = Path(args.input_file)
     count, endpoint = _scan(input_path)
     if count == 0:
         return
     engine = await _start_engine(args)
-    await ensure_topics(settings)
-    worker, aggregator = Worker(settings, engine), AggregatorApp(settings)
-    tasks = [asyncio.create_task(role.run()) for role in (worker, aggregator)]
-    try:
-        lines = (r for _, r, _ in classify_lines(input_path) if r is not None)
-        async with BatchClient.from_settings(settings) as client:
-            await client.submit(lines, batch_id=batch_id, endpoint=endpoint, request_count=count)
-            await _follow_to_the_end(client, batch_id, count, tasks)
-    except Exception:
-        if engine.failure is not None:  # the cause, not the worker stopping for want of it
-            raise engine.failure from None
-        raise
-    finally:
-        for role in (worker, aggregator):
-            role.stopping.set()
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*tasks, return_exceptions=True)
-        await engine.close()
+    from llm_stream.cli.run_batch_pipeline import serve_batch
+
+    lines = (request for _, request, _ in classify_lines(input_path) if request is not None)
+    await serve_batch(engine, settings, batch_id, lines, count=count, endpoint=endpoint)
 
 
 async def _start_engine(args: argparse.Namespace) -> StartingEngine:

@@ -109,15 +109,15 @@ def text_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> dict[str
 
 
 def decode_record(record: Any) -> IncomingRecord:
-    """The service's view of an aiokafka ``ConsumerRecord``; never raises."""
-    value = record.value
-    key = record.key
+    """The service's view of an aiokafka ``ConsumerRecord``; never raises. It runs for every
+    record: values and keys that are already ``bytes`` (aiokafka's C parser) are not copied."""
+    value, key, headers = record.value, record.key, record.headers
     return IncomingRecord(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        value=bytes(value) if value is not None else None,
-        key=bytes(key) if key is not None else None,
-        headers=text_headers(record.headers),
-        timestamp_ms=record.timestamp,
+        record.topic,
+        record.partition,
+        record.offset,
+        value if value is None or type(value) is bytes else bytes(value),
+        key if key is None or type(key) is bytes else bytes(key),
+        text_headers(headers) if headers else {},
+        record.timestamp,
     )
