@@ -223,9 +223,23 @@ class BatchObject(BaseModel):
     usage: BatchUsage = Field(default_factory=BatchUsage)
 
 
+class WebhookFailure(BaseModel):
+    """A webhook delivery that failed every attempt (topic: webhook-failures, key: batch_id):
+    enough to replay it."""
+
+    model_config = ConfigDict(title="WebhookFailure")
+
+    event: dict[str, Any] = Field(description="The event as it was sent (OpenAI's shape).")
+    url: str = Field(description="The endpoint, without its query string or credentials.")
+    attempts: int = Field(description="Delivery attempts made.")
+    error: str = Field(description="The last attempt's error, truncated.")
+    failed_at: int = Field(description="Unix seconds of the last attempt.")
+
+
 ALL_CONTRACTS: dict[str, type[BaseModel]] = {
     "request": RequestMessage,
     "result": ResultMessage,
     "batch-manifest": BatchManifest,
     "batch": BatchObject,
+    "webhook-failure": WebhookFailure,
 }

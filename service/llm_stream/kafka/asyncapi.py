@@ -12,7 +12,13 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from llm_stream import __version__
-from llm_stream.contracts import BatchManifest, BatchObject, RequestMessage, ResultMessage
+from llm_stream.contracts import (
+    BatchManifest,
+    BatchObject,
+    RequestMessage,
+    ResultMessage,
+    WebhookFailure,
+)
 from llm_stream.kafka.connection import kafka_connection
 from llm_stream.settings import Settings
 
@@ -51,6 +57,15 @@ def build_specification(settings: Settings | None = None) -> AsyncAPI:
     async def consume_manifest(manifest: BatchManifest) -> None:
         """Declared for the document only; see llm_stream.aggregator.core."""
 
+    @broker.subscriber(
+        settings.batch_status_topic,
+        group_id=settings.notifier_group_id,
+        title="notifier:batch-status",
+        description="The webhook notifier sends a signed event for each batch that ends.",
+    )
+    async def consume_status(batch: BatchObject) -> None:
+        """Declared for the document only; see llm_stream.notifier.app."""
+
     publishers: list[tuple[str, str, type[Any], str]] = [
         (
             settings.requests_topic,
@@ -83,6 +98,13 @@ def build_specification(settings: Settings | None = None) -> AsyncAPI:
             bytes,
             "Messages that name no valid batch_id/custom_id, verbatim; the reason is in the "
             "headers x-llm-stream-error and x-llm-stream-source.",
+        ),
+        (
+            settings.webhook_failures_topic,
+            "notifier:webhook-failures",
+            WebhookFailure,
+            "Webhook deliveries that failed every attempt, with the event to replay; key: "
+            "batch_id, the last error also in the header x-llm-stream-error.",
         ),
     ]
     for topic, title, schema, description in publishers:

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import orjson
 
+from llm_stream.contracts import WebhookFailure
 from llm_stream.kafka.consume_loop import ConsumeLoop
 from llm_stream.kafka.dead_letters import ERROR_HEADER, truncate
 from llm_stream.notifier.core import WebhookNotifier
@@ -33,15 +34,14 @@ _RECORDS_PER_POLL = 500
 
 def failure_record(outcome: DeliveryOutcome, failed_at: int) -> bytes:
     """The value published for a delivery that failed every attempt: enough to replay it."""
-    return orjson.dumps(
-        {
-            "event": orjson.loads(outcome.event.body()),
-            "url": outcome.endpoint.display_url,
-            "attempts": outcome.attempts,
-            "error": truncate(outcome.last_error or ""),
-            "failed_at": failed_at,
-        }
+    failure = WebhookFailure(
+        event=orjson.loads(outcome.event.body()),
+        url=outcome.endpoint.display_url,
+        attempts=outcome.attempts,
+        error=truncate(outcome.last_error or ""),
+        failed_at=failed_at,
     )
+    return failure.model_dump_json().encode()
 
 
 class NotifierApp(RuntimeRole):

@@ -25,9 +25,10 @@ def test_asyncapi_documents_every_topic_with_its_message() -> None:
         "llm-stream.batches",
         "llm-stream.dead-letter",
         "llm-stream.batch-status",
+        "llm-stream.webhook-failures",
     }
     schemas = document["components"]["schemas"]
-    assert {"Request", "Result", "BatchManifest", "Batch"} <= set(schemas)
+    assert {"Request", "Result", "BatchManifest", "Batch", "WebhookFailure"} <= set(schemas)
 
 
 def test_request_schema_requires_the_batch_line_fields() -> None:
