@@ -1,18 +1,15 @@
 """The aggregator's core: spool results per batch, write a batch's files once it is complete.
 
-A batch is complete when it holds one result per request of its manifest. Redelivered results
+A batch is complete when it holds one result per request of its manifest; redelivered results
 are dropped by ``custom_id``. Offsets of a partition are committed no further than the first
 result of the earliest unfinished batch in it, so an aggregator that restarts with no local state
 (or replaces another after a rebalance) re-reads everything it needs from the results topic.
 
 Nothing a topic carries holds commits forever: an overdue batch is written as ``expired`` (by
 the owner of its results partition only), one whose manifest never came as ``failed``. A batch
-another aggregator wrote (its file store holds its batch object) is never written again. Files
-are stored through a ``FileStore`` and named by id in the batch objects published.
-
-A batch asked to cancel (``cancel``) still gets one line per request (workers answer what they
-did not run with ``batch_cancelled`` lines), reports ``cancelling`` meanwhile and is written as
-``cancelled``. Its batch objects carry ``usage``, summed from the first delivery of each line.
+another aggregator wrote (its file store holds its batch object) is never written again. A batch
+asked to cancel still gets a line per request (workers answer what they did not run with
+``batch_cancelled``), reports ``cancelling`` and is written ``cancelled``.
 """
 
 from __future__ import annotations
@@ -85,6 +82,10 @@ class BatchAggregator:
             self._remember_finished(batch_id)
         return batch_id in self._finished
 
+    async def _is_finished(self, batch_id: str) -> bool:
+        """``is_finished`` off the event loop (in object storage, it is an HTTP request)."""
+        return batch_id in self._finished or await asyncio.to_thread(self.is_finished, batch_id)
+
     def _remember_finished(self, batch_id: str) -> None:
         self._finished[batch_id] = None
         while len(self._finished) > _RECENTLY_FINISHED:
@@ -105,7 +106,7 @@ class BatchAggregator:
 
     async def add_manifest(self, manifest: BatchManifest) -> None:
         async with self._lock:
-            if self.is_finished(manifest.batch_id):
+            if await self._is_finished(manifest.batch_id):
                 if manifest.batch_id in self._open:  # another aggregator wrote it meanwhile
                     await self._forget(manifest.batch_id)
                 return
@@ -130,7 +131,7 @@ class BatchAggregator:
                 result, line = parsed
                 batch = self._open.get(result.batch_id)
                 if batch is None:
-                    if self.is_finished(result.batch_id):
+                    if await self._is_finished(result.batch_id):
                         metrics.RESULTS_DUPLICATE.inc()
                         continue
                     batch = self._open[result.batch_id] = OpenBatch()
@@ -169,7 +170,7 @@ class BatchAggregator:
         that came after the batch was written changes nothing: its written object is published
         again, so that the status topic does not end on ``cancelling``."""
         async with self._lock:
-            if self.is_finished(asked.id):
+            if await self._is_finished(asked.id):
                 if asked.status is BatchStatus.CANCELLING:
                     await self._republish_written(asked.id)
                 return
@@ -254,7 +255,7 @@ class BatchAggregator:
                 if owns(batch_id):
                     if await self._write(manifest, BatchStatus.EXPIRED):
                         expired.append(batch_id)
-                elif batch_id not in self._open and self.is_finished(batch_id):
+                elif batch_id not in self._open and await self._is_finished(batch_id):
                     del self._manifests[batch_id]  # its owner wrote it: stop remembering it
                     self._cancelling.pop(batch_id, None)
         return expired

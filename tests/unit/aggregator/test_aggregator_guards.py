@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import orjson
@@ -139,6 +141,37 @@ async def test_completing_a_batch_another_wrote_does_not_write_it_again(
     assert not (tmp_path / "b1" / "output.jsonl").exists()
     assert status.published == []
     assert aggregator.open_batches == 0
+
+
+class SlowStore(LocalFileStore):
+    """Object storage stands in: each check is a blocking call, and notes its thread."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.checked_on: list[int] = []
+
+    def is_written(self, batch_id: str) -> bool:
+        self.checked_on.append(threading.get_ident())
+        return super().is_written(batch_id)
+
+
+async def test_the_store_is_never_asked_on_the_event_loop(tmp_path: Path) -> None:
+    """An S3 check is an HTTP request: on the loop it would stall fetches and heartbeats."""
+    store = SlowStore(tmp_path)
+    aggregator = BatchAggregator(store, FakeStatusPublisher(), spool_root=tmp_path / "spool")
+    try:
+        (tmp_path / "done").mkdir()
+        (tmp_path / "done" / "batch.json").write_bytes(b"{}")
+        await aggregator.add_results(_records([_result("done", "a"), _result("b1", "a")]))
+        await aggregator.add_manifest(_manifest("b1", 2))
+        await aggregator.add_manifest(_manifest("done", 1))
+        await aggregator.add_results(_records([_result("b1", "b")], start=2))
+        await aggregator.expire_overdue(now=time.time() + 86_400 * 30, owns=lambda _: False)
+    finally:
+        aggregator.close()
+    assert aggregator.batches_written == 1
+    assert store.checked_on, "the store was never asked"
+    assert threading.get_ident() not in store.checked_on
 
 
 async def test_a_failed_status_publish_holds_commits_until_the_poll_is_re_read(
