@@ -39,6 +39,7 @@ from llm_stream.protocols import IncomingRecord, StatusPublisher, TopicPartition
 logger = logging.getLogger(__name__)
 
 _RECENTLY_FINISHED = 10_000
+_READ_RESULT = ResultMessage.__pydantic_validator__  # model_validate_json minus its wrapper
 
 
 class BatchAggregator:
@@ -152,7 +153,7 @@ class BatchAggregator:
     def _parse(self, record: IncomingRecord) -> tuple[ResultMessage, bytes] | None:
         """The result and its output line; None (counted, logged) for a record that is not."""
         try:
-            result = ResultMessage.model_validate_json(record.value or b"")
+            result: ResultMessage = _READ_RESULT.validate_json(record.value or b"")
             return result, output_line(result)
         except ValueError as error:  # pydantic's ValidationError is one
             self.invalid_results += 1
@@ -348,9 +349,8 @@ class BatchAggregator:
 
     async def _forget(self, batch_id: str) -> None:
         """A written batch: drop its state and its spooled rows."""
-        self._open.pop(batch_id, None)
-        self._manifests.pop(batch_id, None)
-        self._cancelling.pop(batch_id, None)
+        for state in (self._open, self._manifests, self._cancelling):
+            state.pop(batch_id, None)
         self._remember_finished(batch_id)
         await asyncio.to_thread(self._spool.drop, batch_id)
 

@@ -62,11 +62,13 @@ def cancelled_result(batch_id: str, custom_id: str) -> ResultMessage:
 def output_line(result: ResultMessage) -> bytes:
     """The OpenAI batch output line of a result (without the bus's ``batch_id``). pydantic's
     own JSON writer: an infinity or NaN becomes null (as orjson writes them), an integer beyond
-    64 bits stays exact, and it costs half of ``model_dump`` plus ``orjson``."""
-    return result.model_dump_json(exclude=_BUS_FIELDS).encode() + b"\n"
+    64 bits stays exact. The aggregator writes one per line: its core serializer is called
+    directly, which costs half of ``model_dump_json`` (no Python wrapper, bytes as they come)."""
+    return _RESULT_WRITER.to_json(result, exclude=_BUS_FIELDS) + b"\n"
 
 
 _BUS_FIELDS: set[str] = {"batch_id"}
+_RESULT_WRITER = ResultMessage.__pydantic_serializer__
 
 
 def local_output_line(custom_id: str | None, response: ResponseData) -> bytes:
