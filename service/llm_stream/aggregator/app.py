@@ -30,7 +30,11 @@ from llm_stream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-_RESULTS_PER_POLL = 1000
+#: Results handed over per poll. Small enough that a poll's objects stay in the CPU's cache:
+#: with 1,000 the aggregator spent a quarter more CPU per line than with 250 (measured
+#: alternately on 100,000 lines; 128 was no better). Per-poll costs (one spool transaction,
+#: one progress check per batch) are negligible at this size.
+_RESULTS_PER_POLL = 250
 
 
 class _ResultsHandler:
