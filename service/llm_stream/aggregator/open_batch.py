@@ -55,10 +55,10 @@ class OpenBatch:
 
     def count(self, results: Iterable[ResultMessage]) -> None:
         """Count results spooled for the first time."""
-        results = list(results)
-        self.usage.add_results(results)
+        bodies = [None if r.response is None else r.response.body for r in results]
+        self.usage.add_bodies(bodies)
         if self.model is None:
-            self.model = next(filter(None, map(answered_model, results)), None)
+            self.model = next(filter(None, map(answered_model, bodies)), None)
 
     def progress_due(self, total: int, interval: float) -> bool:
         """True when progress should be published now (and records it as sent)."""

@@ -4,9 +4,7 @@ from typing import Any
 
 import pytest
 
-from llm_stream.batch.result_lines import cancelled_result, result_message
 from llm_stream.batch.usage import TokenCounts, UsageTotals, answered_model, response_tokens
-from llm_stream.contracts import ResponseData
 
 
 def test_a_chat_answers_usage_is_read_with_its_details() -> None:
@@ -58,8 +56,21 @@ def test_totals_are_openais_usage_with_total_input_plus_output() -> None:
 
 
 def test_the_model_that_answered_comes_from_the_response_body() -> None:
-    ok = ResponseData(status_code=200, request_id="r", body={"model": "tiny-llama"})
-    assert answered_model(result_message("b", "c", ok)) == "tiny-llama"
-    assert answered_model(cancelled_result("b", "c")) is None
-    nameless = ResponseData(status_code=400, request_id="r", body={"model": 3})
-    assert answered_model(result_message("b", "c", nameless)) is None
+    assert answered_model({"model": "tiny-llama", "choices": []}) == "tiny-llama"
+    assert answered_model(None) is None  # a cancelled line has no body
+    assert answered_model({"model": 3}) is None
+    assert answered_model({"model": ""}) is None
+
+
+def test_a_batch_sums_only_what_its_bodies_count() -> None:
+    totals = UsageTotals()
+    totals.add_bodies(
+        [
+            {"usage": {"prompt_tokens": 3, "completion_tokens": 2}},
+            None,
+            {"usage": "garbage"},
+            {"usage": {"prompt_tokens": True, "completion_tokens": -1}},
+            {"usage": {"prompt_tokens_details": {"cached_tokens": 1}, "prompt_tokens": 4}},
+        ]
+    )
+    assert (totals.input, totals.cached, totals.output, totals.reasoning) == (7, 1, 2, 0)
