@@ -6,6 +6,7 @@ once, with the message contracts, so that one document describes the whole bus.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from faststream.kafka import KafkaBroker
@@ -23,6 +24,17 @@ from llm_stream.kafka.connection import kafka_connection
 from llm_stream.settings import Settings
 
 
+def _declared(schema: type[Any]) -> Callable[..., Awaitable[None]]:
+    """A handler that only declares its message (the roles' handlers live with the roles):
+    FastStream reads the message's schema from the handler's annotation."""
+
+    async def consume(message: Any) -> None:
+        """Declared for the document only."""
+
+    consume.__annotations__["message"] = schema
+    return consume
+
+
 def build_specification(settings: Settings | None = None) -> AsyncAPI:
     settings = settings or Settings()
     # The document's server entry states the cluster's security (protocol, SASL mechanism).
@@ -30,41 +42,41 @@ def build_specification(settings: Settings | None = None) -> AsyncAPI:
         **kafka_connection(settings).faststream_kwargs(), description="The llm-stream Kafka cluster"
     )
 
-    @broker.subscriber(
-        settings.requests_topic,
-        group_id=settings.worker_group_id,
-        title="worker:requests",
-        description="Workers consume request lines and run them through vLLM.",
-    )
-    async def consume_request(request: RequestMessage) -> None:
-        """Declared for the document only; the worker's handler lives in llm_stream.worker.app."""
-
-    @broker.subscriber(
-        settings.results_topic,
-        group_id=settings.aggregator_group_id,
-        title="aggregator:results",
-        description="The aggregator compacts result lines into batch output files.",
-    )
-    async def consume_result(result: ResultMessage) -> None:
-        """Declared for the document only; see llm_stream.aggregator.core."""
-
-    @broker.subscriber(
-        settings.batches_topic,
-        group_id=settings.aggregator_group_id,
-        title="aggregator:batches",
-        description="Batch manifests tell the aggregator how many results complete a batch.",
-    )
-    async def consume_manifest(manifest: BatchManifest) -> None:
-        """Declared for the document only; see llm_stream.aggregator.core."""
-
-    @broker.subscriber(
-        settings.batch_status_topic,
-        group_id=settings.notifier_group_id,
-        title="notifier:batch-status",
-        description="The webhook notifier sends a signed event for each batch that ends.",
-    )
-    async def consume_status(batch: BatchObject) -> None:
-        """Declared for the document only; see llm_stream.notifier.app."""
+    subscribers: list[tuple[str, str, str, type[Any], str]] = [
+        (
+            settings.requests_topic,
+            settings.worker_group_id,
+            "worker:requests",
+            RequestMessage,
+            "Workers consume request lines and run them through vLLM.",
+        ),
+        (
+            settings.results_topic,
+            settings.aggregator_group_id,
+            "aggregator:results",
+            ResultMessage,
+            "The aggregator compacts result lines into batch output files.",
+        ),
+        (
+            settings.batches_topic,
+            settings.aggregator_group_id,
+            "aggregator:batches",
+            BatchManifest,
+            "Batch manifests tell the aggregator how many results complete a batch.",
+        ),
+        (
+            settings.batch_status_topic,
+            settings.notifier_group_id,
+            "notifier:batch-status",
+            BatchObject,
+            "The webhook notifier sends a signed event for each batch that ends.",
+        ),
+    ]
+    for topic, group_id, title, schema, description in subscribers:
+        subscriber = broker.subscriber(
+            topic, group_id=group_id, title=title, description=description
+        )
+        subscriber(_declared(schema))
 
     publishers: list[tuple[str, str, type[Any], str]] = [
         (
