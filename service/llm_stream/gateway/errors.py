@@ -86,7 +86,7 @@ def _from_http_exception(request: Request, error: HTTPException) -> GatewayError
     return GatewayError(status, message, type=kind)
 
 
-def _from_validation_error(error: RequestValidationError) -> GatewayError:
+def from_validation_error(error: RequestValidationError) -> GatewayError:
     """The first problem, named by its parameter as OpenAI names it (``purpose``, ``limit``)."""
     first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
     if first.get("type") == "json_invalid":
@@ -114,7 +114,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def validation_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
-        return _from_validation_error(error).response()
+        return from_validation_error(error).response()
 
     async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
         logger.exception("unexpected error on %s %s", request.method, request.url.path)

@@ -15,12 +15,13 @@ from typing import Annotated, Any, Literal
 
 import jinja2
 from fastapi import APIRouter, FastAPI, Form, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from llm_stream.gateway import batches_api, files_api, ui_auth
-from llm_stream.gateway.errors import GatewayError
+from llm_stream.gateway.errors import GatewayError, from_validation_error
 from llm_stream.gateway.state import Gateway, GatewayDep
 from llm_stream.gateway.ui_lines import read_page
 from llm_stream.gateway.ui_view import BatchView, iso, when
@@ -274,3 +275,16 @@ def install(app: FastAPI) -> None:
         return _login_page(request, gateway, next_path)
 
     app.add_exception_handler(_LoginRequiredError, login_required)
+
+    async def invalid_request(request: Request, error: Exception) -> Response:
+        """A page asked with a bad value (``?page=0``) answers with a page saying so; the API
+        and the page's own progress poll keep OpenAI's JSON error."""
+        assert isinstance(error, RequestValidationError)
+        problem = from_validation_error(error)
+        path = request.url.path
+        if (path.startswith(f"{PREFIX}/") and path != f"{PREFIX}/progress") or path == PREFIX:
+            return _problem(request, request.app.state.gateway, problem)
+        return problem.response()
+
+    # Replaces the JSON-only handler that ``errors.install_error_handlers`` set.
+    app.add_exception_handler(RequestValidationError, invalid_request)

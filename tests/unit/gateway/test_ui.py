@@ -270,6 +270,17 @@ def test_an_unknown_batch_or_file_is_a_not_found_page(client: TestClient) -> Non
         assert response.headers["content-type"].startswith("text/html")
 
 
+def test_a_bad_query_value_is_a_page_and_stays_json_for_the_api(client: TestClient) -> None:
+    for path in ("/ui?limit=0", "/ui/batches/batch_any?page=0"):
+        response = client.get(path)
+        assert response.status_code == 400
+        assert response.headers["content-type"].startswith("text/html")
+        assert "Invalid value for" in response.text
+    api = client.get("/v1/batches?limit=0", headers={"Authorization": "Bearer x"})
+    assert api.status_code == 400
+    assert api.json()["error"]["param"] == "limit"
+
+
 def test_downloads_are_the_files_apis_content_saved_as_attachments(
     client: TestClient, stream: FakeBatchStream, store: LocalFileStore
 ) -> None:
