@@ -160,7 +160,9 @@ async def test_a_long_batch_cancelled_half_way_ends_cancelled_and_the_engine_goe
     directory = settings.output_dir / BATCH
     errors = [orjson.loads(line) for line in (directory / "error.jsonl").read_bytes().splitlines()]
     assert {line["error"]["code"] for line in errors} == {"batch_cancelled"}
-    assert at_cancel["in_engine"] > 0, "the engine was idle before the cancel: nothing to abort"
+    # The worker's own gauge: vLLM's running/waiting gauges can read 0 while it holds requests
+    # (CI saw 0 with the worker aborting 64 a moment later), as engine_idle may go unseen.
+    assert at_cancel["in_flight"] > 0, "the worker held nothing at the cancel: nothing to abort"
     assert worker_idle is not None, "the worker still held requests 60 s after the cancel"
     print(
         f"\nhalf of {REQUESTS} requests x {MAX_TOKENS} tokens answered after {half_way:.1f} s; "
