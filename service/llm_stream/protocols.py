@@ -8,24 +8,30 @@ and end-to-end tests.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from types import MappingProxyType
+from typing import NamedTuple, Protocol
 
 from llm_stream.contracts import BatchObject, ResultMessage
 
 TopicPartitionKey = tuple[str, int]
 
 
-@dataclass(frozen=True, slots=True)
-class IncomingRecord:
-    """What the pipeline and the aggregator need of a consumed Kafka record."""
+#: The headers of a record that has none (shared, so it must not be writable).
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
+class IncomingRecord(NamedTuple):
+    """What the pipeline and the aggregator need of a consumed Kafka record.
+
+    A named tuple: one is built for every record consumed, and a frozen dataclass's
+    ``__init__`` (an ``object.__setattr__`` per field) cost the aggregator 0.4 us a line."""
 
     topic: str
     partition: int
     offset: int
     value: bytes | None
     key: bytes | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = NO_HEADERS
     timestamp_ms: int | None = None
 
     @property

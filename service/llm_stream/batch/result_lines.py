@@ -60,11 +60,30 @@ def cancelled_result(batch_id: str, custom_id: str) -> ResultMessage:
 
 
 def output_line(result: ResultMessage) -> bytes:
-    """The OpenAI batch output line of a result (without the bus's ``batch_id``). pydantic's
-    own JSON writer: an infinity or NaN becomes null (as orjson writes them), an integer beyond
-    64 bits stays exact. The aggregator writes one per line: its core serializer is called
-    directly, which costs half of ``model_dump_json`` (no Python wrapper, bytes as they come)."""
-    return _RESULT_WRITER.to_json(result, exclude=_BUS_FIELDS) + b"\n"
+    """The OpenAI batch output line of a result (without the bus's ``batch_id``).
+
+    The aggregator writes one per line, so the line is built from the model's fields and
+    written by orjson (under half of pydantic's serializer); a test holds it to pydantic's
+    ``model_dump`` of every field but ``batch_id``, so a field added to the contract cannot go
+    missing here. A line orjson refuses (an integer beyond 64 bits) is written by pydantic's
+    serializer, which keeps it exact; an infinity or NaN becomes null either way."""
+    response, error = result.response, result.error
+    line = {
+        "id": result.id,
+        "custom_id": result.custom_id,
+        "response": None
+        if response is None
+        else {
+            "status_code": response.status_code,
+            "request_id": response.request_id,
+            "body": response.body,
+        },
+        "error": None if error is None else {"code": error.code, "message": error.message},
+    }
+    try:
+        return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:
+        return _RESULT_WRITER.to_json(result, exclude=_BUS_FIELDS) + b"\n"
 
 
 _BUS_FIELDS: set[str] = {"batch_id"}

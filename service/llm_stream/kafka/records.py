@@ -18,7 +18,7 @@ from aiokafka.record.default_records import DefaultRecordBatch, _DefaultRecordBa
 from aiokafka.record.legacy_records import LegacyRecordBatch
 from aiokafka.record.memory_records import _MemoryRecordsPy
 
-from llm_stream.protocols import IncomingRecord
+from llm_stream.protocols import NO_HEADERS, IncomingRecord
 
 _MAGIC_OFFSET = 16  # offset (8) + batch length (4) + partition leader epoch (4)
 
@@ -118,6 +118,6 @@ def decode_record(record: Any) -> IncomingRecord:
         record.offset,
         value if value is None or type(value) is bytes else bytes(value),
         key if key is None or type(key) is bytes else bytes(key),
-        text_headers(headers) if headers else {},
+        text_headers(headers) if headers else NO_HEADERS,
         record.timestamp,
     )

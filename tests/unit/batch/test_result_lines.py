@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import json
+import math
 
 import orjson
+import pytest
 
 from llm_stream.batch.result_lines import (
     BATCH_CANCELLED,
@@ -53,6 +55,33 @@ def test_an_integer_beyond_64_bits_is_still_written() -> None:
     huge = ResponseData(status_code=200, request_id="r", body={"n": 2**70})
     line = output_line(ResultMessage(batch_id="b1", id="x", custom_id="c1", response=huge))
     assert json.loads(line)["response"]["body"] == {"n": 2**70}
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        result_message("b1", "c1", OK),
+        result_message("b1", "c2", unsupported_endpoint("/nope")),
+        cancelled_result("b1", "c3"),
+        ResultMessage(
+            batch_id="b1",
+            id="x",
+            custom_id="ü 😀",
+            response=ResponseData(status_code=200, request_id="r", body={"t": "é", "f": 0.1}),
+        ),
+    ],
+    ids=["answer", "error-body", "cancelled", "unicode"],
+)
+def test_the_output_line_holds_every_field_of_the_contract_but_the_batch_id(
+    result: ResultMessage,
+) -> None:
+    assert orjson.loads(output_line(result)) == result.model_dump(mode="json", exclude={"batch_id"})
+
+
+def test_an_infinity_or_nan_in_a_body_is_written_as_null() -> None:
+    odd = ResponseData(status_code=200, request_id="r", body={"a": math.inf, "b": math.nan})
+    line = output_line(ResultMessage(batch_id="b1", id="x", custom_id="c1", response=odd))
+    assert orjson.loads(line)["response"]["body"] == {"a": None, "b": None}
 
 
 def test_a_local_line_has_the_shape_of_a_workers_line() -> None:
