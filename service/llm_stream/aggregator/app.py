@@ -30,11 +30,15 @@ from llm_stream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-#: Results handed over per poll. Small enough that a poll's objects stay in the CPU's cache:
-#: with 1,000 the aggregator spent a quarter more CPU per line than with 250 (measured
-#: alternately on 100,000 lines; 128 was no better). Per-poll costs (one spool transaction,
-#: one progress check per batch) are negligible at this size.
-_RESULTS_PER_POLL = 250
+#: Results taken per poll: all a fetch holds (its bytes are bounded by ``fetch_max_bytes``).
+#: aiokafka asks a partition for more only once its buffered records are all taken, so taking
+#: them all lets the next fetch travel while these are spooled.
+_RESULTS_PER_POLL = 2_000
+#: Results spooled per step. Small enough that a step's objects stay in the CPU's cache: with
+#: 1,000 the aggregator spent a quarter more CPU per line than with 250 (measured alternately
+#: on 100,000 lines; 128 was no better). Per-step costs (one spool transaction, one progress
+#: check per batch) are negligible at this size.
+_RESULTS_PER_STEP = 250
 
 
 class _ResultsHandler:
@@ -47,7 +51,10 @@ class _ResultsHandler:
         return _RESULTS_PER_POLL
 
     async def handle(self, records: Sequence[IncomingRecord]) -> None:
-        await self._aggregator.add_results(records)
+        for start in range(0, len(records), _RESULTS_PER_STEP):
+            if start:
+                await asyncio.sleep(0)  # the event loop sends the next fetch meanwhile
+            await self._aggregator.add_results(records[start : start + _RESULTS_PER_STEP])
 
     def committable(self) -> Mapping[TopicPartitionKey, int]:
         return self._aggregator.committable()

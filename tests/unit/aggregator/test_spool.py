@@ -7,6 +7,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
 from llm_stream.aggregator.spool import (
     OutputIndex,
     PrivateSpool,
@@ -42,16 +44,51 @@ def test_insert_names_the_new_rows_when_a_poll_repeats_some(tmp_path: Path) -> N
     spool.close()
 
 
-def test_a_poll_of_lines_is_read_back_as_one_piece(tmp_path: Path) -> None:
-    """Writing a file streams a piece per poll, not a row per line."""
+def test_a_large_batch_is_read_back_in_bounded_pieces(tmp_path: Path) -> None:
+    """Writing a file streams the lines a MiB at a time, whatever the batch's size."""
     spool = ResultSpool(tmp_path / "results.sqlite")
-    spool.add("b", [(f"c{i}", True, b"%d\n" % i) for i in range(100)])
-    spool.add("b", [("late", True, b"late\n")])
-    assert list(spool.lines("b", succeeded=True)) == [
-        b"".join(b"%d\n" % i for i in range(100)),
-        b"late\n",
-    ]
+    line = b"x" * 1000 + b"\n"
+    for start in range(0, 3000, 250):
+        spool.add("b", [(f"c{i}", True, line) for i in range(start, start + 250)])
+    pieces = list(spool.lines("b", succeeded=True))
+    assert len(pieces) > 1
+    assert max(map(len, pieces)) <= 1 << 20
+    assert b"".join(pieces) == line * 3000
     assert list(spool.lines("b", succeeded=False)) == []
+    spool.close()
+
+
+def test_a_step_that_fails_stores_neither_its_keys_nor_its_lines(tmp_path: Path) -> None:
+    """A key is stored exactly when its line is: a failed step leaves the batch as it was, so
+    re-reading its records stores each line once."""
+    spool = ResultSpool(tmp_path / "results.sqlite")
+    spool.add("b", [("a", True, b"a1\n")])
+    blocked = tmp_path / "results.sqlite.lines" / "b.error"
+    blocked.mkdir()  # the error lines cannot be appended
+    with pytest.raises(IsADirectoryError):
+        spool.add("b", [("b", True, b"b1\n"), ("c", False, b"c1\n")])
+    assert (spool.completed("b"), spool.failed("b")) == (1, 0)
+    assert _joined(spool, "b", succeeded=True) == b"a1\n"
+    blocked.rmdir()
+    assert spool.add("b", [("b", True, b"b1\n"), ("c", False, b"c1\n")]) == 2
+    assert _joined(spool, "b", succeeded=True) == b"a1\nb1\n"
+    assert _joined(spool, "b", succeeded=False) == b"c1\n"
+    spool.close()
+
+
+def test_a_dropped_batch_leaves_no_line_file(tmp_path: Path) -> None:
+    spool = ResultSpool(tmp_path / "results.sqlite")
+    spool.add("b", [("a", True, b"a1\n"), ("b", False, b"b1\n")])
+    spool.drop("b")
+    assert list((tmp_path / "results.sqlite.lines").iterdir()) == []
+    spool.close()
+
+
+def test_a_batch_id_that_could_leave_its_name_is_refused(tmp_path: Path) -> None:
+    spool = ResultSpool(tmp_path / "results.sqlite")
+    for unsafe in ('b"; DROP TABLE x; --', "../b", ""):
+        with pytest.raises(ValueError, match="not a batch id"):
+            spool.add(unsafe, [("a", True, b"a1\n")])
     spool.close()
 
 
