@@ -30,9 +30,11 @@ from llm_stream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-#: Results taken per poll: all a fetch holds (its bytes are bounded by ``fetch_max_bytes``).
-#: aiokafka asks a partition for more only once its buffered records are all taken, so taking
-#: them all lets the next fetch travel while these are spooled.
+#: Results taken per poll: about a whole fetch. aiokafka asks a partition for more only once its
+#: buffered records are all taken, so a poll that empties the buffer lets the next fetch travel
+#: while its records are spooled. On 100,000 bench lines (a fetch held ~1,800) the aggregator
+#: waited 290 ms in polls of 1,000 and 170 ms in polls of 2,000; 10,000 waited 120 ms but
+#: sometimes took a whole 1 MiB response at once, 5 MB more peak memory.
 _RESULTS_PER_POLL = 2_000
 #: Results spooled per step. Small enough that a step's objects stay in the CPU's cache: with
 #: 1,000 the aggregator spent a quarter more CPU per line than with 250 (measured alternately
