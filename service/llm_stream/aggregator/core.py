@@ -26,10 +26,16 @@ import orjson
 import pydantic
 from opentelemetry.trace import Link
 
-from llm_stream.aggregator.open_batch import OpenBatch, ending, progress_status
+from llm_stream.aggregator.open_batch import (
+    OpenBatch,
+    committable_offsets,
+    ending,
+    progress_status,
+    spread_of_release,
+)
 from llm_stream.aggregator.spool import PrivateSpool
 from llm_stream.batch.objects import batch_object, expires_at, orphan_manifest
-from llm_stream.batch.result_lines import output_line
+from llm_stream.batch.result_lines import BATCH_CANCELLED, output_line
 from llm_stream.batch.status import CANCELLED_STATUSES, BatchStatus
 from llm_stream.contracts import BatchManifest, BatchObject, ResultMessage
 from llm_stream.files.store import BatchFile, FileStore, file_id
@@ -137,6 +143,8 @@ class BatchAggregator:
                         continue
                     batch = self._open[result.batch_id] = OpenBatch()
                 batch.first_offsets.setdefault(partition, offset)
+                if result.error is not None and result.error.code == BATCH_CANCELLED:
+                    self._cancel_seen_in_a_line(result.batch_id)
                 if tracing:
                     batch.trace(record, result, self._trace_link_limit)
                 row = (result.custom_id, result.succeeded, line)
@@ -149,6 +157,12 @@ class BatchAggregator:
                     metrics.RESULTS_DUPLICATE.inc(len(batch_rows) - len(new))
                 batch.count(results[batch_id][position] for position in new)
                 await self._advance(batch_id, batch)
+
+    def _cancel_seen_in_a_line(self, batch_id: str) -> None:
+        """Workers answer ``batch_cancelled`` only after the cancel, which may reach the cancel
+        follower here after the batch's last line: the batch ends ``cancelled`` either way."""
+        if batch_id not in self._cancelling:
+            self._cancelling[batch_id] = int(time.time())
 
     def _parse(self, record: IncomingRecord) -> tuple[ResultMessage, bytes] | None:
         """The result and its output line; None (counted, logged) for a record that is not."""
@@ -356,12 +370,7 @@ class BatchAggregator:
 
     def committable(self) -> dict[TopicPartitionKey, int]:
         """Per partition: the first offset of its earliest unfinished batch, else all it read."""
-        offsets = dict(self._high_water)
-        for batch in self._open.values():
-            for partition, first in batch.first_offsets.items():
-                if partition in offsets:
-                    offsets[partition] = min(offsets[partition], first)
-        return offsets
+        return committable_offsets(self._high_water, self._open.values())
 
     def release(self, partitions: Iterable[TopicPartitionKey]) -> set[TopicPartitionKey]:
         """Forget what was read from ``partitions`` (their open batches, spooled rows and
@@ -369,16 +378,7 @@ class BatchAggregator:
         results on other partitions too is dropped whole, and those partitions with it. Returns
         every partition released; the caller re-reads those it still holds from their committed
         offsets. Call it holding ``lock``."""
-        released = set(partitions)
-        dropped: set[str] = set()
-        grew = True
-        while grew:
-            grew = False
-            for batch_id, batch in self._open.items():
-                if batch_id not in dropped and not released.isdisjoint(batch.first_offsets):
-                    dropped.add(batch_id)
-                    grew = grew or not released.issuperset(batch.first_offsets)
-                    released.update(batch.first_offsets)
+        released, dropped = spread_of_release(set(partitions), self._open)
         for partition in released:
             self._high_water.pop(partition, None)
         for batch_id in dropped:

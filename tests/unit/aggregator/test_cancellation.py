@@ -111,6 +111,47 @@ async def test_a_cancel_before_any_result_is_remembered_until_the_batch_opens(
     assert status.published[-1].output_file_id == "file-b1-output"  # empty, but named
 
 
+async def test_a_batch_whose_last_lines_beat_its_cancel_here_is_still_written_cancelled(
+    tmp_path: Path, make: Make
+) -> None:
+    """Workers saw the cancel and answered the rest ``batch_cancelled``; this aggregator's cancel
+    follower had not yet: the lines say it, so the batch is not written ``completed``."""
+    status = FakeStatusPublisher()
+    aggregator = make(tmp_path, status)
+    manifest = _manifest("b1", 3)
+    await aggregator.add_manifest(manifest)
+    before = int(time.time())
+    lines = [_answered("b1", "a"), cancelled_result("b1", "b"), cancelled_result("b1", "c")]
+    await aggregator.add_results(_records(lines))
+
+    final = status.published[-1]
+    assert (final.status, final.completed_at, final.finalizing_at) == ("cancelled", None, None)
+    assert final.cancelling_at is not None
+    assert before <= final.cancelling_at <= time.time()
+    assert final.request_counts.model_dump() == {"total": 3, "completed": 1, "failed": 2}
+    _openai_validates(final)
+    written = orjson.loads((tmp_path / "b1" / "batch.json").read_bytes())
+    assert written["status"] == "cancelled"
+
+    await aggregator.cancel(_asked(manifest))  # the cancel's own object, late: nothing to redo
+    assert [batch.status for batch in status.published] == ["cancelled"]
+
+
+async def test_a_cancelled_line_marks_the_batch_cancelling_until_the_cancel_brings_its_time(
+    tmp_path: Path, make: Make
+) -> None:
+    status = FakeStatusPublisher()
+    aggregator = make(tmp_path, status, progress_interval=0)
+    manifest = _manifest("b1", 3)
+    await aggregator.add_manifest(manifest)
+    await aggregator.add_results(_records([cancelled_result("b1", "a")]))
+    assert status.published[-1].status is BatchStatus.CANCELLING
+    await aggregator.cancel(_asked(manifest))
+    await aggregator.add_results(_records([cancelled_result("b1", f"{i}") for i in "bc"], 1))
+    assert status.published[-1].status is BatchStatus.CANCELLED
+    assert status.published[-1].cancelling_at == CANCELLED_AT
+
+
 async def test_a_cancelled_batch_missing_lines_ends_cancelled_at_its_expiry(
     tmp_path: Path, make: Make
 ) -> None:
