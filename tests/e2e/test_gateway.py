@@ -128,7 +128,9 @@ async def test_the_openai_client_gets_vllm_answers_through_the_gateway(
 
 async def _cancel_a_long_batch_halfway(client: openai.AsyncOpenAI) -> None:
     """Cancelled while it runs: ``cancelled``, the answers it had, the rest batch_cancelled."""
-    long_lines = [_chat(f"long{i}", f"Write at length about topic {i}") for i in range(160)]
+    # 60 rounds of the worker's 16 sequences: progress comes every 2 s and 160 lines once ran
+    # in 3 s, so the batch must last far beyond the moment its first 16 answers are seen.
+    long_lines = [_chat(f"long{i}", f"Write at length about topic {i}") for i in range(960)]
     for line in long_lines:
         line["body"].update(max_tokens=200, ignore_eos=True)
     uploaded = await client.files.create(file=("long.jsonl", jsonl(long_lines)), purpose="batch")
