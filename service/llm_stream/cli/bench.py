@@ -13,14 +13,17 @@ every request yields exactly ``--max-tokens`` tokens; totals are checked) go thr
 5.-7. with no model (``bench_stream``): aggregator result lines/s, worker overhead per message
    and peak RSS for a small against a large batch.
 
-Engine sides run one after the other, each in its own process, so none shares the CPU or GPU
-with another. Each side is repeated (median and range): one noisy run cannot decide a ratio,
-and a side under ``SHORT_WINDOW_S`` is refused unless ``--smoke``.
+Engine sides (1)-(3) each run in their own process (``bench_children``), in rounds: one run of
+each side per round, only one engine working at a time, so none shares the CPU or GPU with
+another and drift in the machine's speed falls on all of them alike. Each side is repeated
+(median and range, and per round the ratio to (1)): one noisy run cannot decide a ratio, and a
+side under ``SHORT_WINDOW_S`` is refused unless ``--smoke``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import sys
@@ -31,20 +34,20 @@ from pathlib import Path
 from typing import Any
 
 from llm_stream.cli import bench_run_batch
+from llm_stream.cli.bench_children import EngineChild, SideInfo, engine_child
 from llm_stream.cli.bench_support import (
     DEFAULT_ENGINE_FLAGS,
     STREAM_PARTS,
     WARMUP_REQUESTS,
     BenchError,
-    EngineResult,
     EngineSpec,
+    Run,
     Spread,
     broker,
     build_prompts,
     check_runs,
     check_window,
     merge_engine_flags,
-    run_child,
     say,
     split_engine_args,
 )
@@ -120,14 +123,35 @@ def _range(low: float, high: float) -> list[float]:
     return [round(low, 1), round(high, 1)]
 
 
-def _engine_side(
-    module: str, side: str, spec: EngineSpec, workdir: Path, smoke: bool
-) -> EngineResult:
-    runs = f"{len(spec['prompts'])} prompts x {spec['max_tokens']} tokens, {spec['repeat']} run(s)"
-    say(f"{side}: {runs}")
-    result = run_child(module, spec, workdir, side)
-    check_runs(side, result["runs"], len(spec["prompts"]) * spec["max_tokens"], smoke=smoke)
-    return result
+def _interleaved_runs(
+    sides: Sequence[tuple[str, str, str]],
+    spec: EngineSpec,
+    workdir: Path,
+    bootstrap: str | None,
+    repeat: int,
+) -> dict[str, tuple[list[Run], SideInfo]]:
+    """Every side's runs, by prefix. The sides start one after the other (each warms up alone),
+    then run in rounds, each round in the reverse order of the one before: drift in the
+    machine's speed falls on every side alike, and only one engine works at a time."""
+    with contextlib.ExitStack() as stack:
+        children: dict[str, EngineChild] = {}
+        for module, side, prefix in sides:
+            child_spec = spec
+            if prefix == "stream":
+                servers = stack.enter_context(broker(bootstrap))
+                child_spec = {**spec, "bootstrap_servers": servers}
+            say(f"{side}: starting its engine and warming up")
+            children[prefix] = stack.enter_context(engine_child(module, child_spec, workdir, side))
+        runs: dict[str, list[Run]] = {prefix: [] for prefix in children}
+        order = list(children)
+        for round_number in range(1, repeat + 1):
+            for prefix in order:
+                run = children[prefix].run()
+                runs[prefix].append(run)
+                rate = run["output_tokens"] / run["seconds"]
+                say(f"round {round_number}/{repeat}: {children[prefix].side} {rate:,.0f} tok/s")
+            order.reverse()
+        return {prefix: (runs[prefix], child.info) for prefix, child in children.items()}
 
 
 def _engine_figures(
@@ -141,29 +165,32 @@ def _engine_figures(
         prompts=prompts,
         warmup_prompts=build_prompts(WARMUP_REQUESTS, label="Warm-up"),
         max_tokens=sizes.max_tokens,
-        repeat=sizes.repeat,
         max_in_flight=args.max_in_flight,
     )
     figures: dict[str, Any] = {"engine_flags": flags, "scheduler": {}}
+    sides = [
+        (module, side, prefix) for part, module, side, prefix in ENGINE_CHILDREN if part in parts
+    ]
+    say(f"{len(prompts)} prompts x {sizes.max_tokens} tokens, {sizes.repeat} round(s)")
+    measured = _interleaved_runs(sides, spec, workdir, args.bootstrap_servers, sizes.repeat)
     rates: dict[str, list[float]] = {}
-    for part, module, side, prefix in ENGINE_CHILDREN:
-        if part not in parts:
-            continue
-        if part == "stream":
-            with broker(args.bootstrap_servers) as servers:
-                found = _engine_side(
-                    module, side, {**spec, "bootstrap_servers": servers}, workdir, args.smoke
-                )
-        else:
-            found = _engine_side(module, side, spec, workdir, args.smoke)
-        rates[prefix] = [r["output_tokens"] / r["seconds"] for r in found["runs"]]
+    expected_tokens = len(prompts) * sizes.max_tokens
+    for _module, side, prefix in sides:
+        runs, info = measured[prefix]
+        check_runs(side, runs, expected_tokens, smoke=args.smoke)
+        rates[prefix] = [r["output_tokens"] / r["seconds"] for r in runs]
         figures.update(spread_figures(f"{prefix}_tok_s", rates[prefix]))
-        figures["scheduler"][prefix] = found["scheduler"]
-        figures.setdefault("device", found["device"])
-        figures.setdefault("vllm_version", found["vllm_version"])
+        figures["scheduler"][prefix] = info["scheduler"]
+        figures.setdefault("device", info["device"])
+        figures.setdefault("vllm_version", info["vllm_version"])
     for prefix in ("async", "stream"):
         if prefix in rates and "offline" in rates:
             figures.update(ratio_figures(f"{prefix}_vs_offline", rates[prefix], rates["offline"]))
+            paired = [
+                mine / ceiling
+                for mine, ceiling in zip(rates[prefix], rates["offline"], strict=True)
+            ]
+            figures[f"{prefix}_vs_offline_by_round"] = [round(r, 4) for r in paired]
     if "run-batch" in parts:
         walls = bench_run_batch.measure(
             args.model, flags, prompts, sizes.max_tokens, sizes.repeat, workdir

@@ -1,10 +1,9 @@
 """The ceiling of ``llm-stream bench``: vLLM's own offline ``LLM.generate`` on the bench's prompts.
 
-A child process (``python -m llm_stream.cli.bench_offline RESULT_PATH``, spec on stdin; see
-``bench_support``). The engine starts once and warms up on other prompts; then each of the
-``repeat`` runs times one ``generate`` call on all the prompts, so start-up is never counted.
-The result carries the scheduler limits vLLM chose for its ``LLM`` class: the worker asks for
-the same ones.
+A child process (see ``bench_children``). The engine starts once and warms up on other prompts;
+then each run the parent asks for times one ``generate`` call on all the prompts, so start-up is
+never counted. Its report carries the scheduler limits vLLM chose for its ``LLM`` class: the
+worker asks for the same ones.
 """
 
 from __future__ import annotations
@@ -12,8 +11,12 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
-from llm_stream.cli.bench_support import EngineResult, EngineSpec, Run, child_main, engine_args
+from llm_stream.cli.bench_children import SideInfo, child_main
+from llm_stream.cli.bench_support import EngineSpec, Run, engine_args
 
 
 def describe_device() -> str:
@@ -25,25 +28,21 @@ def describe_device() -> str:
     return f"cpu ({os.cpu_count()} cores)"
 
 
-def measure(spec: EngineSpec) -> EngineResult:
-    import vllm
-    from vllm import LLM, SamplingParams
-    from vllm.engine.arg_utils import EngineArgs
+class OfflineSide:
+    """``LLM.generate`` on every prompt in one call per run."""
 
-    llm = LLM.from_engine_args(engine_args(EngineArgs, spec["model"], spec["engine_flags"]))
-    try:
-        params = SamplingParams(temperature=0, max_tokens=spec["max_tokens"], ignore_eos=True)
-        llm.generate(spec["warmup_prompts"], params, use_tqdm=False)
-        runs: list[Run] = []
-        for _ in range(spec["repeat"]):
-            started = time.perf_counter()
-            outputs = llm.generate(spec["prompts"], params, use_tqdm=False)
-            seconds = time.perf_counter() - started
-            tokens = sum(len(c.token_ids) for out in outputs for c in out.outputs)
-            runs.append(Run(output_tokens=tokens, seconds=seconds))
-        scheduler = llm.llm_engine.vllm_config.scheduler_config
-        return EngineResult(
-            runs=runs,
+    def __init__(self, llm: Any, spec: EngineSpec) -> None:
+        from vllm import SamplingParams
+
+        self._llm, self._prompts = llm, spec["prompts"]
+        self._params = SamplingParams(temperature=0, max_tokens=spec["max_tokens"], ignore_eos=True)
+        llm.generate(spec["warmup_prompts"], self._params, use_tqdm=False)
+
+    def describe(self) -> SideInfo:
+        import vllm
+
+        scheduler = self._llm.llm_engine.vllm_config.scheduler_config
+        return SideInfo(
             device=describe_device(),
             vllm_version=str(vllm.__version__),
             scheduler={
@@ -51,9 +50,26 @@ def measure(spec: EngineSpec) -> EngineResult:
                 "max_num_batched_tokens": int(scheduler.max_num_batched_tokens),
             },
         )
+
+    def run_once(self) -> Run:
+        started = time.perf_counter()
+        outputs = self._llm.generate(self._prompts, self._params, use_tqdm=False)
+        seconds = time.perf_counter() - started
+        tokens = sum(len(c.token_ids) for out in outputs for c in out.outputs)
+        return Run(output_tokens=tokens, seconds=seconds)
+
+
+@contextmanager
+def start(spec: EngineSpec) -> Iterator[OfflineSide]:
+    from vllm import LLM
+    from vllm.engine.arg_utils import EngineArgs
+
+    llm = LLM.from_engine_args(engine_args(EngineArgs, spec["model"], spec["engine_flags"]))
+    try:
+        yield OfflineSide(llm, spec)
     finally:
         llm.llm_engine.engine_core.shutdown()
 
 
 if __name__ == "__main__":
-    sys.exit(child_main(sys.argv[1:], measure))
+    sys.exit(child_main(sys.argv[1:], start))

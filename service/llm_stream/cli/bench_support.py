@@ -1,20 +1,16 @@
-"""What every part of ``llm-stream bench`` shares: prompts, engine flags, spreads, child processes.
+"""What every part of ``llm-stream bench`` shares: prompts, engine flags, spreads, checks.
 
-Each engine side runs in a child process (``python -m <module> RESULT_PATH``, its spec as JSON on
-stdin): vLLM starts its engine core with ``spawn``, which needs a ``__main__`` guard, and the
-engine must be gone, with its memory and threads, before the next side is measured. Nothing here
-imports vLLM at module level, so the parent stays light.
+Nothing here imports vLLM at module level, so the parent stays light (engine sides run in child
+processes: ``bench_children``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import statistics
-import subprocess
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,20 +59,9 @@ class EngineSpec(TypedDict):
     prompts: list[str]
     warmup_prompts: list[str]
     max_tokens: int
-    repeat: int
     #: The stream side only: the broker and the worker's ``--max-in-flight``.
     bootstrap_servers: NotRequired[str]
     max_in_flight: NotRequired[int | None]
-
-
-class EngineResult(TypedDict):
-    """What an engine child writes to RESULT_PATH: its runs and what it ran on."""
-
-    runs: list[Run]
-    device: str
-    vllm_version: str
-    #: Scheduler limits the engine used (``max_num_seqs``, ...), by name.
-    scheduler: dict[str, int]
 
 
 def build_prompts(count: int, label: str = "Request") -> list[str]:
@@ -166,42 +151,9 @@ def tail(path: Path, chars: int = 4000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
 
-def run_child(module: str, spec: Mapping[str, Any], workdir: Path, side: str) -> EngineResult:
-    """Run ``python -m module`` with ``spec``; its result, or a BenchError with its log's tail."""
-    name = module.rsplit(".", 1)[-1]
-    result_path, log_path = workdir / f"{name}.json", workdir / f"{name}.log"
-    with log_path.open("wb") as log:
-        try:
-            done = subprocess.run(
-                [sys.executable, "-m", module, str(result_path)],
-                input=json.dumps(spec).encode(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=child_env(),
-                timeout=CHILD_TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as error:
-            raise BenchError(f"{side} timed out:\n{tail(log_path)}") from error
-    if done.returncode != 0:
-        raise BenchError(f"{side} exited with {done.returncode}:\n{tail(log_path)}")
-    result: EngineResult = json.loads(result_path.read_text())
-    return result
-
-
 def engine_args(cls: Any, model: str, flags: Sequence[str]) -> Any:
     """vLLM's ``cls`` (``EngineArgs`` or ``AsyncEngineArgs``) from the bench's CLI flags."""
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     parser = cls.add_cli_args(FlexibleArgumentParser(prog="llm-stream bench"))
     return cls.from_cli_args(parser.parse_args(["--model", model, *flags]))
-
-
-def child_main(argv: Sequence[str], measure: Callable[[EngineSpec], EngineResult]) -> int:
-    """An engine child's ``main``: spec on stdin, result to ``argv[0]``."""
-    if len(argv) != 1:
-        print("usage: python -m MODULE RESULT_PATH < spec.json", file=sys.stderr)
-        return 2
-    spec: EngineSpec = json.load(sys.stdin)
-    Path(argv[0]).write_text(json.dumps(measure(spec)))
-    return 0

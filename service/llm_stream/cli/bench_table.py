@@ -35,6 +35,11 @@ ROWS = (
     ("rss_100k_mb", "    peak RSS, large batch", "MB"),
     ("rss_100k_vs_1k", "    large / small (worst role)", ""),
 )
+#: Per-round ratios (the sides run in rounds, so each round's pair saw the same machine).
+BY_ROUND = (
+    ("async_vs_offline_by_round", "AsyncLLM / offline"),
+    ("stream_vs_offline_by_round", "worker / offline"),
+)
 _WIDTH = 44
 SMOKE_WARNING = "SMOKE RUN: tiny sizes and short sides; these figures mean nothing."
 
@@ -87,6 +92,9 @@ def format_table(summary: Mapping[str, Any]) -> str:
         verdict = f"{check['target']}: {'met' if check['met'] else 'NOT met'}" if check else ""
         name = f"{label} ({unit})" if unit else label
         rows.append(f"{name:<{_WIDTH}}{_number(summary[key]):>10}  {shown:<22}{verdict}".rstrip())
+    for key, label in BY_ROUND:
+        if rounds := summary.get(key):
+            rows.append(f"{label}, round by round: {', '.join(f'{r:.3f}' for r in rounds)}")
     lines = [*header, *rows]
     if summary.get("smoke"):
         lines = [SMOKE_WARNING, *lines, SMOKE_WARNING]

@@ -16,21 +16,16 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from llm_stream.cli.bench_children import SideInfo, child_main
 from llm_stream.cli.bench_offline import describe_device
-from llm_stream.cli.bench_support import (
-    BenchError,
-    EngineResult,
-    EngineSpec,
-    Run,
-    child_main,
-    custom_ids,
-)
+from llm_stream.cli.bench_support import BenchError, EngineSpec, Run, custom_ids
 from llm_stream.kafka.topics import ensure_topics
 from llm_stream.settings import Settings
 from llm_stream.worker.app import Worker
@@ -138,9 +133,37 @@ async def _round(base: Settings, engine: Any, prompts: list[str], max_tokens: in
     return Run(output_tokens=tally.completion_tokens, seconds=seconds)
 
 
-async def _measure(spec: EngineSpec) -> EngineResult:
-    import vllm
+class StreamSide:
+    """The worker on ``VllmEngine``, a fresh round of topics per run, on a loop kept between
+    runs (the engine's)."""
 
+    def __init__(
+        self, runner: asyncio.Runner, engine: Any, settings: Settings, spec: EngineSpec
+    ) -> None:
+        self._runner, self._engine, self._settings = runner, engine, settings
+        self._prompts, self._max_tokens = spec["prompts"], spec["max_tokens"]
+        runner.run(_round(settings, engine, spec["warmup_prompts"], self._max_tokens))
+
+    def describe(self) -> SideInfo:
+        import vllm
+
+        return SideInfo(
+            device=describe_device(),
+            vllm_version=str(vllm.__version__),
+            scheduler={
+                "max_num_seqs": self._engine.max_concurrency,
+                "max_in_flight": self._settings.max_in_flight or 2 * self._engine.max_concurrency,
+            },
+        )
+
+    def run_once(self) -> Run:
+        return self._runner.run(
+            _round(self._settings, self._engine, self._prompts, self._max_tokens)
+        )
+
+
+@contextmanager
+def start(spec: EngineSpec) -> Iterator[StreamSide]:
     from llm_stream.engine.vllm_engine import VllmEngine
     from llm_stream.ops.runtime import start_process
     from llm_stream.worker.args import parse_worker_args
@@ -151,29 +174,13 @@ async def _measure(spec: EngineSpec) -> EngineResult:
     settings, args = parse_worker_args(argv)
     settings = settings.with_overrides(bootstrap_servers=spec["bootstrap_servers"])
     start_process(settings, "llm-stream-bench-worker")
-    engine = await VllmEngine.start(args)
-    try:
-        await _round(settings, engine, spec["warmup_prompts"], spec["max_tokens"])
-        runs = [
-            await _round(settings, engine, spec["prompts"], spec["max_tokens"])
-            for _ in range(spec["repeat"])
-        ]
-        return EngineResult(
-            runs=runs,
-            device=describe_device(),
-            vllm_version=str(vllm.__version__),
-            scheduler={
-                "max_num_seqs": engine.max_concurrency,
-                "max_in_flight": settings.max_in_flight or 2 * engine.max_concurrency,
-            },
-        )
-    finally:
-        await engine.close()
-
-
-def measure(spec: EngineSpec) -> EngineResult:
-    return asyncio.run(_measure(spec))
+    with asyncio.Runner() as runner:
+        engine = runner.run(VllmEngine.start(args))
+        try:
+            yield StreamSide(runner, engine, settings, spec)
+        finally:
+            runner.run(engine.close())
 
 
 if __name__ == "__main__":
-    sys.exit(child_main(sys.argv[1:], measure))
+    sys.exit(child_main(sys.argv[1:], start))

@@ -1,10 +1,13 @@
-"""The pure parts of ``llm-stream bench``: options, prompts, flags, lines, tallies, figures."""
+"""The parts of ``llm-stream bench`` that need no engine: options, prompts, flags, lines, tallies,
+figures, and the protocol of its engine children (with a fake side)."""
 
 from __future__ import annotations
 
 import argparse
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +15,11 @@ import orjson
 import pytest
 
 from llm_stream.cli import bench, bench_run_batch, bench_stream, bench_table
+from llm_stream.cli.bench_children import SideInfo, engine_child
 from llm_stream.cli.bench_support import (
     DEFAULT_ENGINE_FLAGS,
     BenchError,
+    EngineSpec,
     Run,
     build_prompts,
     check_runs,
@@ -25,6 +30,8 @@ from llm_stream.cli.bench_support import (
 from llm_stream.cli.bench_worker import ResultTally, bench_settings, request_lines
 from llm_stream.cli.main import build_parser
 from llm_stream.contracts import RequestMessage
+
+FAKE_SIDE = "tests.unit.cli.fake_bench_side"
 
 
 def _parse(*argv: str) -> argparse.Namespace:
@@ -256,6 +263,7 @@ def test_the_table_shows_what_ran_and_flags_a_smoke_run() -> None:
         "stream_tok_s": 12_600.0,
         "stream_tok_s_range": [12_000.0, 13_000.0],
         "stream_vs_offline": 0.9,
+        "stream_vs_offline_by_round": [0.9, 0.8766, 1.0],
     }
     summary = _summary(**figures)
     summary["targets"] = bench_table.targets(summary)
@@ -265,6 +273,7 @@ def test_the_table_shows_what_ran_and_flags_a_smoke_run() -> None:
     assert "14,000" in table
     assert "13,000 - 15,000" in table
     assert ">= 0.97: NOT met" in table
+    assert "worker / offline, round by round: 0.900, 0.877, 1.000" in table
     assert "AsyncLLM" not in table  # not measured, not shown
     assert bench_table.SMOKE_WARNING not in table
     assert bench_table.format_table({**summary, "smoke": True}).startswith(
@@ -289,3 +298,60 @@ def test_a_childs_peak_rss_is_its_own_not_its_parents() -> None:
     assert 0 < float(done.stdout) < 250
     assert bench_stream.own_peak_rss_mb() > 300
     del ballast
+
+
+def _spec(model: str = "m") -> EngineSpec:
+    return EngineSpec(
+        model=model, engine_flags=[], prompts=["a", "b", "c"], warmup_prompts=[], max_tokens=4
+    )
+
+
+def test_a_child_side_warms_up_once_then_runs_when_asked(tmp_path: Path) -> None:
+    with engine_child(FAKE_SIDE, _spec(), tmp_path, "fake side") as child:
+        assert child.info == {
+            "device": "fake",
+            "vllm_version": "0",
+            "scheduler": {"max_num_seqs": 2},
+        }
+        runs = [child.run(), child.run()]
+    assert runs == [Run(output_tokens=12, seconds=1.0), Run(output_tokens=12, seconds=2.0)]
+    assert "engine logs go to stdout" in (tmp_path / "fake_bench_side.log").read_text()
+
+
+def test_a_child_that_dies_warming_up_fails_the_bench_with_its_log(tmp_path: Path) -> None:
+    with (
+        pytest.raises(BenchError, match=r"(?s)fake side exited with 3.*could not start"),
+        engine_child(FAKE_SIDE, _spec("fail-warm-up"), tmp_path, "fake side"),
+    ):
+        pass
+
+
+class _ScriptedChild:
+    def __init__(self, prefix: str, calls: list[str]) -> None:
+        self.side, self._prefix, self._calls = f"side {prefix}", prefix, calls
+        self.info = SideInfo(device="d", vllm_version="v", scheduler={})
+
+    def run(self) -> Run:
+        self._calls.append(self._prefix)
+        return Run(output_tokens=10, seconds=float(len(self._calls)))
+
+
+def test_sides_run_in_rounds_each_in_the_reverse_order_of_the_one_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    started: list[str] = []
+
+    @contextmanager
+    def scripted(module: str, spec: EngineSpec, workdir: Path, side: str) -> Iterator[Any]:
+        started.append(module)
+        yield _ScriptedChild(module, calls)
+
+    monkeypatch.setattr(bench, "engine_child", scripted)
+    sides = [("offline", "o", "offline"), ("async", "a", "async")]
+    measured = bench._interleaved_runs(sides, _spec(), tmp_path, None, repeat=3)
+    assert started == ["offline", "async"]
+    assert calls == ["offline", "async", "async", "offline", "offline", "async"]
+    assert [run["seconds"] for run in measured["offline"][0]] == [1.0, 4.0, 5.0]
+    assert [run["seconds"] for run in measured["async"][0]] == [2.0, 3.0, 6.0]
+    assert measured["async"][1]["device"] == "d"
