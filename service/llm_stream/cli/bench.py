@@ -119,6 +119,24 @@ def ratio_figures(key: str, top: Sequence[float], bottom: Sequence[float]) -> di
     }
 
 
+#: (side, against): each engine side against the ceiling, and the worker against the engine it
+#: drives bare (both asynchronous: what is left between them is the Kafka path).
+SIDE_RATIOS = (("async", "offline"), ("stream", "offline"), ("stream", "async"))
+
+
+def side_ratios(rates: Mapping[str, Sequence[float]]) -> dict[str, Any]:
+    """``<side>_vs_<against>``: the ratio of medians with its range, and round by round (the
+    sides run in rounds, so each round's pair saw the same machine)."""
+    figures: dict[str, Any] = {}
+    for side, against in SIDE_RATIOS:
+        if side in rates and against in rates:
+            key = f"{side}_vs_{against}"
+            figures.update(ratio_figures(key, rates[side], rates[against]))
+            paired = zip(rates[side], rates[against], strict=True)
+            figures[f"{key}_by_round"] = [round(mine / theirs, 4) for mine, theirs in paired]
+    return figures
+
+
 def _range(low: float, high: float) -> list[float]:
     return [round(low, 1), round(high, 1)]
 
@@ -183,14 +201,7 @@ def _engine_figures(
         figures["scheduler"][prefix] = info["scheduler"]
         figures.setdefault("device", info["device"])
         figures.setdefault("vllm_version", info["vllm_version"])
-    for prefix in ("async", "stream"):
-        if prefix in rates and "offline" in rates:
-            figures.update(ratio_figures(f"{prefix}_vs_offline", rates[prefix], rates["offline"]))
-            paired = [
-                mine / ceiling
-                for mine, ceiling in zip(rates[prefix], rates["offline"], strict=True)
-            ]
-            figures[f"{prefix}_vs_offline_by_round"] = [round(r, 4) for r in paired]
+    figures.update(side_ratios(rates))
     if "run-batch" in parts:
         walls = bench_run_batch.measure(
             args.model, flags, prompts, sizes.max_tokens, sizes.repeat, workdir

@@ -26,6 +26,7 @@ ROWS = (
     ("async_vs_offline", "    AsyncLLM / offline", ""),
     ("stream_tok_s", "(3) worker fed from Kafka", "tok/s"),
     ("stream_vs_offline", "    worker / offline", ""),
+    ("stream_vs_async", "    worker / AsyncLLM", ""),
     ("run_batch_s", "(4) llm-stream run-batch", "s"),
     ("vllm_run_batch_s", "    vllm run-batch", "s"),
     ("run_batch_vs_vllm", "    llm-stream / vllm wall time", ""),
@@ -39,6 +40,7 @@ ROWS = (
 BY_ROUND = (
     ("async_vs_offline_by_round", "AsyncLLM / offline"),
     ("stream_vs_offline_by_round", "worker / offline"),
+    ("stream_vs_async_by_round", "worker / AsyncLLM"),
 )
 _WIDTH = 44
 SMOKE_WARNING = "SMOKE RUN: tiny sizes and short sides; these figures mean nothing."

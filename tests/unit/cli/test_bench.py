@@ -229,6 +229,20 @@ def test_figures_are_medians_with_ranges_and_ratios_of_medians() -> None:
     assert ratio["stream_vs_offline_range"] == [round(80 / 120, 4), round(95 / 90, 4)]
 
 
+def test_the_worker_is_held_to_the_ceiling_and_to_the_engine_it_drives_round_by_round() -> None:
+    rates = {"offline": [100.0, 120.0, 110.0], "async": [90.0, 96.0, 110.0]}
+    rates["stream"] = [90.0, 120.0]
+    with pytest.raises(ValueError, match="zip"):  # unpaired rounds: a bug, not a figure
+        bench.side_ratios(rates)
+    rates["stream"].append(99.0)
+    figures = bench.side_ratios(rates)
+    assert figures["stream_vs_offline_by_round"] == [0.9, 1.0, 0.9]
+    assert figures["stream_vs_async_by_round"] == [1.0, 1.25, 0.9]
+    assert figures["async_vs_offline_by_round"] == [0.9, 0.8, 1.0]
+    assert figures["stream_vs_async"] == round(99 / 96, 4)  # medians, not a mean of rounds
+    assert not {key for key in bench.side_ratios({"stream": [1.0]}) if "_vs_" in key}
+
+
 def _summary(**figures: Any) -> dict[str, Any]:
     context = {"date": "2026-01-01", "prompts": 8, "max_tokens": 4, "repeat": 3}
     return {**context, "device": "cpu (2 cores)", "smoke": False, **figures}
@@ -279,6 +293,14 @@ def test_the_table_shows_what_ran_and_flags_a_smoke_run() -> None:
     assert bench_table.format_table({**summary, "smoke": True}).startswith(
         bench_table.SMOKE_WARNING
     )
+
+
+def test_the_table_holds_the_worker_to_asyncllm_where_both_ran() -> None:
+    rates = {"offline": [100.0, 100.0, 100.0], "async": [90.0, 96.0, 100.0]}
+    rates["stream"] = [90.0, 95.04, 102.0]
+    table = bench_table.format_table(_summary(**bench.side_ratios(rates)))
+    assert "    worker / AsyncLLM                             0.99" in table
+    assert "worker / AsyncLLM, round by round: 1.000, 0.990, 1.020" in table
 
 
 def test_each_round_gets_its_own_topics_and_group() -> None:
