@@ -51,7 +51,7 @@ from llm_stream.cli.bench_support import (
     say,
     split_engine_args,
 )
-from llm_stream.cli.bench_table import format_table, targets
+from llm_stream.cli.bench_table import SIDE_RATIOS, format_table, targets
 
 ENGINE_PARTS = ("offline", "async", "stream", "run-batch")
 PARTS = (*ENGINE_PARTS, *STREAM_PARTS)
@@ -117,11 +117,6 @@ def ratio_figures(key: str, top: Sequence[float], bottom: Sequence[float]) -> di
         key: round(up.median / down.median, 4),
         f"{key}_range": [round(up.low / down.high, 4), round(up.high / down.low, 4)],
     }
-
-
-#: (side, against): each engine side against the ceiling, and the worker against the engine it
-#: drives bare (both asynchronous: what is left between them is the Kafka path).
-SIDE_RATIOS = (("async", "offline"), ("stream", "offline"), ("stream", "async"))
 
 
 def side_ratios(rates: Mapping[str, Sequence[float]]) -> dict[str, Any]:

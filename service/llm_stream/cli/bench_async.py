@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from llm_stream.cli.bench_children import SideInfo, child_main
-from llm_stream.cli.bench_offline import describe_device
+from llm_stream.cli.bench_offline import scheduler_limits, side_info
 from llm_stream.cli.bench_support import EngineSpec, Run, engine_args
 
 
@@ -53,17 +53,7 @@ class AsyncSide:
         runner.run(_generate(engine, spec["warmup_prompts"], self._params, "warmup"))
 
     def describe(self) -> SideInfo:
-        import vllm
-
-        scheduler = self._config.scheduler_config
-        return SideInfo(
-            device=describe_device(),
-            vllm_version=str(vllm.__version__),
-            scheduler={
-                "max_num_seqs": int(scheduler.max_num_seqs),
-                "max_num_batched_tokens": int(scheduler.max_num_batched_tokens),
-            },
-        )
+        return side_info(scheduler_limits(self._config.scheduler_config))
 
     def run_once(self) -> Run:
         self._runs += 1

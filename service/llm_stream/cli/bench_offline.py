@@ -28,6 +28,23 @@ def describe_device() -> str:
     return f"cpu ({os.cpu_count()} cores)"
 
 
+def side_info(scheduler: dict[str, int]) -> SideInfo:
+    """What a side reports once ready: this machine, this vLLM and its ``scheduler`` limits."""
+    import vllm
+
+    return SideInfo(
+        device=describe_device(), vllm_version=str(vllm.__version__), scheduler=scheduler
+    )
+
+
+def scheduler_limits(scheduler_config: Any) -> dict[str, int]:
+    """The limits vLLM chose for an engine (those of its ``LLM`` class, for every side here)."""
+    return {
+        "max_num_seqs": int(scheduler_config.max_num_seqs),
+        "max_num_batched_tokens": int(scheduler_config.max_num_batched_tokens),
+    }
+
+
 class OfflineSide:
     """``LLM.generate`` on every prompt in one call per run."""
 
@@ -39,17 +56,7 @@ class OfflineSide:
         llm.generate(spec["warmup_prompts"], self._params, use_tqdm=False)
 
     def describe(self) -> SideInfo:
-        import vllm
-
-        scheduler = self._llm.llm_engine.vllm_config.scheduler_config
-        return SideInfo(
-            device=describe_device(),
-            vllm_version=str(vllm.__version__),
-            scheduler={
-                "max_num_seqs": int(scheduler.max_num_seqs),
-                "max_num_batched_tokens": int(scheduler.max_num_batched_tokens),
-            },
-        )
+        return side_info(scheduler_limits(self._llm.llm_engine.vllm_config.scheduler_config))
 
     def run_once(self) -> Run:
         started = time.perf_counter()

@@ -24,11 +24,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from llm_stream.cli.bench_children import SideInfo, child_main
-from llm_stream.cli.bench_offline import describe_device
+from llm_stream.cli.bench_offline import side_info
 from llm_stream.cli.bench_support import BenchError, EngineSpec, Run, custom_ids
 from llm_stream.kafka.topics import ensure_topics
 from llm_stream.settings import Settings
-from llm_stream.worker.app import Worker
+from llm_stream.worker.app import Worker, in_flight_limit
 
 ROUND_TIMEOUT_S = 3600.0
 
@@ -145,15 +145,11 @@ class StreamSide:
         runner.run(_round(settings, engine, spec["warmup_prompts"], self._max_tokens))
 
     def describe(self) -> SideInfo:
-        import vllm
-
-        return SideInfo(
-            device=describe_device(),
-            vllm_version=str(vllm.__version__),
-            scheduler={
+        return side_info(
+            {
                 "max_num_seqs": self._engine.max_concurrency,
-                "max_in_flight": self._settings.max_in_flight or 2 * self._engine.max_concurrency,
-            },
+                "max_in_flight": in_flight_limit(self._settings, self._engine),
+            }
         )
 
     def run_once(self) -> Run:

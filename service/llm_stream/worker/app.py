@@ -27,6 +27,12 @@ from llm_stream.worker.core import RequestPipeline
 logger = logging.getLogger(__name__)
 
 
+def in_flight_limit(settings: Settings, engine: InferenceEngine) -> int:
+    """Records the worker keeps started: twice what the engine runs at once, unless set, so
+    the engine's scheduler always has the next requests queued."""
+    return settings.max_in_flight or 2 * engine.max_concurrency
+
+
 class Worker(RuntimeRole):
     """One engine, one consumer-group member, one pipeline: a ``Role`` of the runtime."""
 
@@ -34,7 +40,7 @@ class Worker(RuntimeRole):
         self.settings = settings
         self.engine = engine
         self.runtime = RoleRuntime(settings)
-        max_in_flight = settings.max_in_flight or 2 * engine.max_concurrency
+        max_in_flight = in_flight_limit(settings, engine)
         self.pipeline = RequestPipeline(
             engine,
             KafkaResultPublisher(self.runtime.broker, settings),
