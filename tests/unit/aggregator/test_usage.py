@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from llm_stream.contracts import BatchManifest, ResponseData, ResultMessage
 from llm_stream.protocols import IncomingRecord
@@ -43,7 +42,8 @@ def _manifest(count: int, model: str | None = None) -> BatchManifest:
 async def test_usage_is_summed_once_per_custom_id_and_moves_while_the_batch_runs(
     tmp_path: Path, make: Make
 ) -> None:
-    openai_types = pytest.importorskip("openai.types")
+    import openai.types as openai_types  # a dependency: its absence is a failure, not a skip
+
     status = FakeStatusPublisher()
     aggregator = make(tmp_path, status, progress_interval=0)
     await aggregator.add_manifest(_manifest(3))
