@@ -144,7 +144,7 @@ class AggregatorApp(RuntimeRole):
                     logger.warning("batch %s expired before all its results arrived", batch_id)
                 for batch_id in await self.aggregator.fail_orphans():
                     logger.warning("batch %s failed: its manifest never arrived", batch_id)
-                await self.loop.commit()
+                await self.loop.commit_or_retry()
 
     def _owns(self) -> Callable[[str], bool]:
         """Whether a batch's results partition (the producer's partition of its key) is ours;

@@ -187,7 +187,19 @@ class ConsumeLoop:
 
     async def commit_due(self) -> None:
         if time.monotonic() - self._last_commit >= self._settings.commit_interval_s:
+            await self.commit_or_retry()
+
+    async def commit_or_retry(self) -> bool:
+        """``commit``, but a failure (a fenced member, a rebalance in progress, a broker away)
+        is counted and logged instead of raised: nothing moved, so the same offsets go out with
+        the next commit, after the rebalance. False when it failed."""
+        try:
             await self.commit()
+        except Exception as error:
+            metrics.COMMIT_FAILURES.labels(self.group_id, type(error).__name__).inc()
+            logger.warning("committing %s failed, retrying later: %r", self.topic, error)
+            return False
+        return True
 
     async def commit(self) -> None:
         """Commit what the handler finished, for owned partitions, only forward."""
@@ -215,10 +227,7 @@ class ConsumeLoop:
 
     async def _on_revoked(self, revoked: list[TopicPartition]) -> None:
         keys = [_key(partition) for partition in revoked]
-        try:
-            await self.commit()
-        except Exception as error:  # the group moved on; the next owner re-reads the rest
-            logger.warning("commit before rebalance failed: %s", error)
+        await self.commit_or_retry()  # if it fails, the next owner re-reads the rest
         await self._handler.revoked(keys)
         for key in keys:
             self._next.pop(key, None)

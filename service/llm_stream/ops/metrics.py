@@ -75,6 +75,12 @@ FETCH_ERRORS = Counter(
     "Failed fetches of a consume loop (undecodable record batches, broker errors), by error.",
     ["group", "error"],
 )
+COMMIT_FAILURES = Counter(
+    "llm_stream_commit_failures_total",
+    "Offset commits that failed (fenced member, rebalance in progress, broker away) and were "
+    "retried later, by consumer group and error.",
+    ["group", "error"],
+)
 STALLED_PARTITIONS = Gauge(
     "llm_stream_stalled_partitions",
     "Owned partitions with pending records that made no progress for the stall timeout.",

@@ -166,12 +166,12 @@ class RoleRuntime:
                 await role.tick()
             except Exception:
                 logger.exception("periodic check failed")
+            await role.loop.commit_or_retry()
             try:
-                await role.loop.commit()
                 await role.loop.report_lag()
                 role.loop.stalled_partitions()
             except Exception as error:
-                logger.warning("commit failed, retrying at the next interval: %s", error)
+                logger.warning("lag not reported: %r", error)
 
 
 class RuntimeRole:

@@ -229,3 +229,37 @@ async def test_a_partition_whose_records_do_not_move_is_reported_stalled() -> No
     loop.stop_fetching()
     await running
     await pipeline.drain(grace_period=0)
+
+
+async def test_a_failed_periodic_commit_is_retried_and_the_loop_goes_on() -> None:
+    """A fenced member or a rebalance in progress fails a commit: the loop keeps consuming,
+    counts the failure, and the same offsets go out once commits work again."""
+    from aiokafka.errors import CommitFailedError
+    from prometheus_client import REGISTRY
+
+    logs = {P0: [_line(0, i, "p") for i in range(4)]}
+    loop, consumer, _, publisher = await _loop(logs, FakeEngine())
+    await consumer.assign([P0])
+    real_commit = consumer.commit
+    failures = 3
+
+    async def failing_commit(offsets: dict[TopicPartition, Any]) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise CommitFailedError("fenced by the group")
+        await real_commit(offsets)
+
+    consumer.commit = failing_commit  # type: ignore[method-assign]
+    labels = {"group": "group", "error": "CommitFailedError"}
+    before = REGISTRY.get_sample_value("llm_stream_commit_failures_total", labels) or 0.0
+    running = asyncio.create_task(loop.run())
+    await _until(lambda: consumer.group_committed.get(P0) == 4)
+    assert not running.done()  # the failures did not end the loop
+    after = REGISTRY.get_sample_value("llm_stream_commit_failures_total", labels) or 0.0
+    assert after - before == 3
+    logs[P0].append(_line(0, 4, "p"))  # and it still consumes
+    await _until(lambda: consumer.group_committed.get(P0) == 5)
+    loop.stop_fetching()
+    await running
+    assert len(publisher.results) == 5
