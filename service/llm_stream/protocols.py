@@ -7,7 +7,7 @@ and end-to-end tests.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
@@ -96,8 +96,12 @@ class RecordHandler(Protocol):
         """Partitions now owned, with the offset their records start from."""
         ...
 
-    async def revoked(self, partitions: Sequence[TopicPartitionKey]) -> None:
-        """Partitions no longer owned: forget them (late work on them must not commit)."""
+    async def revoked(
+        self, partitions: Sequence[TopicPartitionKey]
+    ) -> Collection[TopicPartitionKey]:
+        """Partitions no longer owned: forget them (late work on them must not commit).
+        Returns other partitions whose state was dropped with them: the loop re-reads those
+        from their last commit."""
         ...
 
     def holds(self, partition: TopicPartitionKey) -> bool:

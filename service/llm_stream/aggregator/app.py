@@ -62,10 +62,15 @@ class _ResultsHandler:
         return self._aggregator.committable()
 
     async def assigned(self, partitions: Mapping[TopicPartitionKey, int]) -> None:
-        """Nothing to do: a batch's state is rebuilt from the records read from here on."""
+        """Results of these partitions are taken from now on; a batch's state is rebuilt from
+        the records read from here on."""
+        self._aggregator.assign(partitions)
 
-    async def revoked(self, partitions: Sequence[TopicPartitionKey]) -> None:
-        await self._aggregator.release_partitions(partitions)
+    async def revoked(self, partitions: Sequence[TopicPartitionKey]) -> set[TopicPartitionKey]:
+        """Forget the partitions (and refuse the rest of a poll that still holds their records);
+        a batch with results on a partition kept too is dropped whole: that one is re-read."""
+        released = await self._aggregator.release_partitions(partitions)
+        return released - set(partitions)
 
     def holds(self, partition: TopicPartitionKey) -> bool:
         return False  # open batches wait for results legitimately; fetching must not stall

@@ -23,19 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pydantic
 from opentelemetry.trace import Link
 
-from llm_stream.aggregator.open_batch import (
-    OpenBatch,
-    committable_offsets,
-    ending,
-    progress_status,
-    spread_of_release,
-)
+from llm_stream.aggregator.open_batch import OpenBatch, ending, progress_status
+from llm_stream.aggregator.partition_marks import PartitionMarks
+from llm_stream.aggregator.result_records import parse_result
 from llm_stream.aggregator.spool import PrivateSpool
 from llm_stream.batch.objects import batch_object, expires_at, orphan_manifest
-from llm_stream.batch.result_lines import BATCH_CANCELLED, output_line
+from llm_stream.batch.result_lines import BATCH_CANCELLED
 from llm_stream.batch.status import CANCELLED_STATUSES, BatchStatus
 from llm_stream.contracts import BatchManifest, BatchObject, ResultMessage
 from llm_stream.files.store import BatchFile, FileStore, file_id
@@ -45,7 +40,6 @@ from llm_stream.protocols import IncomingRecord, StatusPublisher, TopicPartition
 logger = logging.getLogger(__name__)
 
 _RECENTLY_FINISHED = 10_000
-_READ_RESULT = ResultMessage.__pydantic_validator__  # model_validate_json minus its wrapper
 
 
 class BatchAggregator:
@@ -72,8 +66,7 @@ class BatchAggregator:
         #: When each unwritten batch was asked to cancel, open here or not (yet).
         self._cancelling: dict[str, int] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
-        self._high_water: dict[TopicPartitionKey, int] = {}
-        self.invalid_results = 0
+        self._marks = PartitionMarks()
         self.batches_written = 0
         # Results, manifests, timers and rebalances come from several tasks: one at a time.
         self._lock = asyncio.Lock()
@@ -124,31 +117,42 @@ class BatchAggregator:
     async def add_results(self, records: Sequence[IncomingRecord]) -> None:
         """Spool a poll's results and write the batches they complete. If it raises,
         ``committable()`` is still safe (an unwritten batch holds its first offset), but some
-        records may not be spooled: ``release`` their partitions and re-read them."""
-        rows: dict[str, list[tuple[str, bool, bytes]]] = {}
-        results: dict[str, list[ResultMessage]] = {}
+        records may not be spooled: ``release`` their partitions and re-read them.
+
+        ``committable()`` is read without the lock (by the periodic and the rebalance commit),
+        so the commit point moves only in one step with nothing awaited inside it: high-water
+        marks, new batches' first offsets and the spooled rows together. Everything that
+        awaits (asking the store whether a new batch was written) comes before that step."""
         tracing = telemetry.tracing_enabled()
         async with self._lock:
             metrics.RESULTS_RECEIVED.inc(len(records))
-            for record in records:
+            records = self._marks.owned(records)
+            parsed = [(record, parse_result(record)) for record in records]
+            new_ids = {p[0].batch_id for _, p in parsed if p and p[0].batch_id not in self._open}
+            written = await self._written_among(new_ids)
+            # -- from here to the end of the spooling, nothing is awaited --
+            rows: dict[str, list[tuple[str, bool, bytes]]] = {}
+            results: dict[str, list[ResultMessage]] = {}
+            for record, result_and_line in parsed:
                 partition, offset = record.topic_partition, record.offset
-                self._high_water[partition] = max(self._high_water.get(partition, 0), offset + 1)
-                if (parsed := self._parse(record)) is None:
+                self._marks.read(partition, offset)
+                if result_and_line is None:
                     continue
-                result, line = parsed
+                result, line = result_and_line
+                if result.batch_id in written:
+                    metrics.RESULTS_DUPLICATE.inc()
+                    continue
                 batch = self._open.get(result.batch_id)
                 if batch is None:
-                    if await self._is_finished(result.batch_id):
-                        metrics.RESULTS_DUPLICATE.inc()
-                        continue
                     batch = self._open[result.batch_id] = OpenBatch()
                 batch.first_offsets.setdefault(partition, offset)
                 if result.error is not None and result.error.code == BATCH_CANCELLED:
                     self._cancel_seen_in_a_line(result.batch_id)
                 if tracing:
                     batch.trace(record, result, self._trace_link_limit)
-                row = (result.custom_id, result.succeeded, line)
-                rows.setdefault(result.batch_id, []).append(row)
+                rows.setdefault(result.batch_id, []).append(
+                    (result.custom_id, result.succeeded, line)
+                )
                 results.setdefault(result.batch_id, []).append(result)
             for batch_id, batch_rows in rows.items():
                 batch = self._open[batch_id]
@@ -156,28 +160,22 @@ class BatchAggregator:
                 if len(new) < len(batch_rows):
                     metrics.RESULTS_DUPLICATE.inc(len(batch_rows) - len(new))
                 batch.count(results[batch_id][position] for position in new)
-                await self._advance(batch_id, batch)
+            # -- the commit point and the spool agree again: writing may await --
+            for batch_id in rows:
+                if (batch := self._open.get(batch_id)) is not None:
+                    await self._advance(batch_id, batch)
+
+    async def _written_among(self, batch_ids: set[str]) -> set[str]:
+        """The batches among ``batch_ids`` whose files are written, asked of the store at once."""
+        ids = sorted(batch_ids)
+        answers = await asyncio.gather(*(self._is_finished(batch_id) for batch_id in ids))
+        return {batch_id for batch_id, written in zip(ids, answers, strict=True) if written}
 
     def _cancel_seen_in_a_line(self, batch_id: str) -> None:
         """Workers answer ``batch_cancelled`` only after the cancel, which may reach the cancel
         follower here after the batch's last line: the batch ends ``cancelled`` either way."""
         if batch_id not in self._cancelling:
             self._cancelling[batch_id] = int(time.time())
-
-    def _parse(self, record: IncomingRecord) -> tuple[ResultMessage, bytes] | None:
-        """The result and its output line; None (counted, logged) for a record that is not."""
-        try:
-            result: ResultMessage = _READ_RESULT.validate_json(record.value or b"")
-            return result, output_line(result)
-        except ValueError as error:  # pydantic's ValidationError is one
-            self.invalid_results += 1
-            metrics.RESULTS_INVALID.inc()
-            where = f"{record.topic}[{record.partition}]@{record.offset}"
-            reason: object = error
-            if isinstance(error, pydantic.ValidationError):
-                reason = error.errors(include_url=False, include_input=False)[:1]
-            logger.warning("skipping invalid result %s: %s", where, reason)
-            return None
 
     async def cancel(self, asked: BatchObject) -> None:
         """A batch was asked to cancel (``asked``: its first cancelling object): it reports
@@ -370,17 +368,20 @@ class BatchAggregator:
 
     def committable(self) -> dict[TopicPartitionKey, int]:
         """Per partition: the first offset of its earliest unfinished batch, else all it read."""
-        return committable_offsets(self._high_water, self._open.values())
+        return self._marks.committable(self._open.values())
+
+    def assign(self, partitions: Iterable[TopicPartitionKey]) -> None:
+        """Results of ``partitions`` are taken from now on (until ``release``)."""
+        self._marks.assign(partitions)
 
     def release(self, partitions: Iterable[TopicPartitionKey]) -> set[TopicPartitionKey]:
         """Forget what was read from ``partitions`` (their open batches, spooled rows and
         high-water marks): they moved away, or a failed poll must re-read them. A batch with
         results on other partitions too is dropped whole, and those partitions with it. Returns
         every partition released; the caller re-reads those it still holds from their committed
-        offsets. Call it holding ``lock``."""
-        released, dropped = spread_of_release(set(partitions), self._open)
-        for partition in released:
-            self._high_water.pop(partition, None)
+        offsets. Results of the partitions passed are refused from now on, until ``assign``.
+        Call it holding ``lock``."""
+        released, dropped = self._marks.release(set(partitions), self._open)
         for batch_id in dropped:
             del self._open[batch_id]
             self._spool.drop(batch_id)

@@ -10,7 +10,7 @@ status its writer decided (completed, expired, failed), after ``finalizing``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from opentelemetry.trace import SpanContext, SpanKind
@@ -86,34 +86,3 @@ def ending(status: BatchStatus, cancelling_at: int | None) -> tuple[BatchStatus,
         cancelled = check_transition(BatchStatus.CANCELLING, BatchStatus.CANCELLED)
         return BatchStatus.CANCELLING, cancelled
     return BatchStatus.FINALIZING, check_transition(BatchStatus.FINALIZING, status)
-
-
-def committable_offsets(
-    high_water: Mapping[TopicPartitionKey, int], batches: Iterable[OpenBatch]
-) -> dict[TopicPartitionKey, int]:
-    """Per partition read: the first offset of its earliest open batch, else all it read."""
-    offsets = dict(high_water)
-    for batch in batches:
-        for partition, first in batch.first_offsets.items():
-            if partition in offsets:
-                offsets[partition] = min(offsets[partition], first)
-    return offsets
-
-
-def spread_of_release(
-    partitions: set[TopicPartitionKey], batches: Mapping[str, OpenBatch]
-) -> tuple[set[TopicPartitionKey], set[str]]:
-    """Releasing ``partitions`` drops every open batch with results on them, and so every
-    partition those batches hold results on too, until nothing more spreads: the partitions
-    released and the batches dropped."""
-    released = set(partitions)
-    dropped: set[str] = set()
-    grew = True
-    while grew:
-        grew = False
-        for batch_id, batch in batches.items():
-            if batch_id not in dropped and not released.isdisjoint(batch.first_offsets):
-                dropped.add(batch_id)
-                grew = grew or not released.issuperset(batch.first_offsets)
-                released.update(batch.first_offsets)
-    return released, dropped

@@ -228,12 +228,21 @@ class ConsumeLoop:
     async def _on_revoked(self, revoked: list[TopicPartition]) -> None:
         keys = [_key(partition) for partition in revoked]
         await self.commit_or_retry()  # if it fails, the next owner re-reads the rest
-        await self._handler.revoked(keys)
+        also_dropped = await self._handler.revoked(keys)
         for key in keys:
             self._next.pop(key, None)
             self._committed.pop(key, None)
             self._advanced_at.pop(key, None)
         forget_consumer_lag(self.group_id, revoked)
+        self._read_again({key for key in also_dropped if key not in keys})
+
+    def _read_again(self, keys: set[TopicPartitionKey]) -> None:
+        """Partitions still owned whose handed-over records the handler dropped: fetch them
+        again from their last commit."""
+        for partition in self.consumer.assignment():
+            if (key := _key(partition)) in keys and key in self._committed:
+                self._next[key] = self._committed[key]
+                self.consumer.seek(partition, self._committed[key])
 
     async def _on_assigned(self, assigned: list[TopicPartition]) -> None:
         """Tracking starts at the group's committed offset (or the log start)."""

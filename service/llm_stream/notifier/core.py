@@ -87,7 +87,7 @@ class WebhookNotifier:
         for partition in partitions:
             self._offsets.assign(partition)
 
-    async def revoked(self, partitions: Sequence[TopicPartitionKey]) -> None:
+    async def revoked(self, partitions: Sequence[TopicPartitionKey]) -> tuple[()]:
         """Stop delivering for partitions now another member's: it delivers them again."""
         gone = set(partitions)
         self._offsets.forget(gone)
@@ -95,6 +95,7 @@ class WebhookNotifier:
         for task in cancelled:
             task.cancel()
         await asyncio.gather(*cancelled, return_exceptions=True)
+        return ()
 
     def holds(self, partition: TopicPartitionKey) -> bool:
         return self._offsets.holds(partition)

@@ -98,6 +98,11 @@ RESULTS_DUPLICATE = Counter(
     "llm_stream_aggregator_results_duplicate_total",
     "Result messages dropped because their custom_id was already answered.",
 )
+RESULTS_REVOKED = Counter(
+    "llm_stream_aggregator_results_revoked_total",
+    "Result messages dropped because their partition was revoked while their poll was handled "
+    "(the partition's next owner reads them).",
+)
 RESULTS_INVALID = Counter(
     "llm_stream_aggregator_results_invalid_total", "Result messages that are not valid results."
 )

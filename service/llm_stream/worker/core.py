@@ -139,10 +139,11 @@ class RequestPipeline:
         for partition in partitions:
             self._offsets.assign(partition)
 
-    async def revoked(self, partitions: Sequence[TopicPartitionKey]) -> None:
+    async def revoked(self, partitions: Sequence[TopicPartitionKey]) -> tuple[()]:
         """Forget revoked partitions: their requests still in flight are answered, but their
         offsets are the new owner's to commit (it re-reads them: at least once)."""
         self._offsets.forget(partitions)
+        return ()
 
     def holds(self, partition: TopicPartitionKey) -> bool:
         return self._offsets.holds(partition)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from llm_stream.batch.status import BatchStatus, InvalidTransitionError
 from llm_stream.contracts import BatchManifest, ResponseData, ResultMessage
@@ -115,12 +116,18 @@ async def test_commits_stop_at_the_earliest_unfinished_batch(
     assert aggregator.committable() == {(TOPIC, 0): 14, (TOPIC, 1): 4}
 
 
+def invalid_results() -> float:
+    """Records the aggregator skipped as not results, so far in this process."""
+    return REGISTRY.get_sample_value("llm_stream_aggregator_results_invalid_total") or 0.0
+
+
 async def test_invalid_results_are_skipped_and_counted(
     tmp_path: Path, status: FakeStatusPublisher, make: Make
 ) -> None:
     aggregator = make(tmp_path, status)
+    before = invalid_results()
     await aggregator.add_results(_records([b"nonsense", b'{"batch_id": "../x"}']))
-    assert aggregator.invalid_results == 2
+    assert invalid_results() - before == 2
     assert aggregator.open_batches == 0
     assert aggregator.committable() == {(TOPIC, 0): 2}
 

@@ -263,3 +263,50 @@ async def test_a_failed_periodic_commit_is_retried_and_the_loop_goes_on() -> Non
     loop.stop_fetching()
     await running
     assert len(publisher.results) == 5
+
+
+class _SpreadHandler:
+    """A handler whose state for P0 spans P1 too: revoking P0 drops what it took of P1."""
+
+    def __init__(self) -> None:
+        self.taken: list[tuple[int, int]] = []
+
+    def capacity(self) -> int:
+        return 100
+
+    async def handle(self, records: Any) -> None:
+        self.taken += [(record.partition, record.offset) for record in records]
+
+    def committable(self) -> dict[tuple[str, int], int]:
+        return {(TOPIC, 1): 1}  # P1's first record is held by the spanning state
+
+    async def assigned(self, partitions: Any) -> None: ...
+
+    async def revoked(self, partitions: Any) -> set[tuple[str, int]]:
+        return {(TOPIC, 0), (TOPIC, 1)}
+
+    def holds(self, partition: Any) -> bool:
+        return False
+
+
+async def test_partitions_a_revoke_dropped_state_of_are_read_again_from_their_commit() -> None:
+    consumer = FakeConsumer({P0: [b"x"] * 3, P1: [b"y"] * 3})
+    handler = _SpreadHandler()
+    loop = ConsumeLoop(
+        Settings(commit_interval_s=0.01),
+        TOPIC,
+        "group",
+        handler,
+        max_records=100,
+        consumer=consumer,
+    )
+    await loop.start()
+    await consumer.assign([P0, P1])
+    running = asyncio.create_task(loop.run())
+    await _until(lambda: consumer.group_committed.get(P1) == 1)
+    await consumer.revoke([P0])
+    await _until(lambda: handler.taken.count((1, 1)) == 2)  # P1 from its commit, again
+    loop.stop_fetching()
+    await running
+    assert handler.taken.count((1, 0)) == 1  # before the commit: not read again
+    assert handler.taken.count((0, 0)) == 1  # the revoked partition: its new owner's
