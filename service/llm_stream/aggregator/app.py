@@ -105,7 +105,9 @@ class AggregatorApp(RuntimeRole):
         #: How often overdue (expired, orphaned) batches are looked for.
         self.overdue_check_interval_s = 30.0
         self.manifests = TopicFollower(settings, settings.batches_topic, self._add_manifest)
-        self.cancels = CancelFollower(settings, self.aggregator.cancel)
+        self.cancels = CancelFollower(
+            settings, self.aggregator.cancel, on_end=self.aggregator.batch_ended
+        )
 
     async def check(self) -> str | None:
         return self.manifests.problem() or self.cancels.problem()
@@ -140,15 +142,19 @@ class AggregatorApp(RuntimeRole):
     async def _close_overdue_periodically(self) -> None:
         """Write batches whose completion window passed (as expired) and batches whose
         manifest never came (as failed), so their commits stop being held; but only once this
-        aggregator has read its partitions to the end: after downtime, a batch's results (or
-        manifest) may be waiting in a topic, unread. Only batches of owned partitions."""
+        aggregator has read its partitions (and, for the latter, the manifests) to the end:
+        after downtime, a batch's results (or manifest) may be waiting in a topic, unread.
+        Only batches of owned partitions."""
         while True:
             await asyncio.sleep(self.overdue_check_interval_s)
             if await self._caught_up():
                 for batch_id in await self.aggregator.expire_overdue(owns=self._owns()):
                     logger.warning("batch %s expired before all its results arrived", batch_id)
-                for batch_id in await self.aggregator.fail_orphans():
-                    logger.warning("batch %s failed: its manifest never arrived", batch_id)
+                # Only once every manifest published so far is read: with much history the
+                # manifests may still be coming in long after the results.
+                if self.manifests.caught_up:
+                    for batch_id in await self.aggregator.fail_orphans():
+                        logger.warning("batch %s failed: its manifest never arrived", batch_id)
                 await self.loop.commit_or_retry()
 
     def _owns(self) -> Callable[[str], bool]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,17 +28,17 @@ from llm_stream.aggregator.open_batch import OpenBatch, ending, progress_status
 from llm_stream.aggregator.partition_marks import PartitionMarks
 from llm_stream.aggregator.result_records import parse_result
 from llm_stream.aggregator.spool import PrivateSpool
+from llm_stream.aggregator.written import republish_written
 from llm_stream.batch.objects import batch_object, expires_at, orphan_manifest
+from llm_stream.batch.recent_ids import RecentIds
 from llm_stream.batch.result_lines import BATCH_CANCELLED
 from llm_stream.batch.status import CANCELLED_STATUSES, BatchStatus
 from llm_stream.contracts import BatchManifest, BatchObject, ResultMessage
-from llm_stream.files.store import BatchFile, FileStore, file_id
+from llm_stream.files.store import BatchFile, FileStore
 from llm_stream.ops import metrics, telemetry
 from llm_stream.protocols import IncomingRecord, StatusPublisher, TopicPartitionKey
 
 logger = logging.getLogger(__name__)
-
-_RECENTLY_FINISHED = 10_000
 
 
 class BatchAggregator:
@@ -65,7 +64,7 @@ class BatchAggregator:
         self._manifests: dict[str, BatchManifest] = {}
         #: When each unwritten batch was asked to cancel, open here or not (yet).
         self._cancelling: dict[str, int] = {}
-        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._finished = RecentIds()
         self._marks = PartitionMarks()
         self.batches_written = 0
         # Results, manifests, timers and rebalances come from several tasks: one at a time.
@@ -87,13 +86,26 @@ class BatchAggregator:
         return batch_id in self._finished or await asyncio.to_thread(self.is_finished, batch_id)
 
     def _remember_finished(self, batch_id: str) -> None:
-        self._finished[batch_id] = None
-        while len(self._finished) > _RECENTLY_FINISHED:
-            self._finished.popitem(last=False)
+        self._finished.add(batch_id)
 
     @property
     def open_batches(self) -> int:
         return len(self._open)
+
+    def state_sizes(self) -> dict[str, int]:
+        """How many batches each piece of state holds: it must follow open work, not history."""
+        return {
+            "open": len(self._open),
+            "manifests": len(self._manifests),
+            "cancelling": len(self._cancelling),
+            "finished": len(self._finished),
+        }
+
+    def batch_ended(self, batch: BatchObject) -> None:
+        """A terminal batch object on the status topic: a cancel kept for a batch neither open
+        nor announced here (owned elsewhere, or long done) is not needed any more."""
+        if batch.id not in self._open and batch.id not in self._manifests:
+            self._cancelling.pop(batch.id, None)
 
     def oldest_open_batch_age(self) -> float:
         """Seconds since the oldest open batch got its first result (0 with none open)."""
@@ -185,7 +197,7 @@ class BatchAggregator:
         async with self._lock:
             if await self._is_finished(asked.id):
                 if asked.status is BatchStatus.CANCELLING:
-                    await self._republish_written(asked.id)
+                    await republish_written(self.files, self._status, asked.id)
                 return
             self._cancelling[asked.id] = asked.cancelling_at or int(time.time())
             if (batch := self._open.get(asked.id)) is not None:
@@ -194,19 +206,6 @@ class BatchAggregator:
                     await self._advance(asked.id, batch)
                 except Exception as error:  # written with its next result, or at its expiry
                     logger.warning("batch %s not advanced on its cancel: %r", asked.id, error)
-
-    async def _republish_written(self, batch_id: str) -> None:
-        """Best effort: a store or broker error here must not stop the cancel follower."""
-        try:
-            marker = await asyncio.to_thread(
-                lambda: b"".join(self.files.read(file_id(batch_id, BatchFile.BATCH)))
-            )
-            written = BatchObject.model_validate_json(marker)
-            if written.status not in CANCELLED_STATUSES:
-                logger.info("batch %s was %s before its cancel came", batch_id, written.status)
-                await self._status.publish_status(written)
-        except Exception as error:
-            logger.warning("batch %s: written object not republished: %r", batch_id, error)
 
     async def _advance(self, batch_id: str, batch: OpenBatch) -> None:
         manifest = self._manifests.get(batch_id)

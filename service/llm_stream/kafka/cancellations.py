@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 
 import pydantic
 
-from llm_stream.batch.status import CANCELLED_STATUSES
+from llm_stream.batch.recent_ids import RecentIds
+from llm_stream.batch.status import CANCELLED_STATUSES, TERMINAL_STATUSES
 from llm_stream.contracts import BatchObject
 from llm_stream.kafka.topic_follower import TopicFollower
 from llm_stream.protocols import IncomingRecord
@@ -29,10 +30,17 @@ CancelCallback = Callable[[BatchObject], Awaitable[None]]
 class CancelFollower:
     """Follows the batch-status topic and reports each batch the first time it is cancelled."""
 
-    def __init__(self, settings: Settings, on_cancel: CancelCallback) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        on_cancel: CancelCallback,
+        on_end: Callable[[BatchObject], None] | None = None,
+    ) -> None:
+        """``on_end``, if given, is told of every batch object in a terminal status."""
         self._on_cancel = on_cancel
-        #: Every batch seen cancelling or cancelled.
-        self.cancelled: set[str] = set()
+        self._on_end = on_end
+        #: The batches seen cancelling or cancelled, the most recent (bounded: not every ever).
+        self.cancelled = RecentIds()
         self._follower = TopicFollower(settings, settings.batch_status_topic, self.apply)
 
     def problem(self) -> str | None:
@@ -50,6 +58,7 @@ class CancelFollower:
         except pydantic.ValidationError:
             logger.debug("skipping a status record that is not a batch object")
             return
-        if batch.status in CANCELLED_STATUSES and batch.id not in self.cancelled:
-            self.cancelled.add(batch.id)
+        if batch.status in CANCELLED_STATUSES and self.cancelled.add(batch.id):
             await self._on_cancel(batch)
+        if batch.status in TERMINAL_STATUSES and self._on_end is not None:
+            self._on_end(batch)

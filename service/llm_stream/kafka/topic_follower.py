@@ -36,6 +36,8 @@ class TopicFollower:
         self._on_record = on_record
         self._running = False
         self._failure: str | None = None
+        #: Every partition read up to the end its last fetch reported.
+        self.caught_up = False
 
     def problem(self) -> str | None:
         """Why the topic is not being followed now, or None."""
@@ -82,6 +84,10 @@ class TopicFollower:
                         await self._on_record(decode_record(record))
                     if records:
                         following[tp] = records[-1].offset + 1
+                self.caught_up = all(
+                    (end := consumer.highwater(tp)) is not None and offset >= end
+                    for tp, offset in following.items()
+                )
         finally:
             self._running = False
             await consumer.stop()

@@ -19,6 +19,7 @@ from http import HTTPStatus
 
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
+from llm_stream.batch.recent_ids import RecentIds
 from llm_stream.batch.result_lines import cancelled_result, new_request_id, result_message
 from llm_stream.batch.usage import response_tokens
 from llm_stream.contracts import RequestMessage, ResponseData, ResultMessage
@@ -84,7 +85,8 @@ class RequestPipeline:
         self._max_message_bytes = max_message_bytes
         self._offsets = OffsetTracker()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._cancelled_batches: set[str] = set()
+        #: Batches asked to cancel (the most recent: an older one's leftovers would just run).
+        self._cancelled_batches = RecentIds()
         #: Engine calls under way, by batch: what a cancel of the batch aborts.
         self._serving: dict[str, set[asyncio.Task[ResponseData]]] = {}
         #: Engine calls a cancel aborted: whatever they return is not an answer.
