@@ -149,6 +149,19 @@ class Settings(BaseSettings):
         description="A batch with results but no manifest for this long is written as failed, "
         "so it stops holding back the aggregator's commits.",
     )
+    batch_retention_s: float = Field(
+        30 * 86400.0,
+        ge=0,
+        description="A batch that ended this long ago is retired: its records on the compacted "
+        "batches and batch-status topics get tombstones (its files stay in the store); 0 keeps "
+        "every batch for ever.",
+    )
+    history_sweep_interval_s: float = Field(
+        3600.0,
+        gt=0,
+        description="How often each aggregator looks for batches to retire (one read of the "
+        "batch-status topic).",
+    )
     spool_dir: Path | None = Field(
         None,
         description="Where the aggregator spools open batches (private to each process); "

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
 
 from llm_stream.aggregator.core import BatchAggregator
+from llm_stream.aggregator.retirement import retire_history
 from llm_stream.contracts import parse_manifest
 from llm_stream.files.store import open_store
 from llm_stream.kafka.cancellations import CancelFollower
@@ -23,6 +25,7 @@ from llm_stream.kafka.consume_loop import ConsumeLoop
 from llm_stream.kafka.dead_letters import dead_letter_of
 from llm_stream.kafka.publishers import KafkaResultPublisher, KafkaStatusPublisher
 from llm_stream.kafka.topic_follower import TopicFollower
+from llm_stream.ops import metrics
 from llm_stream.ops.metrics import OpenBatchGauges
 from llm_stream.ops.runtime import RoleRuntime, RuntimeRole
 from llm_stream.protocols import IncomingRecord, TopicPartitionKey
@@ -113,7 +116,10 @@ class AggregatorApp(RuntimeRole):
         return self.manifests.problem() or self.cancels.problem()
 
     def watched(self) -> list[Coroutine[Any, Any, Any]]:
-        return [self.manifests.run(), self.cancels.run(), self._close_overdue_periodically()]
+        work = [self.manifests.run(), self.cancels.run(), self._close_overdue_periodically()]
+        if self.settings.batch_retention_s > 0:
+            work.append(self._retire_history_periodically())
+        return work
 
     async def tick(self) -> None:
         """Nothing beyond the runtime's commit and gauges."""
@@ -122,6 +128,8 @@ class AggregatorApp(RuntimeRole):
         return True  # nothing in flight: what was read is spooled or written
 
     async def _add_manifest(self, record: IncomingRecord) -> None:
+        if record.value is None:
+            return  # a retired batch's tombstone
         manifest = parse_manifest(record.value)
         if isinstance(manifest, str):
             await self._dead_letter_manifest(record, f"invalid batch manifest: {manifest}")
@@ -156,6 +164,20 @@ class AggregatorApp(RuntimeRole):
                     for batch_id in await self.aggregator.fail_orphans():
                         logger.warning("batch %s failed: its manifest never arrived", batch_id)
                 await self.loop.commit_or_retry()
+
+    async def _retire_history_periodically(self) -> None:
+        """Tombstones for the owned batches that ended ``batch_retention_s`` ago; a failed
+        sweep is logged and tried again at the next interval."""
+        while True:
+            await asyncio.sleep(self.settings.history_sweep_interval_s)
+            try:
+                retired = await retire_history(self.settings, self._owns(), now=time.time())
+            except Exception as error:
+                logger.warning("retiring old batches failed: %r", error)
+                continue
+            if retired:
+                metrics.BATCHES_RETIRED.inc(len(retired))
+                logger.info("retired %d batches that ended before the retention", len(retired))
 
     def _owns(self) -> Callable[[str], bool]:
         """Whether a batch's results partition (the producer's partition of its key) is ours;

@@ -106,6 +106,10 @@ RESULTS_REVOKED = Counter(
 RESULTS_INVALID = Counter(
     "llm_stream_aggregator_results_invalid_total", "Result messages that are not valid results."
 )
+BATCHES_RETIRED = Counter(
+    "llm_stream_batches_retired_total",
+    "Batches that ended before the retention, given tombstones on the batches and status topics.",
+)
 BATCHES_COMPLETED = Counter(
     "llm_stream_batches_completed_total",
     "Batches whose output files were written, by final status (completed, expired, failed, "
