@@ -9,19 +9,19 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from llm_stream.files.store import LocalFileStore
 from llm_stream.gateway.app import bind_host, create_app
 from llm_stream.settings import Settings
 from tests.gateway_support import FakeBatchStream, chat_line, jsonl
 
-KEY = "sk-test-key"
+KEY = "sk-test-key-0123456789abcdef012345"
 
 
 @pytest.fixture
 def guarded(settings: Settings, store: LocalFileStore) -> Iterator[TestClient]:
-    keyed = settings.with_overrides(gateway_api_keys=[SecretStr("other"), SecretStr(KEY)])
+    keyed = settings.with_overrides(gateway_api_keys=[SecretStr("sk-other-key-0123456789abcdef01234"), SecretStr(KEY)])
     with TestClient(create_app(keyed, store=store, stream=FakeBatchStream())) as client:
         yield client
 
@@ -154,7 +154,22 @@ def test_without_keys_the_gateway_listens_on_loopback_unless_told(settings: Sett
 def test_keys_come_from_the_environment_comma_separated(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("LLM_STREAM_GATEWAY_API_KEYS", "sk-a, sk-b")
+    first, second = "sk-a" + "1" * 30, "sk-b" + "2" * 30
+    monkeypatch.setenv("LLM_STREAM_GATEWAY_API_KEYS", f"{first}, {second}")
     keys = Settings().gateway_api_keys
-    assert [key.get_secret_value() for key in keys] == ["sk-a", "sk-b"]
-    assert "sk-a" not in repr(Settings())
+    assert [key.get_secret_value() for key in keys] == [first, second]
+    assert first not in repr(Settings())
+
+
+def test_a_key_shorter_than_32_characters_is_refused_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LLM_STREAM_GATEWAY_API_KEYS", f"{KEY},sk-short-key-31-characters-long")
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    message = str(refused.value)
+    assert "key 2 of 2 is shorter than 32 characters" in message
+    assert "sk-short" not in message
+    assert KEY not in message
+    monkeypatch.setenv("LLM_STREAM_GATEWAY_API_KEYS", "sk-exactly-32-characters-long-00")
+    assert len(Settings().gateway_api_keys) == 1

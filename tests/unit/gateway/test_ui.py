@@ -20,7 +20,7 @@ from llm_stream.gateway.ui_auth import CSRF_COOKIE, SESSION_COOKIE
 from llm_stream.settings import Settings
 from tests.gateway_support import FakeBatchStream
 
-KEY = "sk-page-key"
+KEY = "sk-page-key-0123456789abcdef012345"
 NOW = 1_800_000_000
 HOSTILE = "<script>alert('x')</script>"
 
