@@ -23,6 +23,5 @@ def servers_are_loopback(servers: str) -> bool:
     on this host."""
     servers_listed = [server.strip() for server in servers.split(",") if server.strip()]
     return all(
-        is_loopback(server) or is_loopback(server.rpartition(":")[0])
-        for server in servers_listed
+        is_loopback(server) or is_loopback(server.rpartition(":")[0]) for server in servers_listed
     )

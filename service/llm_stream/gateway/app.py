@@ -9,7 +9,6 @@ behind a load balancer answer alike.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,8 +26,9 @@ from llm_stream.gateway.middleware import ApiKeyAuth, BodySizeLimit, RequestMetr
 from llm_stream.gateway.state import Gateway
 from llm_stream.gateway.stream import BatchStream, KafkaBatchStream
 from llm_stream.kafka.topics import ensure_topics
+from llm_stream.network import is_loopback
 from llm_stream.ops.server import build_app
-from llm_stream.settings import Settings
+from llm_stream.settings import Settings, SettingsRefusedError
 
 logger = logging.getLogger(__name__)
 
@@ -88,20 +88,27 @@ def bind_host(settings: Settings) -> str:
     return "0.0.0.0" if settings.gateway_api_keys else "127.0.0.1"
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+def check_exposure(settings: Settings) -> None:
+    """Refuse a gateway without API keys (an empty keys file included) on an address beyond
+    loopback, unless ``gateway_allow_no_auth`` says it is meant to be open."""
+    host = bind_host(settings)
+    if settings.gateway_api_keys or is_loopback(host):
+        return
+    if not settings.gateway_allow_no_auth:
+        raise SettingsRefusedError(
+            f"the gateway would listen on {host} without API keys: set "
+            "LLM_STREAM_GATEWAY_API_KEYS, listen on 127.0.0.1, or pass --allow-no-auth "
+            "(LLM_STREAM_GATEWAY_ALLOW_NO_AUTH=true) to serve it open"
+        )
+    logger.warning("gateway on %s without API keys: anyone who reaches it may use it", host)
 
 
 async def serve_gateway(settings: Settings) -> int:
     """Serve until SIGTERM or SIGINT (uvicorn's own handling); the exit code."""
+    check_exposure(settings)
     # Kafka first: uvicorn would log a failure of the app's start-up as a traceback.
     await ensure_topics(settings)
     host = bind_host(settings)
-    if not settings.gateway_api_keys and not _is_loopback(host):
-        logger.warning("gateway on %s without API keys: anyone who reaches it may use it", host)
     app = create_app(settings)
     config = uvicorn.Config(
         app, host=host, port=settings.gateway_port, log_config=None, lifespan="on"

@@ -17,11 +17,12 @@ from llm_stream.settings import Settings
 from tests.gateway_support import FakeBatchStream, chat_line, jsonl
 
 KEY = "sk-test-key-0123456789abcdef012345"
+OTHER_KEY = "sk-other-key-0123456789abcdef01234"
 
 
 @pytest.fixture
 def guarded(settings: Settings, store: LocalFileStore) -> Iterator[TestClient]:
-    keyed = settings.with_overrides(gateway_api_keys=[SecretStr("sk-other-key-0123456789abcdef01234"), SecretStr(KEY)])
+    keyed = settings.with_overrides(gateway_api_keys=[SecretStr(OTHER_KEY), SecretStr(KEY)])
     with TestClient(create_app(keyed, store=store, stream=FakeBatchStream())) as client:
         yield client
 
