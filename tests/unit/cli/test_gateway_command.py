@@ -80,3 +80,21 @@ def test_an_open_gateway_is_served_on_loopback_or_when_allowed(
         main([*base, "--host", "0.0.0.0", "--allow-no-auth"])
     assert [settings.gateway_allow_no_auth for settings in reached] == [False, True]
     assert "0.0.0.0 without API keys: anyone who reaches it may use it" in caplog.text
+
+
+def test_kafka_credentials_in_the_clear_stop_the_gateway_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("llm_stream.ops.runtime.start_process", lambda *args: None)
+    for name, value in {
+        "SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "SASL_MECHANISM": "SCRAM-SHA-256",
+        "SASL_PLAIN_USERNAME": "svc",
+        "SASL_PLAIN_PASSWORD": "pw-never-shown",
+    }.items():
+        monkeypatch.setenv(f"LLM_STREAM_{name}", value)
+    argv = ["gateway", "--bootstrap-servers", "kafka:9092", "--port", "0"]
+    assert main([*argv, "--output-dir", str(tmp_path)]) == EXIT_USAGE
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "SCRAM-SHA-256 over SASL_PLAINTEXT sends its credentials unencrypted" in line
+    assert "pw-never-shown" not in line
