@@ -21,8 +21,10 @@ from prometheus_client import REGISTRY
 from llm_stream import __version__
 from llm_stream.files.store import FileStore, open_store
 from llm_stream.gateway import batches_api, files_api, ui
+from llm_stream.gateway.auth_limit import FailedAuthLimiter
 from llm_stream.gateway.errors import install_error_handlers
 from llm_stream.gateway.middleware import ApiKeyAuth, BodySizeLimit, RequestMetrics
+from llm_stream.gateway.revocations import RevokedSessions
 from llm_stream.gateway.state import Gateway
 from llm_stream.gateway.stream import BatchStream, KafkaBatchStream
 from llm_stream.kafka.topics import ensure_topics
@@ -46,6 +48,10 @@ def create_app(
         settings=settings,
         store=store if store is not None else open_store(settings),
         stream=stream if stream is not None else KafkaBatchStream(settings),
+        auth_failures=FailedAuthLimiter(
+            settings.gateway_auth_max_failures, settings.gateway_auth_failure_window_s
+        ),
+        revoked_sessions=RevokedSessions(),
     )
 
     @asynccontextmanager
@@ -76,7 +82,7 @@ def create_app(
         max_body_bytes=settings.gateway_max_body_bytes,
         max_upload_bytes=settings.batch_max_file_bytes,
     )
-    app.add_middleware(ApiKeyAuth, keys=settings.gateway_api_keys)
+    app.add_middleware(ApiKeyAuth, keys=settings.gateway_api_keys, failures=gateway.auth_failures)
     app.add_middleware(RequestMetrics)
     return app
 

@@ -174,3 +174,30 @@ def test_a_key_shorter_than_32_characters_is_refused_without_showing_it(
     assert KEY not in message
     monkeypatch.setenv("LLM_STREAM_GATEWAY_API_KEYS", "sk-exactly-32-characters-long-00")
     assert len(Settings().gateway_api_keys) == 1
+
+
+@pytest.fixture
+def limited(settings: Settings, store: LocalFileStore) -> Iterator[TestClient]:
+    keyed = settings.with_overrides(gateway_api_keys=[SecretStr(KEY)], gateway_auth_max_failures=3)
+    with TestClient(create_app(keyed, store=store, stream=FakeBatchStream())) as client:
+        yield client
+
+
+def test_too_many_wrong_keys_from_an_address_get_openais_429_with_retry_after(
+    limited: TestClient,
+) -> None:
+    right = {"Authorization": f"Bearer {KEY}"}
+    for _ in range(20):  # right keys and missing ones are not failures
+        assert limited.get("/v1/files", headers=right).status_code == 200
+        assert limited.get("/v1/files").status_code == 401
+    wrong = {"Authorization": "Bearer sk-guess-0123456789abcdef0123456789"}
+    for _ in range(3):
+        assert _error(limited.get("/v1/files", headers=wrong), 401)["code"] == "invalid_api_key"
+    held = limited.get("/v1/files", headers=wrong)
+    error = _error(held, 429)
+    assert (error["type"], error["code"]) == ("requests", "rate_limit_exceeded")
+    assert 0 < int(held.headers["Retry-After"]) <= 60
+    # Held back, a key is not even compared: a right guess would otherwise show.
+    assert _error(limited.get("/v1/files", headers=right), 429)["code"] == "rate_limit_exceeded"
+    other_client = TestClient(limited.app, client=("198.51.100.7", 50000))
+    assert other_client.get("/v1/files", headers=right).status_code == 200
