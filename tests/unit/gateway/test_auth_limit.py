@@ -41,6 +41,7 @@ def test_ipv6_clients_count_per_64_block() -> None:
     assert limiter.retry_after("2001:db8:1:2::77") is not None
     assert limiter.retry_after("2001:db8:1:3::1") is None
     assert client_key("192.0.2.7") == "192.0.2.7"
+    assert client_key("::ffff:192.0.2.7") == "192.0.2.7"  # not one block for every IPv4 client
     assert client_key(None) == "unknown"
 
 
