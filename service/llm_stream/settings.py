@@ -48,6 +48,16 @@ class FileValuesSource(PydanticBaseSettingsSource):
         return values
 
 
+#: Shortest API key the gateway accepts: 32 random characters are beyond guessing.
+GATEWAY_MIN_KEY_CHARS = 32
+
+
+class SettingsRefusedError(ValueError):
+    """Settings that would open a door without saying so (an open gateway beyond loopback,
+    credentials sent unencrypted): refused at start; the message names the setting that
+    allows it."""
+
+
 class Settings(BaseSettings):
     """Configuration shared by every llm-stream process."""
 
@@ -248,7 +258,21 @@ class Settings(BaseSettings):
     gateway_port: int = Field(8000, ge=0, le=65535, description="Port of the HTTP gateway.")
     gateway_api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
-        description="Bearer keys the gateway accepts, comma-separated; empty: no authentication.",
+        description="Bearer keys the gateway accepts, comma-separated, each at least "
+        f"{GATEWAY_MIN_KEY_CHARS} characters; empty: no authentication.",
+    )
+    gateway_allow_no_auth: bool = Field(
+        False,
+        description="Serve the gateway without API keys on an address beyond loopback; off: "
+        "such a gateway refuses to start.",
+    )
+    # Failed logins and bearer keys per client address: past the limit, 429 until the oldest
+    # failure leaves the window (a key cannot be guessed faster than this).
+    gateway_auth_max_failures: int = Field(
+        10, ge=1, description="Failed API keys one client address may send per window."
+    )
+    gateway_auth_failure_window_s: float = Field(
+        60.0, gt=0, description="Window over which failed API keys are counted."
     )
     gateway_max_body_bytes: int = Field(
         1024 * 1024,
@@ -315,6 +339,12 @@ class Settings(BaseSettings):
     ssl_key_password: SecretStr | None = Field(
         None, description="Passphrase of ssl_keyfile, if it is encrypted."
     )
+    allow_cleartext_credentials: bool = Field(
+        False,
+        description="Let Kafka SASL credentials (PLAIN, SCRAM, OAUTHBEARER over "
+        "SASL_PLAINTEXT) and the OIDC client secret (an http:// token URL) cross the network "
+        "unencrypted to hosts beyond loopback; off: refused at start.",
+    )
     enable_idempotence: bool = Field(
         False, description="Idempotent producer; needs a broker that supports InitProducerId."
     )
@@ -327,6 +357,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value
+
+    @field_validator("gateway_api_keys")
+    @classmethod
+    def _long_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        """A short key can be guessed; the message says which, never what it is."""
+        short = [str(n) for n, key in enumerate(keys, 1) if len(key) < GATEWAY_MIN_KEY_CHARS]
+        if short:
+            raise ValueError(
+                f"key {', '.join(short)} of {len(keys)} is shorter than {GATEWAY_MIN_KEY_CHARS} "
+                "characters (make one with: openssl rand -hex 32)"
+            )
+        return keys
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with the given fields replaced, ignoring None (flags left unset)."""

@@ -22,7 +22,7 @@ from tests.processes import SERVED_MODEL, running, worker_args
 
 pytestmark = [pytest.mark.engine, pytest.mark.broker]
 
-KEY = "sk-e2e"
+KEY = "sk-e2e-test-0123456789abcdef0123456"
 CHAT: Final = "/v1/chat/completions"
 
 

@@ -21,7 +21,7 @@ from tests.kafka_helpers import collect
 
 pytestmark = pytest.mark.broker
 
-KEY = "sk-gateway-test"
+KEY = "sk-gateway-test-0123456789abcdef"
 COMPLETIONS: Final = "/v1/completions"
 #: Requests that each take a second in the engine, so a batch is seen in progress.
 SLOW_LINES = 24

@@ -32,7 +32,7 @@ from tests.gateway_support import chat_line, jsonl, keyed_settings, pipeline, se
 
 pytestmark = pytest.mark.broker
 
-KEY = "sk-web-page-test"
+KEY = "sk-web-page-test-0123456789abcdef"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 #: The flags a root, offline machine needs (no sandbox, no calls home, a fresh profile).

@@ -24,7 +24,7 @@ def test_a_setting_is_read_from_its_file_and_the_file_wins(
     secret = tmp_path / "password"
     secret.write_text(f"{PASSWORD}\n")  # as `kubectl create secret` mounts it
     keys = tmp_path / "keys"
-    keys.write_text("k1,k2")
+    keys.write_text(f"{'k1' * 16},{'k2' * 16}")
     monkeypatch.setenv("LLM_STREAM_SASL_PLAIN_PASSWORD", "from-the-environment")
     monkeypatch.setenv("LLM_STREAM_SASL_PLAIN_PASSWORD_FILE", str(secret))
     monkeypatch.setenv("LLM_STREAM_GATEWAY_API_KEYS_FILE", str(keys))
@@ -32,7 +32,7 @@ def test_a_setting_is_read_from_its_file_and_the_file_wins(
     settings = Settings()
     assert settings.sasl_plain_password is not None
     assert settings.sasl_plain_password.get_secret_value() == PASSWORD
-    assert [key.get_secret_value() for key in settings.gateway_api_keys] == ["k1", "k2"]
+    assert [key.get_secret_value() for key in settings.gateway_api_keys] == ["k1" * 16, "k2" * 16]
     assert settings.sasl_plain_username == "svc"
     assert Settings(sasl_plain_password="given").sasl_plain_password.get_secret_value() == "given"  # type: ignore[union-attr]
 

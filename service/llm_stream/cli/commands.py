@@ -134,6 +134,7 @@ def run_gateway(args: argparse.Namespace) -> int:
         output_dir=args.output_dir,
         gateway_host=args.gateway_host,
         gateway_port=args.gateway_port,
+        gateway_allow_no_auth=args.gateway_allow_no_auth,
     )
     start_process(settings, "llm-stream-gateway")
     _check_file_store(settings)

@@ -27,6 +27,7 @@ import pydantic
 from llm_stream.cli import exit_codes
 from llm_stream.engine.model_path import ModelPathError
 from llm_stream.engine.start_log import EngineStartError
+from llm_stream.settings import SettingsRefusedError
 
 logger = logging.getLogger("llm_stream.cli")
 
@@ -212,6 +213,8 @@ def _settings(error: BaseException) -> Failure | None:
     """Settings the environment gives that are invalid or contradict each other."""
     if type(error).__name__ == "KafkaSecurityConfigError":
         message = f"Kafka security settings: {_first_line(error)}. Fix the LLM_STREAM_* values."
+    elif isinstance(error, SettingsRefusedError):
+        message = _first_line(error, 400)
     elif isinstance(error, pydantic.ValidationError) and error.title == "Settings":
         problems = "; ".join(
             f"LLM_STREAM_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"

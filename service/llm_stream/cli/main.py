@@ -95,6 +95,13 @@ def _add_gateway(subcommands: Any) -> None:
         help="address to listen on (default: 0.0.0.0 with API keys, 127.0.0.1 without)",
     )
     parser.add_argument("--port", dest="gateway_port", type=int, help="TCP port (default 8000)")
+    parser.add_argument(
+        "--allow-no-auth",
+        dest="gateway_allow_no_auth",
+        action="store_const",
+        const=True,
+        help="serve without API keys on an address beyond loopback (refused otherwise)",
+    )
     parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
     parser.add_argument(
         "--output-dir", type=Path, help="the aggregators' output directory (the file store)"

@@ -9,7 +9,6 @@ behind a load balancer answer alike.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,13 +21,16 @@ from prometheus_client import REGISTRY
 from llm_stream import __version__
 from llm_stream.files.store import FileStore, open_store
 from llm_stream.gateway import batches_api, files_api, ui
+from llm_stream.gateway.auth_limit import FailedAuthLimiter
 from llm_stream.gateway.errors import install_error_handlers
 from llm_stream.gateway.middleware import ApiKeyAuth, BodySizeLimit, RequestMetrics
+from llm_stream.gateway.revocations import RevokedSessions
 from llm_stream.gateway.state import Gateway
 from llm_stream.gateway.stream import BatchStream, KafkaBatchStream
 from llm_stream.kafka.topics import ensure_topics
+from llm_stream.network import is_loopback
 from llm_stream.ops.server import build_app
-from llm_stream.settings import Settings
+from llm_stream.settings import Settings, SettingsRefusedError
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,10 @@ def create_app(
         settings=settings,
         store=store if store is not None else open_store(settings),
         stream=stream if stream is not None else KafkaBatchStream(settings),
+        auth_failures=FailedAuthLimiter(
+            settings.gateway_auth_max_failures, settings.gateway_auth_failure_window_s
+        ),
+        revoked_sessions=RevokedSessions(),
     )
 
     @asynccontextmanager
@@ -76,7 +82,7 @@ def create_app(
         max_body_bytes=settings.gateway_max_body_bytes,
         max_upload_bytes=settings.batch_max_file_bytes,
     )
-    app.add_middleware(ApiKeyAuth, keys=settings.gateway_api_keys)
+    app.add_middleware(ApiKeyAuth, keys=settings.gateway_api_keys, failures=gateway.auth_failures)
     app.add_middleware(RequestMetrics)
     return app
 
@@ -88,20 +94,27 @@ def bind_host(settings: Settings) -> str:
     return "0.0.0.0" if settings.gateway_api_keys else "127.0.0.1"
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+def check_exposure(settings: Settings) -> None:
+    """Refuse a gateway without API keys (an empty keys file included) on an address beyond
+    loopback, unless ``gateway_allow_no_auth`` says it is meant to be open."""
+    host = bind_host(settings)
+    if settings.gateway_api_keys or is_loopback(host):
+        return
+    if not settings.gateway_allow_no_auth:
+        raise SettingsRefusedError(
+            f"the gateway would listen on {host} without API keys: set "
+            "LLM_STREAM_GATEWAY_API_KEYS, listen on 127.0.0.1, or pass --allow-no-auth "
+            "(LLM_STREAM_GATEWAY_ALLOW_NO_AUTH=true) to serve it open"
+        )
+    logger.warning("gateway on %s without API keys: anyone who reaches it may use it", host)
 
 
 async def serve_gateway(settings: Settings) -> int:
     """Serve until SIGTERM or SIGINT (uvicorn's own handling); the exit code."""
+    check_exposure(settings)
     # Kafka first: uvicorn would log a failure of the app's start-up as a traceback.
     await ensure_topics(settings)
     host = bind_host(settings)
-    if not settings.gateway_api_keys and not _is_loopback(host):
-        logger.warning("gateway on %s without API keys: anyone who reaches it may use it", host)
     app = create_app(settings)
     config = uvicorn.Config(
         app, host=host, port=settings.gateway_port, log_config=None, lifespan="on"

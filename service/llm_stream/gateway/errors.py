@@ -47,12 +47,15 @@ class GatewayError(HTTPException):
         param: str | None = None,
         code: str | None = None,
         type: str = INVALID_REQUEST,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(status_code=status, detail=message)
+        super().__init__(status_code=status, detail=message, headers=headers)
         self.body = ErrorBody(error=ErrorDetail(message=message, type=type, param=param, code=code))
 
     def response(self) -> JSONResponse:
-        return JSONResponse(self.body.model_dump(), status_code=self.status_code)
+        return JSONResponse(
+            self.body.model_dump(), status_code=self.status_code, headers=self.headers
+        )
 
 
 def invalid(message: str, param: str | None = None, code: str | None = None) -> GatewayError:
@@ -70,6 +73,18 @@ def too_large(message: str) -> GatewayError:
 
 def unauthorized(message: str, code: str | None) -> GatewayError:
     return GatewayError(HTTPStatus.UNAUTHORIZED, message, code=code)
+
+
+def too_many_failures(retry_after_s: int) -> GatewayError:
+    """OpenAI's rate-limit answer, for a client that sent too many wrong keys; ``openai``
+    waits ``Retry-After`` before it retries."""
+    return GatewayError(
+        HTTPStatus.TOO_MANY_REQUESTS,
+        f"Too many incorrect API keys from your address. Try again in {retry_after_s} s.",
+        code="rate_limit_exceeded",
+        type="requests",
+        headers={"Retry-After": str(retry_after_s)},
+    )
 
 
 def _from_http_exception(request: Request, error: HTTPException) -> GatewayError:

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llm_stream.gateway.errors import GatewayError, too_large, unauthorized
+from llm_stream.gateway.auth_limit import FailedAuthLimiter
+from llm_stream.gateway.errors import GatewayError, too_large, too_many_failures, unauthorized
 from llm_stream.ops import metrics
 
 #: Paths that need a key; the ops endpoints (/healthz, /readyz, /metrics) and /docs do not.
@@ -56,21 +57,26 @@ class RequestMetrics:
 
 
 class ApiKeyAuth:
-    """Bearer keys, compared in constant time; no keys configured: every request passes."""
+    """Bearer keys, compared in constant time; no keys configured: every request passes. A
+    client address that sent too many wrong keys is answered 429 (``auth_limit``)."""
 
-    def __init__(self, app: ASGIApp, keys: Sequence[SecretStr]) -> None:
+    def __init__(
+        self, app: ASGIApp, keys: Sequence[SecretStr], failures: FailedAuthLimiter
+    ) -> None:
         self.app = app
         self._keys = [key.get_secret_value().encode() for key in keys]
+        self._failures = failures
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self._keys and scope["path"].startswith(PROTECTED_PREFIX):
-            refusal = self._refusal(dict(scope["headers"]).get(b"authorization"))
+            address = client_address(scope)
+            refusal = self._refusal(address, dict(scope["headers"]).get(b"authorization"))
             if refusal is not None:
                 await refusal.response()(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    def _refusal(self, header: bytes | None) -> GatewayError | None:
+    def _refusal(self, address: str | None, header: bytes | None) -> GatewayError | None:
         scheme, _, token = (header or b"").partition(b" ")
         if not header or scheme.lower() != b"bearer" or not token.strip():
             return unauthorized(
@@ -78,9 +84,19 @@ class ApiKeyAuth:
                 "'Authorization: Bearer YOUR_KEY'.",
                 code=None,
             )
+        retry_after_s = self._failures.retry_after(address)
+        if retry_after_s is not None:
+            return too_many_failures(retry_after_s)
         if is_a_key(token.strip(), self._keys):
             return None
+        self._failures.failed(address)
         return unauthorized("Incorrect API key provided.", code="invalid_api_key")
+
+
+def client_address(scope: Scope) -> str | None:
+    """The client's address as the server saw it (uvicorn's proxy headers applied)."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 def is_a_key(token: bytes, keys: Sequence[bytes]) -> bool:

@@ -13,6 +13,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from llm_stream.files.store import FileStore
+from llm_stream.gateway.auth_limit import FailedAuthLimiter
+from llm_stream.gateway.revocations import RevokedSessions
 from llm_stream.gateway.stream import BatchStream
 from llm_stream.settings import Settings
 
@@ -22,6 +24,10 @@ class Gateway:
     settings: Settings
     store: FileStore
     stream: BatchStream
+    #: Wrong keys per client address, shared by the API and the web page's login.
+    auth_failures: FailedAuthLimiter
+    #: Web page sessions ended by a logout before they expire.
+    revoked_sessions: RevokedSessions
 
 
 def _gateway(request: Request) -> Gateway:

@@ -96,10 +96,23 @@ def _refused_post(request: Request, gateway: Gateway) -> Response:
 
 
 def _login_page(
-    request: Request, gateway: Gateway, next_path: str, error: str | None = None
+    request: Request,
+    gateway: Gateway,
+    next_path: str,
+    error: str | None = None,
+    status: int = HTTPStatus.UNAUTHORIZED,
 ) -> Response:
     context = {"next_path": _local(next_path), "error": error}
-    return _page(request, gateway, "login.html", context, status=HTTPStatus.UNAUTHORIZED)
+    return _page(request, gateway, "login.html", context, status=status)
+
+
+def _held_back(request: Request, gateway: Gateway, next_path: str, retry_after_s: int) -> Response:
+    """The login form again, 429: this address sent too many wrong keys (``auth_limit``)."""
+    error = f"Too many wrong keys from your address: try again in {retry_after_s} s."
+    status = HTTPStatus.TOO_MANY_REQUESTS
+    response = _login_page(request, gateway, next_path, error=error, status=status)
+    response.headers["Retry-After"] = str(retry_after_s)
+    return response
 
 
 def _local(path: str) -> str:
@@ -239,6 +252,9 @@ async def log_in(
 ) -> Response:
     if not ui_auth.post_is_ours(request, csrf_token):
         return _refused_post(request, gateway)
+    retry_after_s = ui_auth.login_retry_after(request, gateway)
+    if retry_after_s is not None:
+        return _held_back(request, gateway, next, retry_after_s)
     response = RedirectResponse(_local(next), status_code=HTTPStatus.SEE_OTHER)
     if not ui_auth.log_in(response, request, gateway, api_key):
         return _login_page(request, gateway, next, error="That API key is not accepted.")
@@ -252,7 +268,7 @@ async def log_out(
     if not ui_auth.post_is_ours(request, csrf_token):
         return _refused_post(request, gateway)
     response = RedirectResponse(f"{PREFIX}/login", status_code=HTTPStatus.SEE_OTHER)
-    ui_auth.log_out(response)
+    ui_auth.log_out(response, request, gateway)
     return response
 
 

@@ -2,10 +2,12 @@
 
 A browser cannot send the API's bearer header when it navigates, so the page asks for an API key
 once (a login form) and keeps a session cookie instead. The cookie never holds the key: it holds
-an expiry and an HMAC of it keyed by the API key, so any replica with the same keys accepts it,
-a key removed from the settings ends its sessions, and a stolen cookie opens the page only
-(never ``/v1``) and only until it expires. The key itself is checked by the API's own rule
-(``middleware.is_a_key``); with no keys configured the page is as open as the API.
+an expiry, a random session id and an HMAC of both keyed by the API key, so any replica with
+the same keys accepts it, a key removed from the settings ends its sessions, and a stolen
+cookie opens the page only (never ``/v1``) and only until it expires or its session logs out
+(``revocations``). The key itself is checked by the API's own rule (``middleware.is_a_key``),
+and wrong keys count against the client's address as the API's do (``auth_limit``); with no
+keys configured the page is as open as the API.
 
 Posts that change something (log in, cancel) carry a double-submit token: a random cookie the
 page sets, echoed in a hidden field. A page on another site can neither read that cookie nor
@@ -19,10 +21,11 @@ import hmac
 import secrets
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from fastapi import Request, Response
 
-from llm_stream.gateway.middleware import is_a_key
+from llm_stream.gateway.middleware import client_address, is_a_key
 from llm_stream.gateway.state import Gateway
 
 SESSION_COOKIE = "llm_stream_session"
@@ -43,46 +46,77 @@ def login_needed(gateway: Gateway) -> bool:
     return bool(gateway.settings.gateway_api_keys)
 
 
-def _signature(key: bytes, expires: int) -> str:
-    return hmac.new(key, _SESSION_LABEL + str(expires).encode(), hashlib.sha256).hexdigest()
+@dataclass(frozen=True)
+class Session:
+    """What a valid session cookie says: its id and when it expires (epoch seconds)."""
+
+    id: str
+    expires: int
+
+
+def _signature(key: bytes, expires: int, session_id: str) -> str:
+    signed = _SESSION_LABEL + f"{expires}.{session_id}".encode()
+    return hmac.new(key, signed, hashlib.sha256).hexdigest()
 
 
 def session_token(key: bytes, now: float | None = None) -> str:
-    """A session for ``key``: ``<expiry>.<HMAC of the expiry keyed by the key>``."""
+    """A new session for ``key``: ``<expiry>.<session id>.<HMAC of both keyed by the key>``."""
     expires = int(now if now is not None else time.time()) + SESSION_SECONDS
-    return f"{expires}.{_signature(key, expires)}"
+    session_id = secrets.token_hex(16)
+    return f"{expires}.{session_id}.{_signature(key, expires, session_id)}"
+
+
+def session_of(
+    token: str | None, keys: Sequence[bytes], now: float | None = None
+) -> Session | None:
+    """The session ``token`` stands for, if one of ``keys`` signed it and it has not expired."""
+    parts = (token or "").split(".")
+    if len(parts) != 3:
+        return None
+    expires_text, session_id, signature = parts
+    if not expires_text.isdigit() or not session_id.isalnum() or not signature:
+        return None
+    expires = int(expires_text)
+    if expires <= (now if now is not None else time.time()):
+        return None
+    expected = [_signature(key, expires, session_id).encode() for key in keys]
+    return Session(session_id, expires) if is_a_key(signature.encode(), expected) else None
 
 
 def session_valid(token: str | None, keys: Sequence[bytes], now: float | None = None) -> bool:
     """Whether ``token`` came from one of ``keys`` and has not expired."""
-    expires_text, _, signature = (token or "").partition(".")
-    if not expires_text.isdigit() or not signature:
-        return False
-    expires = int(expires_text)
-    if expires <= (now if now is not None else time.time()):
-        return False
-    expected = [_signature(key, expires).encode() for key in keys]
-    return is_a_key(signature.encode(), expected)
+    return session_of(token, keys, now) is not None
 
 
 def signed_in(request: Request, gateway: Gateway) -> bool:
-    """Whether ``request`` may see the page."""
+    """Whether ``request`` may see the page: a valid session, not logged out."""
     if not login_needed(gateway):
         return True
-    return session_valid(request.cookies.get(SESSION_COOKIE), _keys(gateway))
+    session = session_of(request.cookies.get(SESSION_COOKIE), _keys(gateway))
+    return session is not None and session.id not in gateway.revoked_sessions
+
+
+def login_retry_after(request: Request, gateway: Gateway) -> int | None:
+    """Seconds until this client may try a key again after too many wrong ones; else None."""
+    return gateway.auth_failures.retry_after(client_address(request.scope))
 
 
 def log_in(response: Response, request: Request, gateway: Gateway, api_key: str) -> bool:
     """Check ``api_key`` by the API's rule; if it is one, set the session cookie on
-    ``response``."""
+    ``response``, else count a wrong key against the client's address."""
     key = api_key.strip().encode()
     if not key or not is_a_key(key, _keys(gateway)):
+        gateway.auth_failures.failed(client_address(request.scope))
         return False
     _set_cookie(response, request, SESSION_COOKIE, session_token(key), SESSION_SECONDS)
     return True
 
 
-def log_out(response: Response) -> None:
+def log_out(response: Response, request: Request, gateway: Gateway) -> None:
+    """End the session on the server as well: its cookie, replayed, no longer opens the page."""
+    session = session_of(request.cookies.get(SESSION_COOKIE), _keys(gateway))
+    if session is not None:
+        gateway.revoked_sessions.revoke(session.id, session.expires)
     response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
 
 

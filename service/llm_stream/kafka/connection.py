@@ -5,30 +5,40 @@ security as a ``BaseSecurity`` object and derives the protocol from it), the gat
 client library all get their bootstrap servers, TLS context and SASL credentials from
 ``kafka_connection``, so PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL with PLAIN, SCRAM or
 OAUTHBEARER mean the same to each of them. ``check_security`` refuses combinations that some
-client would read differently (a SASL mechanism under PLAINTEXT, TLS files without TLS).
+client would read differently (a SASL mechanism under PLAINTEXT, TLS files without TLS), and
+credentials that would cross the network unencrypted unless that is explicitly allowed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from aiokafka.errors import KafkaConnectionError
 from pydantic import SecretStr
+
+from llm_stream.network import is_loopback, servers_are_loopback
 
 if TYPE_CHECKING:
     from faststream.security import BaseSecurity
 
     from llm_stream.settings import Settings
 
+logger = logging.getLogger(__name__)
+
 _TLS_PROTOCOLS = ("SSL", "SASL_SSL")
 _SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
 _PASSWORD_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+#: Mechanisms whose exchange, unencrypted, gives away a secret: PLAIN's password and
+#: OAUTHBEARER's token as they are, SCRAM's salted proof to an offline dictionary attack.
+_SECRET_MECHANISMS = (*_PASSWORD_MECHANISMS, "OAUTHBEARER")
 
 
 class KafkaSecurityConfigError(ValueError):
@@ -144,6 +154,31 @@ def check_security(settings: Settings) -> None:
         )
     if mechanism == "OAUTHBEARER":
         _check_oauth(settings)
+    if protocol == "SASL_PLAINTEXT" and mechanism in _SECRET_MECHANISMS:
+        _refuse_or_warn(
+            settings,
+            local=servers_are_loopback(settings.bootstrap_servers),
+            problem=f"sasl_mechanism {mechanism} over SASL_PLAINTEXT sends its credentials "
+            f"unencrypted to {settings.bootstrap_servers}",
+            remedy="use SASL_SSL",
+        )
+
+
+def _refuse_or_warn(settings: Settings, *, local: bool, problem: str, remedy: str) -> None:
+    """Credentials in the clear: refused beyond loopback unless allowed; else a loud warning."""
+    if not local and not settings.allow_cleartext_credentials:
+        raise KafkaSecurityConfigError(
+            f"{problem}: {remedy}, or set LLM_STREAM_ALLOW_CLEARTEXT_CREDENTIALS=true if "
+            "nobody else can see that network"
+        )
+    allowed = "" if local else " (allowed by LLM_STREAM_ALLOW_CLEARTEXT_CREDENTIALS)"
+    _warn_once(f"{problem}{allowed}: {remedy}")
+
+
+@functools.lru_cache(maxsize=16)
+def _warn_once(message: str) -> None:
+    """Once per process and message: every client built checks the same settings again."""
+    logger.warning(message)
 
 
 def _check_oauth(settings: Settings) -> None:
@@ -160,9 +195,24 @@ def _check_oauth(settings: Settings) -> None:
         ]
         if missing:
             raise KafkaSecurityConfigError(f"sasl_oauth_provider oidc needs {', '.join(missing)}")
+        _check_token_url(settings, str(settings.sasl_oauth_token_url))
     elif _aws_region(settings) is None:
         raise KafkaSecurityConfigError(
             "sasl_oauth_provider msk_iam needs sasl_oauth_aws_region (or AWS_REGION)"
+        )
+
+
+def _check_token_url(settings: Settings, url: str) -> None:
+    """The client secret goes to the token URL (HTTP Basic): only https keeps it private."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise KafkaSecurityConfigError(f"sasl_oauth_token_url {url} is not an https:// URL")
+    if parts.scheme == "http":
+        _refuse_or_warn(
+            settings,
+            local=is_loopback(parts.hostname),
+            problem=f"sasl_oauth_token_url {url} sends the OIDC client secret unencrypted",
+            remedy="use an https:// token URL",
         )
 
 

@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from llm_stream.kafka.connection import start_client
+from llm_stream.network import servers_are_loopback
 from llm_stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,19 @@ def topic_configs(settings: Settings, topic: str) -> dict[str, str]:
     return configs
 
 
+def durability_warning(settings: Settings) -> str | None:
+    """Topics of one replica on a cluster beyond this host: ``acks=all`` then waits for that
+    one broker only, so losing its disk loses results the service counted as published."""
+    if settings.topic_replication_factor > 1 or servers_are_loopback(settings.bootstrap_servers):
+        return None
+    return (
+        f"creating topics with replication factor 1 on {settings.bootstrap_servers}: acks=all "
+        "then means one broker's copy, lost with that broker; set "
+        "LLM_STREAM_TOPIC_REPLICATION_FACTOR=3 and LLM_STREAM_TOPIC_MIN_INSYNC_REPLICAS=2 on a "
+        "real cluster"
+    )
+
+
 async def ensure_topics(settings: Settings, topics: Iterable[str] | None = None) -> None:
     wanted = list(topics if topics is not None else settings.topics())
     connection = settings.kafka_client_kwargs()
@@ -39,6 +53,9 @@ async def ensure_topics(settings: Settings, topics: Iterable[str] | None = None)
         missing = [topic for topic in wanted if topic not in existing]
         if not missing:
             return
+        warning = durability_warning(settings)
+        if warning is not None:
+            logger.warning(warning)
         response = await admin.create_topics(
             [
                 NewTopic(

@@ -9,19 +9,20 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from llm_stream.files.store import LocalFileStore
 from llm_stream.gateway.app import bind_host, create_app
 from llm_stream.settings import Settings
 from tests.gateway_support import FakeBatchStream, chat_line, jsonl
 
-KEY = "sk-test-key"
+KEY = "sk-test-key-0123456789abcdef012345"
+OTHER_KEY = "sk-other-key-0123456789abcdef01234"
 
 
 @pytest.fixture
 def guarded(settings: Settings, store: LocalFileStore) -> Iterator[TestClient]:
-    keyed = settings.with_overrides(gateway_api_keys=[SecretStr("other"), SecretStr(KEY)])
+    keyed = settings.with_overrides(gateway_api_keys=[SecretStr(OTHER_KEY), SecretStr(KEY)])
     with TestClient(create_app(keyed, store=store, stream=FakeBatchStream())) as client:
         yield client
 
@@ -154,7 +155,49 @@ def test_without_keys_the_gateway_listens_on_loopback_unless_told(settings: Sett
 def test_keys_come_from_the_environment_comma_separated(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("LLM_STREAM_GATEWAY_API_KEYS", "sk-a, sk-b")
+    first, second = "sk-a" + "1" * 30, "sk-b" + "2" * 30
+    monkeypatch.setenv("LLM_STREAM_GATEWAY_API_KEYS", f"{first}, {second}")
     keys = Settings().gateway_api_keys
-    assert [key.get_secret_value() for key in keys] == ["sk-a", "sk-b"]
-    assert "sk-a" not in repr(Settings())
+    assert [key.get_secret_value() for key in keys] == [first, second]
+    assert first not in repr(Settings())
+
+
+def test_a_key_shorter_than_32_characters_is_refused_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LLM_STREAM_GATEWAY_API_KEYS", f"{KEY},sk-short-key-31-characters-long")
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    message = str(refused.value)
+    assert "key 2 of 2 is shorter than 32 characters" in message
+    assert "sk-short" not in message
+    assert KEY not in message
+    monkeypatch.setenv("LLM_STREAM_GATEWAY_API_KEYS", "sk-exactly-32-characters-long-00")
+    assert len(Settings().gateway_api_keys) == 1
+
+
+@pytest.fixture
+def limited(settings: Settings, store: LocalFileStore) -> Iterator[TestClient]:
+    keyed = settings.with_overrides(gateway_api_keys=[SecretStr(KEY)], gateway_auth_max_failures=3)
+    with TestClient(create_app(keyed, store=store, stream=FakeBatchStream())) as client:
+        yield client
+
+
+def test_too_many_wrong_keys_from_an_address_get_openais_429_with_retry_after(
+    limited: TestClient,
+) -> None:
+    right = {"Authorization": f"Bearer {KEY}"}
+    for _ in range(20):  # right keys and missing ones are not failures
+        assert limited.get("/v1/files", headers=right).status_code == 200
+        assert limited.get("/v1/files").status_code == 401
+    wrong = {"Authorization": "Bearer sk-guess-0123456789abcdef0123456789"}
+    for _ in range(3):
+        assert _error(limited.get("/v1/files", headers=wrong), 401)["code"] == "invalid_api_key"
+    held = limited.get("/v1/files", headers=wrong)
+    error = _error(held, 429)
+    assert (error["type"], error["code"]) == ("requests", "rate_limit_exceeded")
+    assert 0 < int(held.headers["Retry-After"]) <= 60
+    # Held back, a key is not even compared: a right guess would otherwise show.
+    assert _error(limited.get("/v1/files", headers=right), 429)["code"] == "rate_limit_exceeded"
+    other_client = TestClient(limited.app, client=("198.51.100.7", 50000))
+    assert other_client.get("/v1/files", headers=right).status_code == 200

@@ -20,7 +20,7 @@ from llm_stream.gateway.ui_auth import CSRF_COOKIE, SESSION_COOKIE
 from llm_stream.settings import Settings
 from tests.gateway_support import FakeBatchStream
 
-KEY = "sk-page-key"
+KEY = "sk-page-key-0123456789abcdef012345"
 NOW = 1_800_000_000
 HOSTILE = "<script>alert('x')</script>"
 
@@ -140,6 +140,38 @@ def test_logging_out_ends_the_session(guarded: TestClient) -> None:
     response = guarded.post("/ui/logout", data={"csrf_token": token}, follow_redirects=False)
     assert response.status_code == 303
     assert guarded.get("/ui").status_code == 401
+
+
+def test_a_logged_out_session_cookie_replayed_is_refused(guarded: TestClient) -> None:
+    _log_in(guarded)
+    stolen = guarded.cookies[SESSION_COOKIE]
+    other_browser = TestClient(guarded.app, cookies={SESSION_COOKIE: stolen})
+    assert other_browser.get("/ui").status_code == 200
+    token = _form_token(guarded, "/ui")
+    guarded.post("/ui/logout", data={"csrf_token": token}, follow_redirects=False)
+    replayed = other_browser.get("/ui")
+    assert replayed.status_code == 401
+    assert 'name="api_key"' in replayed.text
+    # Only that session ended: logging in again opens the page.
+    assert _log_in(guarded).status_code == 303
+    assert guarded.get("/ui").status_code == 200
+
+
+def test_too_many_wrong_logins_from_an_address_are_held_back(
+    settings: Settings, store: LocalFileStore, stream: FakeBatchStream
+) -> None:
+    keyed = settings.with_overrides(gateway_api_keys=[SecretStr(KEY)], gateway_auth_max_failures=2)
+    with TestClient(create_app(keyed, store=store, stream=stream)) as client:
+        for _ in range(2):
+            assert _log_in(client, "sk-guess-0123456789abcdef0123456789").status_code == 401
+        held = _log_in(client, KEY)  # held back: not even the right key is compared
+        assert held.status_code == 429
+        assert 0 < int(held.headers["Retry-After"]) <= 60
+        assert "Too many wrong keys from your address" in held.text
+        assert SESSION_COOKIE not in client.cookies
+        # The API counts the same failures: guessing there is no faster.
+        api = client.get("/v1/files", headers={"Authorization": f"Bearer {KEY}"})
+        assert api.status_code == 429
 
 
 def test_the_list_shows_progress_counts_tokens_and_metadata(

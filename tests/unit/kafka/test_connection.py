@@ -7,7 +7,9 @@ docs/security.md), so SASL is not exercised end to end here; TLS is (tests/integ
 
 from __future__ import annotations
 
+import logging
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from aiokafka.conn import OAuthAuthenticator
 from faststream.kafka import KafkaBroker
 
 from llm_stream.client import ClientConfig
+from llm_stream.kafka import connection as connection_module
 from llm_stream.kafka.connection import KafkaSecurityConfigError, kafka_connection
 from llm_stream.kafka.oauth import MskIamTokenProvider, OidcTokenProvider
 from llm_stream.settings import Settings
@@ -52,10 +55,12 @@ def _settings(protocol: str, mechanism: str | None, cafile: Path, **extra: Any) 
     if mechanism == "OAUTHBEARER":
         values |= {
             "sasl_oauth_provider": "oidc",
-            "sasl_oauth_token_url": "http://127.0.0.1:1/token",
+            "sasl_oauth_token_url": "https://idp.example.com/token",
             "sasl_oauth_client_id": "llm-stream",
             "sasl_oauth_client_secret": "cs-1",
         }
+    # Construction only: nothing is sent, so credentials over SASL_PLAINTEXT may be allowed.
+    values["allow_cleartext_credentials"] = protocol == "SASL_PLAINTEXT"
     return Settings(**values | extra)
 
 
@@ -186,3 +191,91 @@ async def test_msk_iam_provider_is_chosen_and_aiokafka_sends_its_token(
     token = await provider.token()
     assert payload == f"n,,\x01auth=Bearer {token}\x01\x01".encode()
     assert expect_response
+
+
+@pytest.fixture
+def fresh_warnings() -> Iterator[None]:
+    connection_module._warn_once.cache_clear()
+    yield
+    connection_module._warn_once.cache_clear()
+
+
+_CREDENTIALS: dict[str, dict[str, Any]] = {
+    "PLAIN": {"sasl_plain_username": "svc", "sasl_plain_password": "pw-secret-1"},
+    "SCRAM-SHA-512": {"sasl_plain_username": "svc", "sasl_plain_password": "pw-secret-1"},
+    "OAUTHBEARER": {
+        "sasl_oauth_provider": "oidc",
+        "sasl_oauth_token_url": "https://idp.example.com/token",
+        "sasl_oauth_client_id": "llm-stream",
+        "sasl_oauth_client_secret": "cs-secret-1",
+    },
+}
+
+
+@pytest.mark.parametrize("mechanism", list(_CREDENTIALS))
+def test_credentials_over_sasl_plaintext_beyond_loopback_are_refused_unless_allowed(
+    mechanism: str, fresh_warnings: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    values = {
+        "bootstrap_servers": "127.0.0.1:9092,kafka-2:9092",
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": mechanism,
+        **_CREDENTIALS[mechanism],
+    }
+    with pytest.raises(KafkaSecurityConfigError) as refused:
+        kafka_connection(Settings(**values))
+    message = str(refused.value)
+    assert f"{mechanism} over SASL_PLAINTEXT sends its credentials unencrypted" in message
+    assert "use SASL_SSL" in message
+    assert "LLM_STREAM_ALLOW_CLEARTEXT_CREDENTIALS=true" in message
+    assert "secret-1" not in message
+    with caplog.at_level(logging.WARNING, logger=connection_module.__name__):
+        kafka_connection(Settings(**values, allow_cleartext_credentials=True))
+    assert "(allowed by LLM_STREAM_ALLOW_CLEARTEXT_CREDENTIALS)" in caplog.text
+
+
+def test_credentials_over_sasl_plaintext_on_loopback_are_warned_about_once(
+    fresh_warnings: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(
+        bootstrap_servers="localhost:9092,[::1]:9093",
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="PLAIN",
+        **_CREDENTIALS["PLAIN"],
+    )
+    with caplog.at_level(logging.WARNING, logger=connection_module.__name__):
+        for _ in range(3):  # every client built checks again
+            kafka_connection(settings)
+    [warning] = [r for r in caplog.records if "SASL_PLAINTEXT" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert "pw-secret-1" not in warning.getMessage()
+
+
+def test_kerberos_over_sasl_plaintext_is_not_refused() -> None:
+    settings = Settings(
+        bootstrap_servers="kafka:9092", security_protocol="SASL_PLAINTEXT", sasl_mechanism="GSSAPI"
+    )
+    assert kafka_connection(settings).sasl_mechanism == "GSSAPI"
+
+
+def _oidc(token_url: str, **extra: Any) -> Settings:
+    values = {**_CREDENTIALS["OAUTHBEARER"], "sasl_oauth_token_url": token_url}
+    return Settings(security_protocol="SASL_SSL", sasl_mechanism="OAUTHBEARER", **values | extra)
+
+
+def test_an_oidc_token_url_over_http_is_refused_beyond_loopback(
+    fresh_warnings: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(KafkaSecurityConfigError, match="client secret unencrypted: use an https"):
+        kafka_connection(_oidc("http://idp.example.com/token"))
+    with pytest.raises(KafkaSecurityConfigError, match="is not an https:// URL"):
+        kafka_connection(_oidc("ftp://idp.example.com/token"))
+    with caplog.at_level(logging.WARNING, logger=connection_module.__name__):
+        kafka_connection(_oidc("http://127.0.0.1:8080/token"))
+        assert "client secret unencrypted" in caplog.text
+        caplog.clear()
+        kafka_connection(_oidc("http://idp.example.com/token", allow_cleartext_credentials=True))
+        assert "allowed by LLM_STREAM_ALLOW_CLEARTEXT_CREDENTIALS" in caplog.text
+        caplog.clear()
+        kafka_connection(_oidc("https://idp.example.com/token"))
+        assert caplog.text == ""
