@@ -114,6 +114,14 @@ class Settings(BaseSettings):
         description="Largest record the service publishes, after compression (Kafka's default "
         "message.max.bytes); a larger answer becomes an error line for its custom_id.",
     )
+    batch_max_line_bytes: int = Field(
+        4 * 1_048_576,
+        ge=1024,
+        description="Longest line of a batch input file, as written (gateway, submit; run-batch "
+        "applies the default): a longer one is answered with an error, never read whole, so "
+        "reading one line takes bounded memory. Room for whitespace and \\u escapes around a "
+        "record that fits max_message_bytes once compacted: raise the two together.",
+    )
     compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
         "zstd", description="Codec of the record batches the service publishes."
     )

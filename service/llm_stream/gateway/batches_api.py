@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Query, Request
 from opentelemetry.trace import SpanKind
 
-from llm_stream.batch.input_file import iter_lines
+from llm_stream.batch.input_file import read_requests
 from llm_stream.batch.objects import batch_object
 from llm_stream.batch.status import BatchStatus
 from llm_stream.client.batch_client import build_manifest, new_batch_id
@@ -85,7 +82,7 @@ async def _create_batch(gateway: Gateway, request: BatchCreate, batch_id: str) -
             await gateway.stream.publish(_failed(batch_id, request, record.id, errors))
         else:
             await gateway.stream.submit(
-                _request_lines(path),
+                read_requests(path, gateway.settings.batch_max_line_bytes),
                 batch_id=batch_id,
                 endpoint=request.endpoint,
                 metadata=metadata,
@@ -97,13 +94,6 @@ async def _create_batch(gateway: Gateway, request: BatchCreate, batch_id: str) -
     if created is None:  # published with acks from every replica: never, short of a bug
         raise RuntimeError(f"batch {batch_id} was published but cannot be read back")
     return await respond(gateway, created)
-
-
-def _request_lines(path: Path) -> Iterator[dict[str, Any]]:
-    """The file's lines, already validated (so JSON objects), read as they are published."""
-    for _, raw in iter_lines(path):
-        line: dict[str, Any] = orjson.loads(raw)
-        yield line
 
 
 def _failed(

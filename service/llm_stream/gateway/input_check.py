@@ -88,7 +88,12 @@ def check_input_file(
     if size > settings.batch_max_file_bytes:
         message = f"the file is {size} bytes, over the {settings.batch_max_file_bytes}-byte limit"
         return 0, [BatchLineError(code="file_too_large", message=message)]
-    check = validate_batch_file(path, batch_id=batch_id, max_bytes=settings.max_message_bytes)
+    check = validate_batch_file(
+        path,
+        batch_id=batch_id,
+        max_bytes=settings.max_message_bytes,
+        max_line_bytes=settings.batch_max_line_bytes,
+    )
     errors = line_errors(check)
     if check.line_count == 0 and not errors:
         errors.append(BatchLineError(code="empty_file", message="the file holds no request lines"))
