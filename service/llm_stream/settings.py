@@ -234,6 +234,14 @@ class Settings(BaseSettings):
     batch_max_metadata_value_chars: int = Field(
         512, ge=0, le=512, description="Longest metadata value (OpenAI: 512 characters)."
     )
+    # Not one of OpenAI's (it accepts only 24h): a window bounds how long an unfinished batch
+    # holds back the aggregator's commits, so a batch cannot ask for an endless one.
+    batch_max_completion_window_s: int = Field(
+        3 * 86_400,
+        ge=1,
+        description="Longest completion window a batch may be created with (gateway, submit, "
+        "client), in seconds; default 3 days.",
+    )
 
     gateway_host: str | None = Field(
         None,

@@ -191,6 +191,7 @@ def run_submit(args: argparse.Namespace) -> int:
             request_count=check.line_count,
             metadata=metadata,
             completion_window=args.completion_window,
+            max_completion_window_s=settings.batch_max_completion_window_s,
         )
     except pydantic.ValidationError as error:
         problems = "; ".join(

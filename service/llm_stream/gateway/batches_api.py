@@ -79,7 +79,7 @@ async def _create_batch(gateway: Gateway, request: BatchCreate, batch_id: str) -
             settings=gateway.settings,
         )
         if errors:
-            await gateway.stream.publish(_failed(batch_id, request, record.id, errors))
+            await gateway.stream.publish(_failed(gateway, batch_id, request, record.id, errors))
         else:
             await gateway.stream.submit(
                 read_requests(path, gateway.settings.batch_max_line_bytes),
@@ -97,7 +97,11 @@ async def _create_batch(gateway: Gateway, request: BatchCreate, batch_id: str) -
 
 
 def _failed(
-    batch_id: str, request: BatchCreate, input_file_id: str, errors: list[BatchLineError]
+    gateway: Gateway,
+    batch_id: str,
+    request: BatchCreate,
+    input_file_id: str,
+    errors: list[BatchLineError],
 ) -> BatchObject:
     """A batch whose file broke a rule: ``failed`` at once, no request submitted (OpenAI's
     counts for it are zeros)."""
@@ -107,6 +111,7 @@ def _failed(
         request_count=1,
         metadata=request.metadata,
         completion_window=request.completion_window,
+        max_completion_window_s=gateway.settings.batch_max_completion_window_s,
     )
     failed = batch_object(
         manifest,

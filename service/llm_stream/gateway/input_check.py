@@ -39,13 +39,14 @@ def check_parameters(
         served = ", ".join(SUPPORTED_ENDPOINTS)
         raise invalid(f"Unsupported endpoint '{endpoint}': use one of {served}", "endpoint")
     _check_metadata(metadata, settings)
-    try:  # the manifest's own rules: the completion window's form, metadata bounds
+    try:  # the manifest's own rules: the completion window's form and length, metadata bounds
         build_manifest(
             batch_id,
             endpoint=endpoint,
             request_count=1,
             metadata=metadata,
             completion_window=completion_window,
+            max_completion_window_s=settings.batch_max_completion_window_s,
         )
     except pydantic.ValidationError as error:
         raise _parameter_error(error) from None

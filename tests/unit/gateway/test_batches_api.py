@@ -157,6 +157,24 @@ def test_bad_parameters_are_400_naming_the_parameter(
     assert stream.objects == {}
 
 
+def test_a_completion_window_over_the_longest_allowed_is_400_naming_it(
+    client: TestClient, stream: FakeBatchStream
+) -> None:
+    uploaded = upload(client, jsonl([chat_line("a")]))
+    response = _create(client, uploaded["id"], completion_window="9999999d")
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["type"], error["param"], error["code"]) == (
+        "invalid_request_error",
+        "completion_window",
+        "invalid_value",
+    )
+    assert "longer than 3d" in error["message"]
+    assert stream.submitted == {}
+    assert stream.published == []
+    assert _batch(_create(client, uploaded["id"], completion_window="72h")).status == "validating"
+
+
 def test_a_missing_input_file_is_404_and_a_missing_parameter_400(client: TestClient) -> None:
     missing = _create(client, "file-0123456789abcdef0123456789abcdef")
     assert missing.status_code == 404
