@@ -121,7 +121,10 @@ async def _attempt(
     """One signed POST; the reason it failed, or "" when the endpoint took the event."""
     try:
         response = await client.post(
-            endpoint.url, content=body, headers=endpoint.headers(event.id, body)
+            endpoint.url,
+            content=body,
+            headers=endpoint.headers(event.id, body),
+            auth=httpx.BasicAuth(*endpoint.auth) if endpoint.auth else httpx.USE_CLIENT_DEFAULT,
         )
     except httpx.HTTPError as error:
         metrics.WEBHOOK_ATTEMPTS_FAILED.labels(type(error).__name__).inc()
