@@ -271,7 +271,9 @@ class Settings(BaseSettings):
         description="One whsec_ signing secret per webhook URL, comma-separated, in the same "
         "order (Standard Webhooks: whsec_ then base64).",
     )
-    webhook_timeout_s: float = Field(10.0, gt=0, description="Time limit of one delivery attempt.")
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, description="Time limit of one delivery attempt, in all (not per read)."
+    )
     webhook_max_attempts: int = Field(
         8, ge=1, description="Attempts per event and endpoint before it is recorded as failed."
     )
