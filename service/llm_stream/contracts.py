@@ -11,7 +11,15 @@ import re
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from llm_stream.batch.status import BatchStatus
 
@@ -33,6 +41,8 @@ _WINDOW_RE = re.compile(r"[0-9]{1,7}[smhd]")
 #: Latest ``created_at`` accepted: 9999-12-31T23:59:59Z, so any date library can show it.
 MAX_CREATED_AT = 253_402_300_799
 MAX_REQUEST_COUNT = 10_000_000
+#: Validation context key of ``BatchManifest``: the longest window a new batch may ask for.
+MAX_COMPLETION_WINDOW_CONTEXT = "max_completion_window_s"
 _REASON_LIMIT = 500
 
 
@@ -41,6 +51,12 @@ def completion_window_seconds(window: str) -> int | None:
     if not _WINDOW_RE.fullmatch(window):
         return None
     return int(window[:-1]) * _WINDOW_UNITS[window[-1]]
+
+
+def completion_window_text(seconds: int) -> str:
+    """``seconds`` as a completion window (``3d``, ``90m``), in the largest unit that fits."""
+    unit = next(unit for unit in "dhms" if seconds % _WINDOW_UNITS[unit] == 0)
+    return f"{seconds // _WINDOW_UNITS[unit]}{unit}"
 
 
 def is_safe_batch_id(value: str) -> bool:
@@ -140,6 +156,21 @@ class BatchManifest(BaseModel):
         strict=True,
         description="Unix seconds.",
     )
+
+    @field_validator("completion_window")
+    @classmethod
+    def _within_the_longest_allowed(cls, window: str, info: ValidationInfo) -> str:
+        """A batch being created is held to the deployment's longest window, given as the
+        validation context ``max_completion_window_s`` (``build_manifest`` gives it); a manifest
+        read from a topic has no context and is taken as it was published."""
+        longest = (info.context or {}).get(MAX_COMPLETION_WINDOW_CONTEXT)
+        seconds = completion_window_seconds(window)
+        if longest is not None and seconds is not None and seconds > longest:
+            raise ValueError(
+                f"completion window {window} is longer than {completion_window_text(longest)}, "
+                "the longest this deployment allows (batch_max_completion_window_s)"
+            )
+        return window
 
 
 def parse_manifest(value: bytes | None) -> BatchManifest | str:

@@ -95,6 +95,14 @@ class Settings(BaseSettings):
         description="Largest record the service publishes, after compression (Kafka's default "
         "message.max.bytes); a larger answer becomes an error line for its custom_id.",
     )
+    batch_max_line_bytes: int = Field(
+        4 * 1_048_576,
+        ge=1024,
+        description="Longest line of a batch input file, as written (gateway, submit; run-batch "
+        "applies the default): a longer one is answered with an error, never read whole, so "
+        "reading one line takes bounded memory. Room for whitespace and \\u escapes around a "
+        "record that fits max_message_bytes once compacted: raise the two together.",
+    )
     compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
         "zstd", description="Codec of the record batches the service publishes."
     )
@@ -220,6 +228,14 @@ class Settings(BaseSettings):
     batch_max_metadata_value_chars: int = Field(
         512, ge=0, le=512, description="Longest metadata value (OpenAI: 512 characters)."
     )
+    # Not one of OpenAI's (it accepts only 24h): a window bounds how long an unfinished batch
+    # holds back the aggregator's commits, so a batch cannot ask for an endless one.
+    batch_max_completion_window_s: int = Field(
+        3 * 86_400,
+        ge=1,
+        description="Longest completion window a batch may be created with (gateway, submit, "
+        "client), in seconds; default 3 days.",
+    )
 
     gateway_host: str | None = Field(
         None,
@@ -263,7 +279,9 @@ class Settings(BaseSettings):
         description="One whsec_ signing secret per webhook URL, comma-separated, in the same "
         "order (Standard Webhooks: whsec_ then base64).",
     )
-    webhook_timeout_s: float = Field(10.0, gt=0, description="Time limit of one delivery attempt.")
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, description="Time limit of one delivery attempt, in all (not per read)."
+    )
     webhook_max_attempts: int = Field(
         8, ge=1, description="Attempts per event and endpoint before it is recorded as failed."
     )

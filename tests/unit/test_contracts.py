@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,6 +10,7 @@ from pydantic import ValidationError
 
 from llm_stream.batch.status import BatchStatus
 from llm_stream.contracts import (
+    MAX_COMPLETION_WINDOW_CONTEXT,
     MAX_CREATED_AT,
     BatchManifest,
     BatchObject,
@@ -16,6 +18,7 @@ from llm_stream.contracts import (
     ResponseData,
     ResultMessage,
     completion_window_seconds,
+    completion_window_text,
     is_safe_batch_id,
     parse_manifest,
 )
@@ -97,6 +100,27 @@ def test_windows_of_non_ascii_or_too_many_digits_have_no_length(window: str) -> 
     assert completion_window_seconds(window) is None
     with pytest.raises(ValidationError):
         BatchManifest(batch_id="b", endpoint="/e", request_count=1, completion_window=window)
+
+
+def test_a_manifest_read_from_a_topic_is_not_held_to_a_deployments_longest_window() -> None:
+    """The longest window is checked when a batch is created (``build_manifest``), with the
+    deployment's setting as validation context; a published manifest is read as it is."""
+    record = orjson.dumps(
+        {"batch_id": "b", "endpoint": "/e", "request_count": 1, "completion_window": "30d"}
+    )
+    manifest = parse_manifest(record)
+    assert isinstance(manifest, BatchManifest)
+    assert manifest.completion_window == "30d"
+    with pytest.raises(ValidationError, match="longer than 3d"):
+        BatchManifest.model_validate_json(record, context={MAX_COMPLETION_WINDOW_CONTEXT: 259_200})
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(259_200, "3d"), (5400, "90m"), (7, "7s"), (7200, "2h")]
+)
+def test_a_window_length_is_written_in_its_largest_unit(seconds: int, text: str) -> None:
+    assert completion_window_text(seconds) == text
+    assert completion_window_seconds(text) == seconds
 
 
 def test_the_longest_window_and_latest_creation_still_give_an_expiry() -> None:

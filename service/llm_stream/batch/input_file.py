@@ -3,8 +3,9 @@
 Each line is judged by ``request_line``'s rules (the worker's own), its size included, so a file
 that passes is published whole. On top of them, the OpenAI Batch API's file rules: unique
 ``custom_id``s, one ``url`` and one ``model`` for the whole file, at most 50,000 lines and
-200 MB. Validation streams the file, so memory is bounded by the line limit (one ``custom_id``
-set), not by the file.
+200 MB. Validation streams the file, a bounded piece at a time, so memory is bounded by the
+line size limit and the line count limit (one ``custom_id`` set), never by the file or by its
+longest line.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from llm_stream.batch import request_line
 from llm_stream.batch.request_line import Problem
@@ -21,6 +23,8 @@ from llm_stream.engine.error_bodies import describe
 MAX_LINES = 50_000
 MAX_BYTES = 200 * 1024 * 1024
 MAX_REPORTED_PROBLEMS = 20
+#: Bytes read at a time while skipping the rest of an over-long line.
+_SKIP_PIECE_BYTES = 64 * 1024
 
 
 @dataclass
@@ -49,12 +53,47 @@ class FileCheck:
         return "\n".join([*self.problems, *tail])
 
 
-def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """``(line_number, raw_line)`` for every non-blank line, numbered from 1."""
+def iter_lines(
+    path: Path, max_line_bytes: int = request_line.DEFAULT_MAX_LINE_BYTES
+) -> Iterator[tuple[int, bytes | Problem]]:
+    """``(line_number, raw_line)`` for every non-blank line, numbered from 1; a line longer
+    than ``max_line_bytes`` comes as its ``Problem`` instead.
+
+    Lines are read at most ``max_line_bytes + 1`` bytes at a time: an over-long line is
+    skipped to its end in small pieces, never held whole, so one line of any length costs
+    bounded memory.
+    """
     with path.open("rb") as file:
-        for number, raw in enumerate(file, start=1):
-            if raw.strip():
+        number = 0
+        while raw := file.readline(max_line_bytes + 1):
+            number += 1
+            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+                size = len(raw) + _skip_rest_of_line(file)
+                yield number, request_line.line_size_problem(size, max_line_bytes)
+            elif raw.strip():
                 yield number, raw
+
+
+def _skip_rest_of_line(file: BinaryIO) -> int:
+    """Read past the end of the current line; its remaining bytes, without the newline."""
+    skipped = 0
+    while piece := file.readline(_SKIP_PIECE_BYTES):
+        if piece.endswith(b"\n"):
+            return skipped + len(piece) - 1
+        skipped += len(piece)
+    return skipped
+
+
+def read_requests(
+    path: Path, max_line_bytes: int = request_line.DEFAULT_MAX_LINE_BYTES
+) -> Iterator[dict[str, Any]]:
+    """The lines of a file ``validate_batch_file`` passed, parsed one at a time as they are
+    published; ValueError if the file no longer passes (changed since)."""
+    for number, raw in iter_lines(path, max_line_bytes):
+        document = raw if isinstance(raw, Problem) else request_line.decode(raw)
+        if isinstance(document, Problem):
+            raise ValueError(f"{path}, line {number}: {document.message}")
+        yield document
 
 
 def validate_batch_file(
@@ -62,21 +101,23 @@ def validate_batch_file(
     *,
     batch_id: str | None = None,
     max_bytes: int = request_line.DEFAULT_MAX_RECORD_BYTES,
+    max_line_bytes: int = request_line.DEFAULT_MAX_LINE_BYTES,
 ) -> FileCheck:
     """Every problem of the file, by line; ``batch_id`` and ``max_bytes`` size each record as
-    it will be published (no ``batch_id``: sized for the longest one)."""
+    it will be published (no ``batch_id``: sized for the longest one), ``max_line_bytes``
+    each line as written."""
     check = FileCheck()
     if path.stat().st_size > MAX_BYTES:
         check.add(0, f"file is larger than {MAX_BYTES // (1024 * 1024)} MB")
         return check
     seen: set[str] = set()
     model: object = None
-    for number, raw in iter_lines(path):
+    for number, raw in iter_lines(path, max_line_bytes):
         check.line_count += 1
         if check.line_count > MAX_LINES:
             check.add(number, f"more than {MAX_LINES} lines")
             break
-        document = request_line.decode(raw)
+        document = raw if isinstance(raw, Problem) else request_line.decode(raw)
         if isinstance(document, Problem):
             check.add(number, document.message)
             continue

@@ -5,7 +5,8 @@ Rules come in stages, judged in this order; the earliest broken stage decides th
 
 - attribution: ``custom_id`` (and, on the wire, ``batch_id``). Without them no batch file can
   hold an answer: the worker dead-letters the record, ``submit`` and ``run-batch`` refuse the line.
-- size: the request record (the line plus ``batch_id``) must fit one Kafka message: 413.
+- size: the line as written must fit ``batch_max_line_bytes`` (judged while it is read, before
+  it is parsed), and the request record (the line plus ``batch_id``) one Kafka message: 413.
 - shape: the fields and their types: 400, "Invalid batch request line".
 - serving: POST, a supported endpoint, no streaming: vLLM's server answers 405, 404 or 400.
 
@@ -47,6 +48,8 @@ MAX_CUSTOM_ID_CHARS: Final = 512
 METHOD: Final = "POST"
 #: ``Settings.max_message_bytes``'s default, for callers that hold no settings.
 DEFAULT_MAX_RECORD_BYTES: Final[int] = Settings.model_fields["max_message_bytes"].default
+#: ``Settings.batch_max_line_bytes``'s default: the longest line of an input file, as written.
+DEFAULT_MAX_LINE_BYTES: Final[int] = Settings.model_fields["batch_max_line_bytes"].default
 #: The longest safe batch id: sizes a record whose batch id is not chosen yet.
 LONGEST_BATCH_ID: Final = "b" * 128
 INVALID_LINE = "Invalid batch request line: "
@@ -148,6 +151,17 @@ def size_problem(record: Mapping[str, Any], max_bytes: int) -> Problem | None:
     message = (
         f"the request record is {size} bytes, over the {max_bytes}-byte limit of a Kafka "
         "message (max_message_bytes)"
+    )
+    response = error_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, message)
+    return Problem(Stage.SIZE, message, response)
+
+
+def line_size_problem(size: int, max_line_bytes: int) -> Problem:
+    """A line of the input file longer than ``max_line_bytes`` (``size``, its bytes without
+    the newline): refused before it is parsed, so its ``custom_id`` is not known."""
+    message = (
+        f"the line is {size} bytes, over the {max_line_bytes}-byte limit of a request line "
+        "(batch_max_line_bytes)"
     )
     response = error_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, message)
     return Problem(Stage.SIZE, message, response)

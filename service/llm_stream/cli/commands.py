@@ -19,7 +19,7 @@ import orjson
 import pydantic
 from tqdm import tqdm
 
-from llm_stream.batch.input_file import iter_lines, validate_batch_file
+from llm_stream.batch.input_file import read_requests, validate_batch_file
 from llm_stream.batch.request_line import batch_id_problem
 from llm_stream.cli.errors import InputFileError, NoSuchBatchError
 from llm_stream.cli.exit_codes import (
@@ -174,7 +174,12 @@ def run_submit(args: argparse.Namespace) -> int:
         return 2
     check_input_file(args.file)
     settings = Settings().with_overrides(bootstrap_servers=args.bootstrap_servers)
-    check = validate_batch_file(args.file, batch_id=batch_id, max_bytes=settings.max_message_bytes)
+    check = validate_batch_file(
+        args.file,
+        batch_id=batch_id,
+        max_bytes=settings.max_message_bytes,
+        max_line_bytes=settings.batch_max_line_bytes,
+    )
     if not check.ok or check.endpoint is None:
         raise InputFileError(
             f"input file {args.file} is not valid batch JSONL; fix these lines and submit "
@@ -187,6 +192,7 @@ def run_submit(args: argparse.Namespace) -> int:
             request_count=check.line_count,
             metadata=metadata,
             completion_window=args.completion_window,
+            max_completion_window_s=settings.batch_max_completion_window_s,
         )
     except pydantic.ValidationError as error:
         problems = "; ".join(
@@ -196,7 +202,7 @@ def run_submit(args: argparse.Namespace) -> int:
         _error(f"invalid batch settings: {problems}")
         return 2
     telemetry.configure_tracing(settings, "llm-stream-submit")
-    lines = (orjson.loads(raw) for _, raw in iter_lines(args.file))
+    lines = read_requests(args.file, settings.batch_max_line_bytes)
 
     async def submit() -> None:
         await ensure_topics(settings)  # the progress bar starts once Kafka answered

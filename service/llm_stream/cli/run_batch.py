@@ -67,6 +67,7 @@ def classify_lines(
     *,
     batch_id: str | None = None,
     max_bytes: int = request_line.DEFAULT_MAX_RECORD_BYTES,
+    max_line_bytes: int = request_line.DEFAULT_MAX_LINE_BYTES,
 ) -> Iterator[tuple[int, dict[str, Any] | None, bytes | None]]:
     """For each input line: ``(number, request_line, None)`` when it can be submitted, else
     ``(number, None, error_output_line)``.
@@ -75,9 +76,9 @@ def classify_lines(
     would answer it; unknown fields are dropped, as vLLM's run-batch ignores them.
     """
     seen: set[str] = set()
-    for number, raw in iter_lines(path):
-        document = request_line.decode(raw)
-        if isinstance(document, Problem):
+    for number, raw in iter_lines(path, max_line_bytes):
+        document = raw if isinstance(raw, Problem) else request_line.decode(raw)
+        if isinstance(document, Problem):  # not read (too long) or not a JSON object
             yield number, None, _unattributable(number, [document])
             continue
         line: dict[str, Any] = {k: document[k] for k in request_line.LINE_FIELDS if k in document}
@@ -111,9 +112,13 @@ def _bad_request(message: str) -> ResponseData:
 
 
 def _unattributable(number: int, problems: list[Problem]) -> bytes:
-    """No ``custom_id`` to file it under: the message names the line instead."""
-    messages = "; ".join(p.message for p in problems if p.stage is Stage.ATTRIBUTION)
-    return local_error_line(None, _bad_request(f"line {number}: {messages}"))
+    """No ``custom_id`` to file it under: the message names the line instead. The earliest
+    stage decides, as for any line (an over-long line, never parsed, is answered 413)."""
+    first = min(problem.stage for problem in problems)
+    decisive = [problem for problem in problems if problem.stage is first]
+    messages = "; ".join(problem.message for problem in decisive)
+    status = HTTPStatus(decisive[0].response.status_code)  # 400; 413: a line too long to read
+    return local_error_line(None, error_response(status, f"line {number}: {messages}"))
 
 
 def local_error_line(custom_id: str | None, response: ResponseData) -> bytes:

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaProducer
 from llm_stream.batch.objects import cancelling
 from llm_stream.batch.request_line import line_model
 from llm_stream.batch.status import TERMINAL_STATUSES, BatchStatus, can_transition
-from llm_stream.client.config import ClientConfig
+from llm_stream.client.config import DEFAULT_MAX_COMPLETION_WINDOW_S, ClientConfig
 from llm_stream.client.handle import BatchHandle
 from llm_stream.client.publishing import (
     LineSender,
@@ -35,7 +35,12 @@ from llm_stream.client.publishing import (
 )
 from llm_stream.client.status_view import BatchStatusView
 from llm_stream.client.writer import BatchWriter
-from llm_stream.contracts import BatchManifest, BatchObject, is_safe_batch_id
+from llm_stream.contracts import (
+    MAX_COMPLETION_WINDOW_CONTEXT,
+    BatchManifest,
+    BatchObject,
+    is_safe_batch_id,
+)
 from llm_stream.kafka.connection import start_client
 from llm_stream.ops import telemetry
 from llm_stream.settings import Settings
@@ -57,16 +62,20 @@ def build_manifest(
     metadata: Mapping[str, str] | None = None,
     completion_window: str = "24h",
     model: str | None = None,
+    max_completion_window_s: int = DEFAULT_MAX_COMPLETION_WINDOW_S,
 ) -> BatchManifest:
-    """The batch's manifest; pydantic's ValidationError names every bad setting."""
-    return BatchManifest(
-        batch_id=batch_id,
-        endpoint=endpoint,
-        request_count=request_count,
-        completion_window=completion_window,
-        metadata=dict(metadata or {}),
-        model=model,
-    )
+    """A new batch's manifest; pydantic's ValidationError names every bad setting, a
+    completion window longer than ``max_completion_window_s`` too."""
+    fields = {
+        "batch_id": batch_id,
+        "endpoint": endpoint,
+        "request_count": request_count,
+        "completion_window": completion_window,
+        "metadata": dict(metadata or {}),
+        "model": model,
+    }
+    context = {MAX_COMPLETION_WINDOW_CONTEXT: max_completion_window_s}
+    return BatchManifest.model_validate(fields, context=context)
 
 
 class BatchClient:
@@ -155,6 +164,7 @@ class BatchClient:
             metadata=metadata,
             completion_window=completion_window,
             model=line_model(first),
+            max_completion_window_s=self.config.max_completion_window_s,
         )
         producer = await self.producer()
         with telemetry.tracer().start_as_current_span(
@@ -192,6 +202,7 @@ class BatchClient:
             request_count=1,
             metadata=metadata,
             completion_window=completion_window,
+            max_completion_window_s=self.config.max_completion_window_s,
         )
         return BatchWriter(self, draft)
 

@@ -7,10 +7,15 @@ worker's or the aggregator's knobs (groups, engine limits, output directories).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from llm_stream.batch.request_line import DEFAULT_MAX_RECORD_BYTES
 from llm_stream.settings import Settings
+
+#: ``Settings.batch_max_completion_window_s``'s default, for callers that hold no settings.
+DEFAULT_MAX_COMPLETION_WINDOW_S: Final[int] = Settings.model_fields[
+    "batch_max_completion_window_s"
+].default
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +31,8 @@ class ClientConfig:
     max_message_bytes: int = DEFAULT_MAX_RECORD_BYTES
     #: Idempotent producer; needs a broker that supports it (see ``Settings``).
     enable_idempotence: bool = False
+    #: The longest completion window a batch may be created with.
+    max_completion_window_s: int = DEFAULT_MAX_COMPLETION_WINDOW_S
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ClientConfig:
@@ -36,4 +43,5 @@ class ClientConfig:
             batch_status_topic=settings.batch_status_topic,
             max_message_bytes=settings.max_message_bytes,
             enable_idempotence=settings.enable_idempotence,
+            max_completion_window_s=settings.batch_max_completion_window_s,
         )

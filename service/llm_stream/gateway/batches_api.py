@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Query, Request
 from opentelemetry.trace import SpanKind
 
-from llm_stream.batch.input_file import iter_lines
+from llm_stream.batch.input_file import read_requests
 from llm_stream.batch.objects import batch_object
 from llm_stream.batch.status import BatchStatus
 from llm_stream.client.batch_client import build_manifest, new_batch_id
@@ -82,10 +79,10 @@ async def _create_batch(gateway: Gateway, request: BatchCreate, batch_id: str) -
             settings=gateway.settings,
         )
         if errors:
-            await gateway.stream.publish(_failed(batch_id, request, record.id, errors))
+            await gateway.stream.publish(_failed(gateway, batch_id, request, record.id, errors))
         else:
             await gateway.stream.submit(
-                _request_lines(path),
+                read_requests(path, gateway.settings.batch_max_line_bytes),
                 batch_id=batch_id,
                 endpoint=request.endpoint,
                 metadata=metadata,
@@ -99,15 +96,12 @@ async def _create_batch(gateway: Gateway, request: BatchCreate, batch_id: str) -
     return await respond(gateway, created)
 
 
-def _request_lines(path: Path) -> Iterator[dict[str, Any]]:
-    """The file's lines, already validated (so JSON objects), read as they are published."""
-    for _, raw in iter_lines(path):
-        line: dict[str, Any] = orjson.loads(raw)
-        yield line
-
-
 def _failed(
-    batch_id: str, request: BatchCreate, input_file_id: str, errors: list[BatchLineError]
+    gateway: Gateway,
+    batch_id: str,
+    request: BatchCreate,
+    input_file_id: str,
+    errors: list[BatchLineError],
 ) -> BatchObject:
     """A batch whose file broke a rule: ``failed`` at once, no request submitted (OpenAI's
     counts for it are zeros)."""
@@ -117,6 +111,7 @@ def _failed(
         request_count=1,
         metadata=request.metadata,
         completion_window=request.completion_window,
+        max_completion_window_s=gateway.settings.batch_max_completion_window_s,
     )
     failed = batch_object(
         manifest,

@@ -39,13 +39,14 @@ def check_parameters(
         served = ", ".join(SUPPORTED_ENDPOINTS)
         raise invalid(f"Unsupported endpoint '{endpoint}': use one of {served}", "endpoint")
     _check_metadata(metadata, settings)
-    try:  # the manifest's own rules: the completion window's form, metadata bounds
+    try:  # the manifest's own rules: the completion window's form and length, metadata bounds
         build_manifest(
             batch_id,
             endpoint=endpoint,
             request_count=1,
             metadata=metadata,
             completion_window=completion_window,
+            max_completion_window_s=settings.batch_max_completion_window_s,
         )
     except pydantic.ValidationError as error:
         raise _parameter_error(error) from None
@@ -88,7 +89,12 @@ def check_input_file(
     if size > settings.batch_max_file_bytes:
         message = f"the file is {size} bytes, over the {settings.batch_max_file_bytes}-byte limit"
         return 0, [BatchLineError(code="file_too_large", message=message)]
-    check = validate_batch_file(path, batch_id=batch_id, max_bytes=settings.max_message_bytes)
+    check = validate_batch_file(
+        path,
+        batch_id=batch_id,
+        max_bytes=settings.max_message_bytes,
+        max_line_bytes=settings.batch_max_line_bytes,
+    )
     errors = line_errors(check)
     if check.line_count == 0 and not errors:
         errors.append(BatchLineError(code="empty_file", message="the file holds no request lines"))

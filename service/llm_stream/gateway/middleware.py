@@ -25,9 +25,18 @@ UPLOAD_PATH = "/v1/files"
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 
+#: Methods counted under their own name; any other (a client may send any token) is "other".
+COUNTED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """The metrics label of an HTTP method: one of a fixed few, so series stay bounded."""
+    return method if method in COUNTED_METHODS else "other"
+
+
 class RequestMetrics:
     """Counts every answer by route template (never by raw path: ids would explode the series)
-    and times it."""
+    and method (a known one, else "other"), and times it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -49,7 +58,7 @@ class RequestMetrics:
             await self.app(scope, receive, send_status)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            method = scope["method"]
+            method = method_label(scope["method"])
             metrics.GATEWAY_REQUESTS.labels(route, method, str(status)).inc()
             metrics.GATEWAY_REQUEST_DURATION.labels(route, method).observe(
                 time.perf_counter() - started

@@ -153,7 +153,7 @@ WEBHOOK_DELIVERIES = Counter(
 WEBHOOK_ATTEMPTS_FAILED = Counter(
     "llm_stream_webhook_attempts_failed_total",
     "Webhook delivery attempts that got no 2xx answer, by reason: the HTTP status code or the "
-    "error (ConnectTimeout, ConnectError, ...).",
+    "error (ConnectTimeout, ConnectError, ..., AttemptTimeout for an attempt out of time).",
     ["reason"],
 )
 

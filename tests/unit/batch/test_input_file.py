@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
 
-from llm_stream.batch.input_file import MAX_REPORTED_PROBLEMS, validate_batch_file
-from llm_stream.batch.request_line import LONGEST_BATCH_ID
+from llm_stream.batch.input_file import MAX_REPORTED_PROBLEMS, iter_lines, validate_batch_file
+from llm_stream.batch.request_line import LONGEST_BATCH_ID, Problem
 
 
 def _write(tmp_path: Path, lines: list[object]) -> Path:
@@ -139,3 +141,64 @@ def test_huge_values_are_not_repeated_in_reports(tmp_path: Path, value: object) 
     check = validate_batch_file(_write(tmp_path, [_line("a", url=value, method=value)]))
     assert not check.ok
     assert len(check.report()) < 1000
+
+
+def test_a_line_over_the_line_limit_is_one_problem_and_the_next_lines_keep_their_numbers(
+    tmp_path: Path,
+) -> None:
+    long_line = orjson.dumps(_line("long", body={"model": "m", "prompt": "x" * 10_000}))
+    path = _write(tmp_path, [_line("a"), long_line, b"", _line("b")])
+    check = validate_batch_file(path, max_line_bytes=4096)
+    assert check.line_count == 3
+    assert check.problems == [
+        f"line 2: the line is {len(long_line)} bytes, over the 4096-byte limit of a request "
+        "line (batch_max_line_bytes)"
+    ]
+
+
+@pytest.mark.parametrize("newline", [b"\n", b""])
+def test_a_line_of_exactly_the_limit_is_read_and_one_byte_more_is_not(
+    tmp_path: Path, newline: bytes
+) -> None:
+    """The limit counts the line's bytes without its newline, the last line (no newline) too."""
+    line = orjson.dumps(_line("a", body={"model": "m", "prompt": ""}))
+    exact = line[:-2] + b" " * (2048 - len(line)) + line[-2:]  # padded inside the JSON
+    assert len(exact) == 2048
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(exact + newline)
+    assert validate_batch_file(path, max_line_bytes=2048).ok
+    assert validate_batch_file(path, max_line_bytes=2047).problems == [
+        "line 1: the line is 2048 bytes, over the 2047-byte limit of a request line "
+        "(batch_max_line_bytes)"
+    ]
+
+
+def _traced_peak(work: Callable[[], object]) -> int:
+    """Peak bytes Python allocated while ``work`` ran (file buffers and the bytes read too)."""
+    tracemalloc.start()
+    try:
+        work()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_huge_line_is_never_held_whole(tmp_path: Path) -> None:
+    """A 32 MiB line of thousands of small messages (parsed, it would take hundreds of MiB) is
+    read a bounded piece at a time and skipped, whatever its length."""
+    messages = [{"role": "user", "content": "hi"}] * 1_100_000
+    huge = orjson.dumps(_line("huge", body={"model": "m", "messages": messages}))
+    assert len(huge) > 32 * 2**20
+    path = _write(tmp_path, [_line("a"), huge, _line("b")])
+    del messages, huge
+    limit = 2**20
+
+    lines: list[tuple[int, object]] = []
+    peak = _traced_peak(lambda: lines.extend(iter_lines(path, limit)))
+    assert [number for number, _ in lines] == [1, 2, 3]
+    assert isinstance(lines[1][1], Problem)
+    assert peak < 3 * limit
+
+    check = validate_batch_file(path, max_line_bytes=limit)
+    assert [problem.split(":")[0] for problem in check.problems] == ["line 2"]
+    assert _traced_peak(lambda: validate_batch_file(path, max_line_bytes=limit)) < 3 * limit

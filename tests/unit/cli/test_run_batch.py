@@ -110,3 +110,21 @@ def test_merge_writes_one_line_per_input_line_in_input_order(tmp_path: Path) -> 
     assert lines[0]["n"] == 1
     assert lines[2]["n"] == 2
     assert not (batch_dir / "index.db").exists()
+
+
+def test_a_line_too_long_to_read_is_answered_413_by_its_number(tmp_path: Path) -> None:
+    """Its custom_id is never read (the line is skipped, not parsed): the answer names the
+    line, as for a line that is not JSON, and the lines after it keep their numbers."""
+    huge = {"custom_id": "huge", "url": "/v1/completions", "body": {"prompt": "x" * 5000}}
+    ok = {"custom_id": "ok", "url": "/v1/completions", "body": {}}
+    path = _write(tmp_path, [orjson.dumps(huge), orjson.dumps(ok)])
+    classified = list(classify_lines(path, max_line_bytes=2048))
+    assert [(number, request) for number, request, _ in classified] == [(1, None), (2, ok)]
+    error = _errors(classified)[1]
+    assert error["custom_id"] is None
+    assert error["response"]["status_code"] == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    size = len(orjson.dumps(huge))
+    assert error["response"]["body"]["error"]["message"] == (
+        f"line 1: the line is {size} bytes, over the 2048-byte limit of a request line "
+        "(batch_max_line_bytes)"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,6 +192,29 @@ async def test_bad_batch_settings_are_refused_before_anything_is_sent(
         with pytest.raises(ValueError, match="batch_id"):
             await client.submit([_line("a")], batch_id="../etc", endpoint="/v1/completions")
     assert producer.sent == []
+
+
+async def test_a_completion_window_over_the_configured_longest_is_refused_before_sending(
+    producer: FakeProducer,
+) -> None:
+    hourly = dataclasses.replace(CONFIG, max_completion_window_s=3600)
+    async with BatchClient(hourly) as client:
+        client.batch(endpoint="/v1/completions", completion_window="60m")
+        with pytest.raises(ValueError, match="completion window 61m is longer than 1h"):
+            client.batch(endpoint="/v1/completions", completion_window="61m")
+        with pytest.raises(ValueError, match="batch_max_completion_window_s"):
+            await client.submit([_line("a")], endpoint="/v1/completions", completion_window="2h")
+    assert producer.sent == []
+
+
+def test_the_longest_completion_window_comes_from_settings_three_days_by_default() -> None:
+    assert BatchClient.from_settings(Settings()).config.max_completion_window_s == 3 * 86_400
+    with pytest.raises(ValueError, match="longer than 3d"):
+        batch_client.build_manifest(
+            "b", endpoint="/v1/completions", request_count=1, completion_window="9999999d"
+        )
+    settings = Settings(batch_max_completion_window_s=7 * 86_400)
+    assert BatchClient.from_settings(settings).config.max_completion_window_s == 7 * 86_400
 
 
 async def test_the_manifest_names_the_first_lines_model_whichever_way_lines_come(

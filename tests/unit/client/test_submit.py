@@ -72,3 +72,29 @@ def test_a_line_over_the_message_limit_is_refused_before_anything_is_published(
     err = capsys.readouterr().err
     assert f"line 2: the request record is {size} bytes, over the 2048-byte limit" in err
     assert "line 1" not in err
+
+
+def test_a_line_over_the_line_limit_is_refused_unread_before_anything_is_published(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLM_STREAM_BATCH_MAX_LINE_BYTES", "2048")
+    path = tmp_path / "long.jsonl"
+    small = {"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {}}
+    long_line = orjson.dumps({**small, "custom_id": "b", "body": {"prompt": "x" * 3000}})
+    path.write_bytes(orjson.dumps(small) + b"\n" + long_line + b"\n")
+    assert _submit(str(path), "--batch-id", "b1") == EXIT_INPUT_FILE
+    err = capsys.readouterr().err
+    assert f"line 2: the line is {len(long_line)} bytes, over the 2048-byte limit" in err
+    assert "line 1" not in err
+
+
+def test_a_completion_window_over_the_longest_allowed_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLM_STREAM_BATCH_MAX_COMPLETION_WINDOW_S", "86400")
+    path = tmp_path / "in.jsonl"
+    line = {"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {}}
+    path.write_bytes(orjson.dumps(line) + b"\n")
+    assert run_submit(_args(str(path), "--completion-window", "25h")) == 2
+    err = capsys.readouterr().err
+    assert "completion window 25h is longer than 1d" in err

@@ -132,6 +132,17 @@ def test_metrics_count_requests_by_route_template_and_upload_bytes(client: TestC
     assert "llm_stream_gateway_requests_total" in text
 
 
+def test_the_method_label_is_one_of_a_known_few(client: TestClient) -> None:
+    """A client may send any method token: each must not become a series of its own."""
+    for method in ("GET", "FETCH-1", "FETCH-2", "get"):
+        client.request(method, "/v1/files")
+    families = [m for m in REGISTRY.collect() if m.name == "llm_stream_gateway_requests"]
+    methods = {sample.labels["method"] for sample in families[0].samples}
+    assert "GET" in methods
+    assert "other" in methods
+    assert not methods & {"FETCH-1", "FETCH-2", "get"}
+
+
 def test_the_openapi_document_lists_the_routes_and_the_bearer_key(client: TestClient) -> None:
     document = client.get("/openapi.json").json()
     assert {

@@ -111,6 +111,30 @@ def test_more_lines_than_the_setting_allows_fail_the_batch(
     assert [error.code for error in batch.errors.data or []] == ["too_many_requests"]
 
 
+def test_a_line_over_the_line_limit_fails_the_batch_naming_that_line(
+    client: TestClient, stream: FakeBatchStream
+) -> None:
+    from llm_stream.gateway.app import create_app
+
+    gateway = client.app.state.gateway  # type: ignore[attr-defined]
+    short = gateway.settings.with_overrides(batch_max_line_bytes=2048)
+    long_line = orjson.dumps(chat_line("long" + "x" * 5000))
+    content = b"\n".join([orjson.dumps(chat_line("a")), long_line, orjson.dumps(chat_line("b"))])
+    with TestClient(create_app(short, store=gateway.store, stream=stream)) as limited:
+        batch = _batch(_create(limited, upload(limited, content)["id"]))
+    assert batch.status == "failed"
+    assert batch.errors is not None
+    assert [(error.code, error.line, error.message) for error in batch.errors.data or []] == [
+        (
+            "invalid_line",
+            2,
+            f"the line is {len(long_line)} bytes, over the 2048-byte limit of a request line "
+            "(batch_max_line_bytes)",
+        )
+    ]
+    assert stream.submitted == {}
+
+
 @pytest.mark.parametrize(
     ("params", "param"),
     [
@@ -131,6 +155,24 @@ def test_bad_parameters_are_400_naming_the_parameter(
     error = response.json()["error"]
     assert (error["type"], error["param"]) == ("invalid_request_error", param)
     assert stream.objects == {}
+
+
+def test_a_completion_window_over_the_longest_allowed_is_400_naming_it(
+    client: TestClient, stream: FakeBatchStream
+) -> None:
+    uploaded = upload(client, jsonl([chat_line("a")]))
+    response = _create(client, uploaded["id"], completion_window="9999999d")
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["type"], error["param"], error["code"]) == (
+        "invalid_request_error",
+        "completion_window",
+        "invalid_value",
+    )
+    assert "longer than 3d" in error["message"]
+    assert stream.submitted == {}
+    assert stream.published == []
+    assert _batch(_create(client, uploaded["id"], completion_window="72h")).status == "validating"
 
 
 def test_a_missing_input_file_is_404_and_a_missing_parameter_400(client: TestClient) -> None:

@@ -3,11 +3,22 @@ client, until a 2xx answer or the last attempt."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
 from llm_stream.batch.status import BatchStatus
-from llm_stream.notifier.delivery import RetryPolicy, deliver, webhook_client
+from llm_stream.notifier.delivery import (
+    ERROR_BODY_BYTES,
+    ERROR_BODY_CHARS,
+    RetryPolicy,
+    deliver,
+    webhook_client,
+)
 from llm_stream.notifier.endpoints import WebhookEndpoint, configured_endpoints
 from llm_stream.notifier.events import BatchEvent, event_of
 from llm_stream.ops import metrics
@@ -117,3 +128,80 @@ async def test_no_wait_comes_after_the_last_attempt(attempts: int) -> None:
     async with httpx.AsyncClient(transport=receiver.transport()) as client:
         await deliver(client, _endpoint(), _event(), RetryPolicy(1, 8, attempts), sleep=sleep)
     assert len(sleep.waits) == attempts - 1
+
+
+class TricklingServer:
+    """A loopback HTTP server that answers 200 one header byte at a time, each well within
+    any read timeout, for ``TRICKLE_BYTES`` bytes; counts the bytes sent before the client
+    hung up."""
+
+    TRICKLE_BYTES = 400
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/hook"
+        self.sent = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        connection, _ = self._listener.accept()
+        with connection:
+            connection.recv(65536)
+            try:
+                connection.sendall(b"HTTP/1.1 200 OK\r\nx-slow: ")
+                for _ in range(self.TRICKLE_BYTES):
+                    time.sleep(0.02)
+                    connection.sendall(b"a")
+                    self.sent += 1
+                connection.sendall(b"\r\ncontent-length: 0\r\n\r\n")
+            except OSError:  # the client hung up
+                pass
+
+    def close(self) -> None:
+        self._thread.join(timeout=30)
+        self._listener.close()
+
+
+async def test_an_attempt_is_bounded_in_all_not_per_read() -> None:
+    """httpx's timeout bounds each read; a receiver that keeps every read short must still
+    not hold an attempt longer than the timeout."""
+    server = TricklingServer()
+    settings = Settings(webhook_urls=[server.url], webhook_secrets=[SECRET], webhook_timeout_s=0.5)
+    try:
+        async with webhook_client(settings) as client:
+            outcome = await deliver(
+                client,
+                configured_endpoints(settings)[0],
+                _event(),
+                RetryPolicy.from_settings(settings.with_overrides(webhook_max_attempts=1)),
+            )
+    finally:
+        server.close()
+    assert not outcome.delivered
+    assert outcome.last_error == "AttemptTimeout: no answer within 0.5 s"
+    assert server.sent < TricklingServer.TRICKLE_BYTES  # hung up part way
+
+
+async def test_only_the_start_of_a_refusals_body_is_read() -> None:
+    pulled = 0
+
+    async def endless_page() -> AsyncIterator[bytes]:
+        nonlocal pulled
+        for _ in range(1000):
+            pulled += 1
+            yield b"x" * 65536
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, content=endless_page())
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as client:
+        outcome = await deliver(
+            client, _endpoint(), _event(), RetryPolicy(1, 1, 1), sleep=RecordedSleep()
+        )
+    assert outcome.last_error == "HTTP 500: " + "x" * ERROR_BODY_CHARS
+    assert pulled * 65536 <= ERROR_BODY_BYTES + 65536  # the first piece only
+
+
+def test_answers_are_asked_for_uncompressed_so_a_bounded_read_is_bounded() -> None:
+    assert webhook_client(Settings()).headers["accept-encoding"] == "identity"
