@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from llm_stream.files.records import StoredFile, new_upload_id
 from llm_stream.files.s3 import S3FileStore
-from llm_stream.files.store import BatchFile, FileStore, LocalFileStore, file_id
+from llm_stream.files.store import BatchFile, FileStore, LocalFileStore
 from llm_stream.files.upkeep import index_existing
 from llm_stream.gateway.app import create_app
 from llm_stream.settings import Settings
