@@ -5,9 +5,9 @@ costs what history costs, so each stored file also has an index entry, kept in t
 every gateway and aggregator already shares (a directory, or keys in a bucket), written after
 the file's content and removed before it: no entry names missing content.
 
-Entries live under ``_index/<purpose>/<D0>/<D1>/<D2>/``, where the buckets are the digits of
-``created_at`` (10 digits: ``D0`` the first 3, about 116 days each; ``D1`` the next 2, about 28
-hours; ``D2`` the next 3, 100 seconds), and an entry's name is its record:
+Entries live under ``_index/<purpose>/<D0>/<D1>/<D2>/<D3>/``, the buckets being pairs of the
+10 digits of ``created_at`` (about 3 years, 12 days, 3 hours and 100 seconds wide: at most 100
+names to list at each level), and an entry's name is its record:
 ``<created_at>~<file id>~<bytes>[~<percent-quoted filename>]`` (an upload's record is also its
 content, read only when its filename is too long for a name). A page lists the buckets it walks
 through, newest or oldest first, and stops at ``limit`` entries: its cost is the page's and the
@@ -34,7 +34,7 @@ INDEX_DIR = "_index"
 BUILT_MARKER = "built"
 PURPOSES: tuple[FilePurpose, ...] = get_args(FilePurpose)
 #: The digits of ``created_at`` each bucket level takes.
-_LEVELS = ((0, 3), (3, 5), (5, 8))
+_LEVELS = ((0, 2), (2, 4), (4, 6), (6, 8))
 _SEPARATOR = "~"  # in neither an upload id (hex) nor a batch id ([A-Za-z0-9_-])
 #: Longest entry name: a local filesystem takes 255 bytes; a longer filename stays in content.
 _MAX_NAME = 240
