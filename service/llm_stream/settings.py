@@ -206,6 +206,14 @@ class Settings(BaseSettings):
         description="Endpoint of an S3-compatible server (MinIO, Ceph, ...), addressed "
         "path-style; unset: AWS S3 as the AWS configuration says.",
     )
+    # Removed when a process opens the store: what a crashed writer left. Older than any write
+    # in flight (a temporary file is modified as it is written; an upload's parts go on).
+    store_leftover_age_s: float = Field(
+        6 * 3600,
+        gt=0,
+        description="Age after which a temporary file or an unfinished multipart upload in the "
+        "file store is a leftover, removed at a process's start.",
+    )
 
     # The OpenAI Batch API's limits on a batch (its input file and its metadata): the gateway
     # holds a batch to them; raised above OpenAI's values, they would let in batches that

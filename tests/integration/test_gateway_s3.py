@@ -4,6 +4,8 @@ nothing lands in the local output directory."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -57,6 +59,15 @@ def _keys(settings: Settings) -> set[str]:
     return {stored["Key"] for stored in listed.get("Contents", [])}
 
 
+async def _until_stored(settings: Settings, key: str, within: float = 20) -> None:
+    """The aggregator publishes a batch's final status before it stores the batch object (and
+    indexes the files it names): a client may see ``completed`` a moment before either."""
+    deadline = time.monotonic() + within
+    while key not in _keys(settings):
+        assert time.monotonic() < deadline, f"{key} was never stored"
+        await asyncio.sleep(0.05)
+
+
 async def test_the_openai_client_runs_a_batch_on_object_storage(settings: Settings) -> None:
     lines = [_line(f"s{i}") for i in range(6)] + [_line("explode")]
     async with (
@@ -78,6 +89,7 @@ async def test_the_openai_client_runs_a_batch_on_object_storage(settings: Settin
         assert batch.input_file_id == uploaded.id
         assert batch.output_file_id == f"file-{batch.id}-output"
         assert batch.error_file_id is not None
+        await _until_stored(settings, f"{PREFIX}/{batch.id}/batch.json")
         assert {
             f"{PREFIX}/{batch.id}/{name}"
             for name in ("output.jsonl", "error.jsonl", "batch.json", "input_file.json")

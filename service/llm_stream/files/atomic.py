@@ -2,12 +2,15 @@
 
 Several aggregators (on several hosts) may write into one output directory on a shared volume,
 so temporary names carry a uuid, not a pid. A rename is durable only once its directory is
-fsynced, and a new directory only once its parent is: both are done here.
+fsynced, and a new directory only once its parent is: both are done here. A writer may keep its
+temporaries in one staging directory (on the same filesystem, so the rename stays atomic): then
+the leftovers of crashed writers are found by listing that directory, not the whole tree.
 """
 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -39,11 +42,13 @@ def make_directories(path: Path) -> None:
         fsync_directory(directory.parent)  # even if another made it: it may not have synced yet
 
 
-def write_atomically(path: Path, chunks: Iterable[bytes]) -> int:
-    """Write ``chunks`` to a temporary sibling, fsync it, rename it over ``path``, fsync the
-    directory. Returns the number of bytes written."""
+def write_atomically(path: Path, chunks: Iterable[bytes], *, staging: Path | None = None) -> int:
+    """Write ``chunks`` to a temporary file (a sibling, or in ``staging``), fsync it, rename it
+    over ``path``, fsync the directory. Returns the number of bytes written."""
     make_directories(path.parent)
-    temporary = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+    if staging is not None:
+        make_directories(staging)
+    temporary = (staging or path.parent) / f".{path.name}.tmp-{uuid.uuid4().hex}"
     written = 0
     try:
         with temporary.open("xb") as file:
@@ -58,3 +63,18 @@ def write_atomically(path: Path, chunks: Iterable[bytes]) -> int:
         raise
     fsync_directory(path.parent)
     return written
+
+
+def remove_stale(directory: Path, older_than_s: float) -> int:
+    """Remove the files in ``directory`` unmodified for ``older_than_s`` seconds (a writer's
+    temporary is modified as it is written, so one in flight is left alone); return how many."""
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for entry in os.scandir(directory) if directory.is_dir() else ():
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:  # removed meanwhile (its writer finished, or another tidier)
+            continue
+    return removed

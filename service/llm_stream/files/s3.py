@@ -6,7 +6,8 @@ Keys keep ``LocalFileStore``'s layout under the URL's prefix: ``<prefix>/<batch_
 ``<file_id>.json``. Every key is built from a checked batch id or upload id, so no id can name a
 key outside the prefix. An object is replaced whole by a PUT (or a completed multipart upload),
 so a reader sees the old file or the new one, never part of one; as on disk, a record or marker
-is written after what it describes and deleted before it.
+is written after what it describes and deleted before it. The files' index (``files.index``)
+is keys under ``<prefix>/_index/``, each listing of it one bucket's keys (``Delimiter``).
 
 Content goes through boto3's managed transfer without threads: one part (``PART_BYTES``) is read
 from the iterable and sent before the next is read, in the caller's thread, so a 200 MiB upload
@@ -19,6 +20,7 @@ import contextlib
 import io
 import tempfile
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -30,6 +32,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from llm_stream.contracts import is_safe_batch_id
+from llm_stream.files.index import INDEX_DIR, FileIndex
 from llm_stream.files.records import StoredFile, is_upload_id
 from llm_stream.files.store import (
     BATCH_FILE,
@@ -40,8 +43,10 @@ from llm_stream.files.store import (
     BatchFile,
     batch_file_record,
     file_id,
+    index_around_write,
     named_files,
     parse_file_id,
+    unindex_batch,
 )
 
 if TYPE_CHECKING:
@@ -73,6 +78,7 @@ class S3FileStore:
             use_threads=False,
             preferred_transfer_client="classic",
         )
+        self.index = FileIndex(_S3IndexTree(self, f"{self.prefix}{INDEX_DIR}/"), batch_file_record)
 
     @classmethod
     def from_url(cls, url: str, *, endpoint_url: str | None = None) -> S3FileStore:
@@ -158,10 +164,24 @@ class S3FileStore:
         for page in pages:
             yield from page.get("Contents", [])
 
+    def _names_under(self, prefix: str) -> list[str]:
+        """The names one level under ``prefix`` (``.../``): objects' and ``/``-ended groups'."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix, Delimiter="/"
+        )
+        names: list[str] = []
+        for page in pages:
+            names += [group["Prefix"] for group in page.get("CommonPrefixes", [])]
+            names += [stored["Key"] for stored in page.get("Contents", [])]
+        return [name.removeprefix(prefix).rstrip("/") for name in names]
+
     # Batch files.
 
     def write(self, batch_id: str, kind: BatchFile, lines: Iterable[bytes]) -> str:
-        self._put(self._batch_key(batch_id, kind.file_name), lines)
+        self._put(
+            self._batch_key(batch_id, kind.file_name),
+            index_around_write(self, batch_id, kind, lines),
+        )
         return file_id(batch_id, kind)
 
     def read(self, file_id: str) -> Iterator[bytes]:
@@ -173,6 +193,7 @@ class S3FileStore:
 
     def delete(self, batch_id: str) -> None:
         directory = self._batch_key(batch_id, "")
+        unindex_batch(self, batch_id)
         # The marker first: a failure part way leaves a batch that reads as unwritten.
         self._delete(directory + BATCH_FILE)
         for stored in list(self._list(directory)):
@@ -189,6 +210,7 @@ class S3FileStore:
             id=file_id, bytes=size, created_at=created_at, filename=filename, purpose="batch"
         )
         self._put_small(f"{key}.json", record.model_dump_json().encode())
+        self.index.add(record)
         return record
 
     def file_record(self, file_id: str) -> StoredFile | None:
@@ -206,7 +228,7 @@ class S3FileStore:
             return None
         return batch_file_record(file_id, head["ContentLength"], head["LastModified"].timestamp())
 
-    def file_records(self) -> Iterator[StoredFile]:
+    def scan_file_records(self) -> Iterator[StoredFile]:
         """One listing of the prefix: uploads' records are read, batch files' sizes and times
         come from the listing, and each written batch's marker is read for the ids it names."""
         objects = {stored["Key"]: stored for stored in self._list(self.prefix)}
@@ -249,9 +271,26 @@ class S3FileStore:
                 raise
             yield path
 
+    def tidy(self, older_than_s: float) -> int:
+        """Abort the multipart uploads under the prefix begun over ``older_than_s`` ago (a
+        writer that stopped part way leaves its parts stored, and billed, until then)."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        pages = self.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.bucket, Prefix=self.prefix
+        )
+        stale = [upload for page in pages for upload in page.get("Uploads", [])]
+        stale = [upload for upload in stale if upload["Initiated"] < cutoff]
+        for upload in stale:
+            self.client.abort_multipart_upload(
+                Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+        return len(stale)
+
     def delete_file(self, file_id: str) -> bool:
-        if self.file_record(file_id) is None:  # S3 deletes a missing key without a word
+        record = self.file_record(file_id)
+        if record is None:  # S3 deletes a missing key without a word
             return False
+        self.index.remove(record)  # first: no entry names missing content
         key = self._content_key(file_id)
         if is_upload_id(file_id):
             self._delete(f"{key}.json")  # first: no record names missing content
@@ -270,6 +309,29 @@ class S3FileStore:
             return None
         value = link.get("input_file_id") if isinstance(link, dict) else None
         return value if isinstance(value, str) else None
+
+
+class _S3IndexTree:
+    """The files' index as keys under ``root`` (``<prefix>/_index/``), one per entry."""
+
+    def __init__(self, store: S3FileStore, root: str) -> None:
+        self._store = store
+        self._root = root
+
+    def _key(self, path: tuple[str, ...]) -> str:
+        return self._root + "/".join(path)
+
+    def children(self, path: tuple[str, ...]) -> list[str]:
+        return self._store._names_under(self._key(path) + "/")
+
+    def put(self, path: tuple[str, ...], content: bytes) -> None:
+        self._store._put_small(self._key(path), content)
+
+    def remove(self, path: tuple[str, ...]) -> None:
+        self._store._delete(self._key(path))
+
+    def read(self, path: tuple[str, ...]) -> bytes | None:
+        return self._store._get_small(self._key(path))
 
 
 class _ChunkReader(io.RawIOBase):

@@ -12,6 +12,11 @@ files' metadata: ``<root>/_uploads/<file_id>`` and ``<file_id>.json`` (``_upload
 batch id, which starts with a letter or digit). A batch created from an upload records which
 one in ``<root>/<batch_id>/input_file.json``, removed with the batch. ``S3FileStore``
 (``files.s3``) keeps the same layout as keys in a bucket; ``open_store`` picks one by settings.
+
+Every listed file (uploads, and the output and error files a written batch names) also has an
+entry in the files' index (``files.index``) under ``<root>/_index``, which ``GET /v1/files``
+pages through without reading every record. Temporaries are written in ``<root>/_staging``, so
+that those a crashed writer left are found there, at start, without walking the store.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from typing import TYPE_CHECKING, Protocol
 import orjson
 
 from llm_stream.contracts import is_safe_batch_id
-from llm_stream.files.atomic import fsync_directory, write_atomically
+from llm_stream.files.atomic import fsync_directory, remove_stale, write_atomically
+from llm_stream.files.index import INDEX_DIR, FileIndex, LocalIndexTree
 from llm_stream.files.records import StoredFile, is_upload_id
 
 if TYPE_CHECKING:
@@ -62,6 +68,7 @@ OUTPUT_FILE = BatchFile.OUTPUT.file_name
 ERROR_FILE = BatchFile.ERROR.file_name
 BATCH_FILE = BatchFile.BATCH.file_name
 UPLOADS_DIR = "_uploads"
+STAGING_DIR = "_staging"
 INPUT_LINK_FILE = "input_file.json"
 #: Content is streamed in pieces of this size: a single line may be as large as a whole file.
 CHUNK_BYTES = 1024 * 1024
@@ -113,6 +120,9 @@ def named_files(marker: bytes) -> list[str]:
 class FileStore(Protocol):
     """Batch files by id. Methods block (disk or network): call them from a worker thread."""
 
+    #: The listed files, in the order they are listed (kept by the methods below).
+    index: FileIndex
+
     def write(self, batch_id: str, kind: BatchFile, lines: Iterable[bytes]) -> str:
         """Store the file whole or not at all (replacing any earlier one); return its id."""
         ...
@@ -142,8 +152,14 @@ class FileStore(Protocol):
         id names no such file."""
         ...
 
-    def file_records(self) -> Iterator[StoredFile]:
-        """Every upload, and every output and error file a written batch names."""
+    def scan_file_records(self) -> Iterator[StoredFile]:
+        """Every upload, and every output and error file a written batch names, found by
+        reading the whole store: only to index files stored before the index existed."""
+        ...
+
+    def tidy(self, older_than_s: float) -> int:
+        """Remove what writers that stopped part way left (temporaries, unfinished uploads)
+        older than ``older_than_s`` seconds; return how many."""
         ...
 
     def read_chunks(self, file_id: str) -> Iterator[bytes]:
@@ -174,6 +190,8 @@ class LocalFileStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.staging = root / STAGING_DIR
+        self.index = FileIndex(LocalIndexTree(root / INDEX_DIR, self.staging), batch_file_record)
 
     def batch_dir(self, batch_id: str) -> Path:
         if not is_safe_batch_id(batch_id):
@@ -186,7 +204,8 @@ class LocalFileStore:
         return self.batch_dir(batch_id) / kind.file_name
 
     def write(self, batch_id: str, kind: BatchFile, lines: Iterable[bytes]) -> str:
-        write_atomically(self.batch_dir(batch_id) / kind.file_name, lines)
+        content = index_around_write(self, batch_id, kind, lines)
+        write_atomically(self.batch_dir(batch_id) / kind.file_name, content, staging=self.staging)
         return file_id(batch_id, kind)
 
     def read(self, file_id: str) -> Iterator[bytes]:
@@ -198,6 +217,7 @@ class LocalFileStore:
 
     def delete(self, batch_id: str) -> None:
         directory = self.batch_dir(batch_id)
+        unindex_batch(self, batch_id)
         # The marker first: a crash part way leaves a batch that reads as unwritten, never a
         # written one with files missing.
         (directory / BATCH_FILE).unlink(missing_ok=True)
@@ -219,11 +239,13 @@ class LocalFileStore:
     def write_upload(
         self, file_id: str, chunks: Iterable[bytes], *, filename: str, created_at: int
     ) -> StoredFile:
-        size = write_atomically(self._upload_path(file_id), chunks)
+        size = write_atomically(self._upload_path(file_id), chunks, staging=self.staging)
         record = StoredFile(
             id=file_id, bytes=size, created_at=created_at, filename=filename, purpose="batch"
         )
-        write_atomically(self._record_path(file_id), [record.model_dump_json().encode()])
+        content = [record.model_dump_json().encode()]
+        write_atomically(self._record_path(file_id), content, staging=self.staging)
+        self.index.add(record)
         return record
 
     def file_record(self, file_id: str) -> StoredFile | None:
@@ -244,7 +266,7 @@ class LocalFileStore:
             return None
         return batch_file_record(file_id, stat.st_size, stat.st_mtime)
 
-    def file_records(self) -> Iterator[StoredFile]:
+    def scan_file_records(self) -> Iterator[StoredFile]:
         uploads = self.root / UPLOADS_DIR
         for path in sorted(uploads.glob("file-*.json")) if uploads.is_dir() else ():
             record = self.file_record(path.name.removesuffix(".json"))
@@ -270,17 +292,22 @@ class LocalFileStore:
     def local_copy(self, file_id: str) -> Iterator[Path]:
         yield self._content_path(file_id)
 
+    def tidy(self, older_than_s: float) -> int:
+        return remove_stale(self.staging, older_than_s)
+
     def delete_file(self, file_id: str) -> bool:
+        record = self.file_record(file_id)
+        if record is None:
+            return False
+        self.index.remove(record)  # first: no entry names missing content
         if is_upload_id(file_id):
             try:
-                self._record_path(file_id).unlink()  # first: no record names missing content
+                self._record_path(file_id).unlink()  # next: no record names missing content
             except FileNotFoundError:
                 return False
             self._upload_path(file_id).unlink(missing_ok=True)
             fsync_directory(self.root / UPLOADS_DIR)
             return True
-        if self.file_record(file_id) is None:
-            return False
         path = self.path_of(file_id)
         try:
             path.unlink()
@@ -291,7 +318,7 @@ class LocalFileStore:
 
     def link_input(self, batch_id: str, file_id: str) -> None:
         link = orjson.dumps({"input_file_id": file_id})
-        write_atomically(self.batch_dir(batch_id) / INPUT_LINK_FILE, [link])
+        write_atomically(self.batch_dir(batch_id) / INPUT_LINK_FILE, [link], staging=self.staging)
 
     def linked_input(self, batch_id: str) -> str | None:
         try:
@@ -302,11 +329,45 @@ class LocalFileStore:
         return value if isinstance(value, str) else None
 
 
+def index_around_write(
+    store: FileStore, batch_id: str, kind: BatchFile, lines: Iterable[bytes]
+) -> Iterable[bytes]:
+    """Keep the index right as a batch file is written; return the lines to write. An entry
+    holds its file's time, so a published file written again (a batch retried after a crash)
+    loses its entry first; the files a batch object names are indexed just before it is
+    written, once complete, so a written batch's files are always listed."""
+    if kind in PUBLISHED_KINDS:
+        if (earlier := store.file_record(file_id(batch_id, kind))) is not None:
+            store.index.remove(earlier)
+        return lines
+    if kind is not BatchFile.BATCH:
+        return lines
+    marker = b"".join(lines)  # a batch object: small
+    for named in named_files(marker):
+        if (record := store.file_record(named)) is not None:
+            store.index.add(record)
+    return [marker]
+
+
+def unindex_batch(store: FileStore, batch_id: str) -> None:
+    """Remove the entries of a batch's files, before the files themselves."""
+    for kind in PUBLISHED_KINDS:
+        if (record := store.file_record(file_id(batch_id, kind))) is not None:
+            store.index.remove(record)
+
+
 def open_store(settings: Settings) -> FileStore:
     """The store ``settings`` name: object storage for an ``s3://`` ``storage_url``, else the
-    ``output_dir``. Every process that shares files (aggregators, gateways) opens it here."""
+    ``output_dir``. Every process that shares files (aggregators, gateways) opens it here, and
+    prepares it (``files.upkeep.prepare_store``)."""
+    store: FileStore
     if settings.storage_url is None:
-        return LocalFileStore(settings.output_dir)
-    from llm_stream.files.s3 import S3FileStore  # boto3 is imported only where S3 is used
+        store = LocalFileStore(settings.output_dir)
+    else:
+        from llm_stream.files.s3 import S3FileStore  # boto3 is imported only where S3 is used
 
-    return S3FileStore.from_url(settings.storage_url, endpoint_url=settings.s3_endpoint_url)
+        store = S3FileStore.from_url(settings.storage_url, endpoint_url=settings.s3_endpoint_url)
+    from llm_stream.files.upkeep import prepare_store  # it builds on this module
+
+    prepare_store(store, settings.store_leftover_age_s)
+    return store

@@ -20,7 +20,7 @@ from llm_stream.files.records import StoredFile, new_upload_id
 from llm_stream.files.store import CHUNK_BYTES
 from llm_stream.gateway.errors import invalid, not_found, too_large
 from llm_stream.gateway.models import FileDeleted, FileObject, ListPage
-from llm_stream.gateway.pagination import paginate
+from llm_stream.gateway.pagination import page_of
 from llm_stream.gateway.state import Gateway, GatewayDep
 from llm_stream.ops import metrics
 
@@ -72,12 +72,22 @@ async def list_files(
     after: str | None = None,
     order: Literal["asc", "desc"] = "desc",
 ) -> ListPage[FileObject]:
-    """Uploads and batch output files, by ``created_at`` (newest first unless ``asc``)."""
-    records = await asyncio.to_thread(lambda: list(gateway.store.file_records()))
-    chosen = [record for record in records if purpose is None or record.purpose == purpose]
-    chosen.sort(key=lambda record: (record.created_at, record.id), reverse=order == "desc")
-    files = [FileObject.of(record) for record in chosen]
-    return paginate(files, limit=limit, after=after, id_of=lambda file: file.id)
+    """Uploads and batch output files, by ``created_at`` (newest first unless ``asc``), read
+    from the files' index a page at a time: the cost of a page, not of every file stored."""
+    cursor = None
+    if after is not None:
+        cursor = await asyncio.to_thread(gateway.store.file_record, after)
+        if cursor is None:
+            raise invalid(f"No object with id '{after}' to list after", param="after")
+    records = await asyncio.to_thread(
+        gateway.store.index.page,
+        purpose=purpose,
+        descending=order == "desc",
+        after=cursor,
+        limit=limit + 1,
+    )
+    files = [FileObject.of(record) for record in records]
+    return page_of(files, limit=limit, id_of=lambda file: file.id)
 
 
 @router.get("/{file_id}")

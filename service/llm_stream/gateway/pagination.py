@@ -1,5 +1,6 @@
 """OpenAI's cursor pagination, once for files and batches: ``after`` is the id of the last
-object of the previous page; the items come already in the order the list is served in."""
+object of the previous page; the items come already in the order the list is served in.
+``paginate`` pages a list held whole; ``page_of`` one a source paged itself (the files' index)."""
 
 from __future__ import annotations
 
@@ -29,4 +30,16 @@ def paginate(
         first_id=id_of(data[0]) if data else None,
         last_id=id_of(data[-1]) if data else None,
         has_more=start + limit < len(items),
+    )
+
+
+def page_of(items: Sequence[T], *, limit: int, id_of: Callable[[T], str]) -> ListPage[T]:
+    """The page of the first ``limit`` of ``items``: a source that pages by itself is asked
+    for one item more than the page, and that one tells whether more follow."""
+    data = list(items[:limit])
+    return ListPage[T](
+        data=data,
+        first_id=id_of(data[0]) if data else None,
+        last_id=id_of(data[-1]) if data else None,
+        has_more=len(items) > limit,
     )

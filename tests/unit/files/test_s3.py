@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from llm_stream.files.records import new_upload_id
+from llm_stream.files.records import StoredFile, new_upload_id
 from llm_stream.files.s3 import PART_BYTES, S3FileStore
 from llm_stream.files.store import CHUNK_BYTES, BatchFile, FileStore, LocalFileStore, open_store
 from llm_stream.settings import Settings
@@ -40,9 +40,21 @@ def store(endpoint: str) -> S3FileStore:
 
 
 def _keys(store: S3FileStore) -> list[str]:
-    """Every key in the store's bucket, prefix or not."""
+    """Every key in the store's bucket, prefix or not, but the files' index's."""
     listed = store.client.list_objects_v2(Bucket=store.bucket)
-    return [stored["Key"] for stored in listed.get("Contents", [])]
+    keys = [stored["Key"] for stored in listed.get("Contents", [])]
+    return [key for key in keys if not key.startswith(f"{PREFIX}/_index/")]
+
+
+def _index_entries(store: S3FileStore) -> list[str]:
+    """The files' index's entries (its keys but the marker that earlier files are indexed)."""
+    listed = store.client.list_objects_v2(Bucket=store.bucket, Prefix=f"{PREFIX}/_index/")
+    keys = [stored["Key"] for stored in listed.get("Contents", [])]
+    return [key for key in keys if key != f"{PREFIX}/_index/built"]
+
+
+def _listed(store: S3FileStore) -> list[StoredFile]:
+    return store.index.page(purpose=None, descending=True, after=None, limit=100)
 
 
 def _unfinished_uploads(store: S3FileStore) -> list[Any]:
@@ -83,6 +95,7 @@ def test_a_batch_is_written_once_its_marker_is_and_deleted_marker_first(
     assert store.is_written("b1")
     assert store.linked_input("b1") == "file-0123456789abcdef0123456789abcdef"
 
+    assert len(_index_entries(store)) == 0  # the markers name no files
     store.delete("b1")
     assert not store.is_written("b1")
     assert store.linked_input("b1") is None
@@ -122,7 +135,7 @@ def test_an_upload_and_its_record_are_read_by_any_store_on_the_prefix(
 
     replica = S3FileStore.from_url(f"s3://{store.bucket}/{PREFIX}", endpoint_url=endpoint)
     assert replica.file_record(upload_id) == record
-    assert list(replica.file_records()) == [record]
+    assert _listed(replica) == [record]
     assert b"".join(replica.read_chunks(upload_id)) == b"a" * 10 + b"b" * 5
     with replica.local_copy(upload_id) as path:
         assert path.read_bytes() == b"a" * 10 + b"b" * 5
@@ -130,7 +143,7 @@ def test_an_upload_and_its_record_are_read_by_any_store_on_the_prefix(
 
     elsewhere = S3FileStore.from_url(f"s3://{store.bucket}/other", endpoint_url=endpoint)
     assert elsewhere.file_record(upload_id) is None
-    assert list(elsewhere.file_records()) == []
+    assert _listed(elsewhere) == []
 
 
 def test_listing_holds_uploads_and_the_files_written_batches_name(store: S3FileStore) -> None:
@@ -138,13 +151,15 @@ def test_listing_holds_uploads_and_the_files_written_batches_name(store: S3FileS
     store.write("b1", BatchFile.OUTPUT, [b"line\n"])
     store.write("b1", BatchFile.ERROR, [b"bad\n", b"worse\n"])
     store.write("b2", BatchFile.OUTPUT, [b"unfinished\n"])  # no marker: not listed
-    assert {record.id for record in store.file_records()} == {upload.id}
+    assert {record.id for record in _listed(store)} == {upload.id}
 
     store.write("b1", BatchFile.BATCH, [b'{"output_file_id": "file-b1-output", '])
-    assert {record.id for record in store.file_records()} == {upload.id}  # unreadable marker
+    assert {record.id for record in _listed(store)} == {upload.id}  # unreadable marker
+    assert {record.id for record in store.scan_file_records()} == {upload.id}
     marker = b'{"output_file_id": "file-b1-output", "error_file_id": "file-b1-error"}'
     store.write("b1", BatchFile.BATCH, [marker])
-    listed = {record.id: record for record in store.file_records()}
+    listed = {record.id: record for record in _listed(store)}
+    assert listed == {record.id: record for record in store.scan_file_records()}
     assert set(listed) == {upload.id, "file-b1-output", "file-b1-error"}
     assert (listed["file-b1-error"].bytes, listed["file-b1-error"].purpose) == (10, "batch_output")
     assert listed["file-b1-output"] == store.file_record("file-b1-output")
@@ -168,6 +183,7 @@ def test_deleting_a_file_removes_record_first_then_content(store: S3FileStore) -
     assert store.delete_file("file-b1-output") is False
     assert store.delete_file("file-b1-batch") is False
     assert _keys(store) == []
+    assert _index_entries(store) == []
 
 
 def test_a_large_upload_goes_in_parts_and_streams_back_with_bounded_memory(
@@ -232,7 +248,7 @@ def test_settings_pick_the_store(tmp_path: Path, endpoint: str) -> None:
     assert isinstance(remote, S3FileStore)
     assert (remote.bucket, remote.prefix) == (bucket, "")
     remote.write("b1", BatchFile.OUTPUT, [b"x\n"])
-    assert _keys(remote) == ["b1/output.jsonl"]
+    assert _keys(remote) == ["_index/built", "b1/output.jsonl"]  # at no prefix: the index too
     for url in ("http://bucket/x", "s3://", "s3://Bad_Bucket/x", "/data/batches"):
         with pytest.raises(ValidationError, match="storage_url"):
             Settings(storage_url=url)
