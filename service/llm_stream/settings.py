@@ -98,10 +98,8 @@ class Settings(BaseSettings):
     batch_max_line_bytes: int = Field(
         4 * 1_048_576,
         ge=1024,
-        description="Longest line of a batch input file, as written (gateway, submit; run-batch "
-        "applies the default): a longer one is answered with an error, never read whole, so "
-        "reading one line takes bounded memory. Room for whitespace and \\u escapes around a "
-        "record that fits max_message_bytes once compacted: raise the two together.",
+        description="Longest batch input line (gateway, submit, run-batch): a longer one is an "
+        "error, never read whole. Raise it together with max_message_bytes.",
     )
     compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
         "zstd", description="Codec of the record batches the service publishes."
@@ -121,10 +119,8 @@ class Settings(BaseSettings):
     fetch_max_bytes: int = Field(
         1_048_576,
         ge=1024,
-        description="Bytes a consumer fetches in one request over all its partitions (Kafka's "
-        "fetch.max.bytes). A whole response is held while its records are handed over, and "
-        "some brokers fill it past the per-partition size, so this bounds memory however "
-        "large a batch is; a larger record still comes whole (KIP-74).",
+        description="Bytes a consumer fetches in one request (Kafka's fetch.max.bytes): bounds "
+        "memory however large a batch is; a larger record still comes whole (KIP-74).",
     )
     stall_timeout_s: float = Field(
         300.0,
@@ -141,9 +137,8 @@ class Settings(BaseSettings):
     batch_retention_s: float = Field(
         30 * 86400.0,
         ge=0,
-        description="A batch that ended this long ago is retired: its records on the compacted "
-        "batches and batch-status topics get tombstones (its files stay in the store); 0 keeps "
-        "every batch for ever.",
+        description="A batch that ended this long ago gets tombstones on the batches and "
+        "batch-status topics (its files stay); 0 keeps every batch for ever.",
     )
     history_sweep_interval_s: float = Field(
         3600.0,
