@@ -27,7 +27,7 @@ from llm_stream.files.store import BatchFile, file_id
 from llm_stream.gateway.errors import invalid, not_found
 from llm_stream.gateway.input_check import check_input_file, check_parameters
 from llm_stream.gateway.models import Batch, BatchCreate, BatchErrors, BatchLineError, ListPage
-from llm_stream.gateway.pagination import paginate
+from llm_stream.gateway.pagination import unknown_after
 from llm_stream.gateway.state import Gateway, GatewayDep, local_copy
 from llm_stream.ops import metrics, telemetry
 
@@ -135,11 +135,15 @@ async def list_batches(
     limit: Annotated[int, Query(ge=1, le=MAX_BATCHES_PAGE)] = DEFAULT_BATCHES_PAGE,
 ) -> ListPage[Batch]:
     """Every batch on the status topic, newest first (``created_at``, then id)."""
-    batches = await gateway.stream.batches()
-    page = paginate(batches, limit=limit, after=after, id_of=lambda batch: batch.id)
-    data = [await respond(gateway, batch) for batch in page.data]
+    page = await gateway.stream.page(limit=limit, after=after)
+    if page is None:
+        raise unknown_after(after or "")
+    data = [await respond(gateway, batch) for batch in page.batches]
     return ListPage[Batch](
-        data=data, first_id=page.first_id, last_id=page.last_id, has_more=page.has_more
+        data=data,
+        first_id=data[0].id if data else None,
+        last_id=data[-1].id if data else None,
+        has_more=page.has_more,
     )
 
 
