@@ -46,6 +46,8 @@ _POLL_MS = 100
 #: How long the broker holds a fetch of a partition with nothing new: how often an idle
 #: partition's high watermark is heard again.
 _FETCH_WAIT_MS = 250
+#: Bytes fetched per partition at a time: what catching up on a long history holds at once.
+_FETCH_PARTITION_BYTES = 64 * 1024
 #: ``current``'s default: answers may miss what reached the broker in this last moment (a few
 #: idle fetches' worth, so that an idle view is current without waiting).
 CURRENT_WITHIN_S = 1.0
@@ -105,6 +107,7 @@ class BatchStatusView:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=_FETCH_WAIT_MS,
+            max_partition_fetch_bytes=_FETCH_PARTITION_BYTES,
         )
         try:
             await consumer.start()
@@ -256,26 +259,11 @@ class BatchStatusView:
             while True:
                 if self._assignment_due():
                     await self._reassign(consumer)
-                if not self._assigned:
+                if self._assigned:
+                    await self._read_once(consumer, index)
+                else:
                     await asyncio.sleep(_POLL_MS / 1000)
                     self._as_of = time.time()  # nothing followed: nothing missed
-                    self._round = self._wake(self._round)
-                    continue
-                fetched = await consumer.getmany(*self._assigned, timeout_ms=_POLL_MS)
-                # What the broker said with these records, before any other response lands.
-                heard = {
-                    tp: (consumer.highwater(tp), consumer.last_poll_timestamp(tp))
-                    for tp in self._assigned
-                }
-                await index.apply(self._records(fetched.values()))
-                moved = bool(fetched)
-                for tp in self._assigned:
-                    position = await consumer.position(tp)
-                    moved |= position != self._positions[tp]
-                    self._positions[tp] = position
-                self._advance(heard)
-                if moved:
-                    self._change = self._wake(self._change)
                 self._round = self._wake(self._round)
         except asyncio.CancelledError:
             raise
@@ -284,6 +272,23 @@ class BatchStatusView:
             self._change = self._wake(self._change)
             self._round = self._wake(self._round)
             raise
+
+    async def _read_once(self, consumer: AIOKafkaConsumer, index: StatusIndex) -> None:
+        """Fetch, apply and move on; what was fetched is let go on return."""
+        fetched = await consumer.getmany(*self._assigned, timeout_ms=_POLL_MS)
+        # What the broker said with these records, before any other response lands.
+        heard = {
+            tp: (consumer.highwater(tp), consumer.last_poll_timestamp(tp)) for tp in self._assigned
+        }
+        await index.apply(self._records(fetched.values()))
+        moved = bool(fetched)
+        for tp in self._assigned:
+            position = await consumer.position(tp)
+            moved |= position != self._positions[tp]
+            self._positions[tp] = position
+        self._advance(heard)
+        if moved:
+            self._change = self._wake(self._change)
 
     def _advance(self, heard: Mapping[TopicPartition, tuple[int | None, int | None]]) -> None:
         """Move ``_as_of`` on: a partition whose position reached the end its latest fetch

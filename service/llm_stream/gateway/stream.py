@@ -27,6 +27,7 @@ from llm_stream.client.publishing import send_status
 from llm_stream.contracts import BatchObject
 from llm_stream.gateway.errors import GatewayError
 from llm_stream.kafka.topics import ensure_topics
+from llm_stream.ops.memory import release_free_heap
 from llm_stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ class KafkaBatchStream:
         view = await self._client.status_view()
         view.follow_all()
         await view.caught_up()
+        release_free_heap()  # what catching up on the history fetched and let go
 
     async def close(self) -> None:
         await self._client.close()
