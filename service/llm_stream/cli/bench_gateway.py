@@ -7,6 +7,9 @@ gateway's start-up until ``/readyz`` answers, its RSS, ``GET /v1/batches/{id}`` 
 ``GET /v1/batches?limit=20`` latency at one connection (p50, p99) and requests per second at
 many connections; then each large/small ratio. What the gateway must hold is open work, not
 history: the ratios say whether it does.
+
+The gateways run side by side and are measured in rounds, each round in the reverse order of
+the one before (medians reported), so drift in a shared machine's speed falls on all alike.
 """
 
 from __future__ import annotations
@@ -14,14 +17,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 
 import httpx
 import orjson
@@ -44,16 +48,26 @@ _START_TIMEOUT_S = 900.0
 
 
 @dataclass(frozen=True)
-class Figures:
-    """One history's figures."""
+class Round:
+    """One round's figures of one gateway."""
 
-    batches: int
-    start_s: float
-    rss_mb: float
     retrieve: Latency
     listing: Latency
     retrieve_rate: Rate
     list_rate: Rate
+
+
+@dataclass
+class Figures:
+    """One history's gateway: its start-up, its RSS after every round, and each round."""
+
+    batches: int
+    start_s: float
+    rss_mb: float = 0.0
+    rounds: list[Round] = field(default_factory=list)
+
+    def median(self, figure: Callable[[Round], float]) -> float:
+        return statistics.median(figure(one) for one in self.rounds)
 
 
 def _settings(bootstrap: str, partitions: int) -> Settings:
@@ -166,48 +180,92 @@ async def _until_ready(base: str, process: subprocess.Popen[bytes]) -> float:
     raise TimeoutError("the gateway did not become ready")
 
 
-async def measure(
-    bootstrap: str, batches: int, *, partitions: int, seconds: float, connections: int
-) -> Figures:
+@dataclass(frozen=True)
+class Target:
+    """A gateway under test: its process, what to retrieve, and its figures so far."""
+
+    process: subprocess.Popen[bytes]
+    base: str
+    batch_id: str
+    figures: Figures
+
+
+async def start_gateway(stack: ExitStack, bootstrap: str, batches: int, partitions: int) -> Target:
+    """A history of ``batches`` on fresh topics, and a gateway process ready in front of it."""
     settings = _settings(bootstrap, partitions)
     say(f"publishing {batches} finished batches")
     batch_id = await publish_history(settings, batches)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with gateway_process(settings, port) as process:
-        start_s = await _until_ready(base, process)
-        say(f"{batches} batches: ready in {start_s:.1f} s")
-        one, page = f"{base}/v1/batches/{batch_id}", f"{base}/v1/batches?limit=20"
-        retrieve = await latency(one, count=2000, seconds=seconds)
-        listing = await latency(page, count=1000, seconds=seconds)
-        retrieve_rate = await rate(one, connections=connections, seconds=seconds)
-        list_rate = await rate(page, connections=connections, seconds=seconds)
-        rss_mb = psutil.Process(process.pid).memory_info().rss / 2**20
-    return Figures(batches, start_s, rss_mb, retrieve, listing, retrieve_rate, list_rate)
+    process = stack.enter_context(gateway_process(settings, port))
+    start_s = await _until_ready(base, process)
+    say(f"{batches} batches: ready in {start_s:.1f} s")
+    return Target(process, base, batch_id, Figures(batches, start_s))
+
+
+async def measure_round(target: Target, *, seconds: float, connections: int) -> None:
+    one = f"{target.base}/v1/batches/{target.batch_id}"
+    page = f"{target.base}/v1/batches?limit=20"
+    measured = Round(
+        retrieve=await latency(one, count=2000, seconds=seconds),
+        listing=await latency(page, count=1000, seconds=seconds),
+        retrieve_rate=await rate(one, connections=connections, seconds=seconds),
+        list_rate=await rate(page, connections=connections, seconds=seconds),
+    )
+    target.figures.rounds.append(measured)
+    target.figures.rss_mb = psutil.Process(target.process.pid).memory_info().rss / 2**20
+
+
+async def run(
+    bootstrap: str,
+    histories: Sequence[int],
+    *,
+    partitions: int,
+    rounds: int,
+    seconds: float,
+    connections: int,
+) -> list[Figures]:
+    """Every gateway started (one after the other), then measured in rounds, each round in
+    the reverse order of the one before: drift in a shared machine's speed falls on all."""
+    with ExitStack() as stack:
+        targets = [
+            await start_gateway(stack, bootstrap, batches, partitions) for batches in histories
+        ]
+        for number in range(rounds):
+            say(f"round {number + 1} of {rounds}")
+            for target in targets if number % 2 == 0 else reversed(targets):
+                await measure_round(target, seconds=seconds, connections=connections)
+        return [target.figures for target in targets]
+
+
+_ROWS: tuple[tuple[str, Callable[[Round], float]], ...] = (
+    ("retrieve p50, 1 connection (ms)", lambda r: r.retrieve.p50_ms),
+    ("retrieve p99, 1 connection (ms)", lambda r: r.retrieve.p99_ms),
+    ("list limit=20 p50, 1 connection (ms)", lambda r: r.listing.p50_ms),
+    ("list limit=20 p99, 1 connection (ms)", lambda r: r.listing.p99_ms),
+    ("retrieve req/s, many connections", lambda r: r.retrieve_rate.per_second),
+    ("list limit=20 req/s, many connections", lambda r: r.list_rate.per_second),
+)
 
 
 def format_figures(figures: Sequence[Figures]) -> str:
-    """One column per history, then the ratio of the largest to the smallest."""
-    small, large = figures[0], figures[-1]
-    rows: list[tuple[str, list[float]]] = [
+    """One column per history (medians of the rounds), then largest / smallest."""
+    rows = [
         ("start-up until ready (s)", [f.start_s for f in figures]),
-        ("gateway RSS after the load (MB)", [f.rss_mb for f in figures]),
-        ("retrieve p50, 1 connection (ms)", [f.retrieve.p50_ms for f in figures]),
-        ("retrieve p99, 1 connection (ms)", [f.retrieve.p99_ms for f in figures]),
-        ("list limit=20 p50, 1 connection (ms)", [f.listing.p50_ms for f in figures]),
-        ("list limit=20 p99, 1 connection (ms)", [f.listing.p99_ms for f in figures]),
-        (f"retrieve req/s, {small.retrieve_rate.connections} connections", []),
-        (f"list req/s, {small.list_rate.connections} connections", []),
+        ("gateway RSS after the rounds (MB)", [f.rss_mb for f in figures]),
     ]
-    rows[6] = (rows[6][0], [f.retrieve_rate.per_second for f in figures])
-    rows[7] = (rows[7][0], [f.list_rate.per_second for f in figures])
+    rows += [(name, [f.median(figure) for f in figures]) for name, figure in _ROWS]
     header = f"{'batches of history':40}" + "".join(f"{f.batches:>12,}" for f in figures)
     lines = [header + f"{'ratio':>10}"]
     for name, values in rows:
         ratio = values[-1] / values[0] if values[0] else float("nan")
         cells = "".join(f"{value:>12,.2f}" for value in values)
         lines.append(f"{name:40}{cells}{ratio:>10.2f}")
-    lines.append(f"(req/s measured with {large.retrieve_rate.tool})")
+    sample = figures[0].rounds[0]
+    lines.append(
+        f"medians of {len(figures[0].rounds)} rounds; req/s at "
+        f"{sample.retrieve_rate.connections} connections, measured with {sample.retrieve_rate.tool}"
+    )
     return "\n".join(lines)
 
 
@@ -216,23 +274,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[100, 100_000])
     parser.add_argument("--bootstrap-servers", default=None)
     parser.add_argument("--partitions", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=10.0, help="per measurement, at most")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per measurement, at most")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=50)
     args = parser.parse_args(argv)
-    figures = []
     with broker(args.bootstrap_servers) as bootstrap:
-        for batches in args.batches:
-            figures.append(
-                asyncio.run(
-                    measure(
-                        bootstrap,
-                        batches,
-                        partitions=args.partitions,
-                        seconds=args.seconds,
-                        connections=args.connections,
-                    )
-                )
+        figures = asyncio.run(
+            run(
+                bootstrap,
+                args.batches,
+                partitions=args.partitions,
+                rounds=args.rounds,
+                seconds=args.seconds,
+                connections=args.connections,
             )
+        )
     print(format_figures(figures))
     return 0
 

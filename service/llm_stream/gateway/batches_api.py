@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -138,7 +138,7 @@ async def list_batches(
     page = await gateway.stream.page(limit=limit, after=after)
     if page is None:
         raise unknown_after(after or "")
-    data = [await respond(gateway, batch) for batch in page.batches]
+    data = await respond_all(gateway, page.batches)
     return ListPage[Batch](
         data=data,
         first_id=data[0].id if data else None,
@@ -167,6 +167,14 @@ async def cancel_batch(gateway: GatewayDep, batch_id: str) -> Batch:
 
 async def respond(gateway: Gateway, batch: BatchObject) -> Batch:
     """The batch as OpenAI's type: its input is the upload it was created from, if any."""
-    linked = await asyncio.to_thread(gateway.store.linked_input, batch.id)
-    input_file_id = linked or batch.input_file_id or file_id(batch.id, BatchFile.INPUT)
-    return Batch.of(batch, input_file_id)
+    return (await respond_all(gateway, [batch]))[0]
+
+
+async def respond_all(gateway: Gateway, batches: Sequence[BatchObject]) -> list[Batch]:
+    """``respond`` for each batch, with one look at the file store for those not seen lately."""
+    links = await gateway.input_links.of([batch.id for batch in batches])
+    return [Batch.of(batch, _input_of(batch, links.get(batch.id))) for batch in batches]
+
+
+def _input_of(batch: BatchObject, linked: str | None) -> str:
+    return linked or batch.input_file_id or file_id(batch.id, BatchFile.INPUT)
