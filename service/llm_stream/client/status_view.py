@@ -48,6 +48,8 @@ _POLL_MS = 100
 _FETCH_WAIT_MS = 250
 #: Bytes fetched per partition at a time: what catching up on a long history holds at once.
 _FETCH_PARTITION_BYTES = 64 * 1024
+#: Records applied at a time: what is decoded at once while catching up on a long history.
+_ROUND_RECORDS = 500
 #: ``current``'s default: answers may miss what reached the broker in this last moment (a few
 #: idle fetches' worth, so that an idle view is current without waiting).
 CURRENT_WITHIN_S = 1.0
@@ -275,7 +277,9 @@ class BatchStatusView:
 
     async def _read_once(self, consumer: AIOKafkaConsumer, index: StatusIndex) -> None:
         """Fetch, apply and move on; what was fetched is let go on return."""
-        fetched = await consumer.getmany(*self._assigned, timeout_ms=_POLL_MS)
+        fetched = await consumer.getmany(
+            *self._assigned, timeout_ms=_POLL_MS, max_records=_ROUND_RECORDS
+        )
         # What the broker said with these records, before any other response lands.
         heard = {
             tp: (consumer.highwater(tp), consumer.last_poll_timestamp(tp)) for tp in self._assigned
