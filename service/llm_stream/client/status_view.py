@@ -129,8 +129,8 @@ class BatchStatusView:
             await self._consumer.stop()
             self._consumer = None
         if self._index is not None:
-            await asyncio.to_thread(self._index.close)
-            self._index = None
+            index, self._index = self._index, None  # no reader uses it while it closes
+            await asyncio.to_thread(index.close)
 
     def watch(self, batch_id: str) -> None:
         """Follow the partitions ``batch_id`` maps to (from their beginning, then onwards)."""
