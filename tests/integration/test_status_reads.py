@@ -115,6 +115,20 @@ async def test_the_gateway_reads_its_own_cancel_at_once(settings: Settings) -> N
         await stream.close()
 
 
+async def test_current_holds_every_record_the_broker_had_at_the_call(
+    settings: Settings, list_offsets: list[int]
+) -> None:
+    async with BatchStatusView(ClientConfig.from_settings(settings)) as view:
+        view.follow_all()
+        await view.caught_up()
+        before = len(list_offsets)
+        for index in range(5):
+            await _publish(settings, f"batch_c{index}", BatchStatus.IN_PROGRESS)
+            await view.current(within_s=0.0)
+            assert view.latest(f"batch_c{index}") is not None
+        assert len(list_offsets) == before
+
+
 async def test_callers_waiting_for_the_end_share_list_offsets_requests(
     settings: Settings, list_offsets: list[int]
 ) -> None:
