@@ -21,7 +21,7 @@ from llm_stream.cli.embedded_broker import free_port
 from llm_stream.client.batch_client import build_manifest
 from llm_stream.contracts import BatchObject
 from llm_stream.engine.protocol import InferenceEngine
-from llm_stream.gateway.stream import newest_first
+from llm_stream.gateway.stream import BatchPage
 from llm_stream.kafka.topics import ensure_topics
 from llm_stream.settings import Settings
 from llm_stream.worker.app import Worker
@@ -42,11 +42,16 @@ class FakeBatchStream:
     async def close(self) -> None:
         pass
 
-    async def retrieve(self, batch_id: str) -> BatchObject | None:
+    async def retrieve(self, batch_id: str, *, look_further: bool = True) -> BatchObject | None:
         return self.objects.get(batch_id)
 
-    async def batches(self) -> list[BatchObject]:
-        return newest_first(self.objects.values())
+    async def page(self, *, limit: int, after: str | None) -> BatchPage | None:
+        newest = sorted(self.objects.values(), key=lambda b: (b.created_at, b.id), reverse=True)
+        ids = [batch.id for batch in newest]
+        if after is not None and after not in ids:
+            return None
+        start = 0 if after is None else ids.index(after) + 1
+        return BatchPage(newest[start : start + limit], start + limit < len(newest))
 
     async def submit(
         self,

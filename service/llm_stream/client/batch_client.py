@@ -19,7 +19,8 @@ from collections.abc import Collection, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.structs import RecordMetadata
 
 from llm_stream.batch.objects import cancelling
 from llm_stream.batch.request_line import line_model
@@ -86,6 +87,8 @@ class BatchClient:
         self._producer: AIOKafkaProducer | None = None
         self._view: BatchStatusView | None = None
         self._starting = asyncio.Lock()
+        #: Offset of the latest manifest or batch object this client published, per partition.
+        self._published: dict[TopicPartition, int] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BatchClient:
@@ -170,7 +173,7 @@ class BatchClient:
         with telemetry.tracer().start_as_current_span(
             f"submit {manifest.batch_id}", attributes={"llm_stream.batch_id": manifest.batch_id}
         ):
-            await send_manifest(producer, self.config, manifest)
+            self._note(await send_manifest(producer, self.config, manifest))
             sender = LineSender(producer, self.config, manifest.batch_id, on_published)
             try:
                 for line in lines:
@@ -231,8 +234,17 @@ class BatchClient:
         if batch is None or not can_transition(batch.status, BatchStatus.CANCELLING):
             return batch
         asked = cancelling(batch, at=int(time.time()))
-        await send_status(await self.producer(), self.config, asked)
+        self._note(await send_status(await self.producer(), self.config, asked))
         return asked
+
+    def published(self) -> dict[TopicPartition, int]:
+        """Where the latest manifest (``submit``) and batch object (``cancel``) this client
+        published lie, per partition: ``BatchStatusView.reached`` of them is read-your-writes."""
+        return dict(self._published)
+
+    def _note(self, published: RecordMetadata) -> None:
+        tp = TopicPartition(published.topic, published.partition)
+        self._published[tp] = max(published.offset, self._published.get(tp, -1))
 
     async def wait(self, batch_id: str, timeout: float) -> BatchObject | None:  # noqa: ASYNC109
         """The batch object as soon as it is final (completed, failed, expired or cancelled);

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
 from opentelemetry.trace import SpanKind
 
 from llm_stream.client.config import ClientConfig
@@ -39,15 +40,19 @@ def new_producer(config: ClientConfig) -> AIOKafkaProducer:
 
 async def send_manifest(
     producer: AIOKafkaProducer, config: ClientConfig, manifest: BatchManifest
-) -> None:
+) -> RecordMetadata:
+    """Publish the manifest; where the broker put it."""
     # Without an unset ``model``: aggregators older than that field refuse unknown fields.
     value = orjson.dumps(manifest.model_dump(mode="json", exclude_none=True))
-    await producer.send_and_wait(config.batches_topic, value, key=manifest.batch_id.encode())
+    return await producer.send_and_wait(config.batches_topic, value, key=manifest.batch_id.encode())
 
 
-async def send_status(producer: AIOKafkaProducer, config: ClientConfig, batch: BatchObject) -> None:
-    """Publish a batch object to the batch-status topic, as the aggregator does."""
-    await producer.send_and_wait(
+async def send_status(
+    producer: AIOKafkaProducer, config: ClientConfig, batch: BatchObject
+) -> RecordMetadata:
+    """Publish a batch object to the batch-status topic, as the aggregator does; where the
+    broker put it."""
+    return await producer.send_and_wait(
         config.batch_status_topic,
         orjson.dumps(batch.model_dump(mode="json")),
         key=batch.id.encode(),

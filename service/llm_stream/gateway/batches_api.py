@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -24,7 +25,7 @@ from llm_stream.files.store import BatchFile, file_id
 from llm_stream.gateway.errors import invalid, not_found
 from llm_stream.gateway.input_check import check_input_file, check_parameters
 from llm_stream.gateway.models import Batch, BatchCreate, BatchErrors, BatchLineError, ListPage
-from llm_stream.gateway.pagination import paginate
+from llm_stream.gateway.pagination import unknown_after
 from llm_stream.gateway.state import Gateway, GatewayDep, local_copy
 from llm_stream.ops import metrics, telemetry
 
@@ -130,11 +131,15 @@ async def list_batches(
     limit: Annotated[int, Query(ge=1, le=MAX_BATCHES_PAGE)] = DEFAULT_BATCHES_PAGE,
 ) -> ListPage[Batch]:
     """Every batch on the status topic, newest first (``created_at``, then id)."""
-    batches = await gateway.stream.batches()
-    page = paginate(batches, limit=limit, after=after, id_of=lambda batch: batch.id)
-    data = [await respond(gateway, batch) for batch in page.data]
+    page = await gateway.stream.page(limit=limit, after=after)
+    if page is None:
+        raise unknown_after(after or "")
+    data = await respond_all(gateway, page.batches)
     return ListPage[Batch](
-        data=data, first_id=page.first_id, last_id=page.last_id, has_more=page.has_more
+        data=data,
+        first_id=data[0].id if data else None,
+        last_id=data[-1].id if data else None,
+        has_more=page.has_more,
     )
 
 
@@ -158,6 +163,14 @@ async def cancel_batch(gateway: GatewayDep, batch_id: str) -> Batch:
 
 async def respond(gateway: Gateway, batch: BatchObject) -> Batch:
     """The batch as OpenAI's type: its input is the upload it was created from, if any."""
-    linked = await asyncio.to_thread(gateway.store.linked_input, batch.id)
-    input_file_id = linked or batch.input_file_id or file_id(batch.id, BatchFile.INPUT)
-    return Batch.of(batch, input_file_id)
+    return (await respond_all(gateway, [batch]))[0]
+
+
+async def respond_all(gateway: Gateway, batches: Sequence[BatchObject]) -> list[Batch]:
+    """``respond`` for each batch, with one look at the file store for those not seen lately."""
+    links = await gateway.input_links.of([batch.id for batch in batches])
+    return [Batch.of(batch, _input_of(batch, links.get(batch.id))) for batch in batches]
+
+
+def _input_of(batch: BatchObject, linked: str | None) -> str:
+    return linked or batch.input_file_id or file_id(batch.id, BatchFile.INPUT)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from llm_stream.gateway.errors import invalid
+from llm_stream.gateway.errors import GatewayError, invalid
 from llm_stream.gateway.models import ListPage
 
 T = TypeVar("T")
@@ -22,7 +22,7 @@ def paginate(
     if after is not None:
         ids = [id_of(item) for item in items]
         if after not in ids:
-            raise invalid(f"No object with id '{after}' to list after", param="after")
+            raise unknown_after(after)
         start = ids.index(after) + 1
     data = list(items[start : start + limit])
     return ListPage[T](
@@ -43,3 +43,9 @@ def page_of(items: Sequence[T], *, limit: int, id_of: Callable[[T], str]) -> Lis
         last_id=id_of(data[-1]) if data else None,
         has_more=len(items) > limit,
     )
+
+
+def unknown_after(after: str) -> GatewayError:
+    """An ``after`` that names no object: refused (400), not answered with a page that
+    silently skips."""
+    return invalid(f"No object with id '{after}' to list after", param="after")

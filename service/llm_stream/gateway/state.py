@@ -1,4 +1,5 @@
-"""What every route works with: the settings, the file store and the stream, one per app."""
+"""What every route works with: the settings, the file store and the stream, one per app
+(and the batches' input links read from the store lately)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from fastapi import Depends, Request
 
 from llm_stream.files.store import FileStore
 from llm_stream.gateway.auth_limit import FailedAuthLimiter
+from llm_stream.gateway.input_links import InputLinks
 from llm_stream.gateway.revocations import RevokedSessions
 from llm_stream.gateway.stream import BatchStream
 from llm_stream.settings import Settings
@@ -28,9 +30,14 @@ class Gateway:
     auth_failures: FailedAuthLimiter
     #: Web page sessions ended by a logout before they expire.
     revoked_sessions: RevokedSessions
+    input_links: InputLinks = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_links", InputLinks(self.store))
 
 
-def _gateway(request: Request) -> Gateway:
+async def _gateway(request: Request) -> Gateway:
+    """Async, so FastAPI calls it on the event loop: a sync dependency costs a thread hop."""
     gateway: Gateway = request.app.state.gateway
     return gateway
 

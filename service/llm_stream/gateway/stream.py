@@ -4,6 +4,12 @@ Batches are never held by the gateway: a created batch is submitted with ``Batch
 manifest and request lines), and every batch object is read back from the compacted
 batch-status topic through the client's ``BatchStatusView``, which follows every partition. So
 any number of gateway replicas answer alike: each reads the same topic.
+
+A read asks the broker nothing: it answers from the view once the view is current (it holds
+what the broker reported a moment ago, ``BatchStatusView.current``), and after a create or a
+cancel the view has read the caller's own records (``reached``), so a caller reads its writes.
+Only an id the view does not know (a batch another replica has just created) costs a
+ListOffsets request, shared by the callers waiting at the time.
 """
 
 from __future__ import annotations
@@ -11,20 +17,33 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from http import HTTPStatus
+from typing import Any, NamedTuple, Protocol
 
-import pydantic
+from aiokafka import TopicPartition
 
 from llm_stream.client import BatchClient, BatchStatusView, StatusViewStoppedError
 from llm_stream.client.publishing import send_status
 from llm_stream.contracts import BatchObject
+from llm_stream.gateway.errors import GatewayError
 from llm_stream.kafka.topics import ensure_topics
+from llm_stream.ops.memory import release_free_heap
 from llm_stream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-#: How long readiness waits to learn whether the status view still follows its topics.
-_VIEW_PROBE_S = 0.05
+#: How long a read waits for the view to be current (or to read the caller's own records)
+#: before it is answered 503: the broker does not answer.
+_READ_WAIT_S = 10.0
+#: How long readiness waits for the view to be current.
+_READY_WAIT_S = 2.0
+
+
+class BatchPage(NamedTuple):
+    """Batches newest first, and whether more follow them."""
+
+    batches: list[BatchObject]
+    has_more: bool
 
 
 class BatchStream(Protocol):
@@ -34,12 +53,15 @@ class BatchStream(Protocol):
 
     async def close(self) -> None: ...
 
-    async def retrieve(self, batch_id: str) -> BatchObject | None:
-        """The batch's latest object, as of everything published before the call."""
+    async def retrieve(self, batch_id: str, *, look_further: bool = True) -> BatchObject | None:
+        """The batch's latest object, as of a moment ago and of the caller's own writes. An
+        id not known yet is looked for up to the broker's end unless ``look_further`` is
+        False (a poll of batches already shown)."""
         ...
 
-    async def batches(self) -> list[BatchObject]:
-        """Every batch's latest object, newest first (``created_at``, then id, descending)."""
+    async def page(self, *, limit: int, after: str | None) -> BatchPage | None:
+        """Up to ``limit`` batches newest first (``created_at``, then id, descending) after
+        the batch ``after`` (from the newest without it); None when ``after`` names none."""
         ...
 
     async def submit(
@@ -69,37 +91,38 @@ class BatchStream(Protocol):
         ...
 
 
-def newest_first(batches: Iterable[BatchObject]) -> list[BatchObject]:
-    return sorted(batches, key=lambda batch: (batch.created_at, batch.id), reverse=True)
-
-
 class KafkaBatchStream:
     """``BatchStream`` over Kafka: one ``BatchClient`` (producer and status view)."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._client = BatchClient.from_settings(settings)
-        #: The sorted list of batches and the view's record count it was built at.
-        self._listed: tuple[int, list[BatchObject]] | None = None
 
     async def start(self) -> None:
         await ensure_topics(self._settings)
         view = await self._client.status_view()
         view.follow_all()
         await view.caught_up()
+        release_free_heap()  # what catching up on the history fetched and let go
 
     async def close(self) -> None:
         await self._client.close()
 
-    async def retrieve(self, batch_id: str) -> BatchObject | None:
-        return await self._client.retrieve(batch_id)
+    async def retrieve(self, batch_id: str, *, look_further: bool = True) -> BatchObject | None:
+        view = await self._current()
+        batch = view.latest(batch_id)
+        if batch is None and look_further:
+            await view.caught_up()
+            batch = view.latest(batch_id)
+        return batch
 
-    async def batches(self) -> list[BatchObject]:
-        view = await self._client.status_view()
-        await view.caught_up()
-        if self._listed is None or self._listed[0] != view.records_read:
-            self._listed = (view.records_read, newest_first(_readable(view)))
-        return self._listed[1]
+    async def page(self, *, limit: int, after: str | None) -> BatchPage | None:
+        view = await self._current()
+        found = view.newest(limit, after)
+        if found is None:  # ``after`` names a batch not known yet, or none
+            await view.caught_up()
+            found = view.newest(limit, after)
+        return None if found is None else BatchPage(*found)
 
     async def submit(
         self,
@@ -119,37 +142,55 @@ class KafkaBatchStream:
             completion_window=completion_window,
             request_count=request_count,
         )
+        await self._read_own(self._client.published())
 
     async def publish(self, batch: BatchObject) -> None:
-        await send_status(await self._client.producer(), self._client.config, batch)
+        published = await send_status(await self._client.producer(), self._client.config, batch)
+        where = TopicPartition(published.topic, published.partition)
+        await self._read_own({where: published.offset})
 
     async def cancel(self, batch_id: str) -> BatchObject | None:
-        return await self._client.cancel(batch_id)
+        batch = await self._client.cancel(batch_id)
+        await self._read_own(self._client.published())
+        return batch
 
     async def problem(self) -> str | None:
-        """Not ready while the view is stopped, or cannot catch up (the broker does not
-        answer: the caller bounds the wait)."""
+        """Not ready while the view is stopped, or is not current (the broker does not
+        answer its fetches, or it is still reading a backlog)."""
         view = await self._client.status_view()
+        if (stopped := view.problem()) is not None:
+            return stopped
         try:
-            async with asyncio.timeout(_VIEW_PROBE_S):
-                await view.changed()  # raises at once when the view no longer follows
+            async with asyncio.timeout(_READY_WAIT_S):
+                await view.current()
         except TimeoutError:
-            pass
-        except StatusViewStoppedError as error:
-            return f"batch status view stopped: {error.__cause__ or error}"
-        await view.caught_up()
+            return f"the batch status view has not been current for {view.lag_s():.1f} s"
+        except StatusViewStoppedError:
+            return view.problem()
         return None
 
-
-def _readable(view: BatchStatusView) -> list[BatchObject]:
-    """Every batch the view holds; a record that is not a batch object is left out."""
-    batches = []
-    for batch_id in view.batch_ids():
+    async def _current(self) -> BatchStatusView:
+        view = await self._client.status_view()
         try:
-            batch = view.latest(batch_id)
-        except pydantic.ValidationError:
-            logger.warning("batch %s: its latest status record is not a batch object", batch_id)
-            continue
-        if batch is not None:
-            batches.append(batch)
-    return batches
+            async with asyncio.timeout(_READ_WAIT_S):
+                await view.current()
+        except TimeoutError:
+            raise _behind(view) from None
+        return view
+
+    async def _read_own(self, published: Mapping[TopicPartition, int]) -> None:
+        view = await self._client.status_view()
+        try:
+            async with asyncio.timeout(_READ_WAIT_S):
+                await view.reached(published)
+        except TimeoutError:
+            raise _behind(view) from None
+
+
+def _behind(view: BatchStatusView) -> GatewayError:
+    logger.warning("batch status view not current for %.1f s: answering 503", view.lag_s())
+    return GatewayError(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "The batch status is not readable now (the broker does not answer); try again.",
+        type="server_error",
+    )

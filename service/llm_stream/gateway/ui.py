@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from llm_stream.contracts import is_safe_batch_id
 from llm_stream.gateway import batches_api, files_api, ui_auth
 from llm_stream.gateway.errors import GatewayError, from_validation_error
 from llm_stream.gateway.state import Gateway, GatewayDep
@@ -228,10 +229,11 @@ async def progress(
     _guard(request, gateway)
     found = []
     for one in dict.fromkeys(batch_id):
-        try:
-            found.append(BatchView(await batches_api.retrieve_batch(gateway, one)).progress())
-        except GatewayError:
-            continue  # deleted meanwhile: the row stays as it was
+        # Batches the page shows, so known: no look further (a request to the broker) per id.
+        known = is_safe_batch_id(one)
+        batch = await gateway.stream.retrieve(one, look_further=False) if known else None
+        if batch is not None:  # None: deleted meanwhile, and the row stays as it was
+            found.append(BatchView(await batches_api.respond(gateway, batch)).progress())
     return JSONResponse({"batches": found}, headers={"Cache-Control": "no-store"})
 
 

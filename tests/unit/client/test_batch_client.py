@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.structs import RecordMetadata
 
 from llm_stream.client import batch_client
 from llm_stream.client.batch_client import BatchClient, SubmitError
@@ -55,8 +57,10 @@ class FakeProducer:
 
     async def send_and_wait(
         self, topic: str, value: bytes, key: bytes, headers: Any = None
-    ) -> None:
+    ) -> RecordMetadata:
         self.sent.append(Sent(topic, key.decode(), orjson.loads(value)))
+        offset = sum(sent.topic == topic for sent in self.sent) - 1
+        return RecordMetadata(topic, 0, TopicPartition(topic, 0), offset, -1, 0, -1)
 
 
 @pytest.fixture

@@ -99,7 +99,7 @@ def test_an_unexpected_failure_is_a_500_server_error(
     settings: Settings, store: LocalFileStore
 ) -> None:
     class Broken(FakeBatchStream):
-        async def batches(self) -> list[Any]:
+        async def page(self, *, limit: int, after: str | None) -> Any:
             raise RuntimeError("boom")
 
     app = create_app(settings, store=store, stream=Broken())

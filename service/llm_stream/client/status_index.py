@@ -1,0 +1,171 @@
+"""The latest manifest and batch object of every batch the status view has read, in SQLite.
+
+Why on disk: a view of every partition (the gateway's) holds every batch ever made until its
+records are deleted (compaction and tombstones). Held in the heap, that history would set the
+process's memory and a list would sort all of it. Here it lies in a private file with a small
+page cache: a batch is one primary-key lookup and a page of the list one range of an index on
+``(created_at DESC, id DESC)``, whatever the history.
+
+One writer, one reader: records are applied in the index's own thread, on a connection only
+that thread uses, so the event loop never waits on a write; reads run on the event loop on a
+second connection (a lookup costs microseconds) and, in WAL mode, see the last committed state
+while the writer writes. The file is a cache of the topics, rebuilt from them on every start:
+written without fsync, deleted on close, and a dead process's file is swept by the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import NamedTuple
+
+import orjson
+
+from llm_stream.aggregator.spool import PrivateDirectory
+
+INDEX_FILE = "status.sqlite"
+#: The page cache of each connection (KiB): lookups touch a few pages; the rest stays on disk.
+_CACHE_KIB = 1024
+
+_SCHEMA = """
+CREATE TABLE batches (
+    id TEXT PRIMARY KEY,
+    status BLOB,
+    status_created_at INTEGER,
+    manifest BLOB,
+    manifest_created_at INTEGER,
+    created_at INTEGER GENERATED ALWAYS AS (coalesce(status_created_at, manifest_created_at))
+);
+CREATE INDEX newest_first ON batches (created_at DESC, id DESC) WHERE created_at IS NOT NULL;
+"""
+_PUT = {
+    kind: f"INSERT INTO batches (id, {kind}, {kind}_created_at) VALUES (?, ?, ?) ON CONFLICT (id)"
+    f" DO UPDATE SET {kind} = excluded.{kind}, {kind}_created_at = excluded.{kind}_created_at"
+    for kind in ("status", "manifest")
+}
+_FORGET = {
+    kind: f"UPDATE batches SET {kind} = NULL, {kind}_created_at = NULL WHERE id = ?"
+    for kind in ("status", "manifest")
+}
+_DROP_EMPTY = "DELETE FROM batches WHERE id = ? AND status IS NULL AND manifest IS NULL"
+_COLUMNS = "SELECT id, status, manifest FROM batches"
+_NEWEST = f"{_COLUMNS} WHERE created_at IS NOT NULL ORDER BY created_at DESC, id DESC LIMIT ?"
+_AFTER = (
+    f"{_COLUMNS} WHERE created_at IS NOT NULL AND (created_at, id) < (?, ?)"
+    " ORDER BY created_at DESC, id DESC LIMIT ?"
+)
+
+
+class Record(NamedTuple):
+    """One record as the index takes it: a batch object (``is_status``) or a manifest,
+    ``value`` None for a tombstone."""
+
+    is_status: bool
+    batch_id: str
+    value: bytes | None
+
+
+class Row(NamedTuple):
+    """A batch's latest batch object and manifest (either may be missing)."""
+
+    batch_id: str
+    status: bytes | None
+    manifest: bytes | None
+
+
+def default_index_root() -> Path:
+    """Under the system temp dir, one per user (a shared name would be another user's)."""
+    return Path(tempfile.gettempdir()) / f"llm-stream-status-{os.getuid()}"
+
+
+def created_at(value: bytes) -> int | None:
+    """The record's ``created_at``: where it is listed; None (not listed) for a record that is
+    not a JSON object with an integer ``created_at``. Whether the rest is a valid batch object
+    is checked when it is read."""
+    try:
+        decoded = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    found = decoded.get("created_at") if isinstance(decoded, dict) else None
+    return found if isinstance(found, int) and not isinstance(found, bool) else None
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=OFF")
+    db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+    return db
+
+
+class StatusIndex:
+    """Batches by id and newest first; ``apply`` from the event loop, reads on it."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self._directory = PrivateDirectory(default_index_root() if root is None else root)
+        try:
+            path = self._directory.path / INDEX_FILE
+            self._writer = _connect(path)
+            self._writer.executescript(_SCHEMA)
+            self._reader = _connect(path)
+        except BaseException:
+            self._directory.close()
+            raise
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="status-index")
+
+    async def apply(self, records: Sequence[Record]) -> None:
+        """Store ``records`` in order, in one transaction, in the index's thread."""
+        if records:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._write, records)
+
+    def get(self, batch_id: str) -> Row | None:
+        found = self._reader.execute(f"{_COLUMNS} WHERE id = ?", (batch_id,)).fetchone()
+        return None if found is None else Row(*found)
+
+    def listed_at(self, batch_id: str) -> int | None:
+        """Where the batch stands in the list (its ``created_at``); None when it is not listed."""
+        query = "SELECT created_at FROM batches WHERE id = ? AND created_at IS NOT NULL"
+        found = self._reader.execute(query, (batch_id,)).fetchone()
+        return None if found is None else int(found[0])
+
+    def newest(self, limit: int, after: tuple[int, str] | None = None) -> list[Row]:
+        """Up to ``limit`` listed batches, newest first (``created_at``, then id), after the
+        position ``after`` (``(created_at, id)``) when given."""
+        if after is None:
+            found = self._reader.execute(_NEWEST, (limit,))
+        else:
+            found = self._reader.execute(_AFTER, (*after, limit))
+        return [Row(*row) for row in found]
+
+    def batch_ids(self) -> list[str]:
+        """Every batch id held, sorted (for tests and tools: it reads the whole table)."""
+        return [row[0] for row in self._reader.execute("SELECT id FROM batches ORDER BY id")]
+
+    def close(self) -> None:
+        """Wait for a write under way, then delete the file."""
+        self._thread.shutdown(wait=True)
+        self._reader.close()
+        self._writer.close()
+        self._directory.close()
+
+    def _write(self, records: Sequence[Record]) -> None:
+        db = self._writer
+        db.execute("BEGIN")
+        try:
+            for record in records:
+                kind = "status" if record.is_status else "manifest"
+                if record.value is None:  # a tombstone: the batch is forgotten
+                    db.execute(_FORGET[kind], (record.batch_id,))
+                    db.execute(_DROP_EMPTY, (record.batch_id,))
+                else:
+                    listed_at = created_at(record.value)
+                    db.execute(_PUT[kind], (record.batch_id, record.value, listed_at))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
