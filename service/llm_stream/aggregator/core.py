@@ -28,7 +28,7 @@ from llm_stream.aggregator.open_batch import OpenBatch, ending, progress_status
 from llm_stream.aggregator.partition_marks import PartitionMarks
 from llm_stream.aggregator.result_records import parse_result
 from llm_stream.aggregator.spool import PrivateSpool
-from llm_stream.aggregator.written import republish_written
+from llm_stream.aggregator.written import republish_written, store_spooled_files
 from llm_stream.batch.objects import batch_object, expires_at, orphan_manifest
 from llm_stream.batch.recent_ids import RecentIds
 from llm_stream.batch.result_lines import BATCH_CANCELLED
@@ -328,8 +328,9 @@ class BatchAggregator:
             reached: dict[BatchStatus, int] = {}
             if via is BatchStatus.FINALIZING:
                 reached[via] = int(time.time())
-            output_id = await asyncio.to_thread(self._store_spooled, batch_id, BatchFile.OUTPUT)
-            error_id = await asyncio.to_thread(self._store_spooled, batch_id, BatchFile.ERROR)
+            output_id, error_id = await asyncio.to_thread(
+                store_spooled_files, self.files, self._spool, batch_id, with_errors=failed > 0
+            )
             final = self._batch_object(
                 manifest,
                 batch,
@@ -337,7 +338,7 @@ class BatchAggregator:
                 {**reached, status: int(time.time())},
                 errors=errors,
                 output_file_id=output_id,
-                error_file_id=error_id if failed else None,
+                error_file_id=error_id,
             )
             marker = orjson.dumps(final.model_dump(mode="json"), option=orjson.OPT_INDENT_2)
             # Status before the marker: a crash between the two rewrites the same files and
@@ -352,11 +353,6 @@ class BatchAggregator:
         metrics.LINES_WRITTEN.labels("error").inc(failed)
         logger.info("batch %s written (%s): %d ok, %d failed", batch_id, status, completed, failed)
         return True
-
-    def _store_spooled(self, batch_id: str, kind: BatchFile) -> str:
-        """Store the output or error file from the spool (blocking); return its file id."""
-        lines = self._spool.lines(batch_id, succeeded=kind is BatchFile.OUTPUT)
-        return self.files.write(batch_id, kind, lines)
 
     async def _forget(self, batch_id: str) -> None:
         """A written batch: drop its state and its spooled rows."""

@@ -343,10 +343,15 @@ def index_around_write(
     if kind is not BatchFile.BATCH:
         return lines
     marker = b"".join(lines)  # a batch object: small
-    for named in named_files(marker):
+    index_files(store, named_files(marker))
+    return [marker]
+
+
+def index_files(store: FileStore, file_ids: Iterable[str]) -> None:
+    """Index stored files (an entry for a file already indexed is written again, the same)."""
+    for named in file_ids:
         if (record := store.file_record(named)) is not None:
             store.index.add(record)
-    return [marker]
 
 
 def unindex_batch(store: FileStore, batch_id: str) -> None:

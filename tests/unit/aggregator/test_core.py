@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from llm_stream.batch.status import BatchStatus, InvalidTransitionError
-from llm_stream.contracts import BatchManifest, ResponseData, ResultMessage
+from llm_stream.contracts import BatchManifest, BatchObject, ResponseData, ResultMessage
 from llm_stream.files.store import LocalFileStore
 from llm_stream.protocols import IncomingRecord
 from tests.fakes import FakeStatusPublisher
@@ -236,3 +236,27 @@ async def test_a_batch_is_never_finalized_into_a_status_that_does_not_end_finali
     with pytest.raises(InvalidTransitionError):
         await aggregator._write(_manifest("b1", 1), BatchStatus.CANCELLED)
     assert not (tmp_path / "b1").exists()
+
+
+async def test_a_written_batchs_files_are_listed_before_its_final_status_is_published(
+    tmp_path: Path, make: Make
+) -> None:
+    """Whoever is told a batch is done (the status topic) lists its files at once."""
+    store = LocalFileStore(tmp_path)
+    listed_at_publish: list[set[str]] = []
+
+    class ListingStatus(FakeStatusPublisher):
+        async def publish_status(self, batch: BatchObject) -> None:
+            page = store.index.page(purpose=None, descending=True, after=None, limit=10)
+            listed_at_publish.append({record.id for record in page})
+            await super().publish_status(batch)
+
+    status = ListingStatus()
+    aggregator = make(tmp_path, status)
+    await aggregator.add_manifest(_manifest("b1", 2))
+    await aggregator.add_results(_records([_result("b1", "a"), _result("b1", "b", status=400)]))
+    final = status.published[-1]
+    assert final.status is BatchStatus.COMPLETED
+    assert final.output_file_id is not None
+    assert final.error_file_id is not None
+    assert listed_at_publish[-1] == {final.output_file_id, final.error_file_id}
