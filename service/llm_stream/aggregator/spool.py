@@ -21,26 +21,20 @@ free).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 import shutil
 import sqlite3
 import tempfile
-import time
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from llm_stream.contracts import is_safe_batch_id
+from llm_stream.ops.private_dir import PrivateDirectory
 
 logger = logging.getLogger(__name__)
 
 SPOOL_FILE = "results.sqlite"
-LOCK_FILE = "owner.lock"
-#: A directory without a lock file is being created; after this long its creator is gone.
-_UNLOCKED_GRACE_S = 600.0
 #: Bytes read at a time when a batch's lines are streamed out (1 MiB pieces raised the
 #: aggregator's peak memory by 2 MB while it wrote a 100,000-line batch).
 _READ_BYTES = 1 << 16
@@ -229,66 +223,11 @@ def default_spool_root() -> Path:
     return Path(tempfile.gettempdir()) / f"llm-stream-spool-{os.getuid()}"
 
 
-def sweep_stale(root: Path) -> list[Path]:
-    """Delete the spool directories under ``root`` whose owner is dead; return them."""
-    swept: list[Path] = []
-    try:
-        children = list(root.iterdir())
-    except (FileNotFoundError, NotADirectoryError):
-        return swept
-    for child in children:
-        if not child.is_dir() or child.is_symlink():
-            continue
-        try:
-            descriptor = os.open(child / LOCK_FILE, os.O_RDWR)
-        except FileNotFoundError:
-            with contextlib.suppress(FileNotFoundError):
-                if time.time() - child.stat().st_mtime > _UNLOCKED_GRACE_S:
-                    shutil.rmtree(child, ignore_errors=True)
-                    swept.append(child)
-            continue
-        except OSError:
-            continue
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # its owner is alive
-        else:
-            shutil.rmtree(child, ignore_errors=True)
-            swept.append(child)
-        finally:
-            os.close(descriptor)
-    if swept:
-        logger.info("swept %d spool directories of dead processes under %s", len(swept), root)
-    return swept
-
-
-class PrivateDirectory:
-    """A directory only this process uses while it lives, deleted on close."""
-
-    def __init__(self, root: Path | None = None) -> None:
-        self.root = default_spool_root() if root is None else root
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        sweep_stale(self.root)
-        self.path = self.root / uuid.uuid4().hex
-        self.path.mkdir(mode=0o700)
-        self._lock: int | None = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-    def close(self) -> None:
-        """Delete the directory, then let go of its lock (idempotent)."""
-        if self._lock is None:
-            return
-        shutil.rmtree(self.path, ignore_errors=True)
-        os.close(self._lock)
-        self._lock = None
-
-
 class PrivateSpool(ResultSpool):
     """A ``ResultSpool`` in a ``PrivateDirectory`` under ``root``: close deletes both."""
 
     def __init__(self, root: Path | None = None) -> None:
-        self.directory = PrivateDirectory(root)
+        self.directory = PrivateDirectory(default_spool_root() if root is None else root)
         try:
             super().__init__(self.directory.path / SPOOL_FILE)
         except BaseException:

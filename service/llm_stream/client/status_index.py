@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import orjson
 
-from llm_stream.aggregator.spool import PrivateDirectory
+from llm_stream.ops.private_dir import PrivateDirectory
 
 INDEX_FILE = "status.sqlite"
 #: The page cache of each connection (KiB): lookups touch a few pages; the rest stays on disk.

@@ -14,8 +14,8 @@ from llm_stream.aggregator.spool import (
     PrivateSpool,
     ResultSpool,
     default_spool_root,
-    sweep_stale,
 )
+from llm_stream.ops.private_dir import sweep_stale
 
 
 def _joined(spool: ResultSpool, batch_id: str, *, succeeded: bool) -> bytes:
