@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 
 import pytest
 
@@ -69,10 +70,11 @@ async def test_batches_ended_before_the_retention_get_tombstones_once(
 
     seen: dict[str, list[bytes | None]] = {}
 
-    async def on_record(record: IncomingRecord) -> None:
-        seen.setdefault((record.key or b"").decode(), []).append(record.value)
+    async def on_records(records: Sequence[IncomingRecord]) -> None:
+        for record in records:
+            seen.setdefault((record.key or b"").decode(), []).append(record.value)
 
-    follower = TopicFollower(settings, settings.batches_topic, on_record)
+    follower = TopicFollower(settings, settings.batches_topic, on_records)
     following = asyncio.create_task(follower.run())
     try:
         async with asyncio.timeout(20):

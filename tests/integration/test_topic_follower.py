@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 
 import pytest
 
@@ -19,10 +20,11 @@ pytestmark = pytest.mark.broker
 async def test_a_follower_waits_for_its_topic_then_reads_it(isolated_settings: Settings) -> None:
     seen: list[bytes | None] = []
 
-    async def on_record(record: IncomingRecord) -> None:
-        seen.append(record.value)
+    async def on_records(records: Sequence[IncomingRecord]) -> None:
+        for record in records:
+            seen.append(record.value)
 
-    follower = TopicFollower(isolated_settings, isolated_settings.batches_topic, on_record)
+    follower = TopicFollower(isolated_settings, isolated_settings.batches_topic, on_records)
     following = asyncio.create_task(follower.run())
     try:
         async with asyncio.timeout(20):

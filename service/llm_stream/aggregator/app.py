@@ -107,7 +107,7 @@ class AggregatorApp(RuntimeRole):
         )
         #: How often overdue (expired, orphaned) batches are looked for.
         self.overdue_check_interval_s = 30.0
-        self.manifests = TopicFollower(settings, settings.batches_topic, self._add_manifest)
+        self.manifests = TopicFollower(settings, settings.batches_topic, self._add_manifests)
         self.cancels = CancelFollower(
             settings, self.aggregator.cancel, on_end=self.aggregator.batch_ended
         )
@@ -127,14 +127,19 @@ class AggregatorApp(RuntimeRole):
     async def drain(self) -> bool:
         return True  # nothing in flight: what was read is spooled or written
 
-    async def _add_manifest(self, record: IncomingRecord) -> None:
-        if record.value is None:
-            return  # a retired batch's tombstone
-        manifest = parse_manifest(record.value)
-        if isinstance(manifest, str):
-            await self._dead_letter_manifest(record, f"invalid batch manifest: {manifest}")
-            return
-        await self.aggregator.add_manifest(manifest)
+    async def _add_manifests(self, records: Sequence[IncomingRecord]) -> None:
+        """A fetch's manifests, asked of the store together (a restart reads every manifest
+        still on the topic: one at a time, that took as long as the history was long)."""
+        manifests = []
+        for record in records:
+            if record.value is None:
+                continue  # a retired batch's tombstone
+            manifest = parse_manifest(record.value)
+            if isinstance(manifest, str):
+                await self._dead_letter_manifest(record, f"invalid batch manifest: {manifest}")
+            else:
+                manifests.append(manifest)
+        await self.aggregator.add_manifests(manifests)
 
     async def _dead_letter_manifest(self, record: IncomingRecord, reason: str) -> None:
         """Every aggregator reads every manifest: each dead-letters a bad one once per run."""

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from opentelemetry.trace import Link
 
 from llm_stream.aggregator.open_batch import OpenBatch, ending, progress_status
 from llm_stream.aggregator.partition_marks import PartitionMarks
@@ -39,6 +38,10 @@ from llm_stream.ops import metrics, telemetry
 from llm_stream.protocols import IncomingRecord, StatusPublisher, TopicPartitionKey
 
 logger = logging.getLogger(__name__)
+
+#: Manifests whose store checks run together (in the default executor's threads), under one
+#: hold of the lock: short enough that results wait little behind a restart's manifests.
+_MANIFEST_CHECKS = 64
 
 
 class BatchAggregator:
@@ -117,14 +120,24 @@ class BatchAggregator:
         return self._spool.total(batch_id) if batch_id in self._open else 0
 
     async def add_manifest(self, manifest: BatchManifest) -> None:
-        async with self._lock:
-            if await self._is_finished(manifest.batch_id):
-                if manifest.batch_id in self._open:  # another aggregator wrote it meanwhile
-                    await self._forget(manifest.batch_id)
-                return
-            self._manifests[manifest.batch_id] = manifest
-            if (batch := self._open.get(manifest.batch_id)) is not None:
-                await self._advance(manifest.batch_id, batch)
+        await self.add_manifests([manifest])
+
+    async def add_manifests(self, manifests: Sequence[BatchManifest]) -> None:
+        """Hold the manifests of batches not written yet; the store is asked about them
+        together, ``_MANIFEST_CHECKS`` at a time."""
+        for start in range(0, len(manifests), _MANIFEST_CHECKS):
+            step = manifests[start : start + _MANIFEST_CHECKS]
+            async with self._lock:
+                written = await self._written_among({manifest.batch_id for manifest in step})
+                for manifest in step:
+                    batch_id = manifest.batch_id
+                    if batch_id in written:
+                        if batch_id in self._open:  # another aggregator wrote it meanwhile
+                            await self._forget(batch_id)
+                        continue
+                    self._manifests[batch_id] = manifest
+                    if (batch := self._open.get(batch_id)) is not None:
+                        await self._advance(batch_id, batch)
 
     async def add_results(self, records: Sequence[IncomingRecord]) -> None:
         """Spool a poll's results and write the batches they complete. If it raises,
@@ -314,16 +327,7 @@ class BatchAggregator:
             return False
         batch = self._open.get(batch_id) or OpenBatch()  # expired with no result at all
         completed, failed = self._spool.completed(batch_id), self._spool.failed(batch_id)
-        with telemetry.tracer().start_as_current_span(
-            f"finalize {batch_id}",
-            links=[Link(context) for context in batch.trace_links],
-            attributes={
-                "llm_stream.batch_id": batch_id,
-                "llm_stream.request_counts.total": manifest.request_count,
-                "llm_stream.request_counts.completed": completed,
-                "llm_stream.request_counts.failed": failed,
-            },
-        ):
+        with batch.finalize_span(batch_id, manifest.request_count, completed, failed):
             # A cancelled batch's way there is its cancel (``_batch_object`` adds its time).
             reached: dict[BatchStatus, int] = {}
             if via is BatchStatus.FINALIZING:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-from opentelemetry.trace import SpanContext, SpanKind
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind
 
 from llm_stream.batch.status import BatchStatus, check_transition
 from llm_stream.batch.usage import UsageTotals, answered_model
@@ -52,6 +53,21 @@ class OpenBatch:
         ) as span:
             if span.is_recording() and len(self.trace_links) < link_limit:
                 self.trace_links.append(span.get_span_context())
+
+    def finalize_span(
+        self, batch_id: str, total: int, completed: int, failed: int
+    ) -> AbstractContextManager[Span]:
+        """The span of writing the batch's files, linked to its requests' receive spans."""
+        return telemetry.tracer().start_as_current_span(
+            f"finalize {batch_id}",
+            links=[Link(context) for context in self.trace_links],
+            attributes={
+                "llm_stream.batch_id": batch_id,
+                "llm_stream.request_counts.total": total,
+                "llm_stream.request_counts.completed": completed,
+                "llm_stream.request_counts.failed": failed,
+            },
+        )
 
     def count(self, results: Iterable[ResultMessage]) -> None:
         """Count results spooled for the first time."""

@@ -10,7 +10,7 @@ not undo a cancel.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import pydantic
 
@@ -41,13 +41,17 @@ class CancelFollower:
         self._on_end = on_end
         #: The batches seen cancelling or cancelled, the most recent (bounded: not every ever).
         self.cancelled = RecentIds()
-        self._follower = TopicFollower(settings, settings.batch_status_topic, self.apply)
+        self._follower = TopicFollower(settings, settings.batch_status_topic, self.apply_all)
 
     def problem(self) -> str | None:
         return self._follower.problem()
 
     async def run(self) -> None:
         await self._follower.run()
+
+    async def apply_all(self, records: Sequence[IncomingRecord]) -> None:
+        for record in records:
+            await self.apply(record)
 
     async def apply(self, record: IncomingRecord) -> None:
         """Take one status record (a record that is not a batch object is skipped)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -21,19 +21,21 @@ from llm_stream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-RecordCallback = Callable[[IncomingRecord], Awaitable[None]]
+#: Called with the records of one partition from one fetch, in order.
+RecordsCallback = Callable[[Sequence[IncomingRecord]], Awaitable[None]]
 
 _POLL_MS = 1000
 _RETRY_S = 1.0
 
 
 class TopicFollower:
-    """Hands every record of ``topic`` to ``on_record``, in partition order, forever."""
+    """Hands every record of ``topic`` to ``on_records``, in partition order, forever: a
+    fetch's records at once, so that a callback can look things up for many at a time."""
 
-    def __init__(self, settings: Settings, topic: str, on_record: RecordCallback) -> None:
+    def __init__(self, settings: Settings, topic: str, on_records: RecordsCallback) -> None:
         self.topic = topic
         self._settings = settings
-        self._on_record = on_record
+        self._on_records = on_records
         self._running = False
         self._failure: str | None = None
         #: Every partition read up to the end its last fetch reported.
@@ -80,9 +82,8 @@ class TopicFollower:
                     continue
                 self._failure = None
                 for tp, records in fetched.items():
-                    for record in records:
-                        await self._on_record(decode_record(record))
                     if records:
+                        await self._on_records([decode_record(record) for record in records])
                         following[tp] = records[-1].offset + 1
                 self.caught_up = all(
                     (end := consumer.highwater(tp)) is not None and offset >= end
