@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from llm_stream.batch.status import TERMINAL_STATUSES
 from llm_stream.contracts import BatchObject
+from llm_stream.kafka.connection import bounded_consumer_kwargs
 from llm_stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ async def retire_history(
     """One sweep: tombstones for every owned batch that ended ``batch_retention_s`` before
     ``now``. Returns the ids retired."""
     topic = settings.batch_status_topic
-    consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**bounded_consumer_kwargs(settings), enable_auto_commit=False)
     await consumer.start()
     try:
         candidates = await _read_candidates(
@@ -93,7 +94,7 @@ async def _read_candidates(
     candidates: dict[str, None] = {}
     pending = set(partitions)
     while pending:
-        fetched = await consumer.getmany(*pending, timeout_ms=_FETCH_MS)
+        fetched = await consumer.getmany(*pending, timeout_ms=_FETCH_MS, max_records=500)
         if not fetched:
             break  # nothing more to read now
         for records in fetched.values():

@@ -224,6 +224,16 @@ def _aws_region(settings: Settings) -> str | None:
     )
 
 
+def bounded_consumer_kwargs(settings: Settings) -> dict[str, Any]:
+    """A consumer's client arguments with its fetches bounded by the settings: what a process
+    buffers while it catches up on a long topic stays the same however long the topic is."""
+    return {
+        **settings.kafka_client_kwargs(),
+        "fetch_max_bytes": settings.fetch_max_bytes,
+        "max_partition_fetch_bytes": settings.fetch_partition_bytes,
+    }
+
+
 def kafka_connection(settings: Settings) -> KafkaConnection:
     """The connection every Kafka client of this process uses (see the module docstring)."""
     check_security(settings)

@@ -24,6 +24,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from llm_stream.kafka.connection import bounded_consumer_kwargs
 from llm_stream.kafka.publishers import forget_consumer_lag, report_consumer_lag
 from llm_stream.kafka.records import decode_record, install_lenient_record_parsing
 from llm_stream.ops import metrics
@@ -82,7 +83,7 @@ class ConsumeLoop:
         self._last_commit = 0.0
         self._stopping = asyncio.Event()
         self.consumer: Any = consumer or AIOKafkaConsumer(
-            **settings.kafka_client_kwargs(),
+            **bounded_consumer_kwargs(settings),
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -90,8 +91,6 @@ class ConsumeLoop:
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             max_poll_interval_ms=settings.max_poll_interval_ms,
             max_poll_records=max_records,
-            fetch_max_bytes=settings.fetch_max_bytes,
-            max_partition_fetch_bytes=settings.fetch_partition_bytes,
         )
 
     async def start(self) -> None:

@@ -15,7 +15,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from llm_stream.kafka.connection import bounded_consumer_kwargs
 from llm_stream.kafka.records import decode_record, install_lenient_record_parsing
+from llm_stream.ops.memory import release_free_heap
 from llm_stream.protocols import IncomingRecord
 from llm_stream.settings import Settings
 
@@ -25,6 +27,9 @@ logger = logging.getLogger(__name__)
 RecordsCallback = Callable[[Sequence[IncomingRecord]], Awaitable[None]]
 
 _POLL_MS = 1000
+#: Records taken per poll: a long topic is caught up on in small pieces, whose decoded objects
+#: are let go before the next (memory stays flat in the topic's length).
+_RECORDS_PER_POLL = 500
 _RETRY_S = 1.0
 
 
@@ -52,7 +57,7 @@ class TopicFollower:
     async def run(self) -> None:
         install_lenient_record_parsing()
         consumer = AIOKafkaConsumer(
-            **self._settings.kafka_client_kwargs(), enable_auto_commit=False
+            **bounded_consumer_kwargs(self._settings), enable_auto_commit=False
         )
         await consumer.start()
         self._running = True
@@ -72,7 +77,9 @@ class TopicFollower:
             following = {tp: await consumer.position(tp) for tp in assigned}
             while True:
                 try:
-                    fetched = await consumer.getmany(timeout_ms=_POLL_MS, max_records=1000)
+                    fetched = await consumer.getmany(
+                        timeout_ms=_POLL_MS, max_records=_RECORDS_PER_POLL
+                    )
                 except Exception as error:
                     self._failure = f"{type(error).__name__}: {error}"[:500]
                     logger.error("reading %s failed: %s", self.topic, self._failure)
@@ -85,10 +92,15 @@ class TopicFollower:
                     if records:
                         await self._on_records([decode_record(record) for record in records])
                         following[tp] = records[-1].offset + 1
-                self.caught_up = all(
-                    (end := consumer.highwater(tp)) is not None and offset >= end
-                    for tp, offset in following.items()
+                was_caught_up, self.caught_up = (
+                    self.caught_up,
+                    all(
+                        (end := consumer.highwater(tp)) is not None and offset >= end
+                        for tp, offset in following.items()
+                    ),
                 )
+                if self.caught_up and not was_caught_up:
+                    release_free_heap()  # what reading the history decoded is garbage now
         finally:
             self._running = False
             await consumer.stop()
