@@ -272,7 +272,7 @@ class Settings(BaseSettings):
     )
 
     # Webhooks (the notifier): every terminal batch status is delivered to every endpoint.
-    webhook_urls: Annotated[list[str], NoDecode] = Field(
+    webhook_urls: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         description="Endpoints the notifier delivers batch events to, comma-separated "
         "(percent-encode a comma inside a URL); empty: the notifier has nothing to do.",

@@ -160,7 +160,7 @@ async def test_a_restarted_notifier_resumes_without_sending_an_event_twice(
         "batch_status_topic": settings.batch_status_topic,
         "notifier_group_id": settings.notifier_group_id,
         "webhook_failures_topic": settings.webhook_failures_topic,
-        "webhook_urls": settings.webhook_urls[0],
+        "webhook_urls": settings.webhook_urls[0].get_secret_value(),
         "webhook_secrets": SECRET,
         "topic_partitions": "2",
         "commit_interval_s": "0.1",
@@ -226,7 +226,7 @@ async def test_a_delivery_refused_every_time_lands_on_the_failures_topic_and_the
     [record] = records
     assert record["event"]["id"] == event_id("batch_refused", "batch.completed")
     assert record["event"]["data"] == {"id": "batch_refused"}
-    assert record["url"] == settings.webhook_urls[0]
+    assert record["url"] == settings.webhook_urls[0].get_secret_value()
     assert record["attempts"] == 3
     assert record["error"].startswith("HTTP 400")
     assert failed._value.get() == before + 1

@@ -70,7 +70,7 @@ def configured_endpoints(settings: Settings) -> list[WebhookEndpoint]:
             "(LLM_STREAM_WEBHOOK_SECRETS: one whsec_ secret per URL, in the same order)"
         )
     return [
-        _endpoint(number, url, secret.get_secret_value())
+        _endpoint(number, url.get_secret_value(), secret.get_secret_value())
         for number, (url, secret) in enumerate(zip(urls, secrets, strict=True), start=1)
     ]
 

@@ -55,3 +55,5 @@ def configure_logging(log_format: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # httpx logs every request's URL at INFO: a webhook URL's query string may be a secret.
+    logging.getLogger("httpx").setLevel(max(root.level, logging.WARNING))

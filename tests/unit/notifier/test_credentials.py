@@ -73,3 +73,11 @@ def test_a_bad_secret_names_its_url_by_number() -> None:
     with pytest.raises(WebhookConfigError, match="webhook URL 1 does not start") as refused:
         configured_endpoints(settings)
     assert "w0rd" not in str(refused.value)
+
+
+def test_the_settings_never_show_a_webhook_urls_credentials_or_query() -> None:
+    settings = Settings(webhook_urls=[URL], webhook_secrets=[SECRET])
+    for shown in (repr(settings), str(settings), settings.model_dump_json()):
+        assert PASSWORD not in shown
+        assert "k=v" not in shown
+    assert configured_endpoints(settings)[0].url.startswith("https://hooks.example/b")

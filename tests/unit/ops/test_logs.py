@@ -31,3 +31,17 @@ def test_the_current_span_ids_are_included() -> None:
         line = orjson.loads(JsonFormatter().format(_record()))
     assert line["trace_id"] == f"{0xABC:032x}"
     assert line["span_id"] == f"{0xDEF:016x}"
+
+
+def test_httpx_request_lines_are_not_logged_they_name_webhook_urls() -> None:
+    """httpx logs each request's URL at INFO; a webhook URL's query string may be a secret."""
+    import logging
+
+    from llm_stream.ops.logs import configure_logging
+
+    configure_logging("text", "DEBUG")
+    try:
+        assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+        assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
+    finally:
+        configure_logging("text", "INFO")
