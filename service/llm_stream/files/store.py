@@ -22,6 +22,7 @@ that those a crashed writer left are found there, at start, without walking the 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -213,7 +214,11 @@ class LocalFileStore:
             yield from file
 
     def is_written(self, batch_id: str) -> bool:
-        return (self.batch_dir(batch_id) / BATCH_FILE).exists()
+        # A plain string path: pathlib interns every part it parses, and a process asked about
+        # every batch of a long history would keep a table of them all.
+        if not is_safe_batch_id(batch_id):
+            raise ValueError(f"unsafe batch id {batch_id!r}")
+        return os.path.exists(os.path.join(self.root, batch_id, BATCH_FILE))
 
     def delete(self, batch_id: str) -> None:
         directory = self.batch_dir(batch_id)
