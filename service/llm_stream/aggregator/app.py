@@ -56,10 +56,12 @@ class _ResultsHandler:
         return _RESULTS_PER_POLL
 
     async def handle(self, records: Sequence[IncomingRecord]) -> None:
+        polled = self._aggregator.releases()  # a revoke between two steps stales the rest
         for start in range(0, len(records), _RESULTS_PER_STEP):
             if start:
                 await asyncio.sleep(0)  # the event loop sends the next fetch meanwhile
-            await self._aggregator.add_results(records[start : start + _RESULTS_PER_STEP])
+            step = records[start : start + _RESULTS_PER_STEP]
+            await self._aggregator.add_results(step, polled)
 
     def committable(self) -> Mapping[TopicPartitionKey, int]:
         return self._aggregator.committable()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,10 @@ from llm_stream.aggregator.partition_marks import PartitionMarks
 from llm_stream.aggregator.result_records import parse_result
 from llm_stream.aggregator.spool import PrivateSpool
 from llm_stream.aggregator.written import republish_written, store_spooled_files
-from llm_stream.batch.objects import batch_object, expires_at, orphan_manifest
+from llm_stream.batch.objects import expires_at, orphan_manifest
 from llm_stream.batch.recent_ids import RecentIds
 from llm_stream.batch.result_lines import BATCH_CANCELLED
-from llm_stream.batch.status import CANCELLED_STATUSES, BatchStatus
+from llm_stream.batch.status import BatchStatus
 from llm_stream.contracts import BatchManifest, BatchObject, ResultMessage
 from llm_stream.files.store import BatchFile, FileStore
 from llm_stream.ops import metrics, telemetry
@@ -39,9 +39,10 @@ from llm_stream.protocols import IncomingRecord, StatusPublisher, TopicPartition
 
 logger = logging.getLogger(__name__)
 
-#: Manifests whose store checks run together (in the default executor's threads), under one
-#: hold of the lock: short enough that results wait little behind a restart's manifests.
+#: Manifests taken under one hold of the lock: results wait little behind a restart's manifests.
 _MANIFEST_CHECKS = 64
+#: Store checks run at once (in the default executor's threads).
+_STORE_CHECKS = 8
 
 
 class BatchAggregator:
@@ -80,16 +81,16 @@ class BatchAggregator:
 
     def is_finished(self, batch_id: str) -> bool:
         """True once the batch's files are written (here, or by an earlier aggregator)."""
-        if batch_id not in self._finished and self.files.is_written(batch_id):
-            self._remember_finished(batch_id)
-        return batch_id in self._finished
+        return batch_id in self._finished or self.files.is_written(batch_id)
 
     async def _is_finished(self, batch_id: str) -> bool:
-        """``is_finished`` off the event loop (in object storage, it is an HTTP request)."""
-        return batch_id in self._finished or await asyncio.to_thread(self.is_finished, batch_id)
-
-    def _remember_finished(self, batch_id: str) -> None:
-        self._finished.add(batch_id)
+        """``is_finished``, the store asked off the event loop (on S3, an HTTP request) and the
+        answer remembered on it (threads never touch the aggregator's state)."""
+        if batch_id in self._finished:
+            return True
+        if written := await asyncio.to_thread(self.files.is_written, batch_id):
+            self._finished.add(batch_id)
+        return written
 
     @property
     def open_batches(self) -> int:
@@ -139,10 +140,15 @@ class BatchAggregator:
                     if (batch := self._open.get(batch_id)) is not None:
                         await self._advance(batch_id, batch)
 
-    async def add_results(self, records: Sequence[IncomingRecord]) -> None:
+    async def add_results(
+        self,
+        records: Sequence[IncomingRecord],
+        polled: Mapping[TopicPartitionKey, int] | None = None,
+    ) -> None:
         """Spool a poll's results and write the batches they complete. If it raises,
         ``committable()`` is still safe (an unwritten batch holds its first offset), but some
-        records may not be spooled: ``release`` their partitions and re-read them.
+        records may not be spooled: ``release`` their partitions and re-read them. ``polled``:
+        ``releases()`` when the records were fetched (default: now).
 
         ``committable()`` is read without the lock (by the periodic and the rebalance commit),
         so the commit point moves only in one step with nothing awaited inside it: high-water
@@ -151,7 +157,7 @@ class BatchAggregator:
         tracing = telemetry.tracing_enabled()
         async with self._lock:
             metrics.RESULTS_RECEIVED.inc(len(records))
-            records = self._marks.owned(records)
+            records = self._marks.owned(records, self.releases() if polled is None else polled)
             parsed = [(record, parse_result(record)) for record in records]
             new_ids = {p[0].batch_id for _, p in parsed if p and p[0].batch_id not in self._open}
             written = await self._written_among(new_ids)
@@ -170,7 +176,8 @@ class BatchAggregator:
                 batch = self._open.get(result.batch_id)
                 if batch is None:
                     batch = self._open[result.batch_id] = OpenBatch()
-                batch.first_offsets.setdefault(partition, offset)
+                first = batch.first_offsets.get(partition, offset)
+                batch.first_offsets[partition] = min(first, offset)
                 if result.error is not None and result.error.code == BATCH_CANCELLED:
                     self._cancel_seen_in_a_line(result.batch_id)
                 if tracing:
@@ -191,10 +198,14 @@ class BatchAggregator:
                     await self._advance(batch_id, batch)
 
     async def _written_among(self, batch_ids: set[str]) -> set[str]:
-        """The batches among ``batch_ids`` whose files are written, asked of the store at once."""
-        ids = sorted(batch_ids)
-        answers = await asyncio.gather(*(self._is_finished(batch_id) for batch_id in ids))
-        return {batch_id for batch_id, written in zip(ids, answers, strict=True) if written}
+        """The batches among ``batch_ids`` whose files are written, asked of the store together,
+        ``_STORE_CHECKS`` at a time (an S3 client pools ten connections)."""
+        ids, written = sorted(batch_ids), set()
+        for start in range(0, len(ids), _STORE_CHECKS):
+            step = ids[start : start + _STORE_CHECKS]
+            answers = await asyncio.gather(*(self._is_finished(batch_id) for batch_id in step))
+            written |= {batch_id for batch_id, yes in zip(step, answers, strict=True) if yes}
+        return written
 
     def _cancel_seen_in_a_line(self, batch_id: str) -> None:
         """Workers answer ``batch_cancelled`` only after the cancel, which may reach the cancel
@@ -237,29 +248,11 @@ class BatchAggregator:
                 logger.warning("progress of batch %s not published: %r", batch_id, error)
 
     def _batch_object(
-        self,
-        manifest: BatchManifest,
-        batch: OpenBatch,
-        status: BatchStatus,
-        reached_at: dict[BatchStatus, int] | None = None,
-        **fields: Any,
+        self, manifest: BatchManifest, batch: OpenBatch, status: BatchStatus, **fields: Any
     ) -> BatchObject:
-        """Every batch here is in progress from its first result (or, with none, its expiry)
-        and cancelling from its cancel, if any."""
-        timestamps = {BatchStatus.IN_PROGRESS: batch.in_progress_at}
-        cancelling_at = self._cancelling.get(manifest.batch_id)
-        if cancelling_at is not None and status in CANCELLED_STATUSES:
-            timestamps[BatchStatus.CANCELLING] = cancelling_at
-        return batch_object(
-            manifest,
-            status,
-            completed=self._spool.completed(manifest.batch_id),
-            failed=self._spool.failed(manifest.batch_id),
-            reached_at={**timestamps, **(reached_at or {})},
-            usage=batch.usage.usage(),
-            model=batch.model,
-            **fields,
-        )
+        spool, batch_id = self._spool, manifest.batch_id
+        counts = (spool.completed(batch_id), spool.failed(batch_id))
+        return batch.batch_object(manifest, status, self._cancelling.get(batch_id), counts, fields)
 
     async def expire_overdue(
         self, now: float | None = None, *, owns: Callable[[str], bool]
@@ -339,7 +332,7 @@ class BatchAggregator:
                 manifest,
                 batch,
                 status,
-                {**reached, status: int(time.time())},
+                reached_at={**reached, status: int(time.time())},
                 errors=errors,
                 output_file_id=output_id,
                 error_file_id=error_id,
@@ -362,12 +355,16 @@ class BatchAggregator:
         """A written batch: drop its state and its spooled rows."""
         for state in (self._open, self._manifests, self._cancelling):
             state.pop(batch_id, None)
-        self._remember_finished(batch_id)
+        self._finished.add(batch_id)
         await asyncio.to_thread(self._spool.drop, batch_id)
 
     def committable(self) -> dict[TopicPartitionKey, int]:
         """Per partition: the first offset of its earliest unfinished batch, else all it read."""
         return self._marks.committable(self._open.values())
+
+    def releases(self) -> dict[TopicPartitionKey, int]:
+        """How often each partition was released so far: taken with a poll (``add_results``)."""
+        return self._marks.releases()
 
     def assign(self, partitions: Iterable[TopicPartitionKey]) -> None:
         """Results of ``partitions`` are taken from now on (until ``release``)."""

@@ -13,12 +13,14 @@ import time
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind
 
-from llm_stream.batch.status import BatchStatus, check_transition
+from llm_stream.batch.objects import batch_object
+from llm_stream.batch.status import CANCELLED_STATUSES, BatchStatus, check_transition
 from llm_stream.batch.usage import UsageTotals, answered_model
-from llm_stream.contracts import ResultMessage
+from llm_stream.contracts import BatchManifest, BatchObject, ResultMessage
 from llm_stream.ops import telemetry
 from llm_stream.protocols import IncomingRecord, TopicPartitionKey
 
@@ -67,6 +69,32 @@ class OpenBatch:
                 "llm_stream.request_counts.completed": completed,
                 "llm_stream.request_counts.failed": failed,
             },
+        )
+
+    def batch_object(
+        self,
+        manifest: BatchManifest,
+        status: BatchStatus,
+        cancelling_at: int | None,
+        counts: tuple[int, int],
+        fields: dict[str, Any],
+    ) -> BatchObject:
+        """The batch's object: in progress from its first result (or, with none, its expiry)
+        and cancelling from its cancel, if any. ``counts``: completed and failed requests;
+        ``fields`` may add ``reached_at`` times."""
+        reached = {BatchStatus.IN_PROGRESS: self.in_progress_at}
+        if cancelling_at is not None and status in CANCELLED_STATUSES:
+            reached[BatchStatus.CANCELLING] = cancelling_at
+        reached.update(fields.pop("reached_at", None) or {})
+        return batch_object(
+            manifest,
+            status,
+            completed=counts[0],
+            failed=counts[1],
+            reached_at=reached,
+            usage=self.usage.usage(),
+            model=self.model,
+            **fields,
         )
 
     def count(self, results: Iterable[ResultMessage]) -> None:

@@ -24,18 +24,34 @@ class PartitionMarks:
         self._high_water: dict[TopicPartitionKey, int] = {}
         #: Partitions assigned here (``assign``); None until the first assignment: all of them.
         self._owned: set[TopicPartitionKey] | None = None
+        #: How often each partition was released: a poll taken before a release is stale
+        #: even if the partition is assigned here again (it is re-read from its commit).
+        self._releases: dict[TopicPartitionKey, int] = {}
 
     def read(self, partition: TopicPartitionKey, offset: int) -> None:
         """The record at ``offset`` was taken (spooled, or known not to be needed)."""
         self._high_water[partition] = max(self._high_water.get(partition, 0), offset + 1)
 
-    def owned(self, records: Sequence[IncomingRecord]) -> Sequence[IncomingRecord]:
-        """The records of partitions still assigned here: a poll handed over in steps may
-        outlive its partitions' revoke, and what a revoked partition left behind belongs to its
-        next owner (spooled here, it would hold stale offsets if the partition came back)."""
-        if self._owned is None:
+    def releases(self) -> dict[TopicPartitionKey, int]:
+        """A snapshot to take with a poll, for ``owned``."""
+        return dict(self._releases)
+
+    def owned(
+        self, records: Sequence[IncomingRecord], polled: Mapping[TopicPartitionKey, int]
+    ) -> Sequence[IncomingRecord]:
+        """The records of partitions assigned here and not released since the poll
+        (``polled``: ``releases()`` then): a poll handed over in steps may outlive its
+        partitions' revoke, and what a revoked partition left behind belongs to its next owner,
+        or to its re-read here (spooled, it would hold stale offsets)."""
+        if self._owned is None and not self._releases:
             return records
-        owned = [record for record in records if record.topic_partition in self._owned]
+        owned = [
+            record
+            for record in records
+            if (self._owned is None or record.topic_partition in self._owned)
+            and self._releases.get(record.topic_partition, 0)
+            == polled.get(record.topic_partition, 0)
+        ]
         if len(owned) < len(records):
             metrics.RESULTS_REVOKED.inc(len(records) - len(owned))
         return owned
@@ -53,6 +69,7 @@ class PartitionMarks:
         released, dropped = spread_of_release(partitions, batches)
         for partition in released:
             self._high_water.pop(partition, None)
+            self._releases[partition] = self._releases.get(partition, 0) + 1
         return released, dropped
 
     def committable(self, batches: Iterable[OpenBatch]) -> dict[TopicPartitionKey, int]:

@@ -141,3 +141,30 @@ async def test_results_of_a_partition_revoked_mid_poll_are_not_spooled(
     assert aggregator.received("other") == 1  # a partition still owned is taken
     assert P0 not in aggregator.committable()
     assert aggregator.committable() == {(TOPIC, 1): 0}
+
+
+async def test_a_poll_revoked_and_assigned_back_mid_way_is_read_again_whole(
+    tmp_path: Path, make: Make
+) -> None:
+    """The usual rebalance revokes every partition and assigns them again: the rest of the
+    poll in hand is stale (the loop re-reads the partition from its commit), so it must not be
+    spooled, or the batch would hold its first offset past rows that are only in the spool."""
+    aggregator = make(tmp_path, CommittingStatus(CommitAtEveryAwait(LocalFileStore(tmp_path), [])))
+    await aggregator.add_manifest(_manifest("big", 1000))
+    handler = app._ResultsHandler(aggregator)
+    await handler.assigned({P0: 0})
+    poll = [IncomingRecord(TOPIC, 0, offset, _result("big", str(offset))) for offset in range(600)]
+
+    async def rebalance_after_the_first_step() -> None:
+        while aggregator.received("big") == 0:  # noqa: ASYNC110 (the step is the event)
+            await asyncio.sleep(0)
+        await handler.revoked([P0])
+        await handler.assigned({P0: 0})
+
+    rebalancing = asyncio.create_task(rebalance_after_the_first_step())
+    await handler.handle(poll)
+    await rebalancing
+    assert aggregator.received("big") == 0  # the stale rest of the poll was refused
+    await handler.handle(poll)  # the loop reads the partition again from its commit
+    assert aggregator.received("big") == 600
+    assert aggregator.committable() == {P0: 0}

@@ -17,7 +17,10 @@ class _StepRecorder:
         self.other_task_ran_between: list[bool] = []
         self.ticks = 0
 
-    async def add_results(self, records: Sequence[IncomingRecord]) -> None:
+    def releases(self) -> dict[tuple[str, int], int]:
+        return {}
+
+    async def add_results(self, records: Sequence[IncomingRecord], polled: object = None) -> None:
         self.other_task_ran_between.append(self.ticks > 0)
         self.ticks = 0
         self.steps.append([record.offset for record in records])
