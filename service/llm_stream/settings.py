@@ -32,7 +32,10 @@ class SettingsRefusedError(ValueError):
 class Settings(BaseSettings):
     """Configuration shared by every llm-stream process."""
 
-    model_config = SettingsConfigDict(env_prefix="LLM_STREAM_", extra="ignore")
+    # An invalid value (a short key, a URL with a password) is never echoed in an error.
+    model_config = SettingsConfigDict(
+        env_prefix="LLM_STREAM_", extra="ignore", hide_input_in_errors=True
+    )
 
     bootstrap_servers: str = Field(
         "127.0.0.1:9092", description="Comma-separated Kafka bootstrap servers."
@@ -80,9 +83,7 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(
         8, ge=1, description="Partitions of topics the service creates; caps consumers per group."
     )
-    topic_replication_factor: int = Field(
-        1, ge=1, description="Replication factor of topics the service creates."
-    )
+    topic_replication_factor: int = Field(1, ge=1, description="Replicas of topics it creates.")
     topic_min_insync_replicas: int | None = Field(
         None,
         ge=1,
@@ -328,18 +329,14 @@ class Settings(BaseSettings):
         None, description="PEM client certificate, for brokers that require one (mutual TLS)."
     )
     ssl_keyfile: Path | None = Field(None, description="PEM private key of ssl_certfile.")
-    ssl_key_password: SecretStr | None = Field(
-        None, description="Passphrase of ssl_keyfile, if it is encrypted."
-    )
+    ssl_key_password: SecretStr | None = Field(None, description="Passphrase of ssl_keyfile.")
     allow_cleartext_credentials: bool = Field(
         False,
         description="Let Kafka SASL credentials (PLAIN, SCRAM, OAUTHBEARER over "
         "SASL_PLAINTEXT) and the OIDC client secret (an http:// token URL) cross the network "
         "unencrypted to hosts beyond loopback; off: refused at start.",
     )
-    enable_idempotence: bool = Field(
-        False, description="Idempotent producer; needs a broker that supports InitProducerId."
-    )
+    enable_idempotence: bool = Field(False, description="Idempotent producer (InitProducerId).")
 
     @field_validator("gateway_api_keys", "webhook_urls", "webhook_secrets", mode="before")
     @classmethod

@@ -42,3 +42,11 @@ def test_invalid_in_flight_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("LLM_STREAM_MAX_IN_FLIGHT", "0")  # must be positive when set
     with pytest.raises(ValueError, match="max_in_flight"):
         Settings()
+
+
+def test_an_invalid_secret_is_never_echoed_in_the_error() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as raised:
+        Settings(gateway_api_keys="short-but-secret-value")
+    assert "short-but-secret-value" not in str(raised.value)

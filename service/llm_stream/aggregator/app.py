@@ -162,15 +162,22 @@ class AggregatorApp(RuntimeRole):
         Only batches of owned partitions."""
         while True:
             await asyncio.sleep(self.overdue_check_interval_s)
-            if await self._caught_up():
-                for batch_id in await self.aggregator.expire_overdue(owns=self._owns()):
-                    logger.warning("batch %s expired before all its results arrived", batch_id)
-                # Only once every manifest published so far is read: with much history the
-                # manifests may still be coming in long after the results.
-                if self.manifests.caught_up:
-                    for batch_id in await self.aggregator.fail_orphans():
-                        logger.warning("batch %s failed: its manifest never arrived", batch_id)
-                await self.loop.commit_or_retry()
+            try:
+                await self._close_overdue()
+            except Exception as error:  # a store or broker error: tried again next time
+                logger.warning("closing overdue batches failed: %r", error)
+
+    async def _close_overdue(self) -> None:
+        if not await self._caught_up():
+            return
+        for batch_id in await self.aggregator.expire_overdue(owns=self._owns()):
+            logger.warning("batch %s expired before all its results arrived", batch_id)
+        # Only once every manifest published so far is read: with much history the manifests
+        # may still be coming in long after the results.
+        if self.manifests.caught_up:
+            for batch_id in await self.aggregator.fail_orphans():
+                logger.warning("batch %s failed: its manifest never arrived", batch_id)
+        await self.loop.commit_or_retry()
 
     async def _retire_history_periodically(self) -> None:
         """Tombstones for the owned batches that ended ``batch_retention_s`` ago; a failed

@@ -58,23 +58,25 @@ async def retire_history(
     ``now``. Returns the ids retired."""
     topic = settings.batch_status_topic
     consumer = AIOKafkaConsumer(**bounded_consumer_kwargs(settings), enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()
         candidates = await _read_candidates(
             consumer, topic, ended_before=now - settings.batch_retention_s
         )
     finally:
-        await consumer.stop()
+        await consumer.stop()  # also after a failed start: its connections are closed
     retired = [batch_id for batch_id in candidates if owns(batch_id)]
     if not retired:
         return []
     producer = AIOKafkaProducer(**settings.kafka_client_kwargs(), acks="all")
-    await producer.start()
     try:
-        for batch_id in retired:
-            for retired_topic in (topic, settings.batches_topic):
+        await producer.start()
+        # The manifests first: a sweep cut short between the two leaves a status (retired by
+        # the next sweep), never a manifest whose status is gone (read as validating for ever).
+        for retired_topic in (settings.batches_topic, topic):
+            for batch_id in retired:
                 await producer.send(retired_topic, None, key=batch_id.encode())
-        await producer.flush()
+            await producer.flush()
     finally:
         await producer.stop()
     return retired
@@ -96,7 +98,8 @@ async def _read_candidates(
     while pending:
         fetched = await consumer.getmany(*pending, timeout_ms=_FETCH_MS, max_records=500)
         if not fetched:
-            break  # nothing more to read now
+            logger.info("history sweep of %s ended before the end of %s", topic, sorted(pending))
+            break  # nothing more to read now (a later sweep reads further)
         for records in fetched.values():
             for record in records:
                 if record.key is None:

@@ -130,11 +130,10 @@ class FileIndex:
         cursor = None if after is None else (after.created_at, after.id)
         walks = [self._walk((p,), cursor, descending) for p in chosen]
         merged = heapq.merge(*walks, key=lambda entry: entry.order, reverse=descending)
-        return [
-            record
-            for entry in itertools.islice(merged, limit)
-            if (record := self._record(entry)) is not None
-        ]
+        # An entry whose record cannot be read any more (deleted meanwhile) is skipped, and the
+        # page filled from the entries after it.
+        records = (record for entry in merged if (record := self._record(entry)) is not None)
+        return list(itertools.islice(records, limit))
 
     def _walk(
         self, path: tuple[str, ...], cursor: tuple[int, str] | None, descending: bool

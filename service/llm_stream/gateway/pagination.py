@@ -1,6 +1,6 @@
 """OpenAI's cursor pagination, once for files and batches: ``after`` is the id of the last
 object of the previous page; the items come already in the order the list is served in.
-``paginate`` pages a list held whole; ``page_of`` one a source paged itself (the files' index)."""
+``page_of`` makes a page of what a source paged itself (the files' index)."""
 
 from __future__ import annotations
 
@@ -11,26 +11,6 @@ from llm_stream.gateway.errors import GatewayError, invalid
 from llm_stream.gateway.models import ListPage
 
 T = TypeVar("T")
-
-
-def paginate(
-    items: Sequence[T], *, limit: int, after: str | None, id_of: Callable[[T], str]
-) -> ListPage[T]:
-    """The ``limit`` items that follow ``after`` (from the start without it); an ``after`` that
-    names no item is refused (400), rather than answered with a page that silently skips."""
-    start = 0
-    if after is not None:
-        ids = [id_of(item) for item in items]
-        if after not in ids:
-            raise unknown_after(after)
-        start = ids.index(after) + 1
-    data = list(items[start : start + limit])
-    return ListPage[T](
-        data=data,
-        first_id=id_of(data[0]) if data else None,
-        last_id=id_of(data[-1]) if data else None,
-        has_more=start + limit < len(items),
-    )
 
 
 def page_of(items: Sequence[T], *, limit: int, id_of: Callable[[T], str]) -> ListPage[T]:

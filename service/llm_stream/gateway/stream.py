@@ -21,6 +21,7 @@ from http import HTTPStatus
 from typing import Any, NamedTuple, Protocol
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 
 from llm_stream.client import BatchClient, BatchStatusView, StatusViewStoppedError
 from llm_stream.client.publishing import send_status
@@ -112,7 +113,7 @@ class KafkaBatchStream:
         view = await self._current()
         batch = view.latest(batch_id)
         if batch is None and look_further:
-            await view.caught_up()
+            await self._caught_up(view)
             batch = view.latest(batch_id)
         return batch
 
@@ -120,7 +121,7 @@ class KafkaBatchStream:
         view = await self._current()
         found = view.newest(limit, after)
         if found is None:  # ``after`` names a batch not known yet, or none
-            await view.caught_up()
+            await self._caught_up(view)
             found = view.newest(limit, after)
         return None if found is None else BatchPage(*found)
 
@@ -177,6 +178,14 @@ class KafkaBatchStream:
         except TimeoutError:
             raise _behind(view) from None
         return view
+
+    async def _caught_up(self, view: BatchStatusView) -> None:
+        """The view holds all published before now (a broker request): bounded like a read."""
+        try:
+            async with asyncio.timeout(_READ_WAIT_S):
+                await view.caught_up()
+        except (TimeoutError, KafkaError):  # KafkaError: its ListOffsets request failed
+            raise _behind(view) from None
 
     async def _read_own(self, published: Mapping[TopicPartition, int]) -> None:
         view = await self._client.status_view()

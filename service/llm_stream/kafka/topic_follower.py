@@ -2,9 +2,9 @@
 compacted topics every process reads in full (batch manifests, batch objects).
 
 No consumer group: each process reads everything, whoever owns which results or requests. A
-fetch error seeks every partition back to the first record not handed over (records drained
-from other partitions before the error would otherwise be lost) and retries; while it lasts,
-``problem`` says so, for readiness.
+fetch error (or a callback's) seeks every partition back to the first record not handed over
+(records drained from other partitions before the error would otherwise be lost) and retries;
+while it lasts, ``problem`` says so, for readiness.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class TopicFollower:
         self._on_records = on_records
         self._running = False
         self._failure: str | None = None
-        #: Every partition read up to the end its last fetch reported.
+        #: Every partition was read, once, up to the end its fetches reported: the history is in.
         self.caught_up = False
 
     def problem(self) -> str | None:
@@ -80,26 +80,23 @@ class TopicFollower:
                     fetched = await consumer.getmany(
                         timeout_ms=_POLL_MS, max_records=_RECORDS_PER_POLL
                     )
-                except Exception as error:
+                    for tp, records in fetched.items():
+                        if records:
+                            await self._on_records([decode_record(r) for r in records])
+                            following[tp] = records[-1].offset + 1
+                except Exception as error:  # a fetch, or the callback (a store, a publish)
                     self._failure = f"{type(error).__name__}: {error}"[:500]
                     logger.error("reading %s failed: %s", self.topic, self._failure)
                     for tp, offset in following.items():
-                        consumer.seek(tp, offset)
+                        consumer.seek(tp, offset)  # handed over again: callbacks are idempotent
                     await asyncio.sleep(_RETRY_S)
                     continue
                 self._failure = None
-                for tp, records in fetched.items():
-                    if records:
-                        await self._on_records([decode_record(record) for record in records])
-                        following[tp] = records[-1].offset + 1
-                was_caught_up, self.caught_up = (
-                    self.caught_up,
-                    all(
-                        (end := consumer.highwater(tp)) is not None and offset >= end
-                        for tp, offset in following.items()
-                    ),
-                )
-                if self.caught_up and not was_caught_up:
+                if not self.caught_up and all(
+                    (end := consumer.highwater(tp)) is not None and offset >= end
+                    for tp, offset in following.items()
+                ):
+                    self.caught_up = True
                     release_free_heap()  # what reading the history decoded is garbage now
         finally:
             self._running = False

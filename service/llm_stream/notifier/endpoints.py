@@ -39,8 +39,8 @@ class WebhookEndpoint:
     to ``auth`` (HTTP Basic, as a client would send it from the URL), so no request URL that
     httpx logs or puts in an error can carry it."""
 
-    url: str
-    signer: Webhook
+    url: str = field(repr=False)  # its query string may be a token: ``display_url`` is shown
+    signer: Webhook = field(repr=False)
     auth: tuple[str, str] | None = field(default=None, repr=False)
 
     @property

@@ -354,24 +354,17 @@ async def test_a_fetch_of_manifests_is_checked_against_the_store_together(
 ) -> None:
     """A restart reads every manifest still on the topic: asked one at a time, a store (an S3
     HEAD each) made the manifest reader lag as long as the history was long."""
-    running = 0
-    most = 0
-    guard = threading.Lock()
+    both_asked = threading.Barrier(2, timeout=10)  # broken if the checks come one at a time
 
     class SlowStore(LocalFileStore):
         def is_written(self, batch_id: str) -> bool:
-            nonlocal running, most
-            with guard:
-                running += 1
-                most = max(most, running)
-            time.sleep(0.02)
-            with guard:
-                running -= 1
+            if batch_id in {"done0", "done1"}:
+                both_asked.wait()
             return batch_id.startswith("done")
 
     aggregator = BatchAggregator(SlowStore(tmp_path), FakeStatusPublisher())
     manifests = [_manifest(f"done{n}", 1) for n in range(30)] + [_manifest("open", 1)]
     await aggregator.add_manifests(manifests)
-    assert most > 1
+    assert not both_asked.broken
     assert aggregator.state_sizes()["manifests"] == 1
     aggregator.close()

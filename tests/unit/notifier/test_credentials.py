@@ -80,4 +80,7 @@ def test_the_settings_never_show_a_webhook_urls_credentials_or_query() -> None:
     for shown in (repr(settings), str(settings), settings.model_dump_json()):
         assert PASSWORD not in shown
         assert "k=v" not in shown
-    assert configured_endpoints(settings)[0].url.startswith("https://hooks.example/b")
+    endpoint = configured_endpoints(settings)[0]
+    assert endpoint.url.startswith("https://hooks.example/b")
+    assert "k=v" not in repr(endpoint)
+    assert PASSWORD not in repr(endpoint)
