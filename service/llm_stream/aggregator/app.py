@@ -18,6 +18,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from llm_stream.aggregator.core import BatchAggregator
 from llm_stream.aggregator.retirement import retire_history
+from llm_stream.batch.recent_ids import RecentIds
 from llm_stream.contracts import parse_manifest
 from llm_stream.files.store import open_store
 from llm_stream.kafka.cancellations import CancelFollower
@@ -99,7 +100,9 @@ class AggregatorApp(RuntimeRole):
             )
         )
         self._dead_letters = KafkaResultPublisher(self.broker, settings)
-        self._dead_lettered: set[tuple[int, int]] = set()
+        #: Bad manifests dead-lettered by this run (the most recent: a follower re-reads only
+        #: after an error, and never far back).
+        self._dead_lettered = RecentIds()
         self.loop = ConsumeLoop(
             settings,
             settings.results_topic,
@@ -145,14 +148,14 @@ class AggregatorApp(RuntimeRole):
 
     async def _dead_letter_manifest(self, record: IncomingRecord, reason: str) -> None:
         """Every aggregator reads every manifest: each dead-letters a bad one once per run."""
-        if (record.partition, record.offset) in self._dead_lettered:
+        if f"{record.partition}@{record.offset}" in self._dead_lettered:
             return
         logger.warning(
             "dead-lettering manifest %d@%d: %s", record.partition, record.offset, reason[:200]
         )
         letter = dead_letter_of(record, reason, self.settings.max_message_bytes)
         await self._dead_letters.publish_dead_letter(letter.value, letter.key, letter.headers)
-        self._dead_lettered.add((record.partition, record.offset))
+        self._dead_lettered.add(f"{record.partition}@{record.offset}")
 
     async def _close_overdue_periodically(self) -> None:
         """Write batches whose completion window passed (as expired) and batches whose

@@ -108,14 +108,18 @@ class StatusIndex:
 
     def __init__(self, root: Path | None = None) -> None:
         self._directory = PrivateDirectory(default_index_root() if root is None else root)
+        writer: sqlite3.Connection | None = None
         try:
             path = self._directory.path / INDEX_FILE
-            self._writer = _connect(path)
-            self._writer.executescript(_SCHEMA)
+            writer = _connect(path)
+            writer.executescript(_SCHEMA)
             self._reader = _connect(path)
         except BaseException:
+            if writer is not None:
+                writer.close()
             self._directory.close()
             raise
+        self._writer = writer
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="status-index")
 
     async def apply(self, records: Sequence[Record]) -> None:

@@ -113,11 +113,12 @@ class BatchStatusView:
         )
         try:
             await consumer.start()
+            index = StatusIndex()
         except BaseException:
             await consumer.stop()  # closed, so it is not reported unclosed when collected
             raise
         self._consumer = consumer
-        self._index = StatusIndex()
+        self._index = index
         self._follower = asyncio.create_task(self._follow(consumer, self._index))
 
     async def stop(self) -> None:
