@@ -83,12 +83,12 @@ class BatchAggregator:
         """True once the batch's files are written (here, or by an earlier aggregator)."""
         return batch_id in self._finished or self.files.is_written(batch_id)
 
-    async def _is_finished(self, batch_id: str) -> bool:
-        """``is_finished``, the store asked off the event loop (on S3, an HTTP request) and the
-        answer remembered on it (threads never touch the aggregator's state)."""
+    async def _is_finished(self, batch_id: str, remember: bool = True) -> bool:
+        """``is_finished``, the store asked off the event loop (on S3, an HTTP request) and a
+        yes remembered on it (threads never touch the aggregator's state)."""
         if batch_id in self._finished:
             return True
-        if written := await asyncio.to_thread(self.files.is_written, batch_id):
+        if (written := await asyncio.to_thread(self.files.is_written, batch_id)) and remember:
             self._finished.add(batch_id)
         return written
 
@@ -129,7 +129,9 @@ class BatchAggregator:
         for start in range(0, len(manifests), _MANIFEST_CHECKS):
             step = manifests[start : start + _MANIFEST_CHECKS]
             async with self._lock:
-                written = await self._written_among({manifest.batch_id for manifest in step})
+                # Written batches' manifests are history: remembering them would save nothing.
+                ids = {manifest.batch_id for manifest in step}
+                written = await self._written_among(ids, remember=False)
                 for manifest in step:
                     batch_id = manifest.batch_id
                     if batch_id in written:
@@ -197,13 +199,14 @@ class BatchAggregator:
                 if (batch := self._open.get(batch_id)) is not None:
                     await self._advance(batch_id, batch)
 
-    async def _written_among(self, batch_ids: set[str]) -> set[str]:
+    async def _written_among(self, batch_ids: set[str], remember: bool = True) -> set[str]:
         """The batches among ``batch_ids`` whose files are written, asked of the store together,
         ``_STORE_CHECKS`` at a time (an S3 client pools ten connections)."""
         ids, written = sorted(batch_ids), set()
         for start in range(0, len(ids), _STORE_CHECKS):
             step = ids[start : start + _STORE_CHECKS]
-            answers = await asyncio.gather(*(self._is_finished(batch_id) for batch_id in step))
+            asked = (self._is_finished(batch_id, remember) for batch_id in step)
+            answers = await asyncio.gather(*asked)
             written |= {batch_id for batch_id, yes in zip(step, answers, strict=True) if yes}
         return written
 
