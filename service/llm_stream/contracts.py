@@ -120,6 +120,9 @@ class ResultMessage(BaseModel):
 
 MetadataKey = Annotated[str, StringConstraints(max_length=64)]
 MetadataValue = Annotated[str, StringConstraints(max_length=512)]
+#: OpenAI's bounds on a batch's metadata: 16 pairs, keys of 64 characters, values of 512.
+Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)]
+CompletionWindow = Annotated[str, StringConstraints(pattern=COMPLETION_WINDOW_PATTERN)]
 MAX_MODEL_NAME_LENGTH = 256
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_MODEL_NAME_LENGTH)]
 
@@ -142,10 +145,10 @@ class BatchManifest(BaseModel):
     request_count: int = Field(
         ge=1, le=MAX_REQUEST_COUNT, strict=True, description="Number of request lines."
     )
-    completion_window: Annotated[str, StringConstraints(pattern=COMPLETION_WINDOW_PATTERN)] = Field(
+    completion_window: CompletionWindow = Field(
         "24h", description="Digits and a unit (s, m, h or d), as OpenAI's `24h`."
     )
-    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=16)
+    metadata: Metadata = Field(default_factory=dict)
     model: ModelName | None = Field(
         None, description="The lines' `body.model` (the client takes the first line's)."
     )

@@ -22,7 +22,7 @@ from llm_stream import __version__
 from llm_stream.files.store import FileStore, open_store
 from llm_stream.gateway import batches_api, files_api, ui
 from llm_stream.gateway.auth_limit import FailedAuthLimiter
-from llm_stream.gateway.errors import install_error_handlers
+from llm_stream.gateway.errors import EVERY_ROUTE, error_responses, install_error_handlers
 from llm_stream.gateway.middleware import ApiKeyAuth, BodySizeLimit, RequestMetrics
 from llm_stream.gateway.revocations import RevokedSessions
 from llm_stream.gateway.state import Gateway
@@ -71,7 +71,9 @@ def create_app(
     app.state.gateway = gateway
     install_error_handlers(app)
     for router in (files_api.router, batches_api.router):
-        app.include_router(router, dependencies=[Security(_BEARER)])
+        app.include_router(
+            router, dependencies=[Security(_BEARER)], responses=error_responses(*EVERY_ROUTE)
+        )
     ui.install(app)  # the web page under /ui, with its own login (a browser sends no bearer)
     # The ops endpoints every role serves; readiness: the broker answers and the view follows.
     ops = build_app(gateway.stream.problem, (REGISTRY,), metrics_token=settings.ops_metrics_token)

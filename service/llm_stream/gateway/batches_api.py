@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from http import HTTPStatus
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -22,7 +23,7 @@ from llm_stream.batch.status import BatchStatus
 from llm_stream.client.batch_client import build_manifest, new_batch_id
 from llm_stream.contracts import BatchObject, RequestCounts, is_safe_batch_id
 from llm_stream.files.store import BatchFile, file_id
-from llm_stream.gateway.errors import invalid, not_found
+from llm_stream.gateway.errors import error_responses, invalid, not_found
 from llm_stream.gateway.input_check import check_input_file, check_parameters
 from llm_stream.gateway.models import Batch, BatchCreate, BatchErrors, BatchLineError, ListPage
 from llm_stream.gateway.pagination import unknown_after
@@ -35,8 +36,15 @@ router = APIRouter(prefix="/v1/batches", tags=["batches"])
 MAX_BATCHES_PAGE = 100
 DEFAULT_BATCHES_PAGE = 20
 
+#: The errors a route answers besides those of every route (``errors.EVERY_ROUTE``): each
+#: reads the status topic, which answers 503 while the broker does not.
+_INVALID_OR_UNKNOWN = error_responses(
+    HTTPStatus.BAD_REQUEST, HTTPStatus.NOT_FOUND, HTTPStatus.SERVICE_UNAVAILABLE
+)
+_UNKNOWN = error_responses(HTTPStatus.NOT_FOUND, HTTPStatus.SERVICE_UNAVAILABLE)
 
-@router.post("")
+
+@router.post("", responses=_INVALID_OR_UNKNOWN)
 async def create_batch(gateway: GatewayDep, request: BatchCreate, http: Request) -> Batch:
     """Validate the input file, then submit its lines to the stream (or record why not).
 
@@ -124,7 +132,7 @@ def _failed(
     return failed.model_copy(update={"request_counts": nothing, "input_file_id": input_file_id})
 
 
-@router.get("")
+@router.get("", responses=_INVALID_OR_UNKNOWN)
 async def list_batches(
     gateway: GatewayDep,
     after: str | None = None,
@@ -143,7 +151,7 @@ async def list_batches(
     )
 
 
-@router.get("/{batch_id}")
+@router.get("/{batch_id}", responses=_UNKNOWN)
 async def retrieve_batch(gateway: GatewayDep, batch_id: str) -> Batch:
     batch = await gateway.stream.retrieve(batch_id) if is_safe_batch_id(batch_id) else None
     if batch is None:
@@ -151,7 +159,7 @@ async def retrieve_batch(gateway: GatewayDep, batch_id: str) -> Batch:
     return await respond(gateway, batch)
 
 
-@router.post("/{batch_id}/cancel")
+@router.post("/{batch_id}/cancel", responses=_UNKNOWN)
 async def cancel_batch(gateway: GatewayDep, batch_id: str) -> Batch:
     """Ask the stream to stop the batch: ``cancelling`` until the aggregator writes it as
     ``cancelled``; a batch that already ended is answered as it is."""

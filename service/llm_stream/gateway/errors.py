@@ -4,18 +4,21 @@ The ``openai`` client turns the status into its exception class (400 ``BadReques
 ``AuthenticationError``, 404 ``NotFoundError``, 413, ...) and reads ``error.message``, ``type``,
 ``param`` and ``code`` from the body, so FastAPI's own error bodies (``{"detail": ...}``) never
 reach a client: validation errors, unknown routes and unexpected failures are mapped here.
+The OpenAPI document lists the same answers (``error_responses``), so it tells the truth.
 """
 
 from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 logger = logging.getLogger(__name__)
 
@@ -23,16 +26,51 @@ INVALID_REQUEST = "invalid_request_error"
 
 
 class ErrorDetail(BaseModel):
+    """Every field is always sent, ``param`` and ``code`` as null when they name nothing."""
+
     message: str
     type: str
-    param: str | None = None
-    code: str | None = None
+    param: str | None
+    code: str | None
 
 
 class ErrorBody(BaseModel):
     """``{"error": {"message", "type", "param", "code"}}``, as OpenAI answers errors."""
 
     error: ErrorDetail
+
+
+#: Why the gateway answers each error status: the OpenAPI document's descriptions.
+_WHY: dict[HTTPStatus, str] = {
+    HTTPStatus.BAD_REQUEST: "A parameter is missing or invalid; `error.param` names it.",
+    HTTPStatus.UNAUTHORIZED: "No API key, or not one of the gateway's.",
+    HTTPStatus.NOT_FOUND: "No object has the id given.",
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "The request body or the uploaded file is too large.",
+    HTTPStatus.TOO_MANY_REQUESTS: "Too many wrong API keys from this address; wait Retry-After.",
+    HTTPStatus.INTERNAL_SERVER_ERROR: "The server had an error while processing the request.",
+    HTTPStatus.SERVICE_UNAVAILABLE: "The broker does not answer: batches cannot be read now.",
+}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
+
+#: What every API route may answer, whatever it does: the key check (401, 429), the body size
+#: limit (413, ``middleware``) and an unexpected failure (500).
+EVERY_ROUTE = (
+    HTTPStatus.UNAUTHORIZED,
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    HTTPStatus.TOO_MANY_REQUESTS,
+    HTTPStatus.INTERNAL_SERVER_ERROR,
+)
+
+
+def error_responses(*statuses: HTTPStatus) -> dict[int | str, dict[str, Any]]:
+    """A route's (or router's) OpenAPI ``responses`` for these statuses, in OpenAI's shape."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        response: dict[str, Any] = {"model": ErrorBody, "description": _WHY[status]}
+        if status is HTTPStatus.TOO_MANY_REQUESTS:
+            response["headers"] = _RETRY_AFTER
+        responses[int(status)] = response
+    return responses
 
 
 class GatewayError(HTTPException):
@@ -91,14 +129,26 @@ def _from_http_exception(request: Request, error: HTTPException) -> GatewayError
     if isinstance(error, GatewayError):
         return error
     status = HTTPStatus(error.status_code)
+    headers = dict(error.headers) if error.headers else None
     if status is HTTPStatus.NOT_FOUND:
         message = f"Invalid URL ({request.method} {request.url.path})"
     elif status is HTTPStatus.METHOD_NOT_ALLOWED:
         message = f"Method {request.method} is not allowed on {request.url.path}"
+        headers = {"Allow": _allowed_methods(request)}
     else:
         message = str(error.detail)
     kind = "server_error" if status >= HTTPStatus.INTERNAL_SERVER_ERROR else INVALID_REQUEST
-    return GatewayError(status, message, type=kind)
+    return GatewayError(status, message, type=kind, headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """A 405's ``Allow``: the methods of every route at the path (Starlette names only those of
+    the first route it tried, e.g. ``POST`` for ``/v1/batches``, which ``GET`` lists too)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] is Match.PARTIAL:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 def from_validation_error(error: RequestValidationError) -> GatewayError:
@@ -108,6 +158,8 @@ def from_validation_error(error: RequestValidationError) -> GatewayError:
         return invalid("We could not parse the JSON body of your request.", None, "invalid_json")
     names = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
     param = names[0] if names else None
+    if first.get("type") == "missing" and param is None:
+        return invalid("The request has no body: send its parameters as JSON.")
     if first.get("type") == "missing":
         return invalid(
             f"Missing required parameter: '{param}'.", param, "missing_required_parameter"
@@ -121,7 +173,8 @@ def from_validation_error(error: RequestValidationError) -> GatewayError:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Answer every error in OpenAI's shape."""
+    """Answer every error in OpenAI's shape, and document no other."""
+    _drop_validation_422(app)
 
     async def http_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, HTTPException)
@@ -143,3 +196,22 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, unexpected_error)
+
+
+def _drop_validation_422(app: FastAPI) -> None:
+    """FastAPI documents a 422 ``{"detail": ...}`` on every route with parameters; the gateway
+    answers those errors 400 in OpenAI's shape (``from_validation_error``), as its routes
+    document, so the 422 and its schemas leave the document."""
+    generate = app.openapi
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+        return app.openapi_schema or {}
+
+    app.openapi = document  # type: ignore[method-assign]

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import Iterator
+from http import HTTPStatus
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
@@ -18,9 +19,9 @@ from fastapi.responses import StreamingResponse
 
 from llm_stream.files.records import StoredFile, new_upload_id
 from llm_stream.files.store import CHUNK_BYTES
-from llm_stream.gateway.errors import invalid, not_found, too_large
+from llm_stream.gateway.errors import error_responses, not_found, too_large
 from llm_stream.gateway.models import FileDeleted, FileObject, ListPage
-from llm_stream.gateway.pagination import page_of
+from llm_stream.gateway.pagination import page_of, unknown_after
 from llm_stream.gateway.state import Gateway, GatewayDep
 from llm_stream.ops import metrics
 
@@ -30,19 +31,25 @@ router = APIRouter(prefix="/v1/files", tags=["files"])
 MAX_FILES_PAGE = 10_000
 
 
-@router.post("")
+#: The errors a route answers besides those of every route (``errors.EVERY_ROUTE``).
+_INVALID = error_responses(HTTPStatus.BAD_REQUEST)
+_UNKNOWN = error_responses(HTTPStatus.NOT_FOUND)
+_LISTED = error_responses(HTTPStatus.BAD_REQUEST, HTTPStatus.NOT_FOUND)
+
+
+@router.post("", responses=_INVALID)
 async def create_file(
     gateway: GatewayDep,
-    file: Annotated[UploadFile, File(description="A JSONL batch input file.")],
-    purpose: Annotated[str, Form(description="Only `batch` is stored here.")],
+    # Binary as OpenAPI 3.0 spells it too: any bytes are a file's (its lines are checked later).
+    file: Annotated[
+        UploadFile,
+        File(description="A JSONL batch input file.", json_schema_extra={"format": "binary"}),
+    ],
+    purpose: Annotated[
+        Literal["batch"], Form(description="Only batch input files are stored here.")
+    ],
 ) -> FileObject:
     """Upload a batch input file; it is checked when a batch is created from it."""
-    if purpose != "batch":
-        raise invalid(
-            f"Invalid purpose '{purpose}': this gateway stores batch input files ('batch')",
-            "purpose",
-            "invalid_value",
-        )
     limit = gateway.settings.batch_max_file_bytes
     if file.size is not None and file.size > limit:
         raise too_large(f"The file is {file.size} bytes, over the {limit}-byte limit")
@@ -64,7 +71,7 @@ def _chunks(upload: UploadFile) -> Iterator[bytes]:
         yield chunk
 
 
-@router.get("")
+@router.get("", responses=_LISTED)
 async def list_files(
     gateway: GatewayDep,
     purpose: str | None = None,
@@ -78,7 +85,7 @@ async def list_files(
     if after is not None:
         cursor = await asyncio.to_thread(gateway.store.file_record, after)
         if cursor is None:
-            raise invalid(f"No object with id '{after}' to list after", param="after")
+            raise unknown_after(after)
     records = await asyncio.to_thread(
         gateway.store.index.page,
         purpose=purpose,
@@ -90,7 +97,7 @@ async def list_files(
     return page_of(files, limit=limit, id_of=lambda file: file.id)
 
 
-@router.get("/{file_id}")
+@router.get("/{file_id}", responses=_UNKNOWN)
 async def retrieve_file(gateway: GatewayDep, file_id: str) -> FileObject:
     return FileObject.of(await _record(gateway, file_id))
 
@@ -98,7 +105,7 @@ async def retrieve_file(gateway: GatewayDep, file_id: str) -> FileObject:
 @router.get(
     "/{file_id}/content",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}},
+    responses={200: {"content": {"application/octet-stream": {}}}, **_UNKNOWN},
 )
 async def file_content(gateway: GatewayDep, file_id: str) -> StreamingResponse:
     """The file's bytes, streamed from the store."""
@@ -113,7 +120,7 @@ async def file_content(gateway: GatewayDep, file_id: str) -> StreamingResponse:
     )
 
 
-@router.delete("/{file_id}")
+@router.delete("/{file_id}", responses=_UNKNOWN)
 async def delete_file(gateway: GatewayDep, file_id: str) -> FileDeleted:
     if not await asyncio.to_thread(gateway.store.delete_file, file_id):
         raise not_found("File", file_id)

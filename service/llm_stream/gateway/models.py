@@ -11,7 +11,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llm_stream.contracts import BatchObject
+from llm_stream.contracts import SUPPORTED_ENDPOINTS, BatchObject, CompletionWindow, Metadata
 from llm_stream.files.records import FilePurpose, StoredFile
 
 T = TypeVar("T")
@@ -65,14 +65,22 @@ class Batch(BatchObject):
 
 
 class BatchCreate(BaseModel):
-    """``POST /v1/batches``: OpenAI's parameters; unknown ones are refused, as OpenAI does."""
+    """``POST /v1/batches``: OpenAI's parameters; unknown ones are refused, as OpenAI does.
+
+    The document states each rule the gateway holds a batch to; ``input_check`` applies the
+    deployment's own, which may be tighter (settings ``batch_max_*``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     input_file_id: str
-    endpoint: str
-    completion_window: str
-    metadata: dict[str, str] | None = None
+    endpoint: str = Field(json_schema_extra={"enum": list(SUPPORTED_ENDPOINTS)})
+    completion_window: CompletionWindow = Field(
+        description="Digits and a unit (s, m, h or d), as OpenAI's `24h`; at most the "
+        "deployment's batch_max_completion_window_s (default 3 days)."
+    )
+    metadata: Metadata | None = Field(
+        None, description="OpenAI's bounds, or the deployment's batch_max_metadata_* if lower."
+    )
     #: Accepted for compatibility; output files here live until they are deleted.
     output_expires_after: dict[str, Any] | None = None
 

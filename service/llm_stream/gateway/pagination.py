@@ -5,9 +5,10 @@ object of the previous page; the items come already in the order the list is ser
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from http import HTTPStatus
 from typing import TypeVar
 
-from llm_stream.gateway.errors import GatewayError, invalid
+from llm_stream.gateway.errors import GatewayError
 from llm_stream.gateway.models import ListPage
 
 T = TypeVar("T")
@@ -26,6 +27,7 @@ def page_of(items: Sequence[T], *, limit: int, id_of: Callable[[T], str]) -> Lis
 
 
 def unknown_after(after: str) -> GatewayError:
-    """An ``after`` that names no object: refused (400), not answered with a page that
-    silently skips."""
-    return invalid(f"No object with id '{after}' to list after", param="after")
+    """An ``after`` that names no object: 404, as any id that names nothing (the request is
+    well formed, the object is missing), not answered with a page that silently skips."""
+    message = f"No object with id '{after}' to list after"
+    return GatewayError(HTTPStatus.NOT_FOUND, message, param="after")

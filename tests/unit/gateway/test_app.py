@@ -95,6 +95,20 @@ def test_unknown_routes_and_methods_answer_in_openais_shape(client: TestClient) 
     _error(client.put("/v1/files"), 405)
 
 
+def test_a_405_allows_every_method_of_the_path(client: TestClient) -> None:
+    """Two routes share ``/v1/files`` (GET and POST): ``Allow`` names both, not the first's."""
+    for path, allowed in (("/v1/files", "GET, POST"), ("/v1/files/f", "DELETE, GET")):
+        refused = client.request("OPTIONS", path)
+        _error(refused, 405)
+        assert refused.headers["allow"] == allowed
+
+
+def test_a_request_without_its_json_body_is_400_saying_so(client: TestClient) -> None:
+    error = _error(client.post("/v1/batches"), 400)
+    assert (error["param"], error["code"]) == (None, None)
+    assert "no body" in error["message"]
+
+
 def test_an_unexpected_failure_is_a_500_server_error(
     settings: Settings, store: LocalFileStore
 ) -> None:

@@ -209,7 +209,7 @@ def test_batches_are_listed_newest_first_in_openai_pages(
     for batch in rest["data"]:  # made elsewhere: their input is the status topic's id
         assert batch["input_file_id"] == f"file-{batch['id']}-input"
     assert client.get("/v1/batches", params={"limit": 101}).status_code == 400
-    assert client.get("/v1/batches", params={"after": "nope"}).status_code == 400
+    assert client.get("/v1/batches", params={"after": "nope"}).status_code == 404
 
 
 def test_retrieve_and_cancel(client: TestClient, stream: FakeBatchStream) -> None:

@@ -132,7 +132,7 @@ def test_files_are_listed_newest_first_in_pages(client: TestClient, store: Local
     assert rest["has_more"] is False
     oldest = client.get("/v1/files", params={"order": "asc", "limit": 1}).json()
     assert oldest["data"][0]["id"] == created[0]["id"]
-    _openai_error(client.get("/v1/files", params={"after": "file-nothing"}), 400, "after")
+    _openai_error(client.get("/v1/files", params={"after": "file-nothing"}), 404, "after")
     _openai_error(client.get("/v1/files", params={"limit": 0}), 400, "limit")
 
 

@@ -218,7 +218,7 @@ def test_the_list_pages_through_the_apis_listing(
     second = client.get("/ui", params={"after": "batch_05"}).text
     assert second.count("data-batch-id=") == 5
     assert "Older batches" not in second
-    assert client.get("/ui", params={"after": "batch_nope"}).status_code == 400
+    assert client.get("/ui", params={"after": "batch_nope"}).status_code == 404
 
 
 def test_lines_are_paged_and_found_by_custom_id(
