@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from llm_stream._version import __version__
 
 if TYPE_CHECKING:
     from llm_stream.batch.status import TERMINAL_STATUSES, BatchStatus

@@ -377,13 +377,6 @@ class Settings(BaseSettings):
         files = FileValuesSource(settings_cls)
         return init_settings, files, env_settings, dotenv_settings, file_secret_settings
 
-    def kafka_client_kwargs(self) -> dict[str, Any]:
-        """aiokafka keyword arguments: bootstrap servers and security, as every client takes
-        them (decided in ``llm_stream.kafka.connection``)."""
-        from llm_stream.kafka.connection import kafka_connection
-
-        return kafka_connection(self).aiokafka_kwargs()
-
     def topics(self) -> list[str]:
         """Every topic the service uses, for creation and documentation."""
         return [

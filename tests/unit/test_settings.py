@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from llm_stream.kafka.connection import client_kwargs
 from llm_stream.settings import Settings
 
 
@@ -24,7 +25,7 @@ def test_sasl_settings_reach_the_client_kwargs(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("LLM_STREAM_SASL_MECHANISM", "SCRAM-SHA-512")
     monkeypatch.setenv("LLM_STREAM_SASL_PLAIN_USERNAME", "svc")
     monkeypatch.setenv("LLM_STREAM_SASL_PLAIN_PASSWORD", "s3cret")
-    kwargs = Settings().kafka_client_kwargs()
+    kwargs = client_kwargs(Settings())
     assert kwargs["security_protocol"] == "SASL_PLAINTEXT"
     assert kwargs["sasl_mechanism"] == "SCRAM-SHA-512"
     assert kwargs["sasl_plain_password"] == "s3cret"
@@ -32,7 +33,7 @@ def test_sasl_settings_reach_the_client_kwargs(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_plaintext_client_kwargs_carry_no_security_options() -> None:
-    assert Settings(bootstrap_servers="h:1").kafka_client_kwargs() == {
+    assert client_kwargs(Settings(bootstrap_servers="h:1")) == {
         "bootstrap_servers": "h:1",
         "security_protocol": "PLAINTEXT",
     }

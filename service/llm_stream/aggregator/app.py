@@ -20,7 +20,7 @@ from llm_stream.aggregator.core import BatchAggregator
 from llm_stream.aggregator.retirement import retire_history
 from llm_stream.batch.recent_ids import RecentIds
 from llm_stream.contracts import parse_manifest
-from llm_stream.files.store import open_store
+from llm_stream.files.opening import open_store
 from llm_stream.kafka.cancellations import CancelFollower
 from llm_stream.kafka.consume_loop import ConsumeLoop
 from llm_stream.kafka.dead_letters import dead_letter_of

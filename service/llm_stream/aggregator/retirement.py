@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from llm_stream.batch.status import TERMINAL_STATUSES
 from llm_stream.contracts import BatchObject
-from llm_stream.kafka.connection import bounded_consumer_kwargs
+from llm_stream.kafka.connection import bounded_consumer_kwargs, client_kwargs
 from llm_stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ async def retire_history(
     retired = [batch_id for batch_id in candidates if owns(batch_id)]
     if not retired:
         return []
-    producer = AIOKafkaProducer(**settings.kafka_client_kwargs(), acks="all")
+    producer = AIOKafkaProducer(**client_kwargs(settings), acks="all")
     try:
         await producer.start()
         # The manifests first: a sweep cut short between the two leaves a status (retired by

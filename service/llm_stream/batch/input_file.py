@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from llm_stream.batch import request_line
+from llm_stream.batch.error_bodies import describe
 from llm_stream.batch.request_line import Problem
 from llm_stream.contracts import SUPPORTED_ENDPOINTS
-from llm_stream.engine.error_bodies import describe
 
 MAX_LINES = 50_000
 MAX_BYTES = 200 * 1024 * 1024

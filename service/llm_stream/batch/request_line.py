@@ -25,18 +25,18 @@ from typing import Any, Final
 
 import orjson
 
-from llm_stream.contracts import (
-    MAX_MODEL_NAME_LENGTH,
-    SUPPORTED_ENDPOINTS,
-    ResponseData,
-    is_safe_batch_id,
-)
-from llm_stream.engine.error_bodies import (
+from llm_stream.batch.error_bodies import (
     describe,
     error_response,
     method_not_allowed,
     streaming_refused,
     unsupported_endpoint,
+)
+from llm_stream.contracts import (
+    MAX_MODEL_NAME_LENGTH,
+    SUPPORTED_ENDPOINTS,
+    ResponseData,
+    is_safe_batch_id,
 )
 from llm_stream.settings import Settings
 

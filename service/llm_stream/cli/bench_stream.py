@@ -32,6 +32,7 @@ from llm_stream.aggregator.app import AggregatorApp
 from llm_stream.cli.bench_support import STREAM_PARTS, Spread, broker
 from llm_stream.contracts import BatchManifest, ResponseData, ResultMessage
 from llm_stream.engine.echo import EchoEngine
+from llm_stream.kafka.connection import client_kwargs
 from llm_stream.kafka.topics import ensure_topics
 from llm_stream.settings import Settings
 from llm_stream.worker.app import Worker
@@ -71,7 +72,7 @@ def result_line(batch_id: str, index: int) -> bytes:
 
 
 async def _publish(settings: Settings, topic: str, values: Iterator[bytes], key: bytes) -> None:
-    producer = AIOKafkaProducer(**settings.kafka_client_kwargs(), linger_ms=20)
+    producer = AIOKafkaProducer(**client_kwargs(settings), linger_ms=20)
     await producer.start()
     try:
         window = []
@@ -111,7 +112,7 @@ async def _worker_answering(settings: Settings, messages: int) -> float:
     async def answered() -> float:
         consumer = AIOKafkaConsumer(
             settings.results_topic,
-            **settings.kafka_client_kwargs(),
+            **client_kwargs(settings),
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=settings.fetch_partition_bytes,
         )

@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from llm_stream.cli.bench_children import SideInfo, child_main
 from llm_stream.cli.bench_offline import side_info
 from llm_stream.cli.bench_support import BenchError, EngineSpec, Run, custom_ids
+from llm_stream.kafka.connection import client_kwargs
 from llm_stream.kafka.topics import ensure_topics
 from llm_stream.settings import Settings
 from llm_stream.worker.app import Worker, in_flight_limit
@@ -79,7 +80,7 @@ class ResultTally:
 
 
 async def _publish(settings: Settings, lines: list[bytes]) -> None:
-    producer = AIOKafkaProducer(**settings.kafka_client_kwargs(), linger_ms=5)
+    producer = AIOKafkaProducer(**client_kwargs(settings), linger_ms=5)
     await producer.start()
     try:
         sent = [await producer.send(settings.requests_topic, line) for line in lines]
@@ -109,7 +110,7 @@ async def _round(base: Settings, engine: Any, prompts: list[str], max_tokens: in
     tally = ResultTally(batch_id, custom_ids(len(prompts)))
     consumer = AIOKafkaConsumer(
         settings.results_topic,
-        **settings.kafka_client_kwargs(),
+        **client_kwargs(settings),
         auto_offset_reset="earliest",
         fetch_max_wait_ms=50,
     )

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from llm_stream import __version__
+from llm_stream._version import __version__
 from llm_stream.cli import bench
 from llm_stream.cli.bench_support import DEFAULT_ENGINE_FLAGS
 from llm_stream.cli.errors import run_reported

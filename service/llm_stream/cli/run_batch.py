@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from llm_stream.aggregator.spool import OutputIndex
 from llm_stream.batch import request_line
+from llm_stream.batch.error_bodies import error_response
 from llm_stream.batch.input_file import iter_lines
 from llm_stream.batch.request_line import Problem, Stage
 from llm_stream.batch.result_lines import local_output_line
@@ -35,7 +36,6 @@ from llm_stream.cli.file_checks import check_input_file, check_output_file
 from llm_stream.cli.remote_files import download, is_url, upload
 from llm_stream.cli.vllm_lines import to_vllm_line, unsupported_url_message
 from llm_stream.contracts import SUPPORTED_ENDPOINTS, ResponseData
-from llm_stream.engine.error_bodies import error_response
 from llm_stream.engine.starting import StartingEngine
 from llm_stream.files.atomic import write_atomically
 from llm_stream.files.store import ERROR_FILE, OUTPUT_FILE, BatchFile, LocalFileStore, file_id

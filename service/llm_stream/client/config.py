@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from llm_stream.batch.request_line import DEFAULT_MAX_RECORD_BYTES
+from llm_stream.kafka.connection import client_kwargs
 from llm_stream.settings import Settings
 
 #: ``Settings.batch_max_completion_window_s``'s default, for callers that hold no settings.
@@ -37,7 +38,7 @@ class ClientConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> ClientConfig:
         return cls(
-            connection=settings.kafka_client_kwargs(),
+            connection=client_kwargs(settings),
             requests_topic=settings.requests_topic,
             batches_topic=settings.batches_topic,
             batch_status_topic=settings.batch_status_topic,

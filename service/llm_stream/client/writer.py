@@ -10,16 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaProducer
 
 from llm_stream.batch import request_line
 from llm_stream.batch.request_line import Problem
+from llm_stream.client.config import ClientConfig
 from llm_stream.client.handle import BatchHandle
 from llm_stream.client.publishing import LineSender, send_manifest
 from llm_stream.contracts import BatchManifest
 
-if TYPE_CHECKING:
-    from llm_stream.client.batch_client import BatchClient
+
+class BatchPublisher(Protocol):
+    """What a writer needs of its client (``BatchClient``): its producer, its settings and a
+    handle to return."""
+
+    config: ClientConfig
+
+    async def producer(self) -> AIOKafkaProducer: ...
+
+    def handle(self, batch_id: str) -> BatchHandle: ...
 
 
 class InvalidLineError(ValueError):
@@ -33,7 +44,7 @@ class InvalidLineError(ValueError):
 class BatchWriter:
     """Adds request lines to one batch and publishes its manifest on a clean exit."""
 
-    def __init__(self, client: BatchClient, draft: BatchManifest) -> None:
+    def __init__(self, client: BatchPublisher, draft: BatchManifest) -> None:
         self._client = client
         #: The manifest to publish, its ``request_count`` still to be set.
         self._draft = draft

@@ -15,8 +15,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from llm_stream.batch.error_bodies import unsupported_endpoint
 from llm_stream.contracts import ResponseData
-from llm_stream.engine.error_bodies import unsupported_endpoint
 from llm_stream.engine.protocol import (
     EngineReply,
     EngineRequest,

@@ -32,8 +32,8 @@ from typing import Any, Final
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
+from llm_stream.batch.error_bodies import describe, error_response
 from llm_stream.contracts import ResponseData
-from llm_stream.engine.error_bodies import describe, error_response
 
 #: The keys of a content part whose value is (or holds, under ``url``) a media URL, as vLLM's
 #: chat parser reads them (``input_image`` parts keep theirs under ``image_url`` too).

@@ -19,9 +19,9 @@ from typing import Any
 
 import pydantic
 
+from llm_stream.batch.error_bodies import error_response
 from llm_stream.batch.request_line import serving_refusal
 from llm_stream.contracts import ResponseData
-from llm_stream.engine.error_bodies import error_response
 from llm_stream.engine.media_policy import MediaPolicy
 from llm_stream.engine.protocol import (
     EngineReply,

@@ -11,7 +11,8 @@ Uploaded files (the gateway's ``files.create``) are stored by id too, each with 
 files' metadata: ``<root>/_uploads/<file_id>`` and ``<file_id>.json`` (``_uploads`` cannot be a
 batch id, which starts with a letter or digit). A batch created from an upload records which
 one in ``<root>/<batch_id>/input_file.json``, removed with the batch. ``S3FileStore``
-(``files.s3``) keeps the same layout as keys in a bucket; ``open_store`` picks one by settings.
+(``files.s3``) keeps the same layout as keys in a bucket; ``files.opening.open_store`` picks
+one by settings.
 
 Every listed file (uploads, and the output and error files a written batch names) also has an
 entry in the files' index (``files.index``) under ``<root>/_index``, which ``GET /v1/files``
@@ -38,7 +39,7 @@ from llm_stream.files.index import INDEX_DIR, FileIndex, LocalIndexTree
 from llm_stream.files.records import StoredFile, is_upload_id
 
 if TYPE_CHECKING:
-    from llm_stream.settings import Settings
+    pass
 
 _FILE_ID_PREFIX = "file-"
 
@@ -364,20 +365,3 @@ def unindex_batch(store: FileStore, batch_id: str) -> None:
     for kind in PUBLISHED_KINDS:
         if (record := store.file_record(file_id(batch_id, kind))) is not None:
             store.index.remove(record)
-
-
-def open_store(settings: Settings) -> FileStore:
-    """The store ``settings`` name: object storage for an ``s3://`` ``storage_url``, else the
-    ``output_dir``. Every process that shares files (aggregators, gateways) opens it here, and
-    prepares it (``files.upkeep.prepare_store``)."""
-    store: FileStore
-    if settings.storage_url is None:
-        store = LocalFileStore(settings.output_dir)
-    else:
-        from llm_stream.files.s3 import S3FileStore  # boto3 is imported only where S3 is used
-
-        store = S3FileStore.from_url(settings.storage_url, endpoint_url=settings.s3_endpoint_url)
-    from llm_stream.files.upkeep import prepare_store  # it builds on this module
-
-    prepare_store(store, settings.store_leftover_age_s)
-    return store

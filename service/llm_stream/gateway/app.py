@@ -18,8 +18,9 @@ from fastapi import FastAPI, Security
 from fastapi.security import HTTPBearer
 from prometheus_client import REGISTRY
 
-from llm_stream import __version__
-from llm_stream.files.store import FileStore, open_store
+from llm_stream._version import __version__
+from llm_stream.files.opening import open_store
+from llm_stream.files.store import FileStore
 from llm_stream.gateway import batches_api, files_api, ui
 from llm_stream.gateway.auth_limit import FailedAuthLimiter
 from llm_stream.gateway.errors import EVERY_ROUTE, error_responses, install_error_handlers
@@ -43,7 +44,7 @@ def create_app(
     settings: Settings, *, store: FileStore | None = None, stream: BatchStream | None = None
 ) -> FastAPI:
     """The gateway over ``stream`` (default: Kafka, as ``settings`` say) and ``store``
-    (default: ``files.store.open_store(settings)``, the same store as the aggregator's)."""
+    (default: ``files.opening.open_store(settings)``, the same store as the aggregator's)."""
     gateway = Gateway(
         settings=settings,
         store=store if store is not None else open_store(settings),

@@ -224,11 +224,16 @@ def _aws_region(settings: Settings) -> str | None:
     )
 
 
+def client_kwargs(settings: Settings) -> dict[str, Any]:
+    """aiokafka keyword arguments: bootstrap servers and security, as every client takes them."""
+    return kafka_connection(settings).aiokafka_kwargs()
+
+
 def bounded_consumer_kwargs(settings: Settings) -> dict[str, Any]:
     """A consumer's client arguments with its fetches bounded by the settings: what a process
     buffers while it catches up on a long topic stays the same however long the topic is."""
     return {
-        **settings.kafka_client_kwargs(),
+        **client_kwargs(settings),
         "fetch_max_bytes": settings.fetch_max_bytes,
         "max_partition_fetch_bytes": settings.fetch_partition_bytes,
     }

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
-from llm_stream.kafka.connection import start_client
+from llm_stream.kafka.connection import client_kwargs, start_client
 from llm_stream.network import servers_are_loopback
 from llm_stream.settings import Settings
 
@@ -45,7 +45,7 @@ def durability_warning(settings: Settings) -> str | None:
 
 async def ensure_topics(settings: Settings, topics: Iterable[str] | None = None) -> None:
     wanted = list(topics if topics is not None else settings.topics())
-    connection = settings.kafka_client_kwargs()
+    connection = client_kwargs(settings)
     admin = AIOKafkaAdminClient(**connection)
     await start_client(admin, connection)
     try:

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider
 
-from llm_stream import __version__
+from llm_stream._version import __version__
 from llm_stream.protocols import IncomingRecord
 from llm_stream.settings import Settings
 

@@ -19,11 +19,11 @@ from http import HTTPStatus
 
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
+from llm_stream.batch.error_bodies import error_response, response_too_large
 from llm_stream.batch.recent_ids import RecentIds
 from llm_stream.batch.result_lines import cancelled_result, new_request_id, result_message
 from llm_stream.batch.usage import response_tokens
 from llm_stream.contracts import RequestMessage, ResponseData, ResultMessage
-from llm_stream.engine.error_bodies import error_response, response_too_large
 from llm_stream.engine.protocol import (
     EngineReply,
     EngineRequest,

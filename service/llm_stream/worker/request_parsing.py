@@ -15,9 +15,9 @@ from http import HTTPStatus
 import pydantic
 
 from llm_stream.batch import request_line
+from llm_stream.batch.error_bodies import error_response
 from llm_stream.batch.request_line import Problem, Stage
 from llm_stream.contracts import RequestMessage, ResponseData
-from llm_stream.engine.error_bodies import error_response
 
 
 @dataclass(frozen=True, slots=True)

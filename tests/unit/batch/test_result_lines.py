@@ -6,6 +6,7 @@ import math
 import orjson
 import pytest
 
+from llm_stream.batch.error_bodies import unsupported_endpoint
 from llm_stream.batch.result_lines import (
     BATCH_CANCELLED,
     cancelled_result,
@@ -15,7 +16,6 @@ from llm_stream.batch.result_lines import (
     with_request_id,
 )
 from llm_stream.contracts import ResponseData, ResultMessage
-from llm_stream.engine.error_bodies import unsupported_endpoint
 
 OK = ResponseData(status_code=200, request_id="cmpl-1", body={"choices": []})
 

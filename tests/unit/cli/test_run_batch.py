@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 
 from llm_stream.batch import request_line
+from llm_stream.batch.error_bodies import unsupported_endpoint
 from llm_stream.cli.run_batch import classify_lines, local_error_line, merge_in_input_order
-from llm_stream.engine.error_bodies import unsupported_endpoint
 from llm_stream.files.store import ERROR_FILE, OUTPUT_FILE
 
 

@@ -6,10 +6,10 @@ from http import HTTPStatus
 
 import orjson
 
+from llm_stream.batch.error_bodies import error_response
 from llm_stream.batch.result_lines import local_output_line
 from llm_stream.cli.vllm_lines import to_vllm_line
 from llm_stream.contracts import ResponseData
-from llm_stream.engine.error_bodies import error_response
 
 CHAT_BODY = {
     "id": "chatcmpl-1",

@@ -16,6 +16,7 @@ from llm_stream.client import batch_client
 from llm_stream.client.batch_client import BatchClient, SubmitError
 from llm_stream.client.config import ClientConfig
 from llm_stream.client.writer import InvalidLineError
+from llm_stream.kafka.connection import client_kwargs
 from llm_stream.settings import Settings
 
 CONFIG = ClientConfig(
@@ -79,7 +80,7 @@ def test_from_settings_keeps_the_connection_and_topic_names() -> None:
         bootstrap_servers="k:9092", requests_topic="r", batches_topic="b", batch_status_topic="s"
     )
     config = BatchClient.from_settings(settings).config
-    assert config.connection == settings.kafka_client_kwargs()
+    assert config.connection == client_kwargs(settings)
     assert (config.requests_topic, config.batches_topic, config.batch_status_topic) == (
         "r",
         "b",

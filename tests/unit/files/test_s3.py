@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from llm_stream.files.opening import open_store
 from llm_stream.files.records import StoredFile, new_upload_id
 from llm_stream.files.s3 import PART_BYTES, S3FileStore
-from llm_stream.files.store import CHUNK_BYTES, BatchFile, FileStore, LocalFileStore, open_store
+from llm_stream.files.store import CHUNK_BYTES, BatchFile, FileStore, LocalFileStore
 from llm_stream.settings import Settings
 from tests.s3_harness import new_bucket, s3_server
 

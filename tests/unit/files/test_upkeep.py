@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from llm_stream.files.opening import open_store
 from llm_stream.files.records import new_upload_id
 from llm_stream.files.s3 import S3FileStore
-from llm_stream.files.store import STAGING_DIR, BatchFile, LocalFileStore, open_store
+from llm_stream.files.store import STAGING_DIR, BatchFile, LocalFileStore
 from llm_stream.files.upkeep import prepare_store
 from llm_stream.settings import Settings
 from tests.s3_harness import new_bucket, s3_server
