@@ -60,12 +60,6 @@ class ResultPublisher(Protocol):
     ) -> None: ...
 
 
-class OffsetCommitter(Protocol):
-    """Commits ``{(topic, partition): next_offset}`` for the consumer group."""
-
-    async def commit(self, offsets: Mapping[tuple[str, int], int]) -> None: ...
-
-
 class StatusPublisher(Protocol):
     """Publishes batch objects (progress and completion) keyed by batch id."""
 

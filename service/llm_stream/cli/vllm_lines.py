@@ -13,9 +13,6 @@ from typing import Any
 
 import orjson
 
-#: What vLLM's run-batch answers for a URL it does not serve (400, the error a plain string).
-UNSUPPORTED_URL_STATUS = 400
-
 
 def to_vllm_line(line: bytes) -> bytes:
     """``line`` (an OpenAI batch output line) in vLLM run-batch's shape, newline-terminated."""

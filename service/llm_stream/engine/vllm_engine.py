@@ -91,8 +91,9 @@ class VllmEngine:
         media: MediaPolicy | None = None,
         configured: Callable[[int], object] | None = None,
     ) -> VllmEngine:
-        """Start the engine from vLLM's own parsed CLI arguments (see ``worker_args``);
-        ``media``: which media URLs it may fetch (default: vLLM's media flags alone);
+        """Start the engine from vLLM's own parsed CLI arguments (see
+        ``worker.args.parse_worker_args``); ``media``: which media URLs it may fetch (default:
+        vLLM's media flags alone);
         ``configured`` is told ``max_num_seqs`` once known, before the engine loads."""
         from vllm import envs
         from vllm.engine.arg_utils import AsyncEngineArgs
@@ -156,11 +157,6 @@ class VllmEngine:
     @property
     def max_concurrency(self) -> int:
         return int(self._engine.vllm_config.scheduler_config.max_num_seqs)
-
-    @property
-    def model_names(self) -> list[str]:
-        models = self._state.openai_serving_models
-        return [path.name for path in models.base_model_paths]
 
     async def serve(self, request: EngineRequest) -> EngineReply:
         try:

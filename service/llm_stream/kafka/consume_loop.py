@@ -1,8 +1,8 @@
 """The one consume loop of the worker and the aggregator, on aiokafka, with no record dropped.
 
 We own the fetch loop instead of a framework's subscriber because the guarantees live here:
-- records are decoded by us (``kafka_records``), so no header, codec or body can raise in a
-  parser and take a whole fetched batch with it;
+- records are decoded by us (``kafka.records.decode_record``), so no header, codec or body can
+  raise in a parser and take a whole fetched batch with it;
 - the loop remembers, per partition, the next offset it has not handed to the handler, starting
   from the group's committed offset; after any fetch error it seeks every partition back there,
   so records aiokafka drained from other partitions before the error are fetched again;

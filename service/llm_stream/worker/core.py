@@ -1,9 +1,9 @@
 """The worker's core: keep many requests in the engine at once, publish each result, and
 commit a partition only up to the contiguous prefix of published results.
 
-Records are handed in by the consumer (``submit``) in partition order. ``submit`` waits only for
-a free in-flight slot, never for earlier requests to finish, so the engine's continuous batching
-never drains between polls.
+Records are handed in by the consume loop (``handle``) in partition order, never more than
+``capacity`` says: ``handle`` starts each and returns, never waiting for earlier requests to
+finish, so the engine's continuous batching never drains between polls.
 
 A cancelled batch (``cancel_batch``) runs nothing more: each of its records still ends in
 exactly one result line, ``batch_cancelled``, and its requests inside the engine are aborted.
