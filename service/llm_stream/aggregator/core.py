@@ -120,9 +120,6 @@ class BatchAggregator:
         """Distinct results held for an unfinished batch (0 if none yet)."""
         return self._spool.total(batch_id) if batch_id in self._open else 0
 
-    async def add_manifest(self, manifest: BatchManifest) -> None:
-        await self.add_manifests([manifest])
-
     async def add_manifests(self, manifests: Sequence[BatchManifest]) -> None:
         """Hold the manifests of batches not written yet; the store is asked about them
         together, ``_MANIFEST_CHECKS`` at a time."""

@@ -72,13 +72,13 @@ async def test_an_orphan_is_written_as_failed_after_the_timeout(tmp_path: Path, 
     assert len((tmp_path / "orphan" / "error.jsonl").read_bytes().splitlines()) == 1
     assert status.published[-1].status == "failed"
     assert aggregator.committable() == {(TOPIC, 0): 5}  # only "later" holds the partition
-    await aggregator.add_manifest(_manifest("orphan", 2))  # too late: changes nothing
+    await aggregator.add_manifests([_manifest("orphan", 2)])  # too late: changes nothing
     assert orjson.loads((tmp_path / "orphan" / "batch.json").read_bytes()) == batch
 
 
 async def test_a_batch_with_its_manifest_is_never_an_orphan(tmp_path: Path, make: Make) -> None:
     aggregator = make(tmp_path, FakeStatusPublisher(), orphan_timeout=1)
-    await aggregator.add_manifest(_manifest("known", 5))
+    await aggregator.add_manifests([_manifest("known", 5)])
     await aggregator.add_results(_records([_result("known", "a")]))
     assert await aggregator.fail_orphans(now=aggregator._open["known"].in_progress_at + 10) == []
     assert aggregator.open_batches == 1
@@ -87,8 +87,8 @@ async def test_a_batch_with_its_manifest_is_never_an_orphan(tmp_path: Path, make
 async def test_only_batches_this_aggregator_owns_are_expired(tmp_path: Path, make: Make) -> None:
     aggregator = make(tmp_path, FakeStatusPublisher())
     mine, theirs = _manifest("mine", 2), _manifest("theirs", 2)
-    await aggregator.add_manifest(mine)
-    await aggregator.add_manifest(theirs)
+    await aggregator.add_manifests([mine])
+    await aggregator.add_manifests([theirs])
     expired = await aggregator.expire_overdue(
         now=mine.created_at + 86_400, owns=lambda batch_id: batch_id == "mine"
     )
@@ -102,8 +102,8 @@ async def test_a_stranger_batch_its_owner_wrote_is_forgotten(tmp_path: Path, mak
     owner = make(tmp_path, FakeStatusPublisher())
     other = make(tmp_path, FakeStatusPublisher())
     manifest = _manifest("b1", 1)
-    await owner.add_manifest(manifest)
-    await other.add_manifest(manifest)
+    await owner.add_manifests([manifest])
+    await other.add_manifests([manifest])
     await owner.add_results(_records([_result("b1", "a")]))
     assert await other.expire_overdue(now=manifest.created_at + 86_400, owns=lambda _: False) == []
     assert "b1" not in other._manifests
@@ -116,7 +116,7 @@ async def test_a_batch_written_by_another_aggregator_is_not_overwritten(
     winner, loser = make(tmp_path, first), make(tmp_path, second_status)
     manifest = _manifest("b1", 2)
     for aggregator in (winner, loser):
-        await aggregator.add_manifest(manifest)
+        await aggregator.add_manifests([manifest])
     # A bad rebalance: both read the partition; the loser has only half of the results.
     await loser.add_results(_records([_result("b1", "a")], start=7))
     await winner.add_results(_records([_result("b1", "a"), _result("b1", "b")], start=7))
@@ -142,7 +142,7 @@ async def test_completing_a_batch_another_wrote_does_not_write_it_again(
     await aggregator.add_results(_records([_result("b1", "a")]))  # opened before it was written
     (tmp_path / "b1").mkdir()
     (tmp_path / "b1" / "batch.json").write_bytes(b'{"status": "completed"}')
-    await aggregator.add_manifest(_manifest("b1", 1))
+    await aggregator.add_manifests([_manifest("b1", 1)])
     assert (tmp_path / "b1" / "batch.json").read_bytes() == b'{"status": "completed"}'
     assert not (tmp_path / "b1" / "output.jsonl").exists()
     assert status.published == []
@@ -169,8 +169,8 @@ async def test_the_store_is_never_asked_on_the_event_loop(tmp_path: Path) -> Non
         (tmp_path / "done").mkdir()
         (tmp_path / "done" / "batch.json").write_bytes(b"{}")
         await aggregator.add_results(_records([_result("done", "a"), _result("b1", "a")]))
-        await aggregator.add_manifest(_manifest("b1", 2))
-        await aggregator.add_manifest(_manifest("done", 1))
+        await aggregator.add_manifests([_manifest("b1", 2)])
+        await aggregator.add_manifests([_manifest("done", 1)])
         await aggregator.add_results(_records([_result("b1", "b")], start=2))
         await aggregator.expire_overdue(now=time.time() + 86_400 * 30, owns=lambda _: False)
     finally:
@@ -186,7 +186,7 @@ async def test_a_failed_status_publish_holds_commits_until_the_poll_is_re_read(
     status = FailingStatusPublisher({"stuck"})
     aggregator = make(tmp_path, status)
     for batch_id in ("done", "stuck", "after"):
-        await aggregator.add_manifest(_manifest(batch_id, 1))
+        await aggregator.add_manifests([_manifest(batch_id, 1)])
     poll = _records(
         [_result("done", "a"), _result("stuck", "a"), _result("after", "a"), b"junk"], start=20
     )
@@ -216,7 +216,7 @@ async def test_a_failed_progress_publish_is_not_a_failed_poll(tmp_path: Path, ma
             await super().publish_status(batch)
 
     aggregator = make(tmp_path, NoProgress(), progress_interval=0)
-    await aggregator.add_manifest(_manifest("b1", 2))
+    await aggregator.add_manifests([_manifest("b1", 2)])
     await aggregator.add_results(_records([_result("b1", "a")]))
     await aggregator.add_results(_records([_result("b1", "b")], start=1))
     assert (tmp_path / "b1" / "batch.json").exists()
@@ -297,7 +297,7 @@ def _raw_result(batch_id: str, custom_id: str, body: str) -> bytes:
 
 async def test_results_orjson_cannot_write_are_still_written(tmp_path: Path, make: Make) -> None:
     aggregator = make(tmp_path, FakeStatusPublisher())
-    await aggregator.add_manifest(_manifest("big", 2))
+    await aggregator.add_manifests([_manifest("big", 2)])
     huge = _raw_result("big", "a", '{"n": 1180591620717411303424}')  # 2**70: valid JSON
     both = _raw_result("big", "b", '{"n": 1180591620717411303424, "f": 1e400}')
     invalid_before = invalid_results()
@@ -335,7 +335,7 @@ def test_no_record_value_makes_add_results_raise(values: list[bytes]) -> None:
             LocalFileStore(root / "out"), FakeStatusPublisher(), spool_root=root
         )
         try:
-            await aggregator.add_manifest(_manifest("b1", 2))
+            await aggregator.add_manifests([_manifest("b1", 2)])
             await aggregator.add_results(_records(values))
             held = aggregator.committable()
             if values:

@@ -66,7 +66,7 @@ async def test_ten_thousand_open_batches_use_a_handful_of_descriptors(
 
         # Then every one of them completes: each write opens and closes its own files.
         for i in range(0, OPEN_BATCHES, 100):
-            await aggregator.add_manifest(_manifest(f"b{i}", 1))
+            await aggregator.add_manifests([_manifest(f"b{i}", 1)])
             peak = max(peak, _open_descriptors())
         assert aggregator.batches_written == OPEN_BATCHES // 100
         assert aggregator.committable() == {(TOPIC, 0): 1}

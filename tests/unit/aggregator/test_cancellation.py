@@ -62,7 +62,7 @@ async def test_a_cancelled_batch_reports_cancelling_then_is_written_cancelled_wi
     status = FakeStatusPublisher()
     aggregator = make(tmp_path, status, progress_interval=0)
     manifest = _manifest("b1", 4)
-    await aggregator.add_manifest(manifest)
+    await aggregator.add_manifests([manifest])
     await aggregator.add_results(_records([_answered("b1", "a")]))
     await aggregator.cancel(_asked(manifest))
     assert status.published[-1].status is BatchStatus.CANCELLING  # at once, not at the next line
@@ -104,7 +104,7 @@ async def test_a_cancel_before_any_result_is_remembered_until_the_batch_opens(
     manifest = _manifest("b1", 2)
     await aggregator.cancel(_asked(manifest, BatchStatus.VALIDATING))
     assert status.published == []  # not open here: the client's object says it already
-    await aggregator.add_manifest(manifest)
+    await aggregator.add_manifests([manifest])
     await aggregator.add_results(_records([cancelled_result("b1", "a")]))
     await aggregator.add_results(_records([cancelled_result("b1", "b")], start=1))
     assert [batch.status for batch in status.published] == ["cancelling", "cancelled"]
@@ -119,7 +119,7 @@ async def test_a_batch_whose_last_lines_beat_its_cancel_here_is_still_written_ca
     status = FakeStatusPublisher()
     aggregator = make(tmp_path, status)
     manifest = _manifest("b1", 3)
-    await aggregator.add_manifest(manifest)
+    await aggregator.add_manifests([manifest])
     before = int(time.time())
     lines = [_answered("b1", "a"), cancelled_result("b1", "b"), cancelled_result("b1", "c")]
     await aggregator.add_results(_records(lines))
@@ -143,7 +143,7 @@ async def test_a_cancelled_line_marks_the_batch_cancelling_until_the_cancel_brin
     status = FakeStatusPublisher()
     aggregator = make(tmp_path, status, progress_interval=0)
     manifest = _manifest("b1", 3)
-    await aggregator.add_manifest(manifest)
+    await aggregator.add_manifests([manifest])
     await aggregator.add_results(_records([cancelled_result("b1", "a")]))
     assert status.published[-1].status is BatchStatus.CANCELLING
     await aggregator.cancel(_asked(manifest))
@@ -158,7 +158,7 @@ async def test_a_cancelled_batch_missing_lines_ends_cancelled_at_its_expiry(
     status = FakeStatusPublisher()
     aggregator = make(tmp_path, status)
     manifest = _manifest("b1", 3, window="1h")
-    await aggregator.add_manifest(manifest)
+    await aggregator.add_manifests([manifest])
     await aggregator.add_results(_records([_answered("b1", "a")], start=7))
     await aggregator.cancel(_asked(manifest))
     assert aggregator.committable() == {(TOPIC, 0): 7}
@@ -177,7 +177,7 @@ async def test_a_cancel_that_comes_after_the_batch_was_written_puts_its_status_b
     status = FakeStatusPublisher()
     aggregator = make(tmp_path, status)
     manifest = _manifest("b1", 1)
-    await aggregator.add_manifest(manifest)
+    await aggregator.add_manifests([manifest])
     await aggregator.add_results(_records([_answered("b1", "a")]))
     assert status.published[-1].status is BatchStatus.COMPLETED
     await aggregator.cancel(_asked(manifest))  # lost the race: the topic now says cancelling

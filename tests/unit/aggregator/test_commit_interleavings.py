@@ -92,7 +92,7 @@ async def test_no_commit_at_any_await_passes_an_unwritten_result(
     aggregator = make(tmp_path, CommittingStatus(group))  # type: ignore[arg-type]
     group.aggregator = aggregator
     for batch_id in "ab":
-        await aggregator.add_manifest(_manifest(batch_id, SIZES[batch_id]))
+        await aggregator.add_manifests([_manifest(batch_id, SIZES[batch_id])])
     for start in range(0, len(records), poll_size):
         await aggregator.add_results(records[start : start + poll_size])
         group.commit("after the poll")
@@ -106,7 +106,7 @@ async def test_no_commit_at_any_await_passes_an_unwritten_result(
     monkeypatch.undo()
     again = make(tmp_path, CommittingStatus(group))  # type: ignore[arg-type]
     for batch_id in "cd":
-        await again.add_manifest(_manifest(batch_id, SIZES[batch_id]))
+        await again.add_manifests([_manifest(batch_id, SIZES[batch_id])])
     await again.add_results(records[group.committed :])
     await again.add_results([IncomingRecord(TOPIC, 0, len(LOG), _result("c", "2"))])
     for batch_id, size in SIZES.items():
@@ -150,7 +150,7 @@ async def test_a_poll_revoked_and_assigned_back_mid_way_is_read_again_whole(
     poll in hand is stale (the loop re-reads the partition from its commit), so it must not be
     spooled, or the batch would hold its first offset past rows that are only in the spool."""
     aggregator = make(tmp_path, CommittingStatus(CommitAtEveryAwait(LocalFileStore(tmp_path), [])))
-    await aggregator.add_manifest(_manifest("big", 1000))
+    await aggregator.add_manifests([_manifest("big", 1000)])
     handler = app._ResultsHandler(aggregator)
     await handler.assigned({P0: 0})
     poll = [IncomingRecord(TOPIC, 0, offset, _result("big", str(offset))) for offset in range(600)]

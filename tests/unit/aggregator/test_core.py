@@ -50,7 +50,7 @@ async def test_a_complete_batch_is_written_once_with_duplicates_dropped(
     tmp_path: Path, status: FakeStatusPublisher, make: Make
 ) -> None:
     aggregator = make(tmp_path, status)
-    await aggregator.add_manifest(_manifest("b1", 3))
+    await aggregator.add_manifests([_manifest("b1", 3)])
     await aggregator.add_results(
         _records([_result("b1", "a"), _result("b1", "a"), _result("b1", "b", status=400)])
     )
@@ -80,7 +80,7 @@ async def test_results_before_the_manifest_wait_for_it(
     aggregator = make(tmp_path, status)
     await aggregator.add_results(_records([_result("b1", "a")]))
     assert aggregator.open_batches == 1
-    await aggregator.add_manifest(_manifest("b1", 1))
+    await aggregator.add_manifests([_manifest("b1", 1)])
     assert (tmp_path / "b1" / "batch.json").exists()
     assert aggregator.open_batches == 0
 
@@ -89,11 +89,11 @@ async def test_late_duplicates_of_a_written_batch_change_nothing(
     tmp_path: Path, status: FakeStatusPublisher, make: Make
 ) -> None:
     aggregator = make(tmp_path, status)
-    await aggregator.add_manifest(_manifest("b1", 1))
+    await aggregator.add_manifests([_manifest("b1", 1)])
     await aggregator.add_results(_records([_result("b1", "a")]))
     before = (tmp_path / "b1" / "output.jsonl").read_bytes()
     restarted = make(tmp_path, FakeStatusPublisher())  # no memory of b1
-    await restarted.add_manifest(_manifest("b1", 1))
+    await restarted.add_manifests([_manifest("b1", 1)])
     await restarted.add_results(_records([_result("b1", "a")], start=1))
     assert restarted.open_batches == 0
     assert restarted.batches_written == 0
@@ -104,13 +104,13 @@ async def test_commits_stop_at_the_earliest_unfinished_batch(
     tmp_path: Path, status: FakeStatusPublisher, make: Make
 ) -> None:
     aggregator = make(tmp_path, status)
-    await aggregator.add_manifest(_manifest("done", 1))
-    await aggregator.add_manifest(_manifest("open", 2))
+    await aggregator.add_manifests([_manifest("done", 1)])
+    await aggregator.add_manifests([_manifest("open", 2)])
     values = [_result("other", "x"), _result("open", "a"), _result("done", "z")]
     await aggregator.add_results(_records(values, start=10))
     await aggregator.add_results(_records([_result("p1", "q")], start=4, partition=1))
     assert aggregator.committable() == {(TOPIC, 0): 10, (TOPIC, 1): 4}
-    await aggregator.add_manifest(_manifest("other", 1))
+    await aggregator.add_manifests([_manifest("other", 1)])
     assert aggregator.committable() == {(TOPIC, 0): 11, (TOPIC, 1): 4}
     await aggregator.add_results(_records([_result("open", "b")], start=13))
     assert aggregator.committable() == {(TOPIC, 0): 14, (TOPIC, 1): 4}
@@ -136,7 +136,7 @@ async def test_progress_is_published_while_results_arrive(
     tmp_path: Path, status: FakeStatusPublisher, make: Make
 ) -> None:
     aggregator = make(tmp_path, status, progress_interval=0)
-    await aggregator.add_manifest(_manifest("b1", 3))
+    await aggregator.add_manifests([_manifest("b1", 3)])
     await aggregator.add_results(_records([_result("b1", "a")]))
     await aggregator.add_results(_records([_result("b1", "b", status=500)], start=1))
     assert [s.status for s in status.published] == ["in_progress", "in_progress"]
@@ -180,7 +180,7 @@ async def test_an_overdue_batch_is_written_as_expired_and_stops_holding_commits(
 ) -> None:
     aggregator = make(tmp_path, status)
     manifest = _manifest("late", 3).model_copy(update={"completion_window": "1h"})
-    await aggregator.add_manifest(manifest)
+    await aggregator.add_manifests([manifest])
     await aggregator.add_results(_records([_result("late", "a"), _result("other", "x")], start=5))
     assert aggregator.committable() == {(TOPIC, 0): 5}
     assert await aggregator.expire_overdue(now=manifest.created_at + 3599, owns=_always) == []
@@ -203,10 +203,10 @@ async def test_every_published_object_is_an_openai_batch_naming_its_files_by_id(
     import openai.types as openai_types  # a dependency: its absence is a failure, not a skip
 
     aggregator = make(tmp_path, status, progress_interval=0, orphan_timeout=0)
-    await aggregator.add_manifest(_manifest("b1", 2))
+    await aggregator.add_manifests([_manifest("b1", 2)])
     await aggregator.add_results(_records([_result("b1", "a")]))
     await aggregator.add_results(_records([_result("b1", "b", status=400)], start=1))
-    await aggregator.add_manifest(_manifest("late", 1).model_copy(update={"created_at": 0}))
+    await aggregator.add_manifests([_manifest("late", 1).model_copy(update={"created_at": 0})])
     await aggregator.expire_overdue(owns=_always)
     await aggregator.add_results(_records([_result("orphan", "x")], start=2))
     await aggregator.fail_orphans(now=time.time() + 1)
@@ -253,7 +253,7 @@ async def test_a_written_batchs_files_are_listed_before_its_final_status_is_publ
 
     status = ListingStatus()
     aggregator = make(tmp_path, status)
-    await aggregator.add_manifest(_manifest("b1", 2))
+    await aggregator.add_manifests([_manifest("b1", 2)])
     await aggregator.add_results(_records([_result("b1", "a"), _result("b1", "b", status=400)]))
     final = status.published[-1]
     assert final.status is BatchStatus.COMPLETED

@@ -40,10 +40,10 @@ async def test_a_long_history_leaves_state_for_open_batches_only(tmp_path: Path)
     cancels = CancelFollower(Settings(), aggregator.cancel, on_end=aggregator.batch_ended)
     for number in range(HISTORY):
         batch_id = f"done-{number}"
-        await aggregator.add_manifest(_manifest(batch_id, 1))
+        await aggregator.add_manifests([_manifest(batch_id, 1)])
         await cancels.apply(_ended(batch_id, BatchStatus.CANCELLING))
         await cancels.apply(_ended(batch_id, BatchStatus.CANCELLED))
-    await aggregator.add_manifest(_manifest("open", 2))
+    await aggregator.add_manifests([_manifest("open", 2)])
     await aggregator.add_results([IncomingRecord(TOPIC, 0, 0, _result("open", "a"))])
     # A late duplicate of an old batch is dropped without opening anything.
     await aggregator.add_results([IncomingRecord(TOPIC, 0, 1, _result("done-1", "a"))])

@@ -46,7 +46,7 @@ async def test_usage_is_summed_once_per_custom_id_and_moves_while_the_batch_runs
 
     status = FakeStatusPublisher()
     aggregator = make(tmp_path, status, progress_interval=0)
-    await aggregator.add_manifest(_manifest(3))
+    await aggregator.add_manifests([_manifest(3)])
     first = _result(
         "a",
         prompt_tokens=10,
@@ -85,7 +85,7 @@ async def test_usage_is_summed_once_per_custom_id_and_moves_while_the_batch_runs
 async def test_the_manifests_model_names_the_batch(tmp_path: Path, make: Make) -> None:
     status = FakeStatusPublisher()
     aggregator = make(tmp_path, status)
-    await aggregator.add_manifest(_manifest(1, model="asked-model"))
+    await aggregator.add_manifests([_manifest(1, model="asked-model")])
     await aggregator.add_results(_records([_result("a")]))
     assert status.published[-1].model == "asked-model"
     assert status.published[-1].usage.total_tokens == 0
