@@ -117,14 +117,16 @@ class Page:
         return self.driver.find_element(By.CSS_SELECTOR, css)
 
     def text(self, css: str) -> str:
-        """The first match's text ("" for none), read again if the page replaced it."""
-        for _ in range(3):
-            found = self.driver.find_elements(By.CSS_SELECTOR, css)
-            try:
-                return str(found[0].text) if found else ""
-            except StaleElementReferenceException:
-                continue
-        return ""
+        """The first match's visible text ("" for none), found and read in one script.
+
+        Finding an element and then reading it are two driver calls; a page that re-renders
+        between them detaches the node, which chromium's driver reports as "does not belong
+        to the document", not as a stale reference. One script has no such gap.
+        """
+        script = (
+            "const e = document.querySelector(arguments[0]); return e ? e.innerText.trim() : '';"
+        )
+        return str(self.driver.execute_script(script, css))
 
     def screenshot(self, name: str, whole_page: bool = False) -> Path:
         """A PNG of the window; ``whole_page``: the window grown to the page's height first."""
