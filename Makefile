@@ -26,7 +26,7 @@ typecheck: install
 	$(BIN)/mypy
 
 contracts: install
-	$(BIN)/python -m llm_stream.cli.contract_files write
+	$(BIN)/python -m llm_stream.kafka.contract_files write
 
 # The web page's browser test drives Debian's Chromium; installed only where it is missing.
 browser:
@@ -41,7 +41,7 @@ test: install browser lint typecheck
 test-fast: install
 	$(BIN)/pytest -m "not engine and not broker"
 
-$(MODEL_DIR)/model.safetensors: service/llm_stream/cli/tiny_model.py | install
+$(MODEL_DIR)/model.safetensors: service/llm_stream/engine/tiny_model.py | install
 	$(BIN)/llm-stream tiny-model $(MODEL_DIR)
 
 DEMO_OUTPUT := .cache/demo-output.jsonl
@@ -51,7 +51,7 @@ TINY_FLAGS := --served-model-name tiny-llama --dtype float32 --max-model-len 256
 demo: install $(MODEL_DIR)/model.safetensors
 	VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-1} $(BIN)/llm-stream run-batch \
 		-i docs/examples/demo.jsonl -o $(DEMO_OUTPUT) --model $(MODEL_DIR) $(TINY_FLAGS)
-	@$(BIN)/python -m llm_stream.cli.show_output $(DEMO_OUTPUT)
+	@$(BIN)/python -m llm_stream.run_batch.show_output $(DEMO_OUTPUT)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

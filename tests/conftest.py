@@ -33,7 +33,7 @@ def unique_name() -> str:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Path of the tiny deterministic model, built once per session."""
-    from llm_stream.cli.tiny_model import build_tiny_model
+    from llm_stream.engine.tiny_model import build_tiny_model
 
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny-model")))
 

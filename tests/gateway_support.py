@@ -17,14 +17,14 @@ from pydantic import SecretStr
 from llm_stream.aggregator.app import AggregatorApp
 from llm_stream.batch.objects import batch_object
 from llm_stream.batch.status import BatchStatus, can_transition
-from llm_stream.cli.embedded_broker import free_port
 from llm_stream.client.batch_client import build_manifest
 from llm_stream.contracts import BatchObject
 from llm_stream.engine.protocol import InferenceEngine
 from llm_stream.gateway.stream import BatchPage
 from llm_stream.kafka.topics import ensure_topics
+from llm_stream.network import free_port
 from llm_stream.settings import Settings
-from llm_stream.worker.app import Worker
+from llm_stream.worker.app import WorkerApp
 
 
 class FakeBatchStream:
@@ -153,7 +153,7 @@ async def keyed_settings(isolated_settings: Settings, key: str) -> Settings:
 @asynccontextmanager
 async def pipeline(settings: Settings, engine: InferenceEngine) -> AsyncIterator[None]:
     """A worker and an aggregator, in this event loop, until the block ends."""
-    worker, aggregator = Worker(settings, engine), AggregatorApp(settings)
+    worker, aggregator = WorkerApp(settings, engine), AggregatorApp(settings)
     tasks = [asyncio.create_task(worker.run()), asyncio.create_task(aggregator.run())]
     try:
         yield

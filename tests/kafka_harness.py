@@ -37,7 +37,7 @@ def kafka_bootstrap_servers() -> Iterator[tuple[str, str]]:
         with KafkaContainer().with_kraft() as kafka:
             yield kafka.get_bootstrap_server(), "testcontainers"
         return
-    from llm_stream.cli.embedded_broker import EmbeddedBroker
+    from llm_stream.broker.embedded import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
         yield broker.bootstrap_servers, "embedded"

@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
-from llm_stream.cli.embedded_broker import free_port
+from llm_stream.network import free_port
 
 #: What the AWS provider chain finds in the environment: moto accepts any key.
 AWS_ENV = {

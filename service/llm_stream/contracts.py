@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -20,8 +21,6 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-
-from llm_stream.batch.status import BatchStatus
 
 #: Batch ids become directory names: letters, digits, ``_`` and ``-`` only, no dots or slashes.
 BATCH_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
@@ -221,6 +220,19 @@ class BatchUsage(BaseModel):
     output_tokens: int = 0
     output_tokens_details: OutputTokensDetails = Field(default_factory=OutputTokensDetails)
     total_tokens: int = 0
+
+
+class BatchStatus(StrEnum):
+    """A batch object's ``status``; its value is OpenAI's string."""
+
+    VALIDATING = "validating"
+    FAILED = "failed"
+    IN_PROGRESS = "in_progress"
+    FINALIZING = "finalizing"
+    COMPLETED = "completed"
+    EXPIRED = "expired"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
 
 
 class BatchObject(BaseModel):

@@ -1,9 +1,10 @@
 """Which addresses stay on this host: the one rule behind every "loopback only" decision
-(an open gateway, credentials sent over an unencrypted connection)."""
+(an open gateway, credentials sent over an unencrypted connection), and a free port on it."""
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 
 def is_loopback(host: str) -> bool:
@@ -25,3 +26,11 @@ def servers_are_loopback(servers: str) -> bool:
     return all(
         is_loopback(server) or is_loopback(server.rpartition(":")[0]) for server in servers_listed
     )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port

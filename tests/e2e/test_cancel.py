@@ -18,9 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llm_stream.aggregator.app import AggregatorApp
 from llm_stream.batch.status import BatchStatus
-from llm_stream.cli.embedded_broker import free_port
 from llm_stream.client import BatchClient
 from llm_stream.kafka.topics import ensure_topics
+from llm_stream.network import free_port
 from llm_stream.settings import Settings
 from tests.processes import SERVED_MODEL, running, worker_args
 

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from llm_stream.cli.embedded_broker import EmbeddedBroker
-from llm_stream.cli.tiny_model import HIDDEN_SIZE
+from llm_stream.broker.embedded import EmbeddedBroker
+from llm_stream.engine.tiny_model import HIDDEN_SIZE
 from tests.kafka_helpers import collect, publish
 from tests.processes import SERVED_MODEL, running, worker_args
 

@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from llm_stream.batch.status import TERMINAL_STATUSES
-from llm_stream.cli.embedded_broker import free_port
 from llm_stream.kafka.topics import ensure_topics
+from llm_stream.network import free_port
 from llm_stream.settings import Settings
 from tests.gateway_support import jsonl
 from tests.processes import SERVED_MODEL, running, worker_args

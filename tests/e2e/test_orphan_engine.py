@@ -11,8 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from llm_stream.cli.embedded_broker import free_port
-from llm_stream.engine.orphan_guard import GRACE_S
+from llm_stream.network import free_port
+from llm_stream.ops.orphan_guard import GRACE_S
 from tests.processes import running, worker_args
 
 pytestmark = [pytest.mark.engine, pytest.mark.broker]

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from llm_stream.cli.embedded_broker import EmbeddedBroker
+from llm_stream.broker.embedded import EmbeddedBroker
 from llm_stream.files.store import LocalFileStore
 from tests.processes import TINY_ENGINE_FLAGS, running, service_env, worker_args
 

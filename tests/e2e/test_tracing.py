@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from llm_stream.aggregator.app import AggregatorApp
 from llm_stream.settings import Settings
-from llm_stream.worker.app import Worker
+from llm_stream.worker.app import WorkerApp
 from llm_stream.worker.args import parse_worker_args
 from tests.kafka_helpers import submit_batch
 from tests.processes import SERVED_MODEL, TINY_ENGINE_FLAGS
@@ -49,7 +49,7 @@ async def test_one_trace_joins_producer_worker_engine_and_aggregator(
     settings = isolated_settings.with_overrides(topic_partitions=1)
     _, engine_args = parse_worker_args(["--model", tiny_model, *TINY_ENGINE_FLAGS])
     engine = await VllmEngine.start(engine_args)
-    worker, aggregator = Worker(settings, engine), AggregatorApp(settings)
+    worker, aggregator = WorkerApp(settings, engine), AggregatorApp(settings)
     tasks = [asyncio.create_task(worker.run()), asyncio.create_task(aggregator.run())]
     body = {"model": SERVED_MODEL, "prompt": "Kafka", "max_tokens": 5, "temperature": 0}
     line = {"custom_id": "traced", "method": "POST", "url": "/v1/completions", "body": body}

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from llm_stream.cli.embedded_broker import free_port
+from llm_stream.network import free_port
 from tests.kafka_helpers import collect, publish
 from tests.processes import SERVED_MODEL, running, worker_args
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from llm_stream.cli import bench_stream
+from llm_stream.bench import stream as bench_stream
 
 pytestmark = pytest.mark.broker
 

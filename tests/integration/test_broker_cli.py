@@ -14,7 +14,7 @@ import psutil
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from llm_stream.cli.embedded_broker import free_port
+from llm_stream.network import free_port
 
 pytestmark = pytest.mark.broker
 

@@ -16,7 +16,7 @@ from llm_stream.batch.status import BatchStatus
 from llm_stream.client import BatchClient
 from llm_stream.kafka.topics import ensure_topics
 from llm_stream.settings import Settings
-from llm_stream.worker.app import Worker
+from llm_stream.worker.app import WorkerApp
 from tests.fakes import FakeEngine
 from tests.kafka_helpers import collect
 
@@ -58,7 +58,7 @@ async def test_a_batch_cancelled_while_it_runs_ends_cancelled_with_one_line_per_
     # the cancel aborts them; the others keep the engine busy with staggered ends.
     delays = {prompt: 0.05 + (i % 4) * 0.05 for i, prompt in enumerate(prompts)}
     delays.update(dict.fromkeys(prompts[:SLOW], 300.0))
-    worker = Worker(settings, FakeEngine(delays=delays))
+    worker = WorkerApp(settings, FakeEngine(delays=delays))
     aggregator = AggregatorApp(settings)
     working = asyncio.create_task(worker.run())
     aggregating = asyncio.create_task(aggregator.run())

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from llm_stream.cli import exit_codes
-from llm_stream.cli.embedded_broker import free_port
+from llm_stream.network import free_port
 
 pytestmark = pytest.mark.broker
 

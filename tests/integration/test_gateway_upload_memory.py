@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from llm_stream.cli.embedded_broker import free_port
+from llm_stream.network import free_port
 from llm_stream.settings import Settings
 from tests.processes import running
 

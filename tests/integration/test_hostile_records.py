@@ -24,7 +24,7 @@ from kafka import KafkaProducer
 from llm_stream.aggregator.app import AggregatorApp
 from llm_stream.contracts import BatchManifest
 from llm_stream.settings import Settings
-from llm_stream.worker.app import Worker
+from llm_stream.worker.app import WorkerApp
 from tests.fakes import FakeEngine
 from tests.kafka_helpers import collect, publish
 
@@ -213,7 +213,7 @@ async def test_every_hostile_record_is_answered_or_dead_lettered_exactly_once(
         document = orjson.loads(line)
         corpus.answered[document["batch_id"]].add(document["custom_id"])
 
-    worker = Worker(settings, FakeEngine())
+    worker = WorkerApp(settings, FakeEngine())
     aggregator = AggregatorApp(settings)
     working = asyncio.create_task(worker.run())
     aggregating = asyncio.create_task(aggregator.run())

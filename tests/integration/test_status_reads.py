@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from llm_stream.batch.objects import batch_object
 from llm_stream.batch.status import BatchStatus
-from llm_stream.cli.bench_gateway import publish_history
+from llm_stream.bench.gateway import publish_history
 from llm_stream.client import BatchStatusView, ClientConfig
 from llm_stream.contracts import BatchManifest
 from llm_stream.gateway.app import create_app

@@ -20,14 +20,14 @@ import pytest
 import trustme
 
 from llm_stream.aggregator.app import AggregatorApp
-from llm_stream.cli.embedded_broker import EmbeddedBroker
-from llm_stream.cli.tls_terminator import BrokerTls
+from llm_stream.broker.embedded import EmbeddedBroker
+from llm_stream.broker.tls_terminator import BrokerTls
 from llm_stream.client import BatchClient
 from llm_stream.engine.echo import EchoEngine
 from llm_stream.kafka.connection import KafkaTlsError
 from llm_stream.kafka.topics import ensure_topics
 from llm_stream.settings import Settings
-from llm_stream.worker.app import Worker
+from llm_stream.worker.app import WorkerApp
 
 pytestmark = pytest.mark.broker
 
@@ -102,7 +102,7 @@ async def test_a_batch_runs_submit_worker_aggregator_over_mutual_tls(
     settings = _settings(tls_broker, unique_name, tmp_path, **_mutual(pki))
     await ensure_topics(settings)
     engine = EchoEngine()
-    worker, aggregator = Worker(settings, engine), AggregatorApp(settings)
+    worker, aggregator = WorkerApp(settings, engine), AggregatorApp(settings)
     working = asyncio.create_task(worker.run())
     aggregating = asyncio.create_task(aggregator.run())
     try:

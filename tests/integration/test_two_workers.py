@@ -12,7 +12,7 @@ import pytest
 
 from llm_stream.aggregator.app import AggregatorApp
 from llm_stream.settings import Settings
-from llm_stream.worker.app import Worker
+from llm_stream.worker.app import WorkerApp
 from tests.fakes import FakeEngine
 from tests.kafka_helpers import submit_batch
 
@@ -27,7 +27,7 @@ async def test_two_workers_write_each_request_once_in_the_files(
     settings = isolated_settings.with_overrides(
         topic_partitions=4, session_timeout_ms=6000, heartbeat_interval_ms=1000, max_in_flight=8
     )
-    workers = [Worker(settings, FakeEngine()), Worker(settings, FakeEngine())]
+    workers = [WorkerApp(settings, FakeEngine()), WorkerApp(settings, FakeEngine())]
     aggregator = AggregatorApp(settings)
     tasks = [asyncio.create_task(worker.run()) for worker in workers]
     aggregating = asyncio.create_task(aggregator.run())

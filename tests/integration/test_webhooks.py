@@ -19,8 +19,8 @@ import orjson
 import pytest
 
 from llm_stream.batch.status import BatchStatus
-from llm_stream.cli.embedded_broker import free_port
 from llm_stream.kafka.topics import ensure_topics
+from llm_stream.network import free_port
 from llm_stream.notifier.app import NotifierApp
 from llm_stream.notifier.events import event_id
 from llm_stream.ops import metrics

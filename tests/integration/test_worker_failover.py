@@ -12,7 +12,7 @@ import pytest
 
 from llm_stream.aggregator.app import AggregatorApp
 from llm_stream.settings import Settings
-from llm_stream.worker.app import Worker
+from llm_stream.worker.app import WorkerApp
 from tests.fakes import FakeEngine
 from tests.kafka_helpers import collect, submit_batch
 
@@ -39,7 +39,7 @@ async def test_a_crashed_workers_requests_are_answered_once_in_the_files(
     ]
     await submit_batch(settings, "failover", lines)
     slow = FakeEngine(delays={f"p{i}": 0.3 for i in range(REQUESTS)})
-    first = Worker(settings, slow)
+    first = WorkerApp(settings, slow)
     first_run = asyncio.create_task(first.run())
     aggregator = AggregatorApp(settings)
     aggregating = asyncio.create_task(aggregator.run())
@@ -50,7 +50,7 @@ async def test_a_crashed_workers_requests_are_answered_once_in_the_files(
         first_run.cancel()  # a crash: no drain, in-flight requests never answered
         with contextlib.suppress(asyncio.CancelledError):
             await first_run
-        second = Worker(settings, FakeEngine())
+        second = WorkerApp(settings, FakeEngine())
         second_run = asyncio.create_task(second.run())
         deadline = time.monotonic() + 90
         while not aggregator.aggregator.is_finished("failover"):

@@ -12,9 +12,9 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from llm_stream.cli.embedded_broker import free_port
+from llm_stream.network import free_port
 from llm_stream.settings import Settings
-from llm_stream.worker.app import Worker
+from llm_stream.worker.app import WorkerApp
 from tests.fakes import FakeEngine
 from tests.kafka_helpers import collect, publish
 
@@ -44,12 +44,12 @@ async def _scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
 @pytest.fixture
 async def running_worker(
     isolated_settings: Settings,
-) -> AsyncIterator[tuple[Worker, FakeEngine, str, asyncio.Task[int]]]:
+) -> AsyncIterator[tuple[WorkerApp, FakeEngine, str, asyncio.Task[int]]]:
     settings = isolated_settings.with_overrides(
         topic_partitions=2, ops_host="127.0.0.1", ops_port=free_port()
     )
     engine = FakeEngine()
-    worker = Worker(settings, engine)
+    worker = WorkerApp(settings, engine)
     task = asyncio.create_task(worker.run())
     base = f"http://127.0.0.1:{settings.ops_port}"
     for _ in range(200):
@@ -76,7 +76,7 @@ def _line(custom_id: str, **fields: object) -> bytes:
 
 
 async def test_metrics_count_what_the_worker_did(
-    running_worker: tuple[Worker, FakeEngine, str, asyncio.Task[int]],
+    running_worker: tuple[WorkerApp, FakeEngine, str, asyncio.Task[int]],
 ) -> None:
     worker, _, base, task = running_worker
     settings = worker.settings
@@ -127,7 +127,7 @@ async def test_metrics_count_what_the_worker_did(
 
 
 async def test_a_dead_engine_makes_the_worker_unready_then_stop_with_an_error(
-    running_worker: tuple[Worker, FakeEngine, str, asyncio.Task[int]],
+    running_worker: tuple[WorkerApp, FakeEngine, str, asyncio.Task[int]],
 ) -> None:
     worker, engine, base, task = running_worker
     assert await asyncio.to_thread(_get, f"{base}/readyz") == (200, "ready\n")

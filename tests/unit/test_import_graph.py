@@ -1,5 +1,5 @@
-"""The package's import graph: no module imports itself through others, and the batch domain
-does not import the engine (the engine builds on the batch domain, not the other way round).
+"""The package's import graph: no module imports itself through others, and no folder imports
+a peer or a folder above it (``LAYERS``, as docs/architecture.md draws them).
 
 Every ``from llm_stream... import`` counts, at the top of a module, inside a function or under
 ``TYPE_CHECKING``: a circle any of them closes is a circle a reader has to untangle.
@@ -68,16 +68,58 @@ def test_no_module_imports_itself_through_others() -> None:
     assert _circles(graph) == []
 
 
-def test_the_batch_domain_does_not_import_the_engine() -> None:
-    graph = _import_graph()
-    crossing = sorted(
+#: The package's folders (and top-level modules), lowest first: a folder imports only from
+#: its own layer's modules inside itself and from layers below. Peers on one line do not
+#: import each other (the engine builds on the batch domain, never the reverse).
+LAYERS = (
+    "_version network settings_files contracts",
+    "settings protocols",
+    "files",
+    "batch",
+    "ops",
+    "kafka engine broker",
+    "client runtime",
+    "worker aggregator notifier gateway",
+    "run_batch bench",
+    "cli",
+    "__init__ __main__",
+)
+
+
+def _layer_of() -> dict[str, int]:
+    return {part: level for level, line in enumerate(LAYERS) for part in line.split()}
+
+
+def _part(module: str) -> str:
+    """The folder (or top-level module) a module belongs to: ``llm_stream.kafka.topics`` is in
+    ``kafka``, ``llm_stream`` itself in ``__init__``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _crossings(graph: dict[str, set[str]], layer_of: dict[str, int]) -> list[str]:
+    """Imports of a peer or of a layer above, as ``module -> target``."""
+    return sorted(
         f"{module} -> {target}"
         for module, targets in graph.items()
-        if module.startswith("llm_stream.batch.")
         for target in targets
-        if target.startswith("llm_stream.engine.")
+        if _part(module) != _part(target) and layer_of[_part(target)] >= layer_of[_part(module)]
     )
-    assert crossing == []
+
+
+def test_every_folder_has_a_layer() -> None:
+    parts = {_part(module) for module in _import_graph()}
+    assert parts == set(_layer_of())
+
+
+def test_no_folder_imports_a_peer_or_a_layer_above() -> None:
+    assert _crossings(_import_graph(), _layer_of()) == []
+
+
+def test_the_layer_check_finds_an_upward_and_a_peer_import() -> None:
+    graph = {"p.low.a": {"p.high.b"}, "p.high.b": {"p.low.a"}, "p.peer.c": {"p.high.b"}}
+    layer_of = {"low": 0, "high": 1, "peer": 1}
+    assert _crossings(graph, layer_of) == ["p.low.a -> p.high.b", "p.peer.c -> p.high.b"]
 
 
 def test_the_circle_finder_finds_a_circle() -> None:

@@ -28,8 +28,8 @@ from llm_stream.kafka.publishers import KafkaResultPublisher, KafkaStatusPublish
 from llm_stream.kafka.topic_follower import TopicFollower
 from llm_stream.ops import metrics
 from llm_stream.ops.metrics import OpenBatchGauges
-from llm_stream.ops.runtime import RoleRuntime, RuntimeRole
 from llm_stream.protocols import IncomingRecord, TopicPartitionKey
+from llm_stream.runtime.role import Role
 from llm_stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -82,11 +82,12 @@ class _ResultsHandler:
         return False  # open batches wait for results legitimately; fetching must not stall
 
 
-class AggregatorApp(RuntimeRole):
+class AggregatorApp(Role):
+    """Results into batch files: one consumer-group member of the results topic, following
+    the manifests and the cancels beside it."""
+
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.runtime = RoleRuntime(settings)
-        self.broker = self.runtime.broker
+        super().__init__(settings)
         self.aggregator = BatchAggregator(
             open_store(settings),
             KafkaStatusPublisher(self.broker, settings),
@@ -94,7 +95,7 @@ class AggregatorApp(RuntimeRole):
             spool_root=settings.spool_dir,
             orphan_timeout=settings.orphan_batch_timeout_s,
         )
-        self.runtime.registry.register(
+        self.registry.register(
             OpenBatchGauges(
                 lambda: self.aggregator.open_batches, self.aggregator.oldest_open_batch_age
             )
@@ -125,12 +126,6 @@ class AggregatorApp(RuntimeRole):
         if self.settings.batch_retention_s > 0:
             work.append(self._retire_history_periodically())
         return work
-
-    async def tick(self) -> None:
-        """Nothing beyond the runtime's commit and gauges."""
-
-    async def drain(self) -> bool:
-        return True  # nothing in flight: what was read is spooled or written
 
     async def _add_manifests(self, records: Sequence[IncomingRecord]) -> None:
         """A fetch's manifests, asked of the store together (a restart reads every manifest
@@ -223,7 +218,7 @@ class AggregatorApp(RuntimeRole):
 
     async def run(self) -> int:
         try:
-            await self.runtime.run(self)
+            await self.serve()
         finally:
             self.aggregator.close()
         return 0
@@ -231,5 +226,5 @@ class AggregatorApp(RuntimeRole):
 
 async def serve_aggregator(settings: Settings) -> int:
     app = AggregatorApp(settings)
-    app.runtime.stop_on_signals()
+    app.stop_on_signals()
     return await app.run()

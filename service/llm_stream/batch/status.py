@@ -18,22 +18,9 @@ OpenAI's edges, plus what this pipeline needs and OpenAI can also report:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from enum import StrEnum
 from types import MappingProxyType
 
-
-class BatchStatus(StrEnum):
-    """A batch object's ``status``; its value is OpenAI's string."""
-
-    VALIDATING = "validating"
-    FAILED = "failed"
-    IN_PROGRESS = "in_progress"
-    FINALIZING = "finalizing"
-    COMPLETED = "completed"
-    EXPIRED = "expired"
-    CANCELLING = "cancelling"
-    CANCELLED = "cancelled"
-
+from llm_stream.contracts import BatchStatus as BatchStatus
 
 #: Statuses after which a batch never changes again.
 TERMINAL_STATUSES: frozenset[BatchStatus] = frozenset(

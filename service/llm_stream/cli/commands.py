@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from llm_stream.batch.input_file import read_requests, validate_batch_file
 from llm_stream.batch.request_line import batch_id_problem
-from llm_stream.cli.errors import InputFileError, NoSuchBatchError
+from llm_stream.cli.errors import InputFileError, MissingExtraError, NoSuchBatchError
 from llm_stream.cli.exit_codes import (
     EXIT_INTERRUPTED,
     EXIT_NO_BATCH,
@@ -41,7 +41,7 @@ MAX_METADATA_PAIRS = 16
 
 
 def run_broker(args: argparse.Namespace) -> int:
-    from llm_stream.cli.embedded_broker import EmbeddedBroker
+    from llm_stream.broker.embedded import EmbeddedBroker
 
     check_port_free(args.host, args.port, "--port")
     broker = EmbeddedBroker(port=args.port, host=args.host, inherit_output=True)
@@ -70,7 +70,12 @@ def run_broker(args: argparse.Namespace) -> int:
 
 
 def run_tiny_model(args: argparse.Namespace) -> int:
-    from llm_stream.cli.tiny_model import build_tiny_model
+    try:
+        from llm_stream.engine.tiny_model import build_tiny_model
+    except ModuleNotFoundError as missing:  # the extra's packages, not a part of ours
+        raise MissingExtraError(
+            f"tiny-model needs {missing.name}: pip install 'llm-stream[tiny-model]'"
+        ) from missing
 
     print(build_tiny_model(Path(args.directory)))
     return 0
@@ -78,7 +83,7 @@ def run_tiny_model(args: argparse.Namespace) -> int:
 
 def _run_role(serving: Coroutine[Any, Any, int]) -> int:
     """A role's exit code; 130 when Ctrl-C stopped it (after its clean stop)."""
-    from llm_stream.ops.runtime import interrupted
+    from llm_stream.ops.process import interrupted
 
     code = asyncio.run(serving)
     return EXIT_INTERRUPTED if interrupted() else code
@@ -93,7 +98,7 @@ def _check_file_store(settings: Settings) -> None:
 
 def run_aggregator(args: argparse.Namespace) -> int:
     from llm_stream.aggregator.app import serve_aggregator
-    from llm_stream.ops.runtime import start_process
+    from llm_stream.ops.process import start_process
 
     settings = Settings().with_overrides(
         bootstrap_servers=args.bootstrap_servers,
@@ -109,7 +114,7 @@ def run_aggregator(args: argparse.Namespace) -> int:
 def run_notifier(args: argparse.Namespace) -> int:
     from llm_stream.notifier.app import serve_notifier
     from llm_stream.notifier.endpoints import WebhookConfigError, configured_endpoints
-    from llm_stream.ops.runtime import start_process
+    from llm_stream.ops.process import start_process
 
     settings = Settings().with_overrides(
         bootstrap_servers=args.bootstrap_servers,
@@ -127,7 +132,7 @@ def run_notifier(args: argparse.Namespace) -> int:
 
 def run_gateway(args: argparse.Namespace) -> int:
     from llm_stream.gateway.app import bind_host, serve_gateway
-    from llm_stream.ops.runtime import start_process
+    from llm_stream.ops.process import start_process
 
     settings = Settings().with_overrides(
         bootstrap_servers=args.bootstrap_servers,

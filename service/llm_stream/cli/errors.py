@@ -4,10 +4,8 @@ Every subcommand runs under ``run_reported``: an exception is classified (``clas
 ``Failure`` of one kind (``cli.exit_codes``), whose message says what went wrong and what to
 try. The traceback is shown only with ``--debug`` (or ``LLM_STREAM_LOG_LEVEL=DEBUG``). A role
 that logs JSON lines (``LLM_STREAM_LOG_FORMAT=json``) gets the same failure as a log record.
-
-aiokafka hides why it could not connect (``KafkaConnectionError: Unable to bootstrap``) and
-only logs the reason per address; ``KafkaConnectionLog`` keeps those reasons, so a refused TLS
-handshake or SASL login is told apart from a broker that is not there.
+Kafka's problems are diagnosed where the connection is made (``kafka.diagnosis``); here each
+kind gets its exit code.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ import argparse
 import logging
 import os
 import re
-import ssl
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -27,11 +24,10 @@ import pydantic
 from llm_stream.cli import exit_codes
 from llm_stream.engine.model_path import ModelPathError
 from llm_stream.engine.start_log import EngineStartError
+from llm_stream.kafka.diagnosis import KafkaConnectionLog, ProblemKind, diagnose, first_line
 from llm_stream.settings import SettingsRefusedError
 
 logger = logging.getLogger("llm_stream.cli")
-
-BOOTSTRAP_SETTING = "--bootstrap-servers / LLM_STREAM_BOOTSTRAP_SERVERS"
 
 
 @dataclass(frozen=True)
@@ -65,39 +61,19 @@ class PortInUseError(CommandError):
     code = exit_codes.EXIT_USAGE
 
 
+class MissingExtraError(CommandError):
+    """A command whose optional dependencies (a pip extra) are not installed."""
+
+    kind = "missing_extra"
+    code = exit_codes.EXIT_USAGE
+
+
 class NoSuchBatchError(CommandError):
     kind = "no_such_batch"
     code = exit_codes.EXIT_NO_BATCH
 
 
 INTERRUPTED = Failure("interrupted", exit_codes.EXIT_INTERRUPTED, "interrupted; stopped cleanly")
-
-
-class KafkaConnectionLog(logging.Handler):
-    """Keeps the last reason aiokafka logged for failing to connect to an address."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.address: str | None = None
-        self.reason: BaseException | None = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        # aiokafka.client: log.error('Unable connect to "%s:%s": %s', host, port, err)
-        args = record.args
-        if str(record.msg).startswith("Unable connect to") and isinstance(args, tuple):
-            self.address = ":".join(str(arg) for arg in args[:2])
-            self.reason = args[-1] if isinstance(args[-1], BaseException) else None
-
-    @classmethod
-    def install(cls) -> KafkaConnectionLog:
-        """Listen on aiokafka's logger; a command with no logging of its own then prints none
-        of aiokafka's lines (its reasons come back in the failure's message instead)."""
-        log = cls()
-        logging.getLogger("aiokafka").addHandler(log)
-        return log
-
-    def remove(self) -> None:
-        logging.getLogger("aiokafka").removeHandler(self)
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
@@ -114,107 +90,42 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
         pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
 
 
-def _first_line(error: BaseException, limit: int = 200) -> str:
-    text = str(error).strip() or type(error).__name__
-    line = text.splitlines()[0]
-    return line if len(line) <= limit else f"{line[: limit - 3]}..."
-
-
-def _address(error: BaseException, log: KafkaConnectionLog | None) -> str:
-    """The addresses that were tried: from aiokafka's message, its log, or the setting."""
-    hosts = re.findall(r"\('([^']*)', (\d+)", str(error))
-    if hosts:
-        return ",".join(f"{host}:{port}" for host, port in hosts)
-    if log is not None and log.address is not None:
-        return log.address
-    return os.environ.get("LLM_STREAM_BOOTSTRAP_SERVERS", "the bootstrap servers")
-
-
-_AUTHENTICATION_ERRORS = (
-    "SaslAuthenticationFailed",
-    "UnsupportedSaslMechanismError",
-    "IllegalSaslStateError",
-    "AuthenticationFailedError",
-    "AuthenticationMethodNotSupported",
-)
-_AUTHORIZATION_ERRORS = (
-    "TopicAuthorizationFailedError",
-    "GroupAuthorizationFailedError",
-    "ClusterAuthorizationFailedError",
-    "TransactionalIdAuthorizationFailed",
-)
-
-
-def _tls(address: str, reason: BaseException) -> Failure:
-    return Failure(
-        "broker_refused",
-        exit_codes.EXIT_BROKER_REFUSED,
-        f"Kafka at {address} refused the TLS handshake ({_first_line(reason)}). Check "
-        "LLM_STREAM_SECURITY_PROTOCOL and LLM_STREAM_SSL_CAFILE / _SSL_CERTFILE / _SSL_KEYFILE.",
-    )
-
-
-def _authentication(address: str, reason: BaseException) -> Failure:
-    return Failure(
-        "broker_refused",
-        exit_codes.EXIT_BROKER_REFUSED,
-        f"Kafka at {address} refused authentication ({_first_line(reason)}). Check "
-        "LLM_STREAM_SASL_MECHANISM, LLM_STREAM_SASL_PLAIN_USERNAME and _SASL_PLAIN_PASSWORD.",
-    )
+#: Each kind of Kafka problem's exit code.
+_KAFKA_EXIT_CODES = {
+    ProblemKind.UNREACHABLE: exit_codes.EXIT_BROKER_UNREACHABLE,
+    ProblemKind.REFUSED: exit_codes.EXIT_BROKER_REFUSED,
+    ProblemKind.TOPIC_MISSING: exit_codes.EXIT_TOPIC_MISSING,
+    ProblemKind.SETTINGS: exit_codes.EXIT_USAGE,
+}
 
 
 def _kafka(error: BaseException, log: KafkaConnectionLog | None) -> Failure | None:
-    name = type(error).__name__
-    if name == "KafkaTlsError":  # ``kafka.connection`` already said which setting to change
-        return Failure("broker_refused", exit_codes.EXIT_BROKER_REFUSED, _first_line(error, 400))
-    if name == "KafkaConnectionError" or isinstance(error, ssl.SSLError):
-        reason = log.reason if log is not None else None
-        address = _address(error, log)
-        if isinstance(error, ssl.SSLError) or isinstance(reason, ssl.SSLError):
-            return _tls(address, reason if isinstance(reason, ssl.SSLError) else error)
-        if reason is not None and type(reason).__name__ in _AUTHENTICATION_ERRORS:
-            return _authentication(address, reason)
-        return Failure(
-            "broker_unreachable",
-            exit_codes.EXIT_BROKER_UNREACHABLE,
-            f"cannot reach Kafka at {address} ({BOOTSTRAP_SETTING}). "
-            "Start a local broker with `llm-stream broker`, or point at yours.",
-        )
-    if name in _AUTHENTICATION_ERRORS:
-        return _authentication(_address(error, log), error)
-    if name in _AUTHORIZATION_ERRORS:
-        return Failure(
-            "broker_refused",
-            exit_codes.EXIT_BROKER_REFUSED,
-            f"Kafka refused access ({_first_line(error)}). Grant this principal the llm-stream "
-            "topics and consumer groups, or check LLM_STREAM_*_TOPIC and --group-id.",
-        )
-    if name == "UnknownTopicOrPartitionError" or "cannot create topic" in str(error):
-        return Failure(
-            "topic_missing",
-            exit_codes.EXIT_TOPIC_MISSING,
-            f"a Kafka topic is missing ({_first_line(error)}). Create the llm-stream topics, "
-            "allow this principal to create topics, or set LLM_STREAM_*_TOPIC to existing ones.",
-        )
-    return None
+    problem = diagnose(error, log)
+    if problem is None:
+        return None
+    return Failure(problem.kind.value, _KAFKA_EXIT_CODES[problem.kind], problem.message)
 
 
-#: huggingface_hub's errors for a model name that is no repository it can find.
-_HUB_ERRORS = (
-    "HFValidationError",
-    "RepositoryNotFoundError",
-    "GatedRepoError",
-    "RevisionNotFoundError",
-    "LocalEntryNotFoundError",
-)
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    """huggingface_hub's errors for a model name that is no repository it can find (none
+    where vLLM, which brings it, is not installed)."""
+    try:
+        from huggingface_hub import errors
+    except ImportError:
+        return ()
+    return (
+        errors.HFValidationError,
+        errors.RepositoryNotFoundError,
+        errors.GatedRepoError,
+        errors.RevisionNotFoundError,
+        errors.LocalEntryNotFoundError,
+    )
 
 
 def _settings(error: BaseException) -> Failure | None:
     """Settings the environment gives that are invalid or contradict each other."""
-    if type(error).__name__ == "KafkaSecurityConfigError":
-        message = f"Kafka security settings: {_first_line(error)}. Fix the LLM_STREAM_* values."
-    elif isinstance(error, SettingsRefusedError):
-        message = _first_line(error, 400)
+    if isinstance(error, SettingsRefusedError):
+        message = first_line(error, 400)
     elif isinstance(error, pydantic.ValidationError) and error.title == "Settings":
         problems = "; ".join(
             f"LLM_STREAM_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
@@ -230,9 +141,9 @@ def _model(error: BaseException) -> Failure | None:
     text = str(error)
     if isinstance(error, ModelPathError):
         message = text
-    elif type(error).__name__ in _HUB_ERRORS or "does not appear to have a file named" in text:
+    elif isinstance(error, _hub_errors()) or "does not appear to have a file named" in text:
         message = (
-            f"--model is not a model vLLM can load ({_first_line(error)}). Give a local model "
+            f"--model is not a model vLLM can load ({first_line(error)}). Give a local model "
             "directory (with config.json) or a Hugging Face model id this machine can fetch."
         )
     else:
@@ -302,7 +213,7 @@ def _engine_start(error: BaseException) -> Failure | None:
     return classify_engine_failure(str(error)) or Failure(
         "engine_start",
         exit_codes.EXIT_ENGINE_START,
-        f"the vLLM engine failed to start: {_first_line(error)}\n"
+        f"the vLLM engine failed to start: {first_line(error)}\n"
         "The engine's own log above has the details.",
     )
 
@@ -330,7 +241,7 @@ def classify(error: BaseException, log: KafkaConnectionLog | None = None) -> Fai
     return Failure(
         "unexpected",
         exit_codes.EXIT_UNEXPECTED,
-        f"{type(error).__name__}: {_first_line(error)}\nRerun with --debug for the traceback.",
+        f"{type(error).__name__}: {first_line(error)}\nRerun with --debug for the traceback.",
     )
 
 

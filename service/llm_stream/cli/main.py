@@ -7,15 +7,14 @@ are the exception: they take vLLM's own parser, loaded only when they run.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from llm_stream._version import __version__
-from llm_stream.cli import bench
-from llm_stream.cli.bench_support import DEFAULT_ENGINE_FLAGS
+from llm_stream.bench import suite
+from llm_stream.bench.support import DEFAULT_ENGINE_FLAGS
 from llm_stream.cli.errors import run_reported
 from llm_stream.cli.exit_codes import CANCEL_EPILOG as CANCEL_EXIT_CODES
 from llm_stream.cli.exit_codes import EPILOG as STATUS_EXIT_CODES
@@ -23,6 +22,23 @@ from llm_stream.cli.exit_codes import EXIT_INTERRUPTED, FAILURE_EPILOG
 from llm_stream.engine.model_path import check_model_path, model_flag
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+def _shared_option(*flags: str, **options: Any) -> argparse.ArgumentParser:
+    """A parent parser for an option several subcommands take, declared once."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(*flags, **options)
+    return parent
+
+
+_KAFKA = _shared_option(
+    "--bootstrap-servers",
+    metavar="HOST:PORT[,...]",
+    help="Kafka bootstrap servers (default: LLM_STREAM_BOOTSTRAP_SERVERS)",
+)
+_OPS = _shared_option(
+    "--ops-port", type=int, help="port of /metrics, /healthz and /readyz (default: none)"
+)
 
 
 def _command(name: str) -> Handler:
@@ -57,37 +73,34 @@ def _add_tiny_model(subcommands: Any) -> None:
 
 def _add_aggregator(subcommands: Any) -> None:
     parser = subcommands.add_parser(
-        "aggregator", help="compact results into OpenAI batch output and error files"
+        "aggregator",
+        parents=[_KAFKA, _OPS],
+        help="compact results into OpenAI batch output and error files",
     )
-    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
     parser.add_argument("--output-dir", type=Path, help="where batch files are written")
     parser.add_argument("--group-id", dest="aggregator_group_id", help="consumer group")
-    parser.add_argument(
-        "--ops-port", type=int, help="port of /metrics, /healthz and /readyz (default: none)"
-    )
     parser.set_defaults(handler=_command("run_aggregator"))
 
 
 def _add_notifier(subcommands: Any) -> None:
     parser = subcommands.add_parser(
         "notifier",
+        parents=[_KAFKA, _OPS],
         help="deliver signed webhooks (batch.completed, ...) when a batch reaches a final status",
         description="Read the batch-status topic in a consumer group and POST OpenAI's batch "
         "event, signed the Standard Webhooks way, to every LLM_STREAM_WEBHOOK_URLS endpoint "
         "with its LLM_STREAM_WEBHOOK_SECRETS secret; retried with exponential back-off, and "
         "published to the webhook-failures topic when every attempt fails.",
     )
-    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
     parser.add_argument("--group-id", dest="notifier_group_id", help="consumer group")
-    parser.add_argument(
-        "--ops-port", type=int, help="port of /metrics, /healthz and /readyz (default: none)"
-    )
     parser.set_defaults(handler=_command("run_notifier"))
 
 
 def _add_gateway(subcommands: Any) -> None:
     parser = subcommands.add_parser(
-        "gateway", help="serve the OpenAI Files and Batches API over HTTP in front of the stream"
+        "gateway",
+        parents=[_KAFKA],
+        help="serve the OpenAI Files and Batches API over HTTP in front of the stream",
     )
     parser.add_argument(
         "--host",
@@ -102,7 +115,6 @@ def _add_gateway(subcommands: Any) -> None:
         const=True,
         help="serve without API keys on an address beyond loopback (refused otherwise)",
     )
-    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
     parser.add_argument(
         "--output-dir", type=Path, help="the aggregators' output directory (the file store)"
     )
@@ -111,7 +123,9 @@ def _add_gateway(subcommands: Any) -> None:
 
 def _add_submit(subcommands: Any) -> None:
     parser = subcommands.add_parser(
-        "submit", help="validate an OpenAI batch input file and publish it; prints the batch id"
+        "submit",
+        parents=[_KAFKA],
+        help="validate an OpenAI batch input file and publish it; prints the batch id",
     )
     parser.add_argument("file", type=Path, help="OpenAI batch input file (JSONL)")
     parser.add_argument("--batch-id", help="batch id (default: a new batch_<uuid>)")
@@ -119,13 +133,13 @@ def _add_submit(subcommands: Any) -> None:
         "--metadata", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
     )
     parser.add_argument("--completion-window", default="24h")
-    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
     parser.set_defaults(handler=_command("run_submit"))
 
 
 def _add_status(subcommands: Any) -> None:
     parser = subcommands.add_parser(
         "status",
+        parents=[_KAFKA],
         help="print a batch's OpenAI batch object",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=STATUS_EXIT_CODES,
@@ -137,13 +151,13 @@ def _add_status(subcommands: Any) -> None:
         metavar="SECONDS",
         help="wait up to SECONDS for a final status (completed, failed, expired, cancelled)",
     )
-    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
     parser.set_defaults(handler=_command("run_status"))
 
 
 def _add_cancel(subcommands: Any) -> None:
     parser = subcommands.add_parser(
         "cancel",
+        parents=[_KAFKA],
         help="cancel a batch: workers stop running it; prints its batch object",
         description="Publish the batch's cancelling object. Workers answer its requests not yet "
         "run with batch_cancelled error lines and abort those running; the aggregator then "
@@ -152,32 +166,32 @@ def _add_cancel(subcommands: Any) -> None:
         epilog=CANCEL_EXIT_CODES,
     )
     parser.add_argument("batch_id")
-    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
     parser.set_defaults(handler=_command("run_cancel"))
 
 
 def _add_bench(subcommands: Any) -> None:
     parser = subcommands.add_parser(
         "bench",
+        parents=[_KAFKA],
         help="the service against vLLM itself (offline, AsyncLLM, run-batch), in one run",
         description="Measure, in one run and on the same prompts: vLLM's offline LLM.generate, "
         "AsyncLLM with every request at once, the worker fed from Kafka, llm-stream run-batch "
         "against vllm run-batch, and with no model the aggregator's lines/s, the worker's "
-        "overhead per message and peak RSS for a small against a large batch. See "
-        "docs/performance.md.",
+        "overhead per message and peak RSS for a small against a large batch. Without "
+        "--bootstrap-servers it starts an embedded broker. See docs/performance.md.",
     )
     parser.add_argument("--model", help="model directory (or name) for vLLM (engine parts)")
-    sizes = bench.REAL
+    sizes = suite.REAL
     for flag, default, about in (
         ("--prompts", sizes.prompts, "requests per engine side"),
         ("--max-tokens", sizes.max_tokens, "tokens generated per request"),
-        ("--repeat", sizes.repeat, f"runs of each side, at least {bench.MIN_REAL_REPEAT}"),
+        ("--repeat", sizes.repeat, f"runs of each side, at least {suite.MIN_REAL_REPEAT}"),
     ):
         parser.add_argument(flag, type=int, metavar="N", help=f"{about} (default {default})")
     parser.add_argument(
         "--only",
         metavar="PARTS",
-        help=f"comma-separated parts to run (default all): {','.join(bench.PARTS)}",
+        help=f"comma-separated parts to run (default all): {','.join(suite.PARTS)}",
     )
     parser.add_argument(
         "--smoke",
@@ -187,7 +201,6 @@ def _add_bench(subcommands: Any) -> None:
     parser.add_argument(
         "--max-in-flight", type=int, metavar="N", help="the worker's --max-in-flight (its default)"
     )
-    parser.add_argument("--bootstrap-servers", help="Kafka to use (default: an embedded broker)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures here")
     parser.add_argument(
         "--engine-arg",
@@ -197,15 +210,13 @@ def _add_bench(subcommands: Any) -> None:
         help="vLLM engine flag for every engine side, e.g. --engine-arg=--dtype=bfloat16 "
         f"(repeatable); overrides the defaults {' '.join(DEFAULT_ENGINE_FLAGS)}",
     )
-    parser.set_defaults(handler=bench.main)
+    parser.set_defaults(handler=suite.main)
 
 
-def _add_pass_through(subcommands: Any, name: str, module_name: str, help_text: str) -> None:
-    """A subcommand whose module parses the rest of the command line itself (``main(argv)``).
-
-    The worker and run-batch use vLLM's own parser, loaded only when they run; their
-    ``--help`` lists every vLLM engine flag.
-    """
+def _add_pass_through(subcommands: Any, name: str, handler_name: str, help_text: str) -> None:
+    """A subcommand whose handler in ``cli.engine_commands`` parses the rest of the command
+    line itself: the worker and run-batch use vLLM's own parser, loaded only when they run,
+    so their ``--help`` lists every vLLM engine flag."""
     parser = subcommands.add_parser(name, help=help_text, add_help=False, prefix_chars="\0")
     parser.add_argument("rest", nargs=argparse.REMAINDER)
 
@@ -213,9 +224,10 @@ def _add_pass_through(subcommands: Any, name: str, module_name: str, help_text: 
         model = model_flag(args.rest)
         if model is not None:
             check_model_path(model)  # in a moment, before vLLM's import and engine start
-        module = importlib.import_module(module_name)
-        code: int = module.main(args.rest)
-        from llm_stream.ops.runtime import interrupted
+        from llm_stream.cli import engine_commands
+
+        code: int = getattr(engine_commands, handler_name)(args.rest)
+        from llm_stream.ops.process import interrupted
 
         return EXIT_INTERRUPTED if interrupted() else code
 
@@ -244,13 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pass_through(
         subcommands,
         "worker",
-        "llm_stream.worker.app",
+        "run_worker",
         "consume requests from Kafka, run them through vLLM, publish results",
     )
     _add_pass_through(
         subcommands,
         "run-batch",
-        "llm_stream.cli.run_batch",
+        "run_batch",
         "drop-in for vllm run-batch: the whole pipeline in one command",
     )
     _document_failures(subcommands)

@@ -101,8 +101,8 @@ class VllmEngine:
         from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        from llm_stream.engine.orphan_guard import OrphanGuard
         from llm_stream.engine.start_log import EngineStartError, EngineStartLog
+        from llm_stream.ops.orphan_guard import OrphanGuard
 
         # vLLM's per-request timings feed our spans and histograms; they stay out of response
         # bodies unless the user asked for them with --enable-per-request-metrics.

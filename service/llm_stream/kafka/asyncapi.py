@@ -12,7 +12,7 @@ from typing import Any
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
-from llm_stream import __version__
+from llm_stream._version import __version__
 from llm_stream.contracts import (
     BatchManifest,
     BatchObject,

@@ -3,7 +3,8 @@
 aiokafka's producers, consumers and admin clients, FastStream's ``KafkaBroker`` (which takes
 security as a ``BaseSecurity`` object and derives the protocol from it), the gateway and the
 client library all get their bootstrap servers, TLS context and SASL credentials from
-``kafka_connection``, so PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL with PLAIN, SCRAM or
+``kafka_connection``, built once per settings object (its checks, TLS context and token
+provider) and shared by every client made from those settings, so PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL with PLAIN, SCRAM or
 OAUTHBEARER mean the same to each of them. ``check_security`` refuses combinations that some
 client would read differently (a SASL mechanism under PLAINTEXT, TLS files without TLS), and
 credentials that would cross the network unencrypted unless that is explicitly allowed.
@@ -16,6 +17,7 @@ import functools
 import logging
 import os
 import ssl
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -239,8 +241,22 @@ def bounded_consumer_kwargs(settings: Settings) -> dict[str, Any]:
     }
 
 
+#: Each live settings object's connection, by the object's id; an entry goes with its settings.
+_CONNECTIONS: dict[int, KafkaConnection] = {}
+
+
 def kafka_connection(settings: Settings) -> KafkaConnection:
-    """The connection every Kafka client of this process uses (see the module docstring)."""
+    """The connection every Kafka client made from ``settings`` uses: built on the first call,
+    then the same object (a role's broker, consumers, followers and admin client share one)."""
+    key = id(settings)
+    connection = _CONNECTIONS.get(key)
+    if connection is None:
+        connection = _CONNECTIONS[key] = _build_connection(settings)
+        weakref.finalize(settings, _CONNECTIONS.pop, key, None)
+    return connection
+
+
+def _build_connection(settings: Settings) -> KafkaConnection:
     check_security(settings)
     return KafkaConnection(
         bootstrap_servers=settings.bootstrap_servers,

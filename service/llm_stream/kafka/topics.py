@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from llm_stream.kafka.connection import client_kwargs, start_client
+from llm_stream.kafka.diagnosis import CANNOT_CREATE_TOPIC
 from llm_stream.network import servers_are_loopback
 from llm_stream.settings import Settings
 
@@ -70,7 +71,7 @@ async def ensure_topics(settings: Settings, topics: Iterable[str] | None = None)
         for topic, code, message in response.topic_errors:
             # "already exists": another process created it between our list and create.
             if code not in (0, TopicAlreadyExistsError.errno):
-                raise for_code(code)(f"cannot create topic {topic!r}: {message}")
+                raise for_code(code)(f"{CANNOT_CREATE_TOPIC} {topic!r}: {message}")
         logger.info("created topics %s", missing)
     finally:
         await admin.close()

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Coroutine
-from typing import Any
 
 import httpx
 import orjson
@@ -23,7 +21,7 @@ from llm_stream.kafka.dead_letters import ERROR_HEADER, truncate
 from llm_stream.notifier.core import WebhookNotifier
 from llm_stream.notifier.delivery import DeliveryOutcome, RetryPolicy, webhook_client
 from llm_stream.notifier.endpoints import configured_endpoints
-from llm_stream.ops.runtime import RoleRuntime, RuntimeRole
+from llm_stream.runtime.role import Role
 from llm_stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -44,14 +42,15 @@ def failure_record(outcome: DeliveryOutcome, failed_at: int) -> bytes:
     return failure.model_dump_json().encode()
 
 
-class NotifierApp(RuntimeRole):
+class NotifierApp(Role):
+    """Final batch statuses into signed webhooks: one consumer-group member of the
+    batch-status topic."""
+
     def __init__(self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None):
         """``transport`` replaces the HTTP transport (tests); WebhookConfigError when the
         webhook settings cannot be used."""
-        self.settings = settings
         endpoints = configured_endpoints(settings)
-        self.runtime = RoleRuntime(settings)
-        self.broker = self.runtime.broker
+        super().__init__(settings)
         self.client = webhook_client(settings, transport)
         self.notifier = WebhookNotifier(
             endpoints,
@@ -67,15 +66,6 @@ class NotifierApp(RuntimeRole):
             self.notifier,
             max_records=_RECORDS_PER_POLL,
         )
-
-    async def check(self) -> str | None:
-        return None  # endpoints that fail are retried and recorded, not a readiness problem
-
-    def watched(self) -> list[Coroutine[Any, Any, Any]]:
-        return []
-
-    async def tick(self) -> None:
-        """Nothing beyond the runtime's commit and gauges."""
 
     async def drain(self) -> bool:
         logger.info("stopping: finishing %d deliveries under way", self.notifier.in_flight())
@@ -104,7 +94,7 @@ class NotifierApp(RuntimeRole):
     async def run(self) -> int:
         """Deliver until ``stopping`` is set; return the exit code."""
         try:
-            drained = await self.runtime.run(self)
+            drained = await self.serve()
         finally:
             await self.client.aclose()
         if not drained:
@@ -114,5 +104,5 @@ class NotifierApp(RuntimeRole):
 
 async def serve_notifier(settings: Settings) -> int:
     app = NotifierApp(settings)
-    app.runtime.stop_on_signals()
+    app.stop_on_signals()
     return await app.run()

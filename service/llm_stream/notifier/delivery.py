@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from llm_stream import __version__
+from llm_stream._version import __version__
 from llm_stream.notifier.endpoints import WebhookEndpoint
 from llm_stream.notifier.events import BatchEvent
 from llm_stream.ops import metrics

@@ -9,9 +9,8 @@ tells the pipeline of every cancelled batch.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from typing import Any
 
 from llm_stream.contracts import BatchObject
@@ -20,7 +19,7 @@ from llm_stream.kafka.cancellations import CancelFollower
 from llm_stream.kafka.consume_loop import ConsumeLoop
 from llm_stream.kafka.publishers import KafkaResultPublisher
 from llm_stream.kafka.topics import ensure_topics
-from llm_stream.ops.runtime import RoleRuntime, RuntimeRole, start_process
+from llm_stream.runtime.role import Role
 from llm_stream.settings import Settings
 from llm_stream.worker.core import RequestPipeline
 
@@ -33,17 +32,16 @@ def in_flight_limit(settings: Settings, engine: InferenceEngine) -> int:
     return settings.max_in_flight or 2 * engine.max_concurrency
 
 
-class Worker(RuntimeRole):
-    """One engine, one consumer-group member, one pipeline: a ``Role`` of the runtime."""
+class WorkerApp(Role):
+    """One engine, one consumer-group member, one pipeline."""
 
     def __init__(self, settings: Settings, engine: InferenceEngine) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.engine = engine
-        self.runtime = RoleRuntime(settings)
         max_in_flight = in_flight_limit(settings, engine)
         self.pipeline = RequestPipeline(
             engine,
-            KafkaResultPublisher(self.runtime.broker, settings),
+            KafkaResultPublisher(self.broker, settings),
             max_in_flight=max_in_flight,
             max_message_bytes=settings.max_message_bytes,
             results_topic=settings.results_topic,
@@ -88,7 +86,7 @@ class Worker(RuntimeRole):
 
     async def run(self) -> int:
         """Consume until ``stopping`` is set or the pipeline fails; return the exit code."""
-        drained = await self.runtime.run(self)
+        drained = await self.serve()
         if self.pipeline.failure is not None:
             return 1
         if not drained:
@@ -104,16 +102,8 @@ async def serve_worker(settings: Settings, engine_args: Any) -> int:
     await ensure_topics(settings)  # a wrong Kafka address fails now, not after the engine's start
     engine = await VllmEngine.start(engine_args, media=media)
     try:
-        worker = Worker(settings, engine)
-        worker.runtime.stop_on_signals()
+        worker = WorkerApp(settings, engine)
+        worker.stop_on_signals()
         return await worker.run()
     finally:
         await engine.close()
-
-
-def main(argv: Sequence[str]) -> int:
-    from llm_stream.worker.args import parse_worker_args
-
-    settings, engine_args = parse_worker_args(argv)
-    start_process(settings, "llm-stream-worker")
-    return asyncio.run(serve_worker(settings, engine_args))

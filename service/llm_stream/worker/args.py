@@ -10,7 +10,6 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from llm_stream.cli.exit_codes import FAILURE_EPILOG
 from llm_stream.settings import Settings
 
 
@@ -58,8 +57,9 @@ SERVICE_FIELDS = (
 )
 
 
-def build_worker_parser(prog: str = "llm-stream worker") -> Any:
-    """vLLM's ``FlexibleArgumentParser`` with engine, frontend and service flags."""
+def build_worker_parser(prog: str = "llm-stream worker", epilog: str | None = None) -> Any:
+    """vLLM's ``FlexibleArgumentParser`` with engine, frontend and service flags; ``epilog``
+    is the command line's text on exit codes."""
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.entrypoints.launchers.cli_args import BaseFrontendArgs
     from vllm.utils.argparse_utils import FlexibleArgumentParser
@@ -68,7 +68,7 @@ def build_worker_parser(prog: str = "llm-stream worker") -> Any:
         prog=prog,
         description="Consume request lines from Kafka, run them through one vLLM engine with "
         "continuous batching, publish one result line per request keyed by batch_id.",
-        epilog=FAILURE_EPILOG,
+        epilog=epilog,
     )
     add_service_arguments(parser)
     BaseFrontendArgs.add_cli_args(parser)
@@ -76,7 +76,9 @@ def build_worker_parser(prog: str = "llm-stream worker") -> Any:
     return parser
 
 
-def parse_worker_args(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
-    args = build_worker_parser().parse_args(list(argv))
+def parse_worker_args(
+    argv: Sequence[str], epilog: str | None = None
+) -> tuple[Settings, argparse.Namespace]:
+    args = build_worker_parser(epilog=epilog).parse_args(list(argv))
     settings = Settings().with_overrides(**{name: getattr(args, name) for name in SERVICE_FIELDS})
     return settings, args

@@ -21,11 +21,11 @@ from llm_stream.batch.error_bodies import (
 )
 from llm_stream.batch.input_file import validate_batch_file
 from llm_stream.batch.request_line import MISSING, Problem, Stage
-from llm_stream.cli.run_batch import classify_lines
 from llm_stream.contracts import SUPPORTED_ENDPOINTS, CustomId, is_safe_batch_id
 from llm_stream.engine.media_policy import MediaPolicy
 from llm_stream.engine.protocol import EngineRequest
 from llm_stream.engine.vllm_engine import VllmEngine
+from llm_stream.run_batch.main import classify_lines
 from llm_stream.settings import Settings
 from llm_stream.worker.request_parsing import DeadLetter, InvalidRequest, parse_record
 

@@ -25,7 +25,6 @@ from llm_stream.cli.errors import (
     INTERRUPTED,
     Failure,
     InputFileError,
-    KafkaConnectionLog,
     classify,
     classify_engine_failure,
     report,
@@ -33,6 +32,7 @@ from llm_stream.cli.errors import (
 from llm_stream.cli.file_checks import check_input_file, check_output_dir, check_output_file
 from llm_stream.cli.main import build_parser
 from llm_stream.engine.model_path import ModelPathError, check_model_path, model_flag
+from llm_stream.kafka.diagnosis import KafkaConnectionLog
 from llm_stream.ops.logs import JsonFormatter
 from llm_stream.settings import Settings
 

@@ -20,7 +20,7 @@ def test_flags_override_the_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: 
         return 0
 
     monkeypatch.setattr(gateway_app, "serve_gateway", serve)
-    monkeypatch.setattr("llm_stream.ops.runtime.start_process", lambda *args: None)
+    monkeypatch.setattr("llm_stream.ops.process.start_process", lambda *args: None)
     code = main(
         [
             "gateway",
@@ -49,7 +49,7 @@ def _serve_nothing(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
         raise SystemExit(0)
 
     monkeypatch.setattr(gateway_app, "ensure_topics", ensure_topics)
-    monkeypatch.setattr("llm_stream.ops.runtime.start_process", lambda *args: None)
+    monkeypatch.setattr("llm_stream.ops.process.start_process", lambda *args: None)
     return reached
 
 
@@ -85,7 +85,7 @@ def test_an_open_gateway_is_served_on_loopback_or_when_allowed(
 def test_kafka_credentials_in_the_clear_stop_the_gateway_in_one_line(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("llm_stream.ops.runtime.start_process", lambda *args: None)
+    monkeypatch.setattr("llm_stream.ops.process.start_process", lambda *args: None)
     for name, value in {
         "SECURITY_PROTOCOL": "SASL_PLAINTEXT",
         "SASL_MECHANISM": "SCRAM-SHA-256",

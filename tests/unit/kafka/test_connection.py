@@ -7,6 +7,7 @@ docs/security.md), so SASL is not exercised end to end here; TLS is (tests/integ
 
 from __future__ import annotations
 
+import gc
 import logging
 import ssl
 from collections.abc import Iterator
@@ -279,3 +280,16 @@ def test_an_oidc_token_url_over_http_is_refused_beyond_loopback(
         caplog.clear()
         kafka_connection(_oidc("https://idp.example.com/token"))
         assert caplog.text == ""
+
+
+def test_one_connection_per_settings_object_shared_by_every_client_and_gone_with_it() -> None:
+    settings = Settings(bootstrap_servers="kafka:9092")
+    first = kafka_connection(settings)
+    assert kafka_connection(settings) is first  # the broker, consumers and admin share it
+    other = Settings(bootstrap_servers="other:9092")
+    assert kafka_connection(other).bootstrap_servers == "other:9092"
+    key = id(settings)
+    assert key in connection_module._CONNECTIONS
+    del settings, first
+    gc.collect()
+    assert key not in connection_module._CONNECTIONS  # state grows with live settings only

@@ -7,7 +7,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 from starlette.testclient import TestClient
 
-from llm_stream.cli.embedded_broker import free_port
+from llm_stream.network import free_port
 from llm_stream.ops import metrics
 from llm_stream.ops.server import build_app, serving_ops
 from llm_stream.settings import Settings

@@ -1,0 +1,1 @@
+"""The role runtime: the skeleton every consuming role (worker, aggregator, notifier) shares."""
