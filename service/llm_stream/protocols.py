@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
 from llm_stream.contracts import BatchObject, ResultMessage
+from llm_stream.errors import LlmStreamError
 
 TopicPartitionKey = tuple[str, int]
 
@@ -39,7 +40,7 @@ class IncomingRecord(NamedTuple):
         return (self.topic, self.partition)
 
 
-class MessageTooLargeError(Exception):
+class MessageTooLargeError(LlmStreamError):
     """A record over the largest message the service may publish, even compressed."""
 
     def __init__(self, size: int, limit: int) -> None:

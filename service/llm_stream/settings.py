@@ -17,13 +17,14 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from llm_stream.errors import LlmStreamError
 from llm_stream.settings_files import FileValuesSource
 
 #: Shortest API key the gateway accepts: 32 random characters are beyond guessing.
 GATEWAY_MIN_KEY_CHARS = 32
 
 
-class SettingsRefusedError(ValueError):
+class SettingsRefusedError(LlmStreamError, ValueError):
     """Settings that would open a door without saying so (an open gateway beyond loopback,
     credentials sent unencrypted): refused at start; the message names the setting that
     allows it."""

@@ -72,7 +72,7 @@ def test_no_module_imports_itself_through_others() -> None:
 #: its own layer's modules inside itself and from layers below. Peers on one line do not
 #: import each other (the engine builds on the batch domain, never the reverse).
 LAYERS = (
-    "_version network settings_files contracts",
+    "_version errors network settings_files contracts",
     "settings protocols",
     "files",
     "batch",

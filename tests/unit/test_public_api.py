@@ -20,12 +20,20 @@ PUBLIC = [
     "BatchUsage",
     "BatchWriter",
     "ClientConfig",
+    "EmptyBatchError",
+    "FakeBatchClient",
     "InvalidLineError",
+    "KafkaSecurityConfigError",
+    "KafkaTlsError",
+    "LlmStreamError",
+    "OAuthTokenError",
     "RequestCounts",
     "RequestMessage",
     "ResponseData",
     "ResultMessage",
     "Settings",
+    "SettingsRefusedError",
+    "StatusViewStoppedError",
     "SubmitError",
     "__version__",
 ]
@@ -36,6 +44,17 @@ def test_the_exported_names_are_pinned_and_all_resolve() -> None:
     assert llm_stream.__all__ == PUBLIC
     for name in PUBLIC:
         assert getattr(llm_stream, name) is not None
+
+
+def test_every_exported_error_is_a_llm_stream_error() -> None:
+    errors = [
+        getattr(llm_stream, name)
+        for name in PUBLIC
+        if isinstance(getattr(llm_stream, name), type)
+        and issubclass(getattr(llm_stream, name), BaseException)
+    ]
+    assert len(errors) == 9
+    assert all(issubclass(error, llm_stream.LlmStreamError) for error in errors)
 
 
 def test_importing_the_client_does_not_load_the_engine() -> None:

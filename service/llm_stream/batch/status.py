@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from llm_stream.contracts import BatchStatus as BatchStatus
+from llm_stream.errors import LlmStreamError
 
 #: Statuses after which a batch never changes again.
 TERMINAL_STATUSES: frozenset[BatchStatus] = frozenset(
@@ -55,7 +56,7 @@ ALLOWED_TRANSITIONS: Mapping[BatchStatus, frozenset[BatchStatus]] = MappingProxy
 )
 
 
-class InvalidTransitionError(ValueError):
+class InvalidTransitionError(LlmStreamError, ValueError):
     """A status change the machine does not allow: a bug in the caller, never bad input."""
 
     def __init__(self, current: BatchStatus, target: BatchStatus) -> None:

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 
 import httpx
 
+from llm_stream.errors import LlmStreamError
+
 #: wrk's summary line, e.g. ``Requests/sec:   2345.67``.
 _WRK_RATE = re.compile(r"Requests/sec:\s+([0-9.]+)")
 #: wrk's count of answers outside 2xx and 3xx, when there are any.
 _WRK_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 
 
-class LoadError(RuntimeError):
+class LoadError(LlmStreamError, RuntimeError):
     """The gateway answered with an error under load: the figures would mean nothing."""
 
 

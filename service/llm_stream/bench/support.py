@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
+from llm_stream.errors import LlmStreamError
+
 #: Engine flags for the tiny model on a small CPU; an ``--engine-arg`` naming the same option wins.
 DEFAULT_ENGINE_FLAGS = ("--dtype=float32", "--max-model-len=256", "--enforce-eager", "--seed=0")
 PROMPT_TEMPLATE = "{label} {i}: tell me about Kafka partitions and consumer groups"
@@ -27,7 +29,7 @@ STREAM_PARTS = ("overhead", "aggregator", "rss")
 SHORT_WINDOW_S = 5.0
 
 
-class BenchError(RuntimeError):
+class BenchError(LlmStreamError, RuntimeError):
     """The benchmark cannot give an honest figure; the message says why."""
 
 

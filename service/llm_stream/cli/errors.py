@@ -24,6 +24,7 @@ import pydantic
 from llm_stream.cli import exit_codes
 from llm_stream.engine.model_path import ModelPathError
 from llm_stream.engine.start_log import EngineStartError
+from llm_stream.errors import LlmStreamError
 from llm_stream.kafka.diagnosis import KafkaConnectionLog, ProblemKind, diagnose, first_line
 from llm_stream.settings import SettingsRefusedError
 
@@ -39,7 +40,7 @@ class Failure:
     message: str
 
 
-class CommandError(Exception):
+class CommandError(LlmStreamError):
     """A failure whose code already knows what to tell the user (see ``cli.file_checks``)."""
 
     kind = "command"

@@ -1,10 +1,12 @@
-"""The client library: submit batches to Kafka and read their status (``BatchClient``)."""
+"""The client library: submit batches to Kafka and read their status (``BatchClient``), and
+an in-memory ``FakeBatchClient`` for the tests of code that uses one."""
 
 from llm_stream.client.batch_client import BatchClient, SubmitError, new_batch_id
 from llm_stream.client.config import ClientConfig
 from llm_stream.client.handle import BatchHandle
 from llm_stream.client.status_view import BatchStatusView, StatusViewStoppedError
-from llm_stream.client.writer import BatchWriter, InvalidLineError
+from llm_stream.client.testing import FakeBatchClient
+from llm_stream.client.writer import BatchWriter, EmptyBatchError, InvalidLineError
 
 __all__ = [
     "BatchClient",
@@ -12,6 +14,8 @@ __all__ = [
     "BatchStatusView",
     "BatchWriter",
     "ClientConfig",
+    "EmptyBatchError",
+    "FakeBatchClient",
     "InvalidLineError",
     "StatusViewStoppedError",
     "SubmitError",

@@ -42,12 +42,13 @@ from llm_stream.contracts import (
     BatchObject,
     is_safe_batch_id,
 )
+from llm_stream.errors import LlmStreamError
 from llm_stream.kafka.connection import start_client
 from llm_stream.ops import telemetry
 from llm_stream.settings import Settings
 
 
-class SubmitError(RuntimeError):
+class SubmitError(LlmStreamError, RuntimeError):
     """The lines published differ from the count the manifest announced."""
 
 

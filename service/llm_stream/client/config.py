@@ -36,6 +36,14 @@ class ClientConfig:
     max_completion_window_s: int = DEFAULT_MAX_COMPLETION_WINDOW_S
 
     @classmethod
+    def from_env(cls, **overrides: Any) -> ClientConfig:
+        """The deployment the ``LLM_STREAM_*`` environment (and ``*_FILE`` secrets) names,
+        with ``overrides`` (e.g. ``bootstrap_servers=...``) on top; only the connection and
+        topic fields are kept. Raises pydantic's ValidationError or ``SettingsRefusedError``
+        for settings that cannot be used, ``KafkaSecurityConfigError`` for security ones."""
+        return cls.from_settings(Settings().with_overrides(**overrides))
+
+    @classmethod
     def from_settings(cls, settings: Settings) -> ClientConfig:
         return cls(
             connection=client_kwargs(settings),

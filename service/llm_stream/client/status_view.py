@@ -38,6 +38,7 @@ from llm_stream.batch.status import BatchStatus
 from llm_stream.client.config import ClientConfig
 from llm_stream.client.status_index import Record, Row, StatusIndex
 from llm_stream.contracts import BatchManifest, BatchObject
+from llm_stream.errors import LlmStreamError
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ CURRENT_WITHIN_S = 1.0
 _MISSING_TOPIC_RETRY_S = 1.0
 
 
-class StatusViewStoppedError(RuntimeError):
+class StatusViewStoppedError(LlmStreamError, RuntimeError):
     """The view's consumer failed: what it holds is no longer followed."""
 
 

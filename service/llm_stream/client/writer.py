@@ -20,6 +20,7 @@ from llm_stream.client.config import ClientConfig
 from llm_stream.client.handle import BatchHandle
 from llm_stream.client.publishing import LineSender, send_manifest
 from llm_stream.contracts import BatchManifest
+from llm_stream.errors import LlmStreamError
 
 
 class BatchPublisher(Protocol):
@@ -33,12 +34,16 @@ class BatchPublisher(Protocol):
     def handle(self, batch_id: str) -> BatchHandle: ...
 
 
-class InvalidLineError(ValueError):
+class InvalidLineError(LlmStreamError, ValueError):
     """A line that ``request_line``'s rules refuse; nothing of it was published."""
 
     def __init__(self, problems: Sequence[Problem]) -> None:
         super().__init__("; ".join(problem.message for problem in problems))
         self.problems = list(problems)
+
+
+class EmptyBatchError(LlmStreamError, ValueError):
+    """A batch block that ended without a line: no manifest was published."""
 
 
 class BatchWriter:
@@ -100,7 +105,7 @@ class BatchWriter:
             return
         count = await self._sender.flush()
         if count == 0:
-            raise ValueError(f"batch {self.batch_id} has no lines: no manifest was published")
+            raise EmptyBatchError(f"batch {self.batch_id} has no lines: no manifest was published")
         manifest = BatchManifest.model_validate(
             {**self._draft.model_dump(), "request_count": count, "model": self._model}
         )

@@ -12,6 +12,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from llm_stream.errors import LlmStreamError
+
 #: Files that make a directory a model vLLM can load.
 MODEL_CONFIG_FILES = ("config.json", "params.json")
 
@@ -19,7 +21,7 @@ MODEL_CONFIG_FILES = ("config.json", "params.json")
 _HUB_ID = re.compile(r"^(?:[\w\-.]{1,96}/)?[\w\-.]{1,96}$")
 
 
-class ModelPathError(ValueError):
+class ModelPathError(LlmStreamError, ValueError):
     """``--model`` names no model vLLM could load; the message says what to give instead."""
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from llm_stream.contracts import ResponseData
+from llm_stream.errors import LlmStreamError
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,7 @@ class EngineReply:
     timings: EngineTimings | None = None
 
 
-class EngineUnavailableError(RuntimeError):
+class EngineUnavailableError(LlmStreamError, RuntimeError):
     """The engine cannot answer any request (it died): the work must be redelivered, not failed."""
 
 

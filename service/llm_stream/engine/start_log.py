@@ -18,12 +18,14 @@ import sys
 import threading
 from types import TracebackType
 
+from llm_stream.errors import LlmStreamError
+
 #: A traceback's last line, as the engine core logs it ("(EngineCore pid=1) ERROR ... [core.py:1]
 #: ValueError: No available memory ...") or as multiprocessing prints it.
 _EXCEPTION_LINE = re.compile(r"\b([A-Za-z_][\w.]*(?:Error|Exception)): (\S.*)$")
 
 
-class EngineStartError(RuntimeError):
+class EngineStartError(LlmStreamError, RuntimeError):
     """The engine did not start; the message is its cause as the engine core logged it."""
 
 

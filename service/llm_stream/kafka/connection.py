@@ -4,10 +4,11 @@ aiokafka's producers, consumers and admin clients, FastStream's ``KafkaBroker`` 
 security as a ``BaseSecurity`` object and derives the protocol from it), the gateway and the
 client library all get their bootstrap servers, TLS context and SASL credentials from
 ``kafka_connection``, built once per settings object (its checks, TLS context and token
-provider) and shared by every client made from those settings, so PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL with PLAIN, SCRAM or
-OAUTHBEARER mean the same to each of them. ``check_security`` refuses combinations that some
-client would read differently (a SASL mechanism under PLAINTEXT, TLS files without TLS), and
-credentials that would cross the network unencrypted unless that is explicitly allowed.
+provider) and shared by every client made from those settings, so PLAINTEXT, SSL,
+SASL_PLAINTEXT and SASL_SSL with PLAIN, SCRAM or OAUTHBEARER mean the same to each of them.
+``check_security`` refuses combinations that some client would read differently (a SASL
+mechanism under PLAINTEXT, TLS files without TLS), and credentials that would cross the
+network unencrypted unless that is explicitly allowed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit
 from aiokafka.errors import KafkaConnectionError
 from pydantic import SecretStr
 
+from llm_stream.errors import LlmStreamError
 from llm_stream.network import is_loopback, servers_are_loopback
 
 if TYPE_CHECKING:
@@ -43,11 +45,11 @@ _PASSWORD_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _SECRET_MECHANISMS = (*_PASSWORD_MECHANISMS, "OAUTHBEARER")
 
 
-class KafkaSecurityConfigError(ValueError):
+class KafkaSecurityConfigError(LlmStreamError, ValueError):
     """The security settings contradict each other or miss a value a mechanism needs."""
 
 
-class KafkaTlsError(KafkaConnectionError):  # type: ignore[misc]
+class KafkaTlsError(KafkaConnectionError, LlmStreamError):  # type: ignore[misc]
     """No TLS session with the brokers; the message says which setting to change."""
 
 

@@ -16,13 +16,15 @@ import httpx
 from aiokafka.abc import AbstractTokenProvider
 from pydantic import SecretStr
 
+from llm_stream.errors import LlmStreamError
+
 #: A token is replaced this long before it expires, so no connection starts with a stale one.
 REFRESH_MARGIN_S = 60.0
 #: Lifetime assumed when a token endpoint gives no ``expires_in``.
 DEFAULT_LIFETIME_S = 300.0
 
 
-class OAuthTokenError(RuntimeError):
+class OAuthTokenError(LlmStreamError, RuntimeError):
     """A token could not be obtained; the message names the endpoint, never a secret."""
 
 

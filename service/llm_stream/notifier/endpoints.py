@@ -16,10 +16,11 @@ from urllib.parse import urlsplit
 import httpx
 from standardwebhooks.webhooks import Webhook
 
+from llm_stream.errors import LlmStreamError
 from llm_stream.settings import Settings
 
 
-class WebhookConfigError(ValueError):
+class WebhookConfigError(LlmStreamError, ValueError):
     """The webhook settings cannot be used (no URL, a secret missing or malformed)."""
 
 
