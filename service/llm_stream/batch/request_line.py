@@ -201,7 +201,11 @@ def serving_refusal(method: str, url: str, body: Mapping[str, Any]) -> ResponseD
 
 
 def _check(
-    document: Mapping[str, Any], record: Mapping[str, Any], fields: Collection[str], max_bytes: int
+    document: Mapping[str, Any],
+    record: Mapping[str, Any],
+    fields: Collection[str],
+    max_bytes: int,
+    serving: bool = True,
 ) -> list[Problem]:
     checks = [
         custom_id_problem(document.get("custom_id", MISSING)),
@@ -209,8 +213,9 @@ def _check(
     ]
     found = [problem for problem in checks if problem is not None]
     found += shape_problems(document, fields)
-    method, url, body = document.get("method", METHOD), document.get("url"), document.get("body")
-    found += [_served(response) for response in _refusals(method, url, body)]
+    if serving:
+        method, url = document.get("method", METHOD), document.get("url")
+        found += [_served(response) for response in _refusals(method, url, document.get("body"))]
     return sorted(found, key=lambda problem: problem.stage)
 
 
@@ -225,10 +230,15 @@ def check_line(
     return _check(line, record, LINE_FIELDS, max_bytes)
 
 
-def check_record(record: Mapping[str, Any], *, max_bytes: int) -> list[Problem]:
-    """Every rule a request record read from Kafka breaks, earliest stage first."""
+def check_record(
+    record: Mapping[str, Any], *, max_bytes: int, serving: bool = True
+) -> list[Problem]:
+    """Every rule a request record read from Kafka breaks, earliest stage first; without
+    ``serving``, not the serving rules (the worker leaves those to the engine, which checks
+    them once, where vLLM's server would)."""
     problem = batch_id_problem(record.get("batch_id", MISSING))
-    return ([problem] if problem else []) + _check(record, record, RECORD_FIELDS, max_bytes)
+    checked = _check(record, record, RECORD_FIELDS, max_bytes, serving)
+    return ([problem] if problem else []) + checked
 
 
 def answer(problems: Sequence[Problem]) -> ResponseData:

@@ -177,24 +177,24 @@ class RequestPipeline:
                 return
             span.set_attributes({"llm_stream.batch_id": parsed.batch_id})
             span.set_attributes({"llm_stream.custom_id": parsed.custom_id})
+            upstream = propagated_headers(record.headers)  # for the engine and the result
             if parsed.batch_id in self._cancelled_batches:
-                await self._answer_cancelled(record, parsed.batch_id, parsed.custom_id, "queued")
+                await self._answer_cancelled(upstream, parsed.batch_id, parsed.custom_id, "queued")
                 return
             if isinstance(parsed, InvalidRequest):
                 endpoint = "invalid"
                 response = parsed.response
             else:
                 endpoint = parsed.url if parsed.url in GEN_AI_OPERATIONS else "other"
-                upstream = propagated_headers(record.headers)
                 served = await self._serve_unless_cancelled(parsed, endpoint, upstream)
                 if served is None:
                     await self._answer_cancelled(
-                        record, parsed.batch_id, parsed.custom_id, "running"
+                        upstream, parsed.batch_id, parsed.custom_id, "running"
                     )
                     return
                 response = served
             published = await self._publish(
-                record, result_message(parsed.batch_id, parsed.custom_id, response)
+                upstream, result_message(parsed.batch_id, parsed.custom_id, response)
             )
             assert published.response is not None, "an answer stays an answer"
             response = published.response
@@ -222,9 +222,9 @@ class RequestPipeline:
         metrics.DEAD_LETTERS.inc()
 
     async def _answer_cancelled(
-        self, record: IncomingRecord, batch_id: str, custom_id: str, stage: str
+        self, upstream: Mapping[str, str], batch_id: str, custom_id: str, stage: str
     ) -> None:
-        await self._publish(record, cancelled_result(batch_id, custom_id))
+        await self._publish(upstream, cancelled_result(batch_id, custom_id))
         metrics.REQUESTS_CANCELLED.labels(stage).inc()
         logger.debug(
             "answered batch_cancelled (%s)",
@@ -321,15 +321,16 @@ class RequestPipeline:
         if timings.time_to_first_token is not None:
             metrics.TIME_TO_FIRST_TOKEN.labels(endpoint).observe(timings.time_to_first_token)
 
-    async def _publish(self, record: IncomingRecord, result: ResultMessage) -> ResultMessage:
-        """Publish the result line; an answer too large for Kafka becomes an error line."""
+    async def _publish(self, upstream: Mapping[str, str], result: ResultMessage) -> ResultMessage:
+        """Publish the result line with the request's propagated ``upstream`` headers; an
+        answer too large for Kafka becomes an error line."""
         with telemetry.span(
             f"send {self._results_topic}",
             kind=SpanKind.PRODUCER,
             attributes=lambda: telemetry.publish_attributes(self._results_topic, result.batch_id),
         ):
             # Without a recording span, the request's own trace context passes through.
-            headers = telemetry.outgoing_headers(propagated_headers(record.headers))
+            headers = telemetry.outgoing_headers(upstream)
             try:
                 await self._publisher.publish_result(result, headers)
             except MessageTooLargeError as error:

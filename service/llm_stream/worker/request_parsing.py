@@ -65,12 +65,12 @@ def parse_record(
     document = request_line.decode(value)
     if isinstance(document, Problem):
         return DeadLetter(document.message)
-    problems = request_line.check_record(document, max_bytes=max_bytes)
+    problems = request_line.check_record(document, max_bytes=max_bytes, serving=False)
     unattributable = [p.message for p in problems if p.stage is Stage.ATTRIBUTION]
     if unattributable:
         return DeadLetter("; ".join(unattributable))
     batch_id, custom_id = document["batch_id"], document["custom_id"]
-    if any(problem.stage < Stage.SERVING for problem in problems):
+    if problems:  # the serving rules are the engine's to answer
         response = request_line.answer(problems)
         message = request_line.error_message(response)
         return InvalidRequest(batch_id, custom_id, message, HTTPStatus(response.status_code))

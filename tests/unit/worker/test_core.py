@@ -1,11 +1,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
+from collections.abc import Iterator, Mapping
 
 import orjson
 import pytest
 
+from llm_stream.batch import request_line
+from llm_stream.contracts import ResponseData
+from llm_stream.engine.protocol import EngineReply, EngineRequest
 from llm_stream.protocols import IncomingRecord
+from llm_stream.worker import core
 from llm_stream.worker.core import RequestPipeline
 from tests.fakes import FakeEngine, FakePublisher
 
@@ -249,3 +255,39 @@ async def test_an_unexpected_engine_error_answers_500_and_the_worker_goes_on() -
     assert by_id["c1"].succeeded
     assert not pipeline.failed.is_set()
     assert committer.latest() == {(TOPIC, 0): 2}
+
+
+class _RuleCheckingEngine(FakeEngine):
+    """Checks the serving rules first, as the vLLM engine does."""
+
+    async def serve(self, request: EngineRequest) -> EngineReply:
+        refusal = request_line.serving_refusal(request.method, request.url, request.body)
+        return EngineReply(refusal) if refusal is not None else await super().serve(request)
+
+
+async def test_a_records_headers_and_serving_rules_are_worked_out_once_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counted: Counter[str] = Counter()
+    headers_of, refusals_of = core.propagated_headers, request_line._refusals
+
+    def counting_headers(headers: Mapping[str, str]) -> dict[str, str]:
+        counted["headers"] += 1
+        return headers_of(headers)
+
+    def counting_refusals(method: object, url: object, body: object) -> Iterator[ResponseData]:
+        counted["serving rules"] += 1
+        return refusals_of(method, url, body)
+
+    monkeypatch.setattr(core, "propagated_headers", counting_headers)
+    monkeypatch.setattr(request_line, "_refusals", counting_refusals)
+    pipeline, _, publisher, _ = await _pipeline(_RuleCheckingEngine())
+    for answered, (record, status) in enumerate(
+        ((_record(0), 200), (_record(1, method="GET"), 405))
+    ):
+        counted.clear()
+        await _submit(pipeline, record)
+        while len(publisher.results) <= answered:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        assert publisher.results[-1][0].response.status_code == status  # type: ignore[union-attr]
+        assert counted == {"headers": 1, "serving rules": 1}
