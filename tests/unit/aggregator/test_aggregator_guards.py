@@ -22,6 +22,7 @@ from llm_stream.files.store import LocalFileStore
 from llm_stream.ops import telemetry
 from llm_stream.protocols import IncomingRecord
 from tests.fakes import FakeStatusPublisher
+from tests.unit.aggregator.conftest import Make
 from tests.unit.aggregator.test_core import (
     TOPIC,
     _manifest,
@@ -29,7 +30,6 @@ from tests.unit.aggregator.test_core import (
     _result,
     invalid_results,
 )
-from tests.unit.conftest import Make
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 

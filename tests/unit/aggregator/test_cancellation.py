@@ -14,7 +14,7 @@ from llm_stream.batch.status import BatchStatus
 from llm_stream.contracts import BatchManifest, BatchObject, ResponseData, ResultMessage
 from llm_stream.protocols import IncomingRecord
 from tests.fakes import FakeStatusPublisher
-from tests.unit.conftest import Make
+from tests.unit.aggregator.conftest import Make
 
 TOPIC = "results"
 CANCELLED_AT = 1_800_000_000

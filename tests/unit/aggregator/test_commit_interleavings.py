@@ -23,8 +23,8 @@ from llm_stream.aggregator.core import BatchAggregator
 from llm_stream.contracts import BatchObject
 from llm_stream.files.store import LocalFileStore
 from llm_stream.protocols import IncomingRecord, TopicPartitionKey
+from tests.unit.aggregator.conftest import Make
 from tests.unit.aggregator.test_core import TOPIC, _manifest, _result
-from tests.unit.conftest import Make
 
 T = TypeVar("T")
 P0: TopicPartitionKey = (TOPIC, 0)

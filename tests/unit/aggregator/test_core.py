@@ -12,7 +12,7 @@ from llm_stream.contracts import BatchManifest, BatchObject, ResponseData, Resul
 from llm_stream.files.store import LocalFileStore
 from llm_stream.protocols import IncomingRecord
 from tests.fakes import FakeStatusPublisher
-from tests.unit.conftest import Make
+from tests.unit.aggregator.conftest import Make
 
 TOPIC = "results"
 

@@ -11,7 +11,7 @@ import orjson
 from llm_stream.contracts import BatchManifest, ResponseData, ResultMessage
 from llm_stream.protocols import IncomingRecord
 from tests.fakes import FakeStatusPublisher
-from tests.unit.conftest import Make
+from tests.unit.aggregator.conftest import Make
 
 TOPIC = "results"
 
