@@ -75,7 +75,7 @@ def test_the_client_address_is_the_servers_view_of_it() -> None:
     assert client_address({}) is None
 
 
-def test_without_keys_every_request_passes() -> None:
+def test_with_no_keys_configured_an_api_route_needs_none() -> None:
     with _keyed(FailedAuthLimiter(3, 60.0), []) as client:
         assert client.post("/v1/echo/a", content=b"xy").json() == {"received": 2}
 
