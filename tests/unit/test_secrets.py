@@ -1,14 +1,12 @@
-"""Secrets come from files (Kubernetes secrets) and never show: not in repr, logs, the
-/metrics text or error messages."""
+"""Secrets never show: not in repr, logs, the /metrics text or error messages. (How they come
+from files, Kubernetes secrets: test_settings_files.py.)"""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY, generate_latest
-from pydantic_settings import SettingsError
 
 from llm_stream.kafka.connection import KafkaSecurityConfigError, kafka_connection
 from llm_stream.kafka.publishers import build_broker
@@ -16,31 +14,6 @@ from llm_stream.settings import Settings
 
 PASSWORD = "scram-pw-41c7"
 CLIENT_SECRET = "oidc-secret-d02e"
-
-
-def test_a_setting_is_read_from_its_file_and_the_file_wins(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    secret = tmp_path / "password"
-    secret.write_text(f"{PASSWORD}\n")  # as `kubectl create secret` mounts it
-    keys = tmp_path / "keys"
-    keys.write_text(f"{'k1' * 16},{'k2' * 16}")
-    monkeypatch.setenv("LLM_STREAM_SASL_PLAIN_PASSWORD", "from-the-environment")
-    monkeypatch.setenv("LLM_STREAM_SASL_PLAIN_PASSWORD_FILE", str(secret))
-    monkeypatch.setenv("LLM_STREAM_GATEWAY_API_KEYS_FILE", str(keys))
-    monkeypatch.setenv("LLM_STREAM_SASL_PLAIN_USERNAME", "svc")
-    settings = Settings()
-    assert settings.sasl_plain_password is not None
-    assert settings.sasl_plain_password.get_secret_value() == PASSWORD
-    assert [key.get_secret_value() for key in settings.gateway_api_keys] == ["k1" * 16, "k2" * 16]
-    assert settings.sasl_plain_username == "svc"
-    assert Settings(sasl_plain_password="given").sasl_plain_password.get_secret_value() == "given"  # type: ignore[union-attr]
-
-
-def test_a_missing_file_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LLM_STREAM_SASL_OAUTH_CLIENT_SECRET_FILE", str(tmp_path / "absent"))
-    with pytest.raises(SettingsError, match=r"LLM_STREAM_SASL_OAUTH_CLIENT_SECRET_FILE=.*absent"):
-        Settings()
 
 
 def _secret_settings() -> Settings:

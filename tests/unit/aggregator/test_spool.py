@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -183,17 +182,6 @@ def test_spools_of_dead_processes_are_swept_and_live_ones_are_not(tmp_path: Path
         live.kill()
         live.wait()
     assert sweep_stale(tmp_path) == [live_dir]
-
-
-def test_a_directory_without_a_lock_is_swept_only_once_old(tmp_path: Path) -> None:
-    young, old = tmp_path / "young", tmp_path / "old"
-    young.mkdir()
-    old.mkdir()
-    os.utime(old, (time.time() - 3600, time.time() - 3600))
-    (tmp_path / "a-file").write_bytes(b"")
-    assert sweep_stale(tmp_path) == [old]
-    assert young.exists()
-    assert (tmp_path / "a-file").exists()
 
 
 def test_the_default_root_is_per_user_under_the_temp_dir() -> None:

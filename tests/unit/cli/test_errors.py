@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import logging
 import ssl
-from pathlib import Path
 
 import orjson
 import pydantic
@@ -24,14 +23,10 @@ from llm_stream.cli import exit_codes
 from llm_stream.cli.errors import (
     INTERRUPTED,
     Failure,
-    InputFileError,
     classify,
     classify_engine_failure,
     report,
 )
-from llm_stream.cli.file_checks import check_input_file, check_output_dir, check_output_file
-from llm_stream.cli.main import build_parser
-from llm_stream.engine.model_path import ModelPathError, check_model_path, model_flag
 from llm_stream.kafka.diagnosis import KafkaConnectionLog
 from llm_stream.ops.logs import JsonFormatter
 from llm_stream.settings import Settings
@@ -179,38 +174,6 @@ def test_invalid_settings_name_their_environment_variable(
     assert "LLM_STREAM_TOPIC_PARTITIONS" in failure.message
 
 
-def test_every_failure_kind_has_its_own_exit_code() -> None:
-    codes = [
-        exit_codes.EXIT_NO_BATCH,
-        exit_codes.EXIT_USAGE,
-        exit_codes.EXIT_NOT_TERMINAL,
-        *exit_codes.EXIT_CODES.values(),
-        exit_codes.EXIT_TOO_LATE_TO_CANCEL,
-        exit_codes.EXIT_UNEXPECTED,
-        exit_codes.EXIT_BROKER_UNREACHABLE,
-        exit_codes.EXIT_BROKER_REFUSED,
-        exit_codes.EXIT_TOPIC_MISSING,
-        exit_codes.EXIT_MODEL_PATH,
-        exit_codes.EXIT_ENGINE_START,
-        exit_codes.EXIT_INPUT_FILE,
-        exit_codes.EXIT_OUTPUT_NOT_WRITABLE,
-        exit_codes.EXIT_INTERRUPTED,
-    ]
-    assert len(set(codes)) == len(codes)
-
-
-def test_every_subcommand_documents_the_failure_exit_codes() -> None:
-    parser = build_parser()
-    assert exit_codes.FAILURE_EPILOG in parser.format_help()
-    subcommands = next(a for a in parser._actions if a.dest == "command").choices
-    assert isinstance(subcommands, dict)
-    for name, subparser in subcommands.items():
-        if name in ("worker", "run-batch"):  # vLLM's parser, with the epilog of its own
-            continue
-        assert exit_codes.FAILURE_EPILOG in subparser.format_help(), name
-        assert "--debug" in subparser.format_help(), name
-
-
 def test_a_role_logging_json_reports_the_failure_as_a_structured_record() -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -227,74 +190,6 @@ def test_a_role_logging_json_reports_the_failure_as_a_structured_record() -> Non
     assert record["message"] == "cannot reach Kafka at 127.0.0.1:1"
     assert (record["error_kind"], record["exit_code"]) == ("broker_unreachable", 10)
     assert "exception" not in record
-
-
-def test_the_model_flag_is_read_in_both_forms() -> None:
-    assert model_flag(["--dtype", "float32", "--model", "/m"]) == "/m"
-    assert model_flag(["--model=/m", "--seed", "0"]) == "/m"
-    assert model_flag(["--seed", "0"]) is None
-
-
-def test_a_model_path_must_be_a_model_directory(tmp_path: Path) -> None:
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "config.json").write_text("{}")
-    (tmp_path / "mistral").mkdir()
-    (tmp_path / "mistral" / "params.json").write_text("{}")
-    (tmp_path / "weights.gguf").write_bytes(b"GGUF")
-    (tmp_path / "notes.txt").write_text("x")
-    (tmp_path / "empty").mkdir()
-    for loadable in ("model", "mistral", "weights.gguf"):
-        check_model_path(str(tmp_path / loadable))
-    for name, says in (
-        ("empty", "without config.json"),
-        ("notes.txt", "is a file"),
-        ("absent", "no such directory"),
-    ):
-        with pytest.raises(ModelPathError, match=says):
-            check_model_path(str(tmp_path / name))
-
-
-def test_a_name_that_may_be_a_hub_id_is_left_to_vllm() -> None:
-    check_model_path("Qwen/Qwen3-0.6B")
-    check_model_path("gpt2")
-    for not_an_id in ("a/b/c", "./absent", "has space/model"):
-        with pytest.raises(ModelPathError, match="not a Hugging Face model id"):
-            check_model_path(not_an_id)
-
-
-def test_an_unreadable_input_file_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Permission bits do not stop root, who runs CI: the refusal is the filesystem's answer.
-    path = tmp_path / "in.jsonl"
-    path.write_text("{}\n")
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise PermissionError(13, "Permission denied")
-
-    monkeypatch.setattr(Path, "open", refuse)
-    with pytest.raises(InputFileError, match=r"cannot read input file .*Permission denied"):
-        check_input_file(path)
-
-
-def test_an_empty_input_file_is_refused_unless_allowed(tmp_path: Path) -> None:
-    path = tmp_path / "empty.jsonl"
-    path.touch()
-    with pytest.raises(InputFileError, match="is empty"):
-        check_input_file(path)
-    check_input_file(path, allow_empty=True)
-
-
-def test_an_output_place_that_cannot_be_written_is_refused(tmp_path: Path) -> None:
-    blocker = tmp_path / "a-file"
-    blocker.write_text("x")
-    with pytest.raises(Exception, match="cannot write to output directory"):
-        check_output_dir(blocker / "batches")
-    with pytest.raises(Exception, match="not a writable directory"):
-        check_output_file(tmp_path / "absent" / "out.jsonl")
-    with pytest.raises(Exception, match="is a directory"):
-        check_output_file(tmp_path)
-    check_output_dir(tmp_path / "new" / "batches")
-    check_output_file(tmp_path / "out.jsonl")
-    assert list((tmp_path / "new" / "batches").iterdir()) == []
 
 
 def test_vllm_refusing_its_engine_flags_is_an_engine_start_failure_in_its_words() -> None:

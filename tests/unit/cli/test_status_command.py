@@ -16,7 +16,6 @@ from llm_stream.cli.exit_codes import (
     EXIT_NO_BATCH,
     EXIT_NOT_TERMINAL,
     EXIT_USAGE,
-    exit_code,
 )
 from llm_stream.cli.main import main
 from llm_stream.client import batch_client
@@ -80,36 +79,6 @@ def _fake_view(
 async def _wait(batch_id: str, within: float) -> BatchObject | None:
     async with BatchClient.from_settings(Settings()) as client:
         return await client.wait(batch_id, within)
-
-
-def test_every_terminal_status_has_its_own_exit_code() -> None:
-    assert set(EXIT_CODES) == TERMINAL_STATUSES
-    codes = [*EXIT_CODES.values(), EXIT_NO_BATCH, EXIT_USAGE, EXIT_NOT_TERMINAL]
-    assert len(set(codes)) == len(codes)
-    assert EXIT_CODES["completed"] == 0
-
-
-@pytest.mark.parametrize(
-    ("status", "code"),
-    [
-        ("completed", 0),
-        ("failed", 4),
-        ("expired", 5),
-        ("cancelled", 6),
-        ("validating", 3),
-        ("in_progress", 3),
-        ("finalizing", 3),
-    ],
-)
-def test_exit_code_after_a_wait(status: str, code: int) -> None:
-    assert exit_code(_batch(status), waited=True) == code
-
-
-def test_exit_code_without_wait_is_zero_for_any_batch_and_one_for_none() -> None:
-    assert exit_code(_batch("in_progress"), waited=False) == 0
-    assert exit_code(_batch("failed"), waited=False) == 0
-    assert exit_code(None, waited=False) == EXIT_NO_BATCH
-    assert exit_code(None, waited=True) == EXIT_NO_BATCH
 
 
 @pytest.mark.parametrize("final", sorted(TERMINAL_STATUSES))

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import tracemalloc
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
 from llm_stream.files.opening import open_store
 from llm_stream.files.records import StoredFile, new_upload_id
 from llm_stream.files.s3 import PART_BYTES, S3FileStore
-from llm_stream.files.store import CHUNK_BYTES, BatchFile, FileStore, LocalFileStore
+from llm_stream.files.store import CHUNK_BYTES, BatchFile, FileStore
 from llm_stream.settings import Settings
 from tests.s3_harness import new_bucket, s3_server
 
@@ -238,18 +236,3 @@ def test_an_id_that_names_no_file_never_becomes_a_key(store: S3FileStore, value:
     with pytest.raises(ValueError, match="not a batch file id"), store.local_copy(value):
         pass
     assert _keys(store) == []
-
-
-def test_settings_pick_the_store(tmp_path: Path, endpoint: str) -> None:
-    local = open_store(Settings(output_dir=tmp_path / "out"))
-    assert isinstance(local, LocalFileStore)
-    assert local.root == tmp_path / "out"
-    bucket = new_bucket(endpoint)
-    remote = open_store(Settings(storage_url=f"s3://{bucket}", s3_endpoint_url=endpoint))
-    assert isinstance(remote, S3FileStore)
-    assert (remote.bucket, remote.prefix) == (bucket, "")
-    remote.write("b1", BatchFile.OUTPUT, [b"x\n"])
-    assert _keys(remote) == ["_index/built", "b1/output.jsonl"]  # at no prefix: the index too
-    for url in ("http://bucket/x", "s3://", "s3://Bad_Bucket/x", "/data/batches"):
-        with pytest.raises(ValidationError, match="storage_url"):
-            Settings(storage_url=url)

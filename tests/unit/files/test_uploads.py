@@ -8,21 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from llm_stream.files.records import is_upload_id, new_upload_id
-from llm_stream.files.store import CHUNK_BYTES, UPLOADS_DIR, BatchFile, LocalFileStore, file_id
+from llm_stream.files.records import new_upload_id
+from llm_stream.files.store import CHUNK_BYTES, UPLOADS_DIR, BatchFile, LocalFileStore
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> LocalFileStore:
     return LocalFileStore(tmp_path / "out")
-
-
-def test_upload_ids_never_read_as_batch_file_ids_or_paths() -> None:
-    upload_id = new_upload_id()
-    assert is_upload_id(upload_id)
-    assert not is_upload_id(file_id("b1", BatchFile.OUTPUT))
-    for value in ("file-../../x", "file-ABC", f"{upload_id}/x", f"{upload_id}.json"):
-        assert not is_upload_id(value)
 
 
 def test_an_upload_is_stored_with_its_record_which_any_store_on_the_root_reads(

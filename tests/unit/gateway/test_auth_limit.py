@@ -5,7 +5,6 @@ from __future__ import annotations
 import tracemalloc
 
 from llm_stream.gateway.auth_limit import FailedAuthLimiter, client_key
-from llm_stream.gateway.revocations import RevokedSessions
 
 
 class Clock:
@@ -61,22 +60,3 @@ def test_memory_is_bounded_by_addresses_not_by_history() -> None:
     # The oldest addresses were forgotten; the newest are held back.
     assert "10.0.0.0" not in limiter
     assert "10.0.39.15" in limiter  # the 10,000th
-
-
-def test_revoked_sessions_are_kept_until_they_expire_and_bounded() -> None:
-    clock = Clock()
-    revoked = RevokedSessions(max_revoked=3, clock=clock)
-    revoked.revoke("a", expires=1100)
-    revoked.revoke("b", expires=1300)
-    revoked.revoke("past", expires=900)  # already expired: nothing to remember
-    assert all(session_id in revoked for session_id in "ab")
-    assert "past" not in revoked
-    clock.now = 1100
-    revoked.revoke("c", expires=1400)
-    assert "a" not in revoked  # its session expired: the cookie is refused anyway
-    assert len(revoked) == 2
-    revoked.revoke("d", expires=1500)
-    revoked.revoke("e", expires=1600)
-    assert len(revoked) == 3
-    assert "b" not in revoked  # the closest to expiring went first
-    assert all(session_id in revoked for session_id in "cde")

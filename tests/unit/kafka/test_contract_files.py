@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from llm_stream.kafka.contract_files import CONTRACTS_DIR, render, stale_files, write
+from llm_stream.kafka.contract_files import CONTRACTS_DIR, stale_files, write
 
 
 def test_checked_in_contracts_match_the_models() -> None:
@@ -14,21 +14,6 @@ def test_a_changed_file_is_reported_stale(tmp_path: Path) -> None:
     write(tmp_path)
     (tmp_path / "request.schema.json").write_text("{}\n")
     assert stale_files(tmp_path) == ["request.schema.json"]
-
-
-def test_asyncapi_documents_every_topic_with_its_message() -> None:
-    document = json.loads(render()["asyncapi.json"])
-    addresses = {channel["address"] for channel in document["channels"].values()}
-    assert addresses == {
-        "llm-stream.requests",
-        "llm-stream.results",
-        "llm-stream.batches",
-        "llm-stream.dead-letter",
-        "llm-stream.batch-status",
-        "llm-stream.webhook-failures",
-    }
-    schemas = document["components"]["schemas"]
-    assert {"Request", "Result", "BatchManifest", "Batch", "WebhookFailure"} <= set(schemas)
 
 
 def test_request_schema_requires_the_batch_line_fields() -> None:

@@ -1,4 +1,6 @@
-"""Deliveries are signed so that OpenAI's own client accepts them, and only with the secret."""
+"""The configured webhook endpoints: URLs paired with their secrets, refused when unusable, and
+deliveries signed so that OpenAI's own client accepts them, and only with the secret.
+(A URL's credentials end to end, through delivery: test_credentials.py.)"""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from openai import InvalidWebhookSignatureError, OpenAI
 from pydantic import SecretStr
 
 from llm_stream.batch.status import BatchStatus
-from llm_stream.notifier.endpoints import WebhookConfigError, configured_endpoints
+from llm_stream.notifier.endpoints import WebhookConfigError, configured_endpoints, redacted_url
 from llm_stream.notifier.events import event_of
 from llm_stream.settings import Settings
 from tests.webhook_receiver import OTHER_SECRET, SECRET, batch_in
@@ -80,3 +82,27 @@ def test_unusable_webhook_settings_are_refused(
     settings = Settings(webhook_urls=urls, webhook_secrets=[SecretStr(s) for s in secrets])
     with pytest.raises(WebhookConfigError, match=problem):
         configured_endpoints(settings)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:pw@hooks.example:8443/b?token=t#frag", "https://hooks.example:8443/b"),
+        ("http://hooks.example", "http://hooks.example"),
+        ("http://[::1", "(unparseable URL)"),
+    ],
+)
+def test_a_url_is_shown_without_what_may_hold_a_secret(url: str, shown: str) -> None:
+    assert redacted_url(url) == shown
+
+
+def test_an_endpoints_repr_shows_none_of_its_url_or_signer() -> None:
+    settings = Settings(
+        webhook_urls=["https://user:pw@hooks.example/b?token=t"], webhook_secrets=[SECRET]
+    )
+    [endpoint] = configured_endpoints(settings)
+    assert endpoint.auth == ("user", "pw")
+    shown = repr(endpoint)
+    assert "token" not in shown
+    assert "pw" not in shown
+    assert SECRET not in shown
