@@ -84,7 +84,6 @@ async def test_a_batch_cancelled_while_it_runs_ends_cancelled_with_one_line_per_
             assert time.monotonic() < deadline, f"{uncommitted} requests never committed"
             await asyncio.sleep(0.5)
         assert not working.done(), "the worker exited"
-        assert worker.pipeline.is_cancelled(BATCH)
     finally:
         worker.stopping.set()
         aggregator.stopping.set()

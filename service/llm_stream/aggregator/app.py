@@ -97,7 +97,9 @@ class AggregatorApp(Role):
         )
         self.registry.register(
             OpenBatchGauges(
-                lambda: self.aggregator.open_batches, self.aggregator.oldest_open_batch_age
+                lambda: self.aggregator.open_batches,
+                self.aggregator.oldest_open_batch_age,
+                held=self.aggregator.state_sizes,
             )
         )
         self._dead_letters = KafkaResultPublisher(self.broker, settings)

@@ -73,10 +73,6 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         return min(self.cap_s, self.base_s * 2.0 ** (attempt - 1))
 
-    def schedule(self) -> list[float]:
-        """Every wait of a delivery that fails each attempt."""
-        return [self.delay_after(attempt) for attempt in range(1, self.max_attempts)]
-
 
 @dataclass(frozen=True, slots=True)
 class DeliveryOutcome:

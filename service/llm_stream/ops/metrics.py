@@ -10,7 +10,7 @@ never bound to a global from a constructor.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -161,9 +161,17 @@ WEBHOOK_ATTEMPTS_FAILED = Counter(
 class OpenBatchGauges(Collector):
     """An aggregator's open batches, read from it at scrape time."""
 
-    def __init__(self, open_batches: Callable[[], int], oldest_age: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        open_batches: Callable[[], int],
+        oldest_age: Callable[[], float],
+        held: Callable[[], Mapping[str, int]] | None = None,
+    ) -> None:
+        """``held``: how many batches each piece of the aggregator's state holds, which must
+        follow open work, not history (a gauge an SRE can watch for that)."""
         self._open_batches = open_batches
         self._oldest_age = oldest_age
+        self._held = held
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
@@ -177,3 +185,13 @@ class OpenBatchGauges(Collector):
             "its manifest; a batch stuck here also holds back its partition's commits.",
             value=self._oldest_age(),
         )
+        if self._held is not None:
+            held = GaugeMetricFamily(
+                "llm_stream_aggregator_batches_held",
+                "Batches each piece of the aggregator's state holds (open, manifests, "
+                "cancelling, finished): bounded by open work, whatever the history.",
+                labels=["state"],
+            )
+            for state, count in self._held().items():
+                held.add_metric([state], count)
+            yield held

@@ -134,9 +134,6 @@ class RequestPipeline:
             logger.info("batch %s cancelled: aborting %d requests", batch_id, aborted)
         return aborted
 
-    def is_cancelled(self, batch_id: str) -> bool:
-        return batch_id in self._cancelled_batches
-
     async def assigned(self, partitions: Mapping[TopicPartitionKey, int]) -> None:
         for partition in partitions:
             self._offsets.assign(partition)

@@ -45,15 +45,20 @@ def _event() -> BatchEvent:
     return event
 
 
+def _waits(policy: RetryPolicy) -> list[float]:
+    """Every wait of a delivery that fails each attempt."""
+    return [policy.delay_after(attempt) for attempt in range(1, policy.max_attempts)]
+
+
 def test_waits_double_from_the_base_up_to_the_cap() -> None:
     policy = RetryPolicy(base_s=1.0, cap_s=10.0, max_attempts=7)
-    assert policy.schedule() == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    assert _waits(policy) == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
 
 
 def test_the_default_schedule_ends_well_within_the_stall_timeout() -> None:
     settings = Settings()
     policy = RetryPolicy.from_settings(settings)
-    worst = sum(policy.schedule()) + policy.max_attempts * settings.webhook_timeout_s
+    worst = sum(_waits(policy)) + policy.max_attempts * settings.webhook_timeout_s
     assert worst < settings.stall_timeout_s
 
 

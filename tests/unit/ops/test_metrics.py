@@ -26,3 +26,13 @@ def test_open_batch_gauges_read_the_role_when_scraped() -> None:
     state.update(open=7, oldest=30.0)  # no update call: the next scrape reads it
     assert registry.get_sample_value("llm_stream_batches_open") == 7
     assert registry.get_sample_value("llm_stream_oldest_open_batch_age_seconds") == 30.0
+
+
+def test_the_aggregators_state_sizes_are_a_gauge_per_piece_of_state() -> None:
+    held = {"open": 1, "manifests": 3, "cancelling": 0, "finished": 12}
+    registry = CollectorRegistry()
+    registry.register(metrics.OpenBatchGauges(lambda: 1, lambda: 0.0, held=lambda: held))
+    name = "llm_stream_aggregator_batches_held"
+    assert registry.get_sample_value(name, {"state": "manifests"}) == 3
+    held["finished"] = 40
+    assert registry.get_sample_value(name, {"state": "finished"}) == 40
