@@ -1,78 +1,19 @@
-"""``BatchClient`` without a broker: what it publishes, in which order, under which keys."""
+"""``BatchClient`` without a broker: what it publishes, in which order, under which keys.
+
+The lines a ``client.batch(...)`` block adds are tested with its writer, in ``test_writer.py``."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-from dataclasses import dataclass
-from typing import Any
 
-import orjson
 import pytest
-from aiokafka import TopicPartition
-from aiokafka.structs import RecordMetadata
 
 from llm_stream.client import batch_client
 from llm_stream.client.batch_client import BatchClient, SubmitError
-from llm_stream.client.config import ClientConfig
-from llm_stream.client.writer import InvalidLineError
 from llm_stream.kafka.connection import client_kwargs
 from llm_stream.settings import Settings
-
-CONFIG = ClientConfig(
-    connection={"bootstrap_servers": "127.0.0.1:1"},
-    requests_topic="req",
-    batches_topic="batches",
-    batch_status_topic="status",
-    max_message_bytes=2048,
-)
-
-
-@dataclass
-class Sent:
-    topic: str
-    key: str
-    value: dict[str, Any]
-
-
-class FakeProducer:
-    """Records what is sent; every send is confirmed at once."""
-
-    def __init__(self) -> None:
-        self.sent: list[Sent] = []
-        self.stopped = False
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        self.stopped = True
-
-    async def send(
-        self, topic: str, value: bytes, key: bytes, headers: Any = None
-    ) -> asyncio.Future[None]:
-        self.sent.append(Sent(topic, key.decode(), orjson.loads(value)))
-        confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        confirmed.set_result(None)
-        return confirmed
-
-    async def send_and_wait(
-        self, topic: str, value: bytes, key: bytes, headers: Any = None
-    ) -> RecordMetadata:
-        self.sent.append(Sent(topic, key.decode(), orjson.loads(value)))
-        offset = sum(sent.topic == topic for sent in self.sent) - 1
-        return RecordMetadata(topic, 0, TopicPartition(topic, 0), offset, -1, 0, -1)
-
-
-@pytest.fixture
-def producer(monkeypatch: pytest.MonkeyPatch) -> FakeProducer:
-    fake = FakeProducer()
-    monkeypatch.setattr(batch_client, "new_producer", lambda config: fake)
-    return fake
-
-
-def _line(custom_id: str) -> dict[str, Any]:
-    return {"custom_id": custom_id, "method": "POST", "url": "/v1/completions", "body": {}}
+from tests.unit.client.fakes import CONFIG, FakeProducer
+from tests.unit.client.fakes import line as _line
 
 
 def test_from_settings_keeps_the_connection_and_topic_names() -> None:
@@ -129,63 +70,6 @@ async def test_submit_refuses_a_stream_shorter_than_the_count_it_announced(
             await client.submit(
                 iter([_line("a"), _line("b")]), batch_id="b1", endpoint="/v1/x", request_count=3
             )
-
-
-async def test_the_async_producer_publishes_lines_then_the_manifest_with_their_count(
-    producer: FakeProducer,
-) -> None:
-    async with BatchClient(CONFIG) as client:
-        async with client.batch(endpoint="/v1/completions", batch_id="w1") as batch:
-            for custom_id in ("a", "b", "c"):
-                await batch.add(_line(custom_id))
-            assert all(s.topic == "req" for s in producer.sent)
-        handle = batch.handle
-    assert handle.batch_id == "w1"
-    *lines, manifest = producer.sent
-    assert [s.key for s in lines] == ["w1/a", "w1/b", "w1/c"]
-    assert (manifest.topic, manifest.key) == ("batches", "w1")
-    assert manifest.value["request_count"] == 3
-
-
-async def test_a_failed_block_publishes_no_manifest_and_gives_no_handle(
-    producer: FakeProducer,
-) -> None:
-    async with BatchClient(CONFIG) as client:
-        batch = client.batch(endpoint="/v1/completions", batch_id="w1")
-
-        async def fill_then_fail() -> None:
-            async with batch:
-                await batch.add(_line("a"))
-                raise KeyError("upstream failed")
-
-        with pytest.raises(KeyError):
-            await fill_then_fail()
-    assert [s.topic for s in producer.sent] == ["req"]
-    with pytest.raises(RuntimeError, match="not submitted"):
-        _ = batch.handle
-
-
-async def test_invalid_and_duplicate_lines_are_refused_without_publishing(
-    producer: FakeProducer,
-) -> None:
-    async with BatchClient(CONFIG) as client, client.batch(endpoint="/v1/x", batch_id="w") as batch:
-        await batch.add(_line("a"))
-        with pytest.raises(InvalidLineError, match="duplicate custom_id 'a'"):
-            await batch.add(_line("a"))
-        with pytest.raises(InvalidLineError, match="over the 2048-byte limit"):
-            await batch.add({**_line("big"), "body": {"prompt": "x" * 3000}})
-        with pytest.raises(InvalidLineError, match="custom_id must be a string"):
-            await batch.add({"url": "/v1/completions", "body": {}})
-    assert [s.key for s in producer.sent] == ["w/a", "w"]
-    assert producer.sent[-1].value["request_count"] == 1
-
-
-async def test_an_empty_batch_publishes_no_manifest(producer: FakeProducer) -> None:
-    async with BatchClient(CONFIG) as client:
-        with pytest.raises(ValueError, match="has no lines"):
-            async with client.batch(endpoint="/v1/completions", batch_id="w1"):
-                pass
-    assert producer.sent == []
 
 
 async def test_bad_batch_settings_are_refused_before_anything_is_sent(

@@ -1,3 +1,6 @@
+"""``llm-stream submit``: a file, its metadata and its batch id are checked before anything is
+published (the address given reaches no broker, so a publish would fail the test)."""
+
 from __future__ import annotations
 
 import argparse
