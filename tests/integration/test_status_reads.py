@@ -186,5 +186,7 @@ async def test_the_views_heap_does_not_grow_with_history(isolated_settings: Sett
     )
     small_heap = await _heap_after_following(small, 100)
     large_heap = await _heap_after_following(isolated_settings, 20_000)
-    # Held in the heap, 20,000 batches (a manifest and a batch object each) took 30 MB.
-    assert large_heap - small_heap < 1 << 20, (small_heap, large_heap)
+    # Held in the heap, 20,000 batches (a manifest and a batch object each) took 30 MB. What
+    # may be held either way is a prefetch in flight (64 KiB a partition, decoded): about
+    # 1.2 MB was seen in one run of ten, so the bound leaves room for it, not for history.
+    assert large_heap - small_heap < 4 << 20, (small_heap, large_heap)
