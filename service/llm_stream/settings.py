@@ -266,6 +266,11 @@ class Settings(BaseSettings):
     gateway_auth_failure_window_s: float = Field(
         60.0, gt=0, description="Window over which failed API keys are counted."
     )
+    gateway_cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins that may call the gateway cross-origin (CORS), "
+        "comma-separated, e.g. https://app.example.com; empty: none.",
+    )
     gateway_max_body_bytes: int = Field(
         1024 * 1024,
         ge=1024,
@@ -339,7 +344,9 @@ class Settings(BaseSettings):
     )
     enable_idempotence: bool = Field(False, description="Idempotent producer (InitProducerId).")
 
-    @field_validator("gateway_api_keys", "webhook_urls", "webhook_secrets", mode="before")
+    @field_validator(
+        "gateway_api_keys", "gateway_cors_origins", "webhook_urls", "webhook_secrets", mode="before"
+    )
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         """``LLM_STREAM_GATEWAY_API_KEYS=key1,key2``: keys, secrets and (percent-encoded) URLs

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI, Security
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import HTTPBearer
 from prometheus_client import REGISTRY
 
@@ -25,6 +26,7 @@ from llm_stream.gateway import batches_api, files_api, ui
 from llm_stream.gateway.auth_limit import FailedAuthLimiter
 from llm_stream.gateway.errors import EVERY_ROUTE, error_responses, install_error_handlers
 from llm_stream.gateway.middleware import ApiKeyAuth, BodySizeLimit, RequestMetrics
+from llm_stream.gateway.request_ids import RequestIds
 from llm_stream.gateway.revocations import RevokedSessions
 from llm_stream.gateway.state import Gateway
 from llm_stream.gateway.stream import BatchStream, KafkaBatchStream
@@ -87,6 +89,16 @@ def create_app(
     )
     app.add_middleware(ApiKeyAuth, keys=settings.gateway_api_keys, failures=gateway.auth_failures)
     app.add_middleware(RequestMetrics)
+    app.add_middleware(RequestIds)  # every answer names its request, refusals included
+    if settings.gateway_cors_origins:  # outermost: a preflight carries no API key
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.gateway_cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["authorization", "content-type", "x-request-id"],
+            expose_headers=["x-request-id"],
+            max_age=600,
+        )
     return app
 
 

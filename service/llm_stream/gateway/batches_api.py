@@ -29,6 +29,7 @@ from llm_stream.gateway.models import Batch, BatchCreate, BatchErrors, BatchLine
 from llm_stream.gateway.pagination import unknown_after
 from llm_stream.gateway.state import Gateway, GatewayDep, local_copy
 from llm_stream.ops import metrics, telemetry
+from llm_stream.ops.logs import REQUEST_ID
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
@@ -56,7 +57,11 @@ async def create_batch(gateway: GatewayDep, request: BatchCreate, http: Request)
         "POST /v1/batches",
         context=telemetry.context_from_headers(http.headers),
         kind=SpanKind.SERVER,
-        attributes={"llm_stream.batch_id": batch_id, "http.request.method": "POST"},
+        attributes={
+            "llm_stream.batch_id": batch_id,
+            "http.request.method": "POST",
+            "http.request.header.x-request-id": [REQUEST_ID.get() or ""],
+        },
     ):
         return await _create_batch(gateway, request, batch_id)
 

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from opentelemetry import trace
+
+#: The HTTP request being handled (the gateway's ``X-Request-ID``), on each of its log lines.
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 CONTEXT_FIELDS = (
     "batch_id",
@@ -37,6 +41,8 @@ class JsonFormatter(logging.Formatter):
         if span_context.is_valid:
             document["trace_id"] = f"{span_context.trace_id:032x}"
             document["span_id"] = f"{span_context.span_id:016x}"
+        if (request_id := REQUEST_ID.get()) is not None:
+            document["request_id"] = request_id
         for name in CONTEXT_FIELDS:
             if hasattr(record, name):
                 document[name] = getattr(record, name)

@@ -258,9 +258,11 @@ def test_creating_a_batch_continues_the_callers_trace_into_the_submission(
     trace_id, parent = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
     uploaded = upload(client, jsonl([chat_line("a")]))
     body = {"input_file_id": uploaded["id"], "endpoint": CHAT, "completion_window": "24h"}
-    headers = {"traceparent": f"00-{trace_id}-{parent}-01"}
+    headers = {"traceparent": f"00-{trace_id}-{parent}-01", "x-request-id": "client-req-7"}
     assert client.post("/v1/batches", json=body, headers=headers).status_code == 200
     (span,) = [s for s in exporter.get_finished_spans() if s.name == "POST /v1/batches"]
+    assert span.attributes is not None
+    assert span.attributes["http.request.header.x-request-id"] == ("client-req-7",)
     assert format(span.context.trace_id, "032x") == trace_id
     assert span.parent is not None
     assert format(span.parent.span_id, "016x") == parent
