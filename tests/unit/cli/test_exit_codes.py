@@ -4,11 +4,10 @@ named in the help."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
 
-from llm_stream.batch.status import TERMINAL_STATUSES, BatchStatus
+from llm_stream.batch.status import TERMINAL_STATUSES
 from llm_stream.cli import exit_codes
 from llm_stream.cli.exit_codes import (
     EXIT_CODES,
@@ -18,7 +17,7 @@ from llm_stream.cli.exit_codes import (
     exit_code,
 )
 from llm_stream.cli.main import build_parser
-from llm_stream.contracts import BatchObject, RequestCounts
+from tests.unit.cli.batches import batch_in as _batch
 
 FAILURES = (
     exit_codes.EXIT_USAGE,
@@ -34,20 +33,6 @@ FAILURES = (
 )
 
 
-def _batch(status: str) -> BatchObject:
-    fields: dict[str, Any] = {
-        "id": "batch_1",
-        "object": "batch",
-        "endpoint": "/v1/completions",
-        "completion_window": "24h",
-        "status": BatchStatus(status),
-        "created_at": 0,
-        "request_counts": RequestCounts(total=1, completed=0, failed=0),
-        "metadata": {},
-    }
-    return BatchObject.model_validate(fields)
-
-
 def _listed(epilog: str) -> list[int]:
     """The codes an epilog lists, one per line, in its order."""
     return [int(code) for code in re.findall(r"^  (\d+)  ", epilog, flags=re.MULTILINE)]
@@ -56,19 +41,10 @@ def _listed(epilog: str) -> list[int]:
 def test_every_failure_kind_has_its_own_exit_code() -> None:
     codes = [
         exit_codes.EXIT_NO_BATCH,
-        exit_codes.EXIT_USAGE,
         exit_codes.EXIT_NOT_TERMINAL,
         *exit_codes.EXIT_CODES.values(),
         exit_codes.EXIT_TOO_LATE_TO_CANCEL,
-        exit_codes.EXIT_UNEXPECTED,
-        exit_codes.EXIT_BROKER_UNREACHABLE,
-        exit_codes.EXIT_BROKER_REFUSED,
-        exit_codes.EXIT_TOPIC_MISSING,
-        exit_codes.EXIT_MODEL_PATH,
-        exit_codes.EXIT_ENGINE_START,
-        exit_codes.EXIT_INPUT_FILE,
-        exit_codes.EXIT_OUTPUT_NOT_WRITABLE,
-        exit_codes.EXIT_INTERRUPTED,
+        *FAILURES,  # EXIT_USAGE among them
     ]
     assert len(set(codes)) == len(codes)
 

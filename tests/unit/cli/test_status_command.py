@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import orjson
 import pytest
 
-from llm_stream.batch.status import TERMINAL_STATUSES, BatchStatus
+from llm_stream.batch.status import TERMINAL_STATUSES
 from llm_stream.cli.exit_codes import (
     EXIT_CODES,
     EXIT_NO_BATCH,
@@ -21,22 +20,9 @@ from llm_stream.cli.main import main
 from llm_stream.client import batch_client
 from llm_stream.client.batch_client import BatchClient
 from llm_stream.client.config import ClientConfig
-from llm_stream.contracts import BatchObject, RequestCounts
+from llm_stream.contracts import BatchObject
 from llm_stream.settings import Settings
-
-
-def _batch(status: str) -> BatchObject:
-    fields: dict[str, Any] = {
-        "id": "batch_1",
-        "object": "batch",
-        "endpoint": "/v1/completions",
-        "completion_window": "24h",
-        "status": BatchStatus(status),
-        "created_at": 0,
-        "request_counts": RequestCounts(total=1, completed=0, failed=0),
-        "metadata": {},
-    }
-    return BatchObject.model_validate(fields)
+from tests.unit.cli.batches import batch_in as _batch
 
 
 def _fake_view(
