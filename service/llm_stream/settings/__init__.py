@@ -1,27 +1,27 @@
 """The one configuration object, read from ``LLM_STREAM_*`` environment variables.
 
 Every process (worker, aggregator, submit, ...) reads the same settings so that a deployment
-configures topics and security once. Command-line flags override single fields.
+configures topics and security once. Command-line flags override single fields. The fields of
+one concern (the gateway's, Kafka security, ...) are grouped in this package's modules; they
+make one object all the same.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    NoDecode,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from llm_stream.errors import LlmStreamError
+from llm_stream.settings.batch_limits import BatchLimitSettings
+from llm_stream.settings.gateway import GATEWAY_MIN_KEY_CHARS, GatewaySettings
+from llm_stream.settings.kafka_security import KafkaSecuritySettings
+from llm_stream.settings.webhooks import WebhookSettings
 from llm_stream.settings_files import FileValuesSource
 
-#: Shortest API key the gateway accepts: 32 random characters are beyond guessing.
-GATEWAY_MIN_KEY_CHARS = 32
+__all__ = ["GATEWAY_MIN_KEY_CHARS", "Settings", "SettingsRefusedError"]
 
 
 class SettingsRefusedError(LlmStreamError, ValueError):
@@ -30,8 +30,11 @@ class SettingsRefusedError(LlmStreamError, ValueError):
     allows it."""
 
 
-class Settings(BaseSettings):
-    """Configuration shared by every llm-stream process."""
+class Settings(
+    BatchLimitSettings, GatewaySettings, WebhookSettings, KafkaSecuritySettings, BaseSettings
+):
+    """Configuration shared by every llm-stream process: the fields here and those of each
+    group (the gateway's, the notifier's, Kafka security, a batch's limits)."""
 
     # An invalid value (a short key, a URL with a password) is never echoed in an error.
     model_config = SettingsConfigDict(
@@ -211,161 +214,6 @@ class Settings(BaseSettings):
         description="Age after which a temporary file or an unfinished multipart upload in the "
         "file store is a leftover, removed at a process's start.",
     )
-
-    # The OpenAI Batch API's limits on a batch (its input file and its metadata): the gateway
-    # holds a batch to them; raised above OpenAI's values, they would let in batches that
-    # ``batch.input_file`` and the manifest contract refuse.
-    batch_max_file_bytes: int = Field(
-        200 * 1024 * 1024,
-        ge=1,
-        le=200 * 1024 * 1024,
-        description="Largest batch input file (OpenAI: 200 MB); also the gateway's upload limit.",
-    )
-    batch_max_lines: int = Field(
-        50_000, ge=1, le=50_000, description="Most request lines in one batch (OpenAI: 50,000)."
-    )
-    batch_max_metadata_pairs: int = Field(
-        16, ge=0, le=16, description="Most metadata pairs on a batch (OpenAI: 16)."
-    )
-    batch_max_metadata_key_chars: int = Field(
-        64, ge=1, le=64, description="Longest metadata key (OpenAI: 64 characters)."
-    )
-    batch_max_metadata_value_chars: int = Field(
-        512, ge=0, le=512, description="Longest metadata value (OpenAI: 512 characters)."
-    )
-    # Not one of OpenAI's (it accepts only 24h): a window bounds how long an unfinished batch
-    # holds back the aggregator's commits, so a batch cannot ask for an endless one.
-    batch_max_completion_window_s: int = Field(
-        3 * 86_400,
-        ge=1,
-        description="Longest completion window a batch may be created with (gateway, submit, "
-        "client), in seconds; default 3 days.",
-    )
-
-    gateway_host: str | None = Field(
-        None,
-        description="Address of the HTTP gateway; unset: 0.0.0.0 with API keys, 127.0.0.1 "
-        "without (an open gateway is not exposed by accident).",
-    )
-    gateway_port: int = Field(8000, ge=0, le=65535, description="Port of the HTTP gateway.")
-    gateway_api_keys: Annotated[list[SecretStr], NoDecode] = Field(
-        default_factory=list,
-        description="Bearer keys the gateway accepts, comma-separated, each at least "
-        f"{GATEWAY_MIN_KEY_CHARS} characters; empty: no authentication.",
-    )
-    gateway_allow_no_auth: bool = Field(
-        False,
-        description="Serve the gateway without API keys on an address beyond loopback; off: "
-        "such a gateway refuses to start.",
-    )
-    # Failed logins and bearer keys per client address: past the limit, 429 until the oldest
-    # failure leaves the window (a key cannot be guessed faster than this).
-    gateway_auth_max_failures: int = Field(
-        10, ge=1, description="Failed API keys one client address may send per window."
-    )
-    gateway_auth_failure_window_s: float = Field(
-        60.0, gt=0, description="Window over which failed API keys are counted."
-    )
-    gateway_cors_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="Browser origins that may call the gateway cross-origin (CORS), "
-        "comma-separated, e.g. https://app.example.com; empty: none.",
-    )
-    gateway_max_body_bytes: int = Field(
-        1024 * 1024,
-        ge=1024,
-        description="Largest request body the gateway reads, file uploads aside (those are "
-        "bounded by batch_max_file_bytes).",
-    )
-
-    # Webhooks (the notifier): every terminal batch status is delivered to every endpoint.
-    webhook_urls: Annotated[list[SecretStr], NoDecode] = Field(
-        default_factory=list,
-        description="Endpoints the notifier delivers batch events to, comma-separated "
-        "(percent-encode a comma inside a URL); empty: the notifier has nothing to do.",
-    )
-    webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(
-        default_factory=list,
-        description="One whsec_ signing secret per webhook URL, comma-separated, in the same "
-        "order (Standard Webhooks: whsec_ then base64).",
-    )
-    webhook_timeout_s: float = Field(
-        10.0, gt=0, description="Time limit of one delivery attempt, in all (not per read)."
-    )
-    webhook_max_attempts: int = Field(
-        8, ge=1, description="Attempts per event and endpoint before it is recorded as failed."
-    )
-    webhook_retry_base_s: float = Field(
-        1.0, gt=0, description="Wait before the second attempt; doubled for each next one."
-    )
-    webhook_retry_cap_s: float = Field(60.0, gt=0, description="Longest wait between attempts.")
-    webhook_max_concurrent: int = Field(
-        64, ge=1, description="Batch events a notifier delivers at once."
-    )
-
-    # Kafka security: every client is built from these by llm_stream.kafka.connection.
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        "PLAINTEXT", description="How every Kafka client connects: SSL = TLS, SASL_* = with SASL."
-    )
-    sasl_mechanism: (
-        Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER"] | None
-    ) = Field(None, description="Needed with SASL_PLAINTEXT and SASL_SSL, refused otherwise.")
-    sasl_plain_username: str | None = Field(None, description="User of PLAIN and SCRAM.")
-    sasl_plain_password: SecretStr | None = Field(None, description="Password of PLAIN and SCRAM.")
-    sasl_oauth_provider: Literal["msk_iam", "oidc"] | None = Field(
-        None,
-        description="Where OAUTHBEARER tokens come from: msk_iam (Amazon MSK IAM, AWS "
-        "credentials chain) or oidc (client credentials grant at sasl_oauth_token_url).",
-    )
-    sasl_oauth_aws_region: str | None = Field(
-        None, description="Region of the MSK cluster (msk_iam); unset: AWS_REGION."
-    )
-    sasl_oauth_token_url: str | None = Field(None, description="OIDC token endpoint (oidc).")
-    sasl_oauth_client_id: str | None = Field(None, description="OIDC client id (oidc).")
-    sasl_oauth_client_secret: SecretStr | None = Field(
-        None, description="OIDC client secret (oidc)."
-    )
-    sasl_oauth_scope: str | None = Field(None, description="OIDC scope to ask for (oidc).")
-    ssl_cafile: Path | None = Field(
-        None,
-        description="PEM CA bundle the brokers' certificates are checked against; unset: "
-        "the system's CAs.",
-    )
-    ssl_certfile: Path | None = Field(
-        None, description="PEM client certificate, for brokers that require one (mutual TLS)."
-    )
-    ssl_keyfile: Path | None = Field(None, description="PEM private key of ssl_certfile.")
-    ssl_key_password: SecretStr | None = Field(None, description="Passphrase of ssl_keyfile.")
-    allow_cleartext_credentials: bool = Field(
-        False,
-        description="Let Kafka SASL credentials (PLAIN, SCRAM, OAUTHBEARER over "
-        "SASL_PLAINTEXT) and the OIDC client secret (an http:// token URL) cross the network "
-        "unencrypted to hosts beyond loopback; off: refused at start.",
-    )
-    enable_idempotence: bool = Field(False, description="Idempotent producer (InitProducerId).")
-
-    @field_validator(
-        "gateway_api_keys", "gateway_cors_origins", "webhook_urls", "webhook_secrets", mode="before"
-    )
-    @classmethod
-    def _split_keys(cls, value: Any) -> Any:
-        """``LLM_STREAM_GATEWAY_API_KEYS=key1,key2``: keys, secrets and (percent-encoded) URLs
-        never hold commas or spaces."""
-        if isinstance(value, str):
-            return [key.strip() for key in value.split(",") if key.strip()]
-        return value
-
-    @field_validator("gateway_api_keys")
-    @classmethod
-    def _long_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
-        """A short key can be guessed; the message says which, never what it is."""
-        short = [str(n) for n, key in enumerate(keys, 1) if len(key) < GATEWAY_MIN_KEY_CHARS]
-        if short:
-            raise ValueError(
-                f"key {', '.join(short)} of {len(keys)} is shorter than {GATEWAY_MIN_KEY_CHARS} "
-                "characters (make one with: openssl rand -hex 32)"
-            )
-        return keys
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with the given fields replaced, ignoring None (flags left unset)."""

@@ -51,3 +51,16 @@ def test_an_invalid_secret_is_never_echoed_in_the_error() -> None:
     with pytest.raises(ValidationError) as raised:
         Settings(gateway_api_keys="short-but-secret-value")
     assert "short-but-secret-value" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "variable", ["GATEWAY_API_KEYS", "GATEWAY_CORS_ORIGINS", "WEBHOOK_URLS", "WEBHOOK_SECRETS"]
+)
+def test_every_list_setting_is_read_from_one_comma_separated_variable(
+    variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each group's list fields split (two groups' validators of one name would hide one)."""
+    values = ["https://a.example/" + "a" * 32, "https://b.example/" + "b" * 32]
+    monkeypatch.setenv(f"LLM_STREAM_{variable}", " , ".join(values))
+    read = getattr(Settings(), variable.lower())
+    assert [getattr(value, "get_secret_value", lambda v=value: v)() for value in read] == values
