@@ -123,6 +123,8 @@ MetadataValue = Annotated[str, StringConstraints(max_length=512)]
 Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)]
 CompletionWindow = Annotated[str, StringConstraints(pattern=COMPLETION_WINDOW_PATTERN)]
 MAX_MODEL_NAME_LENGTH = 256
+#: Most distinct models one batch's lines may name (when several are allowed at all).
+MAX_BATCH_MODELS = 16
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_MODEL_NAME_LENGTH)]
 
 
@@ -151,6 +153,12 @@ class BatchManifest(BaseModel):
     model: ModelName | None = Field(
         None, description="The lines' `body.model` (the client takes the first line's)."
     )
+    models: list[ModelName] | None = Field(
+        None,
+        max_length=MAX_BATCH_MODELS,
+        description="Every model the lines name, for a batch of several models (a setting "
+        "allows them); unset for a batch of one.",
+    )
     created_at: int = Field(
         default_factory=lambda: int(time.time()),
         ge=0,
@@ -158,6 +166,12 @@ class BatchManifest(BaseModel):
         strict=True,
         description="Unix seconds.",
     )
+
+    def served_by(self) -> list[str]:
+        """The models whose workers answer this batch's lines."""
+        if self.models:
+            return list(self.models)
+        return [self.model] if self.model is not None else []
 
     @field_validator("completion_window")
     @classmethod
@@ -282,10 +296,30 @@ class WebhookFailure(BaseModel):
     failed_at: int = Field(description="Unix seconds of the last attempt.")
 
 
+class WorkerAnnouncement(BaseModel):
+    """A live worker and what it serves (topic: workers, key: ``worker_id``), published at
+    start and every heartbeat interval; a tombstone when it stops. Readers count a worker as
+    live until ``heartbeat_at`` is ``expires_after_s`` old."""
+
+    model_config = ConfigDict(title="WorkerAnnouncement")
+
+    worker_id: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    models: list[ModelName] = Field(
+        min_length=1, max_length=64, description="Served model names, as vLLM's."
+    )
+    consumer_group: str = Field(description="The worker's consumer group.")
+    topics: list[str] = Field(description="The requests topics the worker reads.")
+    max_concurrency: int = Field(ge=1, description="Requests its engine runs at once.")
+    started_at: float = Field(ge=0, description="Unix seconds.")
+    heartbeat_at: float = Field(ge=0, description="Unix seconds of this announcement.")
+    expires_after_s: float = Field(gt=0, description="Live until heartbeat_at + this.")
+
+
 ALL_CONTRACTS: dict[str, type[BaseModel]] = {
     "request": RequestMessage,
     "result": ResultMessage,
     "batch-manifest": BatchManifest,
     "batch": BatchObject,
     "webhook-failure": WebhookFailure,
+    "worker": WorkerAnnouncement,
 }

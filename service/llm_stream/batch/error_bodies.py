@@ -55,6 +55,20 @@ def unsupported_endpoint(url: str) -> ResponseData:
     )
 
 
+def model_not_found(model: str) -> ResponseData:
+    """vLLM's answer to a request for a model it does not serve."""
+    return error_response(
+        HTTPStatus.NOT_FOUND,
+        f"The model `{describe_model(model)}` does not exist.",
+        error_type="NotFoundError",
+        param="model",
+    )
+
+
+def describe_model(model: str, limit: int = 256) -> str:
+    return model if len(model) <= limit else f"{model[:limit]}…"
+
+
 def method_not_allowed(method: str) -> ResponseData:
     return error_response(
         HTTPStatus.METHOD_NOT_ALLOWED,

@@ -4,6 +4,8 @@ Shipped in the library as httpx ships its mock transport: tests, benchmarks of t
 own overhead per message, and a first try of the pipeline on a laptop all need an engine that
 answers instantly and predictably. Completions echo the prompt upper-cased; chat completions
 echo the last message; embeddings are not served (404, as for a model without the task).
+Given model names, it answers only those (404 for another, as vLLM's server does); without,
+any model.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from llm_stream.batch.error_bodies import unsupported_endpoint
+from llm_stream.batch.error_bodies import model_not_found, unsupported_endpoint
 from llm_stream.contracts import ResponseData
 from llm_stream.engine.protocol import (
     EngineReply,
@@ -42,6 +44,7 @@ class EchoEngine:
         concurrency: int = 4,
         *,
         keep_requests: bool = False,
+        models: tuple[str, ...] = (),
     ) -> None:
         self.delays = dict(delays or {})
         self.seen: list[EngineRequest] = []
@@ -50,12 +53,16 @@ class EchoEngine:
         self.max_running = 0
         self.dead = False
         self._concurrency = concurrency
+        self._models = models
 
     async def serve(self, request: EngineRequest) -> EngineReply:
         if self.dead:
             raise EngineUnavailableError("echo engine is closed")
         if request.url not in ("/v1/completions", "/v1/chat/completions"):
             return EngineReply(unsupported_endpoint(request.url))
+        model = request.body.get("model")
+        if self._models and model is not None and model not in self._models:
+            return EngineReply(model_not_found(str(model)))
         if self._keep_requests:
             self.seen.append(request)
         self.running += 1
@@ -81,6 +88,10 @@ class EchoEngine:
     @property
     def max_concurrency(self) -> int:
         return self._concurrency
+
+    @property
+    def served_models(self) -> tuple[str, ...]:
+        return self._models or ("echo",)
 
 
 def _prompt(body: Mapping[str, Any]) -> str:

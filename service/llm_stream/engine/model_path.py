@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from llm_stream.errors import LlmStreamError
 
@@ -61,3 +62,12 @@ def check_model_path(model: str) -> None:
             f"--model {model}: no such directory, and not a Hugging Face model id. Give a local "
             "model directory (with config.json) or a hub id such as Qwen/Qwen3-0.6B."
         )
+
+
+def served_model_names(args: Any) -> tuple[str, ...]:
+    """The names vLLM serves the model under, from its parsed arguments: every
+    ``--served-model-name``, else the model as given."""
+    names = getattr(args, "served_model_name", None)
+    if isinstance(names, str):
+        return (names,)
+    return tuple(names) if names else (str(args.model),)

@@ -64,3 +64,9 @@ class InferenceEngine(Protocol):
     def max_concurrency(self) -> int:
         """How many requests the engine schedules at once (vLLM's max_num_seqs)."""
         ...
+
+    @property
+    def served_models(self) -> tuple[str, ...]:
+        """The model names requests may name (vLLM's ``--served-model-name``, else the model
+        path), the first one the default."""
+        ...

@@ -22,10 +22,21 @@ from llm_stream.engine.protocol import (
 class StartingEngine:
     """Implements ``InferenceEngine`` over an engine whose start is under way."""
 
-    def __init__(self, starting: Awaitable[InferenceEngine], max_concurrency: int) -> None:
-        """``max_concurrency``: the engine's, known from its configuration before it loads."""
+    def __init__(
+        self,
+        starting: Awaitable[InferenceEngine],
+        max_concurrency: int,
+        served_models: tuple[str, ...],
+    ) -> None:
+        """``max_concurrency`` and ``served_models``: the engine's, known from its
+        configuration before it loads."""
         self._starting = asyncio.ensure_future(starting)
         self._max_concurrency = max_concurrency
+        self._served_models = served_models
+
+    @property
+    def served_models(self) -> tuple[str, ...]:
+        return self._served_models
 
     @property
     def max_concurrency(self) -> int:

@@ -67,6 +67,8 @@ class VllmEngine:
         self._state = state
         self._keep_metrics_in_body = keep_metrics_in_body
         self._media = media or MediaPolicy()
+        models = getattr(state, "openai_serving_models", None)
+        self._served_models = tuple(path.name for path in getattr(models, "base_model_paths", ()))
         chat = getattr(state, "openai_serving_chat", None)
         completion = getattr(state, "openai_serving_completion", None)
         embedding = getattr(state, "serving_embedding", None)
@@ -157,6 +159,14 @@ class VllmEngine:
     @property
     def max_concurrency(self) -> int:
         return int(self._engine.vllm_config.scheduler_config.max_num_seqs)
+
+    @property
+    def served_models(self) -> tuple[str, ...]:
+        """vLLM's served model names (``--served-model-name``, else the model's path)."""
+        if self._served_models:
+            return self._served_models
+        name = self._engine.vllm_config.model_config.served_model_name
+        return tuple(name) if isinstance(name, list) else (str(name),)
 
     async def serve(self, request: EngineRequest) -> EngineReply:
         try:

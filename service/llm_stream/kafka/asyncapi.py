@@ -19,6 +19,7 @@ from llm_stream.contracts import (
     RequestMessage,
     ResultMessage,
     WebhookFailure,
+    WorkerAnnouncement,
 )
 from llm_stream.kafka.connection import kafka_connection
 from llm_stream.settings import Settings
@@ -51,6 +52,23 @@ def build_specification(settings: Settings | None = None) -> AsyncAPI:
             "Workers consume request lines and run them through vLLM.",
         ),
         (
+            f"{settings.requests_topic}.{{model}}",
+            f"{settings.worker_group_id}.{{model}}",
+            "worker:model-requests",
+            RequestMessage,
+            "With LLM_STREAM_ROUTE_BY_MODEL, the request lines of one model (its served name; "
+            "characters a topic name cannot hold become _ and a hash is added), read by that "
+            "model's worker group, which reads the shared requests topic too.",
+        ),
+        (
+            settings.workers_topic,
+            "",
+            "gateway:workers",
+            WorkerAnnouncement,
+            "The gateway, the client and the aggregator read every announcement (no group) to "
+            "know which models are served now.",
+        ),
+        (
             settings.results_topic,
             settings.aggregator_group_id,
             "aggregator:results",
@@ -74,7 +92,7 @@ def build_specification(settings: Settings | None = None) -> AsyncAPI:
     ]
     for topic, group_id, title, schema, description in subscribers:
         subscriber = broker.subscriber(
-            topic, group_id=group_id, title=title, description=description
+            topic, group_id=group_id or None, title=title, description=description
         )
         subscriber(_declared(schema))
 
@@ -84,6 +102,20 @@ def build_specification(settings: Settings | None = None) -> AsyncAPI:
             "submit:requests",
             RequestMessage,
             "Upstream services publish one message per OpenAI batch input line.",
+        ),
+        (
+            f"{settings.requests_topic}.{{model}}",
+            "submit:model-requests",
+            RequestMessage,
+            "With LLM_STREAM_ROUTE_BY_MODEL, each line goes to the topic of its body.model; "
+            "key: batch_id/custom_id.",
+        ),
+        (
+            settings.workers_topic,
+            "worker:workers",
+            WorkerAnnouncement,
+            "Each worker every few seconds: the models it serves, its group and topics; a "
+            "tombstone when it stops; key: the worker's id (compacted).",
         ),
         (
             settings.batches_topic,

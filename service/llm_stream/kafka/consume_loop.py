@@ -53,12 +53,13 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class ConsumeLoop:
-    """One consumer-group member of ``topic`` feeding a ``RecordHandler``."""
+    """One consumer-group member of ``topic`` (or of several topics) feeding a
+    ``RecordHandler``."""
 
     def __init__(
         self,
         settings: Settings,
-        topic: str,
+        topic: str | Sequence[str],
         group_id: str,
         handler: RecordHandler,
         *,
@@ -68,7 +69,9 @@ class ConsumeLoop:
     ) -> None:
         """``consumer`` replaces the aiokafka consumer (tests pass a fake)."""
         install_lenient_record_parsing()
-        self.topic = topic
+        self.topics = [topic] if isinstance(topic, str) else list(topic)
+        #: The topics, as logs and readiness name them.
+        self.topic = ", ".join(self.topics)
         self.group_id = group_id
         self._settings = settings
         self._handler = handler
@@ -95,7 +98,7 @@ class ConsumeLoop:
 
     async def start(self) -> None:
         await self.consumer.start()
-        self.consumer.subscribe([self.topic], listener=_Rebalance(self))
+        self.consumer.subscribe(self.topics, listener=_Rebalance(self))
 
     async def stop(self) -> None:
         await self.consumer.stop()

@@ -45,6 +45,10 @@ class TopicFollower:
         self._failure: str | None = None
         #: Every partition was read, once, up to the end its fetches reported: the history is in.
         self.caught_up = False
+        #: The topic has no partitions (nobody created it yet): there is no history to read.
+        self.missing = False
+        #: Set once the history is read, or the topic is found missing.
+        self.settled = asyncio.Event()
 
     def problem(self) -> str | None:
         """Why the topic is not being followed now, or None."""
@@ -68,8 +72,11 @@ class TopicFollower:
                 await consumer._client.force_metadata_update()
                 partitions = consumer.partitions_for_topic(self.topic)
                 if not partitions:
+                    self.missing = True
+                    self.settled.set()
                     self._failure = f"topic {self.topic} has no partitions (yet)"
                     await asyncio.sleep(_RETRY_S)
+            self.missing = False
             self._failure = None
             assigned = [TopicPartition(self.topic, p) for p in partitions]
             consumer.assign(assigned)
@@ -97,6 +104,7 @@ class TopicFollower:
                     for tp, offset in following.items()
                 ):
                     self.caught_up = True
+                    self.settled.set()
                     release_free_heap()  # what reading the history decoded is garbage now
         finally:
             self._running = False

@@ -1,8 +1,9 @@
 """Create the service's topics if they do not exist yet, with the configured partition count.
 
 Relying on broker-side auto-creation would give one partition (no scaling) on many clusters
-and fail on clusters that disable it. The batches and batch-status topics are compacted: only
-the latest record per batch id matters, and they are read from the start.
+and fail on clusters that disable it. The batches, batch-status and workers topics are
+compacted: only the latest record per batch (or worker) matters, and they are read from the
+start.
 """
 
 from __future__ import annotations
@@ -20,12 +21,20 @@ from llm_stream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+#: How long a dead worker's last announcement stays on the workers topic: live workers
+#: announce every few seconds, so only the dead ones' records grow this old.
+WORKERS_RETENTION_MS = 7 * 86_400_000
+
 
 def topic_configs(settings: Settings, topic: str) -> dict[str, str]:
     """Topic-level configs of a topic the service creates."""
     configs = {"max.message.bytes": str(settings.max_message_bytes)}
     if topic in (settings.batches_topic, settings.batch_status_topic):
         configs["cleanup.policy"] = "compact"
+    if topic == settings.workers_topic:
+        # A worker that died without its tombstone leaves a record; the age limit removes it.
+        configs["cleanup.policy"] = "compact,delete"
+        configs["retention.ms"] = str(WORKERS_RETENTION_MS)
     if settings.topic_min_insync_replicas is not None:
         configs["min.insync.replicas"] = str(settings.topic_min_insync_replicas)
     return configs

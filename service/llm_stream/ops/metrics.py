@@ -41,6 +41,11 @@ REQUESTS_CANCELLED = Counter(
     ["stage"],
 )
 DEAD_LETTERS = Counter("llm_stream_dead_letters_total", "Messages sent to the dead-letter topic.")
+REQUESTS_LEFT_TO_OTHERS = Counter(
+    "llm_stream_requests_left_to_other_groups_total",
+    "Records of the shared requests topic left to the worker group of their model (requests "
+    "routed by model).",
+)
 PROMPT_TOKENS = Counter(
     "llm_stream_prompt_tokens_total", "Prompt tokens of answered requests.", ["endpoint"]
 )

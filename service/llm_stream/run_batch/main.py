@@ -31,6 +31,7 @@ from llm_stream.batch.request_line import Problem, Stage
 from llm_stream.batch.result_lines import local_output_line
 from llm_stream.broker.embedded import EmbeddedBroker
 from llm_stream.contracts import SUPPORTED_ENDPOINTS, ResponseData
+from llm_stream.engine.model_path import served_model_names
 from llm_stream.engine.starting import StartingEngine
 from llm_stream.files.atomic import write_atomically
 from llm_stream.files.store import ERROR_FILE, OUTPUT_FILE, BatchFile, LocalFileStore, file_id
@@ -170,7 +171,7 @@ async def _start_engine(args: argparse.Namespace) -> StartingEngine:
     await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
     if not configured.done():
         await starting  # it failed before configuring: its error
-    return StartingEngine(starting, configured.result())
+    return StartingEngine(starting, configured.result(), served_model_names(args))
 
 
 def run(args: argparse.Namespace) -> int:

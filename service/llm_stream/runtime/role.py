@@ -41,6 +41,10 @@ class Role:
         #: Metrics of this role's own state; /metrics serves it beside the default registry.
         self.registry = CollectorRegistry()
 
+    def topics(self) -> list[str]:
+        """The topics created at start, if missing: the deployment's, and the role's own."""
+        return self.settings.topics()
+
     def watched(self) -> list[Coroutine[Any, Any, Any]]:
         """Work that runs beside the consume loop; its end (or failure) stops the role."""
         return []
@@ -85,7 +89,7 @@ class Role:
         settings = self.settings
         collect_garbage_less_often()
         try:
-            await ensure_topics(settings)
+            await ensure_topics(settings, self.topics())
         except BaseException:
             await self.loop.stop()  # never started: closed, so it is not reported unclosed
             raise

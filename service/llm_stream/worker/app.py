@@ -10,18 +10,25 @@ tells the pipeline of every cancelled batch.
 from __future__ import annotations
 
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from llm_stream.contracts import BatchObject
 from llm_stream.engine.protocol import EngineUnavailableError, InferenceEngine
 from llm_stream.kafka.cancellations import CancelFollower
 from llm_stream.kafka.consume_loop import ConsumeLoop
+from llm_stream.kafka.live_workers import LiveWorkers
+from llm_stream.kafka.model_topics import model_group, model_requests_topic
 from llm_stream.kafka.publishers import KafkaResultPublisher
+from llm_stream.kafka.topic_follower import TopicFollower
 from llm_stream.kafka.topics import ensure_topics
+from llm_stream.protocols import IncomingRecord
 from llm_stream.runtime.role import Role
 from llm_stream.settings import Settings
+from llm_stream.worker.announcer import WorkerAnnouncer
 from llm_stream.worker.core import RequestPipeline
+from llm_stream.worker.routing import SharedTopicClaims
 
 logger = logging.getLogger(__name__)
 
@@ -32,40 +39,85 @@ def in_flight_limit(settings: Settings, engine: InferenceEngine) -> int:
     return settings.max_in_flight or 2 * engine.max_concurrency
 
 
+@dataclass(frozen=True)
+class WorkerRoute:
+    """The topics a worker reads and its consumer group: with requests routed by model, its
+    models' topics and the shared one, in its model's group; else the shared one, in the
+    deployment's group."""
+
+    topics: list[str]
+    group: str
+
+    @classmethod
+    def of(cls, settings: Settings, models: Sequence[str]) -> WorkerRoute:
+        shared = settings.requests_topic
+        if not settings.route_by_model:
+            return cls([shared], settings.worker_group_id)
+        own = [model_requests_topic(shared, model) for model in models]
+        return cls([shared, *own], model_group(settings.worker_group_id, models[0]))
+
+
 class WorkerApp(Role):
-    """One engine, one consumer-group member, one pipeline."""
+    """One engine, one consumer-group member, one pipeline; announced on the workers topic."""
 
     def __init__(self, settings: Settings, engine: InferenceEngine) -> None:
         super().__init__(settings)
         self.engine = engine
+        self.route = WorkerRoute.of(settings, engine.served_models)
         max_in_flight = in_flight_limit(settings, engine)
+        #: What the other workers announce (read only when requests are routed by model).
+        self.live_workers = LiveWorkers()
+        self.announcements = TopicFollower(settings, settings.workers_topic, self._heard)
+        claims = None
+        if settings.route_by_model:
+            claims = SharedTopicClaims(
+                settings.requests_topic,
+                engine.served_models,
+                self.live_workers,
+                self.announcements.settled,
+            )
         self.pipeline = RequestPipeline(
             engine,
             KafkaResultPublisher(self.broker, settings),
             max_in_flight=max_in_flight,
             max_message_bytes=settings.max_message_bytes,
             results_topic=settings.results_topic,
-            consumer_group=settings.worker_group_id,
+            consumer_group=self.route.group,
+            claims=claims,
         )
         self.loop = ConsumeLoop(
-            settings,
-            settings.requests_topic,
-            settings.worker_group_id,
-            self.pipeline,
-            max_records=max_in_flight,
+            settings, self.route.topics, self.route.group, self.pipeline, max_records=max_in_flight
         )
         self.cancels = CancelFollower(settings, self._cancel)
+        self.announcer = WorkerAnnouncer(
+            settings,
+            models=engine.served_models,
+            consumer_group=self.route.group,
+            topics=self.route.topics,
+            max_concurrency=engine.max_concurrency,
+        )
+
+    async def _heard(self, records: Sequence[IncomingRecord]) -> None:
+        self.live_workers.add(records)
+
+    def topics(self) -> list[str]:
+        return list(dict.fromkeys([*self.settings.topics(), *self.route.topics]))
 
     async def _cancel(self, batch: BatchObject) -> None:
         self.pipeline.cancel_batch(batch.id)
 
     def watched(self) -> list[Coroutine[Any, Any, Any]]:
-        return [self.pipeline.failed.wait(), self.cancels.run()]
+        work = [self.pipeline.failed.wait(), self.cancels.run(), self.announcer.run()]
+        if self.settings.route_by_model:
+            work.append(self.announcements.run())
+        return work
 
     async def check(self) -> str | None:
         if self.pipeline.failed.is_set():
             return "stopping"
         if (problem := self.cancels.problem()) is not None:
+            return problem
+        if self.settings.route_by_model and (problem := self.announcements.problem()):
             return problem
         try:
             await self.engine.check_health()
@@ -86,7 +138,10 @@ class WorkerApp(Role):
 
     async def run(self) -> int:
         """Consume until ``stopping`` is set or the pipeline fails; return the exit code."""
-        drained = await self.serve()
+        try:
+            drained = await self.serve()
+        finally:
+            await self.announcer.withdraw()
         if self.pipeline.failure is not None:
             return 1
         if not drained:

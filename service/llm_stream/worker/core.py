@@ -17,17 +17,15 @@ import time
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 
-from opentelemetry.trace import Span, SpanKind, StatusCode
+from opentelemetry.trace import SpanKind, StatusCode
 
 from llm_stream.batch.error_bodies import error_response, response_too_large
 from llm_stream.batch.recent_ids import RecentIds
 from llm_stream.batch.result_lines import cancelled_result, new_request_id, result_message
-from llm_stream.batch.usage import response_tokens
 from llm_stream.contracts import RequestMessage, ResponseData, ResultMessage
 from llm_stream.engine.protocol import (
     EngineReply,
     EngineRequest,
-    EngineTimings,
     EngineUnavailableError,
     InferenceEngine,
 )
@@ -41,7 +39,9 @@ from llm_stream.protocols import (
     ResultPublisher,
     TopicPartitionKey,
 )
+from llm_stream.worker.observations import observe_answer, observe_timings
 from llm_stream.worker.request_parsing import DeadLetter, InvalidRequest, parse_record
+from llm_stream.worker.routing import Claims, model_of
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +76,12 @@ class RequestPipeline:
         max_message_bytes: int = 1_048_576,
         results_topic: str = "results",
         consumer_group: str | None = None,
+        claims: Claims | None = None,
     ) -> None:
+        """``claims(topic, model)`` says whether this worker answers a record (routing by
+        model: ``worker.routing``); unset, it answers every record."""
         self._engine = engine
+        self._claims = claims
         self._results_topic = results_topic
         self._consumer_group = consumer_group
         self._publisher = publisher
@@ -160,6 +164,9 @@ class RequestPipeline:
     async def _answer(self, record: IncomingRecord) -> None:
         metrics.REQUESTS_CONSUMED.inc()
         parsed = parse_record(record.value, max_bytes=self._max_message_bytes)
+        if self._claims is not None and not await self._claims(record.topic, model_of(parsed)):
+            metrics.REQUESTS_LEFT_TO_OTHERS.inc()  # another model's group answers it
+            return
         with telemetry.span(
             f"process {record.topic}",
             kind=SpanKind.CONSUMER,
@@ -203,7 +210,7 @@ class RequestPipeline:
                 response.status_code,
                 extra={"batch_id": parsed.batch_id, "custom_id": parsed.custom_id},
             )
-        self._observe_answer(record, endpoint, response)
+        observe_answer(record, endpoint, response)
 
     async def _dead_letter(self, record: IncomingRecord, dead: DeadLetter) -> None:
         logger.warning(
@@ -300,23 +307,11 @@ class RequestPipeline:
             response = reply.response
             span.set_attributes(telemetry.gen_ai_response_attributes(response.body))
             if reply.timings is not None:
-                self._observe_timings(span, endpoint, reply.timings)
+                observe_timings(span, endpoint, reply.timings)
             if response.status_code >= 400:
                 span.set_attribute("error.type", str(response.status_code))
                 span.set_status(StatusCode.ERROR, f"HTTP {response.status_code}")
             return response
-
-    @staticmethod
-    def _observe_timings(span: Span, endpoint: str, timings: EngineTimings) -> None:
-        for name, value in (
-            ("llm_stream.engine.queue_time_s", timings.queue),
-            ("llm_stream.engine.time_to_first_token_s", timings.time_to_first_token),
-            ("llm_stream.engine.generation_time_s", timings.generation),
-        ):
-            if value is not None:
-                span.set_attribute(name, value)
-        if timings.time_to_first_token is not None:
-            metrics.TIME_TO_FIRST_TOKEN.labels(endpoint).observe(timings.time_to_first_token)
 
     async def _publish(self, upstream: Mapping[str, str], result: ResultMessage) -> ResultMessage:
         """Publish the result line with the request's propagated ``upstream`` headers; an
@@ -341,21 +336,6 @@ class RequestPipeline:
                 result = result.model_copy(update={"response": response})
                 await self._publisher.publish_result(result, headers)
         return result
-
-    @staticmethod
-    def _observe_answer(record: IncomingRecord, endpoint: str, response: ResponseData) -> None:
-        status = str(response.status_code)
-        metrics.REQUESTS_ANSWERED.labels(endpoint, status).inc()
-        if response.status_code != 200:
-            metrics.REQUESTS_FAILED.labels(endpoint, status).inc()
-        tokens = response_tokens(response.body)
-        if tokens.input:
-            metrics.PROMPT_TOKENS.labels(endpoint).inc(tokens.input)
-        if tokens.output:
-            metrics.COMPLETION_TOKENS.labels(endpoint).inc(tokens.output)
-        if record.timestamp_ms is not None:
-            latency = max(0.0, time.time() - record.timestamp_ms / 1000)
-            metrics.END_TO_END_LATENCY.labels(endpoint).observe(latency)
 
     def fail(self, error: BaseException) -> None:
         """Stop taking work; the worker exits and uncommitted records are redelivered."""

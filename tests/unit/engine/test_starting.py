@@ -17,7 +17,7 @@ REQUEST = EngineRequest(
 
 async def test_a_request_waits_for_the_start_then_is_served() -> None:
     ready: asyncio.Future[InferenceEngine] = asyncio.get_running_loop().create_future()
-    engine = StartingEngine(ready, max_concurrency=7)
+    engine = StartingEngine(ready, max_concurrency=7, served_models=("tiny",))
     serving = asyncio.create_task(engine.serve(REQUEST))
     await asyncio.sleep(0.01)
     assert not serving.done()
@@ -34,7 +34,7 @@ async def test_a_failed_start_makes_requests_and_health_unavailable() -> None:
     async def fails() -> InferenceEngine:
         raise RuntimeError("no memory for the KV cache")
 
-    engine = StartingEngine(fails(), max_concurrency=1)
+    engine = StartingEngine(fails(), max_concurrency=1, served_models=("tiny",))
     with pytest.raises(EngineUnavailableError, match="no memory for the KV cache"):
         await engine.serve(REQUEST)
     with pytest.raises(EngineUnavailableError):
@@ -54,6 +54,6 @@ async def test_close_waits_for_the_start_and_closes_the_engine() -> None:
         await asyncio.sleep(0.05)
         return Closing()
 
-    engine = StartingEngine(slow(), max_concurrency=1)
+    engine = StartingEngine(slow(), max_concurrency=1, served_models=("tiny",))
     await engine.close()
     assert closed == [True]

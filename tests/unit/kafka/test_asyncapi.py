@@ -19,9 +19,12 @@ def test_asyncapi_documents_every_topic_with_its_message() -> None:
         "llm-stream.dead-letter",
         "llm-stream.batch-status",
         "llm-stream.webhook-failures",
+        "llm-stream.workers",
+        "llm-stream.requests.{model}",
     }
     schemas = document["components"]["schemas"]
-    assert {"Request", "Result", "BatchManifest", "Batch", "WebhookFailure"} <= set(schemas)
+    expected = {"Request", "Result", "BatchManifest", "Batch", "WebhookFailure"}
+    assert expected | {"WorkerAnnouncement"} <= set(schemas)
 
 
 def test_the_document_names_the_topics_a_deployment_configures() -> None:

@@ -110,7 +110,7 @@ class _RecordingRole(Role):
 
 @pytest.fixture(autouse=True)
 def _no_topics_to_create(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def created(settings: Settings) -> None:
+    async def created(settings: Settings, topics: object = None) -> None:
         pass
 
     monkeypatch.setattr(role_module, "ensure_topics", created)
@@ -157,7 +157,7 @@ async def test_watched_work_that_fails_stops_the_role_without_a_final_commit() -
 async def test_a_failed_topic_check_closes_the_loop_it_never_started(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def refused(settings: Settings) -> None:
+    async def refused(settings: Settings, topics: object = None) -> None:
         raise PermissionError("cannot create topic")
 
     monkeypatch.setattr(role_module, "ensure_topics", refused)
