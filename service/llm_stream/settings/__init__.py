@@ -18,6 +18,7 @@ from llm_stream.errors import LlmStreamError
 from llm_stream.settings.batch_limits import BatchLimitSettings
 from llm_stream.settings.gateway import GATEWAY_MIN_KEY_CHARS, GatewaySettings
 from llm_stream.settings.kafka_security import KafkaSecuritySettings
+from llm_stream.settings.projects import ProjectSettings
 from llm_stream.settings.webhooks import WebhookSettings
 from llm_stream.settings_files import FileValuesSource
 
@@ -31,10 +32,15 @@ class SettingsRefusedError(LlmStreamError, ValueError):
 
 
 class Settings(
-    BatchLimitSettings, GatewaySettings, WebhookSettings, KafkaSecuritySettings, BaseSettings
+    BatchLimitSettings,
+    GatewaySettings,
+    ProjectSettings,
+    WebhookSettings,
+    KafkaSecuritySettings,
+    BaseSettings,
 ):
     """Configuration shared by every llm-stream process: the fields here and those of each
-    group (the gateway's, the notifier's, Kafka security, a batch's limits)."""
+    group (the gateway's, projects, the notifier's, Kafka security, a batch's limits)."""
 
     # An invalid value (a short key, a URL with a password) is never echoed in an error.
     model_config = SettingsConfigDict(
