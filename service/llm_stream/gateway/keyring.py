@@ -137,7 +137,7 @@ class KeyRing:
         found = self._keys.by_digest.get(_digest(token))
         return None if found is None else found[1]
 
-    def keys(self) -> Sequence[tuple[bytes, Caller]]:
+    def granted(self) -> Sequence[tuple[bytes, Caller]]:
         """Every key and its caller (the web page's sessions are signed with the key)."""
         self.refresh()
         return list(self._keys.by_digest.values())

@@ -104,6 +104,7 @@ class ApiKeyAuth:
             return too_many_failures(retry_after_s)
         caller = self._keys.caller(token.strip())
         if caller is not None:
+            metrics.GATEWAY_PROJECT_REQUESTS.labels(caller.project).inc()
             return caller
         self._failures.failed(address)
         return unauthorized("Incorrect API key provided.", code="invalid_api_key")

@@ -108,7 +108,7 @@ def session_caller(request: Request, gateway: Gateway) -> Caller | None:
     out); ``OPEN`` on a gateway without keys; None: not signed in."""
     if not login_needed(gateway):
         return OPEN
-    granted = gateway.keys.keys()
+    granted = gateway.keys.granted()
     found = _signed(request.cookies.get(SESSION_COOKIE), [key for key, _ in granted])
     if found is None or found[0].id in gateway.revoked_sessions:
         return None
@@ -133,7 +133,7 @@ def log_in(response: Response, request: Request, gateway: Gateway, api_key: str)
 
 def log_out(response: Response, request: Request, gateway: Gateway) -> None:
     """End the session on the server as well: its cookie, replayed, no longer opens the page."""
-    keys = [key for key, _ in gateway.keys.keys()]
+    keys = [key for key, _ in gateway.keys.granted()]
     session = session_of(request.cookies.get(SESSION_COOKIE), keys)
     if session is not None:
         gateway.revoked_sessions.revoke(session.id, session.expires)
