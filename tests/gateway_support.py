@@ -98,9 +98,18 @@ class FakeBatchStream:
     async def problem(self) -> str | None:
         return self.not_ready
 
-    def add(self, batch_id: str, status: BatchStatus, created_at: int, **fields: Any) -> None:
-        """A batch as the aggregator would have published it."""
-        manifest = build_manifest(batch_id, endpoint="/v1/completions", request_count=2)
+    def add(
+        self,
+        batch_id: str,
+        status: BatchStatus,
+        created_at: int,
+        project: str | None = None,
+        **fields: Any,
+    ) -> None:
+        """A batch of ``project`` as the aggregator would have published it."""
+        manifest = build_manifest(
+            batch_id, endpoint="/v1/completions", request_count=2, project=project
+        )
         manifest = manifest.model_copy(update={"created_at": created_at})
         reached: dict[BatchStatus, int] = {}
         if status is not BatchStatus.VALIDATING:
