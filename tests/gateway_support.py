@@ -18,7 +18,7 @@ from llm_stream.aggregator.app import AggregatorApp
 from llm_stream.batch.objects import batch_object
 from llm_stream.batch.status import BatchStatus, can_transition
 from llm_stream.client.batch_client import build_manifest
-from llm_stream.contracts import BatchObject
+from llm_stream.contracts import BatchObject, owner_project
 from llm_stream.engine.protocol import InferenceEngine
 from llm_stream.gateway.stream import BatchPage
 from llm_stream.kafka.topics import ensure_topics
@@ -45,8 +45,12 @@ class FakeBatchStream:
     async def retrieve(self, batch_id: str, *, look_further: bool = True) -> BatchObject | None:
         return self.objects.get(batch_id)
 
-    async def page(self, *, limit: int, after: str | None) -> BatchPage | None:
+    async def page(
+        self, *, limit: int, after: str | None, project: str | None = None
+    ) -> BatchPage | None:
         newest = sorted(self.objects.values(), key=lambda b: (b.created_at, b.id), reverse=True)
+        if project is not None:
+            newest = [batch for batch in newest if owner_project(batch.project) == project]
         ids = [batch.id for batch in newest]
         if after is not None and after not in ids:
             return None
@@ -62,6 +66,7 @@ class FakeBatchStream:
         metadata: Mapping[str, str],
         completion_window: str,
         request_count: int,
+        project: str | None = None,
     ) -> None:
         submitted = [dict(line) for line in lines]
         assert len(submitted) == request_count
@@ -71,6 +76,7 @@ class FakeBatchStream:
             request_count=request_count,
             metadata=metadata,
             completion_window=completion_window,
+            project=project,
         )
         self.submitted[batch_id] = submitted
         self.objects[batch_id] = batch_object(manifest, BatchStatus.VALIDATING)
@@ -92,9 +98,18 @@ class FakeBatchStream:
     async def problem(self) -> str | None:
         return self.not_ready
 
-    def add(self, batch_id: str, status: BatchStatus, created_at: int, **fields: Any) -> None:
-        """A batch as the aggregator would have published it."""
-        manifest = build_manifest(batch_id, endpoint="/v1/completions", request_count=2)
+    def add(
+        self,
+        batch_id: str,
+        status: BatchStatus,
+        created_at: int,
+        project: str | None = None,
+        **fields: Any,
+    ) -> None:
+        """A batch of ``project`` as the aggregator would have published it."""
+        manifest = build_manifest(
+            batch_id, endpoint="/v1/completions", request_count=2, project=project
+        )
         manifest = manifest.model_copy(update={"created_at": created_at})
         reached: dict[BatchStatus, int] = {}
         if status is not BatchStatus.VALIDATING:

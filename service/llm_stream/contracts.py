@@ -58,6 +58,33 @@ def completion_window_text(seconds: int) -> str:
     return f"{seconds // _WINDOW_UNITS[unit]}{unit}"
 
 
+#: A project's id: what a key, a file and a batch belong to (a label of metrics, a name in the
+#: file store's index), so a short safe name.
+PROJECT_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+_PROJECT_RE = re.compile(PROJECT_PATTERN)
+ProjectId = Annotated[str, StringConstraints(pattern=PROJECT_PATTERN)]
+#: The project of every object that names none: made before projects existed, by a producer
+#: that named none, or by a key of no other project.
+DEFAULT_PROJECT = "default"
+#: The Kafka header in which a request record names its producer's project.
+PROJECT_HEADER = "llm-stream-project"
+
+
+def is_project_id(value: str) -> bool:
+    return bool(_PROJECT_RE.fullmatch(value))
+
+
+def owner_project(project: str | None) -> str:
+    """The project an object belongs to: the one it names, else the default project."""
+    return project or DEFAULT_PROJECT
+
+
+def stored_project(project: str | None) -> str | None:
+    """What an object records of its project: nothing for the default one, so objects of a
+    deployment without projects stay as they were, and old and new ones read alike."""
+    return None if project in (None, DEFAULT_PROJECT) else project
+
+
 def is_safe_batch_id(value: str) -> bool:
     """True when ``value`` can be used as a batch id (and so as a directory name)."""
     return bool(_BATCH_ID_RE.fullmatch(value))
@@ -165,6 +192,11 @@ class BatchManifest(BaseModel):
         le=MAX_CREATED_AT,
         strict=True,
         description="Unix seconds.",
+    )
+    project: ProjectId | None = Field(
+        None,
+        description="The project the batch belongs to (its files too); unset: the default "
+        "project. Left out when unset: readers older than the field refuse unknown fields.",
     )
 
     def served_by(self) -> list[str]:
@@ -281,6 +313,11 @@ class BatchObject(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict)
     model: str | None = None
     usage: BatchUsage = Field(default_factory=BatchUsage)
+    project: ProjectId | None = Field(
+        None,
+        description="The project the batch belongs to; unset (and left out): the default one.",
+        exclude_if=lambda project: project is None,
+    )
 
 
 class WebhookFailure(BaseModel):

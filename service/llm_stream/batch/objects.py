@@ -95,6 +95,7 @@ def batch_object(
             "errors": errors,
             "model": manifest.model or model,
             "usage": usage or BatchUsage(),
+            "project": manifest.project,
             **timestamps,
         }
     )

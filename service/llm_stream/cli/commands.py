@@ -178,7 +178,9 @@ def run_submit(args: argparse.Namespace) -> int:
         _error(str(error))
         return 2
     check_input_file(args.file)
-    settings = Settings().with_overrides(bootstrap_servers=args.bootstrap_servers)
+    settings = Settings().with_overrides(
+        bootstrap_servers=args.bootstrap_servers, project=args.project
+    )
     check = validate_batch_file(
         args.file,
         batch_id=batch_id,
@@ -198,6 +200,7 @@ def run_submit(args: argparse.Namespace) -> int:
             metadata=metadata,
             completion_window=args.completion_window,
             max_completion_window_s=settings.batch_max_completion_window_s,
+            project=settings.project,
         )
     except pydantic.ValidationError as error:
         problems = "; ".join(

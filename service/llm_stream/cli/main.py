@@ -133,6 +133,11 @@ def _add_submit(subcommands: Any) -> None:
         "--metadata", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
     )
     parser.add_argument("--completion-window", default="24h")
+    parser.add_argument(
+        "--project",
+        help="the project the batch belongs to (default: LLM_STREAM_PROJECT, else the default "
+        "project); the Kafka ACLs on the topics authorise the claim",
+    )
     parser.set_defaults(handler=_command("run_submit"))
 
 

@@ -41,6 +41,7 @@ from llm_stream.contracts import (
     BatchManifest,
     BatchObject,
     is_safe_batch_id,
+    stored_project,
 )
 from llm_stream.errors import LlmStreamError
 from llm_stream.kafka.connection import start_client
@@ -65,9 +66,11 @@ def build_manifest(
     completion_window: str = "24h",
     model: str | None = None,
     max_completion_window_s: int = DEFAULT_MAX_COMPLETION_WINDOW_S,
+    project: str | None = None,
 ) -> BatchManifest:
-    """A new batch's manifest; pydantic's ValidationError names every bad setting, a
-    completion window longer than ``max_completion_window_s`` too."""
+    """A new batch's manifest, of ``project`` (None or the default one: recorded as none);
+    pydantic's ValidationError names every bad setting, a completion window longer than
+    ``max_completion_window_s`` too."""
     fields = {
         "batch_id": batch_id,
         "endpoint": endpoint,
@@ -75,6 +78,7 @@ def build_manifest(
         "completion_window": completion_window,
         "metadata": dict(metadata or {}),
         "model": model,
+        "project": stored_project(project),
     }
     context = {MAX_COMPLETION_WINDOW_CONTEXT: max_completion_window_s}
     return BatchManifest.model_validate(fields, context=context)
@@ -147,8 +151,12 @@ class BatchClient:
         completion_window: str = "24h",
         request_count: int | None = None,
         on_published: OnPublished | None = None,
+        project: str | None = None,
     ) -> BatchHandle:
         """Publish the manifest, then every line; return once the broker holds them all.
+
+        ``project``: the batch's (default: the config's, else the default project), carried
+        by the manifest and by each line's ``llm-stream-project`` header.
 
         ``request_count`` is the number of ``lines`` when they come from a one-pass iterator
         (a file streamed); without it, ``lines`` is counted (an iterator is read into memory).
@@ -169,13 +177,16 @@ class BatchClient:
             completion_window=completion_window,
             model=line_model(first),
             max_completion_window_s=self.config.max_completion_window_s,
+            project=project if project is not None else self.config.project,
         )
         producer = await self.producer()
         with telemetry.tracer().start_as_current_span(
             f"submit {manifest.batch_id}", attributes={"llm_stream.batch_id": manifest.batch_id}
         ):
             self._note(await send_manifest(producer, self.config, manifest))
-            sender = LineSender(producer, self.config, manifest.batch_id, on_published)
+            sender = LineSender(
+                producer, self.config, manifest.batch_id, on_published, project=manifest.project
+            )
             try:
                 for line in lines:
                     await sender.send(line)
@@ -207,6 +218,7 @@ class BatchClient:
             metadata=metadata,
             completion_window=completion_window,
             max_completion_window_s=self.config.max_completion_window_s,
+            project=self.config.project,
         )
         return BatchWriter(self, draft)
 

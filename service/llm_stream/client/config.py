@@ -34,6 +34,9 @@ class ClientConfig:
     enable_idempotence: bool = False
     #: The longest completion window a batch may be created with.
     max_completion_window_s: int = DEFAULT_MAX_COMPLETION_WINDOW_S
+    #: The project this producer's batches belong to (``LLM_STREAM_PROJECT``); None: the
+    #: default project. Kafka ACLs on the topics authorise the claim (docs/security.md).
+    project: str | None = None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ClientConfig:
@@ -53,4 +56,5 @@ class ClientConfig:
             max_message_bytes=settings.max_message_bytes,
             enable_idempotence=settings.enable_idempotence,
             max_completion_window_s=settings.batch_max_completion_window_s,
+            project=settings.project,
         )

@@ -18,7 +18,7 @@ from aiokafka.structs import RecordMetadata
 from opentelemetry.trace import SpanKind
 
 from llm_stream.client.config import ClientConfig
-from llm_stream.contracts import BatchManifest, BatchObject
+from llm_stream.contracts import PROJECT_HEADER, BatchManifest, BatchObject
 from llm_stream.ops import telemetry
 
 #: Sends awaited together: throughput without unbounded buffering.
@@ -42,7 +42,8 @@ async def send_manifest(
     producer: AIOKafkaProducer, config: ClientConfig, manifest: BatchManifest
 ) -> RecordMetadata:
     """Publish the manifest; where the broker put it."""
-    # Without an unset ``model``: aggregators older than that field refuse unknown fields.
+    # Without an unset ``model`` or ``project``: aggregators older than those fields refuse
+    # unknown fields.
     value = orjson.dumps(manifest.model_dump(mode="json", exclude_none=True))
     return await producer.send_and_wait(config.batches_topic, value, key=manifest.batch_id.encode())
 
@@ -69,10 +70,15 @@ class LineSender:
         config: ClientConfig,
         batch_id: str,
         on_published: OnPublished | None = None,
+        *,
+        project: str | None = None,
     ) -> None:
+        """``project``: named in each record's ``llm-stream-project`` header (none: no
+        header, the default project)."""
         self._producer = producer
         self._topic = config.requests_topic
         self._batch_id = batch_id
+        self._project_header = [] if project is None else [(PROJECT_HEADER, project.encode())]
         self._on_published = on_published
         self._window: list[asyncio.Future[Any]] = []
         #: Lines the broker has confirmed.
@@ -93,7 +99,8 @@ class LineSender:
                     self._topic,
                     orjson.dumps(record),
                     key=key.encode(),
-                    headers=[(name, value.encode()) for name, value in headers.items()],
+                    headers=[(name, value.encode()) for name, value in headers.items()]
+                    + self._project_header,
                 )
             )
         if len(self._window) >= WINDOW:

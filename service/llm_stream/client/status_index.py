@@ -4,7 +4,8 @@ Why on disk: a view of every partition (the gateway's) holds every batch ever ma
 records are deleted (compaction and tombstones). Held in the heap, that history would set the
 process's memory and a list would sort all of it. Here it lies in a private file with a small
 page cache: a batch is one primary-key lookup and a page of the list one range of an index on
-``(created_at DESC, id DESC)``, whatever the history.
+``(created_at DESC, id DESC)``, whatever the history; a project's page one range of an index
+on ``(project, created_at DESC, id DESC)``, whatever other projects hold.
 
 One writer, one reader: records are applied in the index's own thread, on a connection only
 that thread uses, so the event loop never waits on a write; reads run on the event loop on a
@@ -22,10 +23,11 @@ import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
+from llm_stream.contracts import is_project_id, owner_project
 from llm_stream.ops.private_dir import PrivateDirectory
 
 INDEX_FILE = "status.sqlite"
@@ -37,19 +39,29 @@ CREATE TABLE batches (
     id TEXT PRIMARY KEY,
     status BLOB,
     status_created_at INTEGER,
+    status_project TEXT,
     manifest BLOB,
     manifest_created_at INTEGER,
-    created_at INTEGER GENERATED ALWAYS AS (coalesce(status_created_at, manifest_created_at))
+    manifest_project TEXT,
+    created_at INTEGER GENERATED ALWAYS AS (coalesce(status_created_at, manifest_created_at)),
+    project TEXT GENERATED ALWAYS AS (
+        CASE WHEN status IS NOT NULL THEN status_project ELSE manifest_project END
+    )
 );
 CREATE INDEX newest_first ON batches (created_at DESC, id DESC) WHERE created_at IS NOT NULL;
+CREATE INDEX project_newest_first ON batches (project, created_at DESC, id DESC)
+    WHERE created_at IS NOT NULL;
 """
 _PUT = {
-    kind: f"INSERT INTO batches (id, {kind}, {kind}_created_at) VALUES (?, ?, ?) ON CONFLICT (id)"
-    f" DO UPDATE SET {kind} = excluded.{kind}, {kind}_created_at = excluded.{kind}_created_at"
+    kind: f"INSERT INTO batches (id, {kind}, {kind}_created_at, {kind}_project)"
+    " VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+    f" {kind} = excluded.{kind}, {kind}_created_at = excluded.{kind}_created_at,"
+    f" {kind}_project = excluded.{kind}_project"
     for kind in ("status", "manifest")
 }
 _FORGET = {
-    kind: f"UPDATE batches SET {kind} = NULL, {kind}_created_at = NULL WHERE id = ?"
+    kind: f"UPDATE batches SET {kind} = NULL, {kind}_created_at = NULL, {kind}_project = NULL"
+    " WHERE id = ?"
     for kind in ("status", "manifest")
 }
 _DROP_EMPTY = "DELETE FROM batches WHERE id = ? AND status IS NULL AND manifest IS NULL"
@@ -57,6 +69,14 @@ _COLUMNS = "SELECT id, status, manifest FROM batches"
 _NEWEST = f"{_COLUMNS} WHERE created_at IS NOT NULL ORDER BY created_at DESC, id DESC LIMIT ?"
 _AFTER = (
     f"{_COLUMNS} WHERE created_at IS NOT NULL AND (created_at, id) < (?, ?)"
+    " ORDER BY created_at DESC, id DESC LIMIT ?"
+)
+_PROJECT_NEWEST = (
+    f"{_COLUMNS} WHERE project = ? AND created_at IS NOT NULL"
+    " ORDER BY created_at DESC, id DESC LIMIT ?"
+)
+_PROJECT_AFTER = (
+    f"{_COLUMNS} WHERE project = ? AND created_at IS NOT NULL AND (created_at, id) < (?, ?)"
     " ORDER BY created_at DESC, id DESC LIMIT ?"
 )
 
@@ -83,16 +103,27 @@ def default_index_root() -> Path:
     return Path(tempfile.gettempdir()) / f"llm-stream-status-{os.getuid()}"
 
 
+def _fields(value: bytes) -> dict[str, Any]:
+    try:
+        decoded = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return {}
+    return decoded if isinstance(decoded, dict) else {}
+
+
 def created_at(value: bytes) -> int | None:
     """The record's ``created_at``: where it is listed; None (not listed) for a record that is
     not a JSON object with an integer ``created_at``. Whether the rest is a valid batch object
     is checked when it is read."""
-    try:
-        decoded = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return None
-    found = decoded.get("created_at") if isinstance(decoded, dict) else None
+    found = _fields(value).get("created_at")
     return found if isinstance(found, int) and not isinstance(found, bool) else None
+
+
+def project_of(value: bytes) -> str:
+    """The project a record's batch belongs to: the one it names, else the default project
+    (a record that names none, or something that is no project id)."""
+    found = _fields(value).get("project")
+    return owner_project(found if isinstance(found, str) and is_project_id(found) else None)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -131,16 +162,27 @@ class StatusIndex:
         found = self._reader.execute(f"{_COLUMNS} WHERE id = ?", (batch_id,)).fetchone()
         return None if found is None else Row(*found)
 
-    def listed_at(self, batch_id: str) -> int | None:
-        """Where the batch stands in the list (its ``created_at``); None when it is not listed."""
-        query = "SELECT created_at FROM batches WHERE id = ? AND created_at IS NOT NULL"
+    def listed_at(self, batch_id: str, project: str | None = None) -> int | None:
+        """Where the batch stands in the list (its ``created_at``); None when it is not listed
+        (or, given ``project``, is not that project's)."""
+        query = "SELECT created_at, project FROM batches WHERE id = ? AND created_at IS NOT NULL"
         found = self._reader.execute(query, (batch_id,)).fetchone()
-        return None if found is None else int(found[0])
+        if found is None or (project is not None and found[1] != project):
+            return None
+        return int(found[0])
 
-    def newest(self, limit: int, after: tuple[int, str] | None = None) -> list[Row]:
+    def newest(
+        self, limit: int, after: tuple[int, str] | None = None, project: str | None = None
+    ) -> list[Row]:
         """Up to ``limit`` listed batches, newest first (``created_at``, then id), after the
-        position ``after`` (``(created_at, id)``) when given."""
-        if after is None:
+        position ``after`` (``(created_at, id)``) when given; ``project``'s only when given
+        (the default project's by its name), from its own index range."""
+        if project is not None:
+            if after is None:
+                found = self._reader.execute(_PROJECT_NEWEST, (project, limit))
+            else:
+                found = self._reader.execute(_PROJECT_AFTER, (project, *after, limit))
+        elif after is None:
             found = self._reader.execute(_NEWEST, (limit,))
         else:
             found = self._reader.execute(_AFTER, (*after, limit))
@@ -168,7 +210,8 @@ class StatusIndex:
                     db.execute(_DROP_EMPTY, (record.batch_id,))
                 else:
                     listed_at = created_at(record.value)
-                    db.execute(_PUT[kind], (record.batch_id, record.value, listed_at))
+                    project = project_of(record.value)
+                    db.execute(_PUT[kind], (record.batch_id, record.value, listed_at, project))
         except BaseException:
             db.execute("ROLLBACK")
             raise

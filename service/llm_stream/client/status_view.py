@@ -207,20 +207,23 @@ class BatchStatusView:
         row = self._index.get(batch_id)
         return None if row is None else _batch_of(row)
 
-    def newest(self, limit: int, after: str | None = None) -> tuple[list[BatchObject], bool] | None:
+    def newest(
+        self, limit: int, after: str | None = None, project: str | None = None
+    ) -> tuple[list[BatchObject], bool] | None:
         """Up to ``limit`` batches, newest first (``created_at``, then id), after the batch
         ``after`` when given; and whether more follow. None when ``after`` is not listed.
+        ``project``: that project's batches only (``after`` one of them); None: every one.
 
         A record that is not a batch object is left out (and logged)."""
         if self._index is None:
             return [], False
         position = None
         if after is not None:
-            listed_at = self._index.listed_at(after)
+            listed_at = self._index.listed_at(after, project)
             if listed_at is None:
                 return None
             position = (listed_at, after)
-        rows = self._index.newest(limit + 1, position)
+        rows = self._index.newest(limit + 1, position, project)
         batches = [batch for row in rows[:limit] if (batch := _readable(row)) is not None]
         return batches, len(rows) > limit
 

@@ -72,7 +72,9 @@ class BatchWriter:
 
     async def __aenter__(self) -> BatchWriter:
         producer = await self._client.producer()
-        self._sender = LineSender(producer, self._client.config, self.batch_id)
+        self._sender = LineSender(
+            producer, self._client.config, self.batch_id, project=self._draft.project
+        )
         return self
 
     async def add(self, line: Mapping[str, Any]) -> None:

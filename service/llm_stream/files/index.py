@@ -13,6 +13,11 @@ content, read only when its filename is too long for a name). A page lists the b
 through, newest or oldest first, and stops at ``limit`` entries: its cost is the page's and the
 buckets', never history's. Each purpose has its own tree, so filtering by purpose skips nothing;
 an unfiltered page merges the two trees.
+
+Files of the default project (and every file stored before projects existed) are indexed right
+under ``_index/``; each other project's under ``_index/projects/<project>/``, so a project's
+page walks its own tree alone, and an admin's merges every project's (as many trees as
+projects were configured).
 """
 
 from __future__ import annotations
@@ -26,10 +31,13 @@ from pathlib import Path
 from typing import Protocol, get_args
 from urllib.parse import quote, unquote
 
+from llm_stream.contracts import stored_project
 from llm_stream.files.atomic import write_atomically
 from llm_stream.files.records import FilePurpose, StoredFile
 
 INDEX_DIR = "_index"
+#: Under the index's root: one tree per project other than the default one.
+PROJECTS_DIR = "projects"
 #: Written once the files stored before the index existed are indexed (``index_existing``).
 BUILT_MARKER = "built"
 PURPOSES: tuple[FilePurpose, ...] = get_args(FilePurpose)
@@ -57,7 +65,9 @@ class IndexTree(Protocol):
 
 
 class _RecordOf(Protocol):
-    def __call__(self, file_id: str, size: int, modified: float) -> StoredFile: ...
+    def __call__(
+        self, file_id: str, size: int, modified: float, project: str | None = None
+    ) -> StoredFile: ...
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,8 @@ class _Entry:
     bytes: int
     filename: str | None  # None: derived (a batch file) or in the entry's content (an upload)
     path: tuple[str, ...]
+    project: str | None
+    purpose: str
 
     @property
     def order(self) -> tuple[int, str]:
@@ -78,21 +90,27 @@ def _buckets(created_at: int) -> tuple[str, ...]:
     return tuple(digits[start:end] for start, end in _LEVELS)
 
 
-def _path(record: StoredFile) -> tuple[str, ...]:
+def _root(project: str | None) -> tuple[str, ...]:
+    """Where a project's tree starts: the index's root for the default project."""
+    stored = stored_project(project)
+    return () if stored is None else (PROJECTS_DIR, stored)
+
+
+def _path(record: StoredFile, project: str | None) -> tuple[str, ...]:
     name = f"{record.created_at:010d}{_SEPARATOR}{record.id}{_SEPARATOR}{record.bytes}"
     if record.purpose == "batch":
         named = f"{name}{_SEPARATOR}{quote(record.filename, safe='')}"
         name = named if len(named) <= _MAX_NAME else name
-    return (record.purpose, *_buckets(record.created_at), name)
+    return (*_root(project), record.purpose, *_buckets(record.created_at), name)
 
 
-def _entry(path: tuple[str, ...]) -> _Entry | None:
+def _entry(path: tuple[str, ...], project: str | None, purpose: str) -> _Entry | None:
     """The entry a leaf's name encodes; None for a name that is not one (a stray file)."""
     parts = path[-1].split(_SEPARATOR, 3)
     if len(parts) < 3 or not (parts[0].isdigit() and parts[2].isdigit()):
         return None
     filename = unquote(parts[3]) if len(parts) == 4 else None
-    return _Entry(int(parts[0]), parts[1], int(parts[2]), filename, path)
+    return _Entry(int(parts[0]), parts[1], int(parts[2]), filename, path, project, purpose)
 
 
 class FileIndex:
@@ -105,10 +123,20 @@ class FileIndex:
         self._record_of = record_of
 
     def add(self, record: StoredFile) -> None:
-        self.tree.put(_path(record), record.model_dump_json().encode())
+        self.tree.put(_path(record, record.project), record.model_dump_json().encode())
 
     def remove(self, record: StoredFile) -> None:
-        self.tree.remove(_path(record))
+        self.tree.remove(_path(record, record.project))
+
+    def remove_from_every_project(self, record: StoredFile) -> None:
+        """Remove ``record``'s entry whichever project's tree holds it (a batch file written
+        again, whose earlier project no stored batch object says any more)."""
+        for project in (None, *self.projects()):
+            self.tree.remove(_path(record, project))
+
+    def projects(self) -> list[str]:
+        """The projects other than the default one that have a tree."""
+        return sorted(self.tree.children((PROJECTS_DIR,)))
 
     def is_built(self) -> bool:
         return self.tree.read((BUILT_MARKER,)) is not None
@@ -123,12 +151,17 @@ class FileIndex:
         descending: bool,
         after: StoredFile | None,
         limit: int,
+        project: str | None = None,
     ) -> list[StoredFile]:
         """Up to ``limit`` records in ``(created_at, id)`` order (reversed when descending),
-        those after ``after``'s place only; ``purpose`` None lists every purpose."""
+        those after ``after``'s place only; ``purpose`` None lists every purpose; ``project``
+        None lists every project's files (an admin's list)."""
         chosen = [p for p in PURPOSES if purpose is None or p == purpose]
+        projects = [None, *self.projects()] if project is None else [project]
         cursor = None if after is None else (after.created_at, after.id)
-        walks = [self._walk((p,), cursor, descending) for p in chosen]
+        walks = [
+            self._walk(_root(owner), (p,), cursor, descending) for owner in projects for p in chosen
+        ]
         merged = heapq.merge(*walks, key=lambda entry: entry.order, reverse=descending)
         # An entry whose record cannot be read any more (deleted meanwhile) is skipped, and the
         # page filled from the entries after it.
@@ -136,10 +169,15 @@ class FileIndex:
         return list(itertools.islice(records, limit))
 
     def _walk(
-        self, path: tuple[str, ...], cursor: tuple[int, str] | None, descending: bool
+        self,
+        root: tuple[str, ...],
+        path: tuple[str, ...],
+        cursor: tuple[int, str] | None,
+        descending: bool,
     ) -> Iterator[_Entry]:
-        """The entries under ``path`` in order, lazily, after ``cursor`` where it applies."""
-        names = self.tree.children(path)
+        """The entries under ``root + path`` (``path``: a purpose and buckets) in order,
+        lazily, after ``cursor`` where it applies."""
+        names = self.tree.children((*root, *path))
         depth = len(path) - 1
         if depth < len(_LEVELS):
             start, end = _LEVELS[depth]
@@ -149,18 +187,23 @@ class FileIndex:
                     continue
                 if bound is not None and (name > bound if descending else name < bound):
                     continue  # wholly before the cursor
-                yield from self._walk((*path, name), cursor if name == bound else None, descending)
+                below = cursor if name == bound else None
+                yield from self._walk(root, (*path, name), below, descending)
             return
-        entries = [entry for name in names if (entry := _entry((*path, name))) is not None]
+        project = root[-1] if root else None
+        entries = [
+            entry
+            for name in names
+            if (entry := _entry((*root, *path, name), project, path[0])) is not None
+        ]
         for entry in sorted(entries, key=lambda entry: entry.order, reverse=descending):
             if cursor is None or (entry.order < cursor if descending else entry.order > cursor):
                 yield entry
 
     def _record(self, entry: _Entry) -> StoredFile | None:
-        purpose = entry.path[0]
-        if purpose == "batch_output":
+        if entry.purpose == "batch_output":
             try:
-                return self._record_of(entry.id, entry.bytes, entry.created_at)
+                return self._record_of(entry.id, entry.bytes, entry.created_at, entry.project)
             except ValueError:  # a stray name that is no batch file's id
                 return None
         if entry.filename is not None:
@@ -170,6 +213,7 @@ class FileIndex:
                 created_at=entry.created_at,
                 filename=entry.filename,
                 purpose="batch",
+                project=entry.project,
             )
         stored = self.tree.read(entry.path)  # a filename too long for the entry's name
         return None if stored is None else StoredFile.model_validate_json(stored)

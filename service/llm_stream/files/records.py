@@ -41,3 +41,6 @@ class StoredFile(BaseModel):
     created_at: int = Field(ge=0, description="Unix seconds.")
     filename: str
     purpose: FilePurpose
+    #: The project the file belongs to (an upload: its uploader's; a batch file: its
+    #: batch's); None: the default project. Left out of the stored record when None.
+    project: str | None = Field(None, exclude_if=lambda project: project is None)

@@ -31,8 +31,9 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from llm_stream.contracts import is_safe_batch_id
+from llm_stream.contracts import is_safe_batch_id, stored_project
 from llm_stream.files.index import INDEX_DIR, FileIndex
+from llm_stream.files.markers import named_files, named_project
 from llm_stream.files.records import StoredFile, is_upload_id
 from llm_stream.files.store import (
     BATCH_FILE,
@@ -44,7 +45,6 @@ from llm_stream.files.store import (
     batch_file_record,
     file_id,
     index_around_write,
-    named_files,
     parse_file_id,
     unindex_batch,
 )
@@ -202,12 +202,23 @@ class S3FileStore:
     # Uploads and records.
 
     def write_upload(
-        self, file_id: str, chunks: Iterable[bytes], *, filename: str, created_at: int
+        self,
+        file_id: str,
+        chunks: Iterable[bytes],
+        *,
+        filename: str,
+        created_at: int,
+        project: str | None = None,
     ) -> StoredFile:
         key = self._upload_key(file_id)
         size = self._put(key, chunks)
         record = StoredFile(
-            id=file_id, bytes=size, created_at=created_at, filename=filename, purpose="batch"
+            id=file_id,
+            bytes=size,
+            created_at=created_at,
+            filename=filename,
+            purpose="batch",
+            project=stored_project(project),
         )
         self._put_small(f"{key}.json", record.model_dump_json().encode())
         self.index.add(record)
@@ -226,7 +237,9 @@ class S3FileStore:
         head = self._head(self._batch_key(batch_id, kind.file_name))
         if head is None:
             return None
-        return batch_file_record(file_id, head["ContentLength"], head["LastModified"].timestamp())
+        project = named_project(self._get_small(self._batch_key(batch_id, BATCH_FILE)))
+        modified = head["LastModified"].timestamp()
+        return batch_file_record(file_id, head["ContentLength"], modified, project)
 
     def scan_file_records(self) -> Iterator[StoredFile]:
         """One listing of the prefix: uploads' records are read, batch files' sizes and times
@@ -245,13 +258,14 @@ class S3FileStore:
             if last != BATCH_FILE or not is_safe_batch_id(batch_id):
                 continue
             marker = self._get_small(key)
+            project = named_project(marker)
             for named in named_files(marker or b""):
                 with contextlib.suppress(ValueError):  # names no batch file
                     named_batch, kind = parse_file_id(named)
                     stored = objects.get(self._batch_key(named_batch, kind.file_name))
                     if stored is not None and kind in PUBLISHED_KINDS:
                         yield batch_file_record(
-                            named, stored["Size"], stored["LastModified"].timestamp()
+                            named, stored["Size"], stored["LastModified"].timestamp(), project
                         )
 
     def read_chunks(self, file_id: str) -> Iterator[bytes]:

@@ -33,9 +33,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
-from llm_stream.contracts import is_safe_batch_id
+from llm_stream.contracts import is_safe_batch_id, stored_project
 from llm_stream.files.atomic import fsync_directory, remove_stale, write_atomically
 from llm_stream.files.index import INDEX_DIR, FileIndex, LocalIndexTree
+from llm_stream.files.markers import named_files, named_project
 from llm_stream.files.records import StoredFile, is_upload_id
 
 if TYPE_CHECKING:
@@ -97,8 +98,11 @@ def parse_file_id(value: str) -> tuple[str, BatchFile]:
         raise ValueError(f"not a batch file id: {value!r}") from None
 
 
-def batch_file_record(file_id: str, size: int, modified: float) -> StoredFile:
-    """The record of a batch's output or error file, from the stored file's size and time."""
+def batch_file_record(
+    file_id: str, size: int, modified: float, project: str | None = None
+) -> StoredFile:
+    """The record of a batch's output or error file, from the stored file's size and time and
+    its batch's project."""
     batch_id, kind = parse_file_id(file_id)
     return StoredFile(
         id=file_id,
@@ -106,17 +110,8 @@ def batch_file_record(file_id: str, size: int, modified: float) -> StoredFile:
         created_at=int(modified),
         filename=f"{batch_id}_{kind.value}.jsonl",
         purpose="batch_output",
+        project=stored_project(project),
     )
-
-
-def named_files(marker: bytes) -> list[str]:
-    """The output and error file ids a stored batch object names (none if it is unreadable)."""
-    try:
-        named = orjson.loads(marker)
-    except orjson.JSONDecodeError:
-        return []
-    values = [named.get(field) for field in ("output_file_id", "error_file_id")]
-    return [value for value in values if isinstance(value, str)] if isinstance(named, dict) else []
 
 
 class FileStore(Protocol):
@@ -143,15 +138,22 @@ class FileStore(Protocol):
         ...
 
     def write_upload(
-        self, file_id: str, chunks: Iterable[bytes], *, filename: str, created_at: int
+        self,
+        file_id: str,
+        chunks: Iterable[bytes],
+        *,
+        filename: str,
+        created_at: int,
+        project: str | None = None,
     ) -> StoredFile:
-        """Store an uploaded batch input file whole or not at all, then its record (which
-        marks it complete); return the record, its size counted while writing."""
+        """Store an uploaded batch input file of ``project`` (None: the default project)
+        whole or not at all, then its record (which marks it complete); return the record,
+        its size counted while writing."""
         ...
 
     def file_record(self, file_id: str) -> StoredFile | None:
-        """The record of an upload, or of a batch's stored output or error file; None if the
-        id names no such file."""
+        """The record of an upload, or of a batch's stored output or error file (its project
+        read from the batch's stored batch object); None if the id names no such file."""
         ...
 
     def scan_file_records(self) -> Iterator[StoredFile]:
@@ -243,11 +245,22 @@ class LocalFileStore:
         return self._upload_path(file_id) if is_upload_id(file_id) else self.path_of(file_id)
 
     def write_upload(
-        self, file_id: str, chunks: Iterable[bytes], *, filename: str, created_at: int
+        self,
+        file_id: str,
+        chunks: Iterable[bytes],
+        *,
+        filename: str,
+        created_at: int,
+        project: str | None = None,
     ) -> StoredFile:
         size = write_atomically(self._upload_path(file_id), chunks, staging=self.staging)
         record = StoredFile(
-            id=file_id, bytes=size, created_at=created_at, filename=filename, purpose="batch"
+            id=file_id,
+            bytes=size,
+            created_at=created_at,
+            filename=filename,
+            purpose="batch",
+            project=stored_project(project),
         )
         content = [record.model_dump_json().encode()]
         write_atomically(self._record_path(file_id), content, staging=self.staging)
@@ -270,7 +283,11 @@ class LocalFileStore:
             stat = (self.batch_dir(batch_id) / kind.file_name).stat()
         except FileNotFoundError:
             return None
-        return batch_file_record(file_id, stat.st_size, stat.st_mtime)
+        try:
+            marker: bytes | None = (self.batch_dir(batch_id) / BATCH_FILE).read_bytes()
+        except FileNotFoundError:
+            marker = None
+        return batch_file_record(file_id, stat.st_size, stat.st_mtime, named_project(marker))
 
     def scan_file_records(self) -> Iterator[StoredFile]:
         uploads = self.root / UPLOADS_DIR
@@ -344,20 +361,21 @@ def index_around_write(
     written, once complete, so a written batch's files are always listed."""
     if kind in PUBLISHED_KINDS:
         if (earlier := store.file_record(file_id(batch_id, kind))) is not None:
-            store.index.remove(earlier)
+            store.index.remove_from_every_project(earlier)
         return lines
     if kind is not BatchFile.BATCH:
         return lines
     marker = b"".join(lines)  # a batch object: small
-    index_files(store, named_files(marker))
+    index_files(store, named_files(marker), named_project(marker))
     return [marker]
 
 
-def index_files(store: FileStore, file_ids: Iterable[str]) -> None:
-    """Index stored files (an entry for a file already indexed is written again, the same)."""
+def index_files(store: FileStore, file_ids: Iterable[str], project: str | None = None) -> None:
+    """Index stored files of ``project`` (an entry for a file already indexed is written
+    again, the same)."""
     for named in file_ids:
         if (record := store.file_record(named)) is not None:
-            store.index.add(record)
+            store.index.add(record.model_copy(update={"project": stored_project(project)}))
 
 
 def unindex_batch(store: FileStore, batch_id: str) -> None:

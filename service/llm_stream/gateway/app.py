@@ -25,6 +25,7 @@ from llm_stream.files.store import FileStore
 from llm_stream.gateway import batches_api, files_api, ui
 from llm_stream.gateway.auth_limit import FailedAuthLimiter
 from llm_stream.gateway.errors import EVERY_ROUTE, error_responses, install_error_handlers
+from llm_stream.gateway.keyring import keys_required
 from llm_stream.gateway.middleware import ApiKeyAuth, BodySizeLimit, RequestMetrics
 from llm_stream.gateway.request_ids import RequestIds
 from llm_stream.gateway.revocations import RevokedSessions
@@ -39,7 +40,10 @@ logger = logging.getLogger(__name__)
 
 #: Declares the bearer key in the OpenAPI document (so /docs offers "Authorize"); the key is
 #: checked by ``ApiKeyAuth`` before any body is read, not by this dependency.
-_BEARER = HTTPBearer(auto_error=False, description="One of LLM_STREAM_GATEWAY_API_KEYS.")
+_BEARER = HTTPBearer(
+    auto_error=False,
+    description="One of LLM_STREAM_GATEWAY_API_KEYS, or a key of the projects file.",
+)
 
 
 def create_app(
@@ -87,7 +91,7 @@ def create_app(
         max_body_bytes=settings.gateway_max_body_bytes,
         max_upload_bytes=settings.batch_max_file_bytes,
     )
-    app.add_middleware(ApiKeyAuth, keys=settings.gateway_api_keys, failures=gateway.auth_failures)
+    app.add_middleware(ApiKeyAuth, keys=gateway.keys, failures=gateway.auth_failures)
     app.add_middleware(RequestMetrics)
     app.add_middleware(RequestIds)  # every answer names its request, refusals included
     if settings.gateway_cors_origins:  # outermost: a preflight carries no API key
@@ -106,14 +110,14 @@ def bind_host(settings: Settings) -> str:
     """The configured address; unset, all interfaces only when API keys guard the gateway."""
     if settings.gateway_host is not None:
         return settings.gateway_host
-    return "0.0.0.0" if settings.gateway_api_keys else "127.0.0.1"
+    return "0.0.0.0" if keys_required(settings) else "127.0.0.1"
 
 
 def check_exposure(settings: Settings) -> None:
     """Refuse a gateway without API keys (an empty keys file included) on an address beyond
     loopback, unless ``gateway_allow_no_auth`` says it is meant to be open."""
     host = bind_host(settings)
-    if settings.gateway_api_keys or is_loopback(host):
+    if keys_required(settings) or is_loopback(host):
         return
     if not settings.gateway_allow_no_auth:
         raise SettingsRefusedError(

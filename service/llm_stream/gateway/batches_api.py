@@ -23,6 +23,7 @@ from llm_stream.batch.status import BatchStatus
 from llm_stream.client.batch_client import build_manifest, new_batch_id
 from llm_stream.contracts import BatchObject, RequestCounts, is_safe_batch_id
 from llm_stream.files.store import BatchFile, file_id
+from llm_stream.gateway.callers import Caller, CallerDep
 from llm_stream.gateway.errors import error_responses, invalid, not_found
 from llm_stream.gateway.input_check import check_input_file, check_parameters
 from llm_stream.gateway.models import Batch, BatchCreate, BatchErrors, BatchLineError, ListPage
@@ -46,7 +47,9 @@ _UNKNOWN = error_responses(HTTPStatus.NOT_FOUND, HTTPStatus.SERVICE_UNAVAILABLE)
 
 
 @router.post("", responses=_INVALID_OR_UNKNOWN)
-async def create_batch(gateway: GatewayDep, request: BatchCreate, http: Request) -> Batch:
+async def create_batch(
+    gateway: GatewayDep, caller: CallerDep, request: BatchCreate, http: Request
+) -> Batch:
     """Validate the input file, then submit its lines to the stream (or record why not).
 
     One SERVER span, a child of the caller's ``traceparent``, holds the submission: each
@@ -63,10 +66,13 @@ async def create_batch(gateway: GatewayDep, request: BatchCreate, http: Request)
             "http.request.header.x-request-id": [REQUEST_ID.get() or ""],
         },
     ):
-        return await _create_batch(gateway, request, batch_id)
+        return await _create_batch(gateway, caller, request, batch_id)
 
 
-async def _create_batch(gateway: Gateway, request: BatchCreate, batch_id: str) -> Batch:
+async def _create_batch(
+    gateway: Gateway, caller: Caller, request: BatchCreate, batch_id: str
+) -> Batch:
+    """A batch of the caller's project, from one of its project's files."""
     metadata = request.metadata or {}
     check_parameters(
         batch_id,
@@ -76,7 +82,7 @@ async def _create_batch(gateway: Gateway, request: BatchCreate, batch_id: str) -
         settings=gateway.settings,
     )
     record = await asyncio.to_thread(gateway.store.file_record, request.input_file_id)
-    if record is None:
+    if record is None or not caller.sees(record.project):
         raise not_found("File", request.input_file_id, param="input_file_id")
     if record.purpose != "batch":
         raise invalid(
@@ -93,7 +99,8 @@ async def _create_batch(gateway: Gateway, request: BatchCreate, batch_id: str) -
             settings=gateway.settings,
         )
         if errors:
-            await gateway.stream.publish(_failed(gateway, batch_id, request, record.id, errors))
+            failed = _failed(gateway, caller, batch_id, request, record.id, errors)
+            await gateway.stream.publish(failed)
         else:
             await gateway.stream.submit(
                 read_requests(path, gateway.settings.batch_max_line_bytes),
@@ -102,6 +109,7 @@ async def _create_batch(gateway: Gateway, request: BatchCreate, batch_id: str) -
                 metadata=metadata,
                 completion_window=request.completion_window,
                 request_count=count,
+                project=caller.creates_for,
             )
     metrics.GATEWAY_BATCHES_CREATED.labels("failed" if errors else "submitted").inc()
     created = await gateway.stream.retrieve(batch_id)
@@ -112,6 +120,7 @@ async def _create_batch(gateway: Gateway, request: BatchCreate, batch_id: str) -
 
 def _failed(
     gateway: Gateway,
+    caller: Caller,
     batch_id: str,
     request: BatchCreate,
     input_file_id: str,
@@ -126,6 +135,7 @@ def _failed(
         metadata=request.metadata,
         completion_window=request.completion_window,
         max_completion_window_s=gateway.settings.batch_max_completion_window_s,
+        project=caller.creates_for,
     )
     failed = batch_object(
         manifest,
@@ -140,11 +150,13 @@ def _failed(
 @router.get("", responses=_INVALID_OR_UNKNOWN)
 async def list_batches(
     gateway: GatewayDep,
+    caller: CallerDep,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_BATCHES_PAGE)] = DEFAULT_BATCHES_PAGE,
 ) -> ListPage[Batch]:
-    """Every batch on the status topic, newest first (``created_at``, then id)."""
-    page = await gateway.stream.page(limit=limit, after=after)
+    """The caller's project's batches on the status topic (every project's for an admin),
+    newest first (``created_at``, then id); ``after`` another project's batch is unknown."""
+    page = await gateway.stream.page(limit=limit, after=after, project=caller.lists)
     if page is None:
         raise unknown_after(after or "")
     data = await respond_all(gateway, page.batches)
@@ -157,21 +169,28 @@ async def list_batches(
 
 
 @router.get("/{batch_id}", responses=_UNKNOWN)
-async def retrieve_batch(gateway: GatewayDep, batch_id: str) -> Batch:
-    batch = await gateway.stream.retrieve(batch_id) if is_safe_batch_id(batch_id) else None
-    if batch is None:
-        raise not_found("Batch", batch_id)
-    return await respond(gateway, batch)
+async def retrieve_batch(gateway: GatewayDep, caller: CallerDep, batch_id: str) -> Batch:
+    return await respond(gateway, await visible_batch(gateway, caller, batch_id))
 
 
 @router.post("/{batch_id}/cancel", responses=_UNKNOWN)
-async def cancel_batch(gateway: GatewayDep, batch_id: str) -> Batch:
+async def cancel_batch(gateway: GatewayDep, caller: CallerDep, batch_id: str) -> Batch:
     """Ask the stream to stop the batch: ``cancelling`` until the aggregator writes it as
     ``cancelled``; a batch that already ended is answered as it is."""
-    batch = await gateway.stream.cancel(batch_id) if is_safe_batch_id(batch_id) else None
-    if batch is None:
+    await visible_batch(gateway, caller, batch_id)  # first: another project's is not asked
+    batch = await gateway.stream.cancel(batch_id)
+    if batch is None:  # retired meanwhile
         raise not_found("Batch", batch_id)
     return await respond(gateway, batch)
+
+
+async def visible_batch(gateway: Gateway, caller: Caller, batch_id: str) -> BatchObject:
+    """The batch's latest object if ``caller`` may see it; another project's batch is
+    answered 404 exactly as an unknown id is."""
+    batch = await gateway.stream.retrieve(batch_id) if is_safe_batch_id(batch_id) else None
+    if batch is None or not caller.sees(batch.project):
+        raise not_found("Batch", batch_id)
+    return batch
 
 
 async def respond(gateway: Gateway, batch: BatchObject) -> Batch:

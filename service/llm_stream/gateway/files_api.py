@@ -19,6 +19,7 @@ from fastapi.responses import StreamingResponse
 
 from llm_stream.files.records import StoredFile, new_upload_id
 from llm_stream.files.store import CHUNK_BYTES
+from llm_stream.gateway.callers import Caller, CallerDep
 from llm_stream.gateway.errors import error_responses, not_found, too_large
 from llm_stream.gateway.models import FileDeleted, FileObject, ListPage
 from llm_stream.gateway.pagination import page_of, unknown_after
@@ -40,6 +41,7 @@ _LISTED = error_responses(HTTPStatus.BAD_REQUEST, HTTPStatus.NOT_FOUND)
 @router.post("", responses=_INVALID)
 async def create_file(
     gateway: GatewayDep,
+    caller: CallerDep,
     # Binary as OpenAPI 3.0 spells it too: any bytes are a file's (its lines are checked later).
     file: Annotated[
         UploadFile,
@@ -49,7 +51,8 @@ async def create_file(
         Literal["batch"], Form(description="Only batch input files are stored here.")
     ],
 ) -> FileObject:
-    """Upload a batch input file; it is checked when a batch is created from it."""
+    """Upload a batch input file of the caller's project; it is checked when a batch is
+    created from it."""
     limit = gateway.settings.batch_max_file_bytes
     if file.size is not None and file.size > limit:
         raise too_large(f"The file is {file.size} bytes, over the {limit}-byte limit")
@@ -59,6 +62,7 @@ async def create_file(
         _chunks(file),
         filename=file.filename or "input.jsonl",
         created_at=int(time.time()),
+        project=caller.creates_for,
     )
     metrics.GATEWAY_UPLOAD_BYTES.inc(record.bytes)
     return FileObject.of(record)
@@ -74,17 +78,19 @@ def _chunks(upload: UploadFile) -> Iterator[bytes]:
 @router.get("", responses=_LISTED)
 async def list_files(
     gateway: GatewayDep,
+    caller: CallerDep,
     purpose: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_FILES_PAGE)] = MAX_FILES_PAGE,
     after: str | None = None,
     order: Literal["asc", "desc"] = "desc",
 ) -> ListPage[FileObject]:
-    """Uploads and batch output files, by ``created_at`` (newest first unless ``asc``), read
-    from the files' index a page at a time: the cost of a page, not of every file stored."""
+    """The caller's project's uploads and batch output files (every project's for an admin),
+    by ``created_at`` (newest first unless ``asc``), read from the files' index a page at a
+    time: the cost of a page, not of every file stored nor of other projects' files."""
     cursor = None
     if after is not None:
         cursor = await asyncio.to_thread(gateway.store.file_record, after)
-        if cursor is None:
+        if cursor is None or not caller.sees(cursor.project):
             raise unknown_after(after)
     records = await asyncio.to_thread(
         gateway.store.index.page,
@@ -92,14 +98,15 @@ async def list_files(
         descending=order == "desc",
         after=cursor,
         limit=limit + 1,
+        project=caller.lists,
     )
     files = [FileObject.of(record) for record in records]
     return page_of(files, limit=limit, id_of=lambda file: file.id)
 
 
 @router.get("/{file_id}", responses=_UNKNOWN)
-async def retrieve_file(gateway: GatewayDep, file_id: str) -> FileObject:
-    return FileObject.of(await _record(gateway, file_id))
+async def retrieve_file(gateway: GatewayDep, caller: CallerDep, file_id: str) -> FileObject:
+    return FileObject.of(await visible_record(gateway, caller, file_id))
 
 
 @router.get(
@@ -107,9 +114,9 @@ async def retrieve_file(gateway: GatewayDep, file_id: str) -> FileObject:
     response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}}, **_UNKNOWN},
 )
-async def file_content(gateway: GatewayDep, file_id: str) -> StreamingResponse:
+async def file_content(gateway: GatewayDep, caller: CallerDep, file_id: str) -> StreamingResponse:
     """The file's bytes, streamed from the store."""
-    await _record(gateway, file_id)
+    await visible_record(gateway, caller, file_id)
     chunks = gateway.store.read_chunks(file_id)
     try:  # the first piece before answering: a file deleted meanwhile is still a 404
         first = await asyncio.to_thread(next, chunks, b"")
@@ -121,14 +128,17 @@ async def file_content(gateway: GatewayDep, file_id: str) -> StreamingResponse:
 
 
 @router.delete("/{file_id}", responses=_UNKNOWN)
-async def delete_file(gateway: GatewayDep, file_id: str) -> FileDeleted:
+async def delete_file(gateway: GatewayDep, caller: CallerDep, file_id: str) -> FileDeleted:
+    await visible_record(gateway, caller, file_id)
     if not await asyncio.to_thread(gateway.store.delete_file, file_id):
         raise not_found("File", file_id)
     return FileDeleted(id=file_id, deleted=True)
 
 
-async def _record(gateway: Gateway, file_id: str) -> StoredFile:
+async def visible_record(gateway: Gateway, caller: Caller, file_id: str) -> StoredFile:
+    """The file's record if ``caller`` may see it; another project's file is answered 404
+    exactly as an unknown id is (its existence is not the caller's to learn)."""
     record = await asyncio.to_thread(gateway.store.file_record, file_id)
-    if record is None:
+    if record is None or not caller.sees(record.project):
         raise not_found("File", file_id)
     return record

@@ -15,7 +15,9 @@ from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_stream.gateway.auth_limit import FailedAuthLimiter
+from llm_stream.gateway.callers import Caller, set_caller
 from llm_stream.gateway.errors import GatewayError, too_large, too_many_failures, unauthorized
+from llm_stream.gateway.keyring import KeyRing
 from llm_stream.ops import metrics
 
 #: Paths that need a key; the ops endpoints (/healthz, /readyz, /metrics) and /docs do not.
@@ -66,26 +68,30 @@ class RequestMetrics:
 
 
 class ApiKeyAuth:
-    """Bearer keys, compared in constant time; no keys configured: every request passes. A
-    client address that sent too many wrong keys is answered 429 (``auth_limit``)."""
+    """Bearer keys, looked up by the key ring (``keyring``); the caller found travels in the
+    request's scope state (``callers``). No keys configured: every request passes. A client
+    address that sent too many wrong keys is answered 429 (``auth_limit``)."""
 
     def __init__(
-        self, app: ASGIApp, keys: Sequence[SecretStr], failures: FailedAuthLimiter
+        self, app: ASGIApp, keys: KeyRing | Sequence[SecretStr], failures: FailedAuthLimiter
     ) -> None:
+        """``keys``: the gateway's key ring, or a fixed list of admin keys."""
         self.app = app
-        self._keys = [key.get_secret_value().encode() for key in keys]
+        self._keys = keys if isinstance(keys, KeyRing) else KeyRing(keys)
         self._failures = failures
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self._keys and scope["path"].startswith(PROTECTED_PREFIX):
+        protected = scope["type"] == "http" and scope["path"].startswith(PROTECTED_PREFIX)
+        if protected and not self._keys.open:
             address = client_address(scope)
-            refusal = self._refusal(address, dict(scope["headers"]).get(b"authorization"))
-            if refusal is not None:
-                await refusal.response()(scope, receive, send)
+            found = self._caller(address, dict(scope["headers"]).get(b"authorization"))
+            if isinstance(found, GatewayError):
+                await found.response()(scope, receive, send)
                 return
+            set_caller(scope.setdefault("state", {}), found)
         await self.app(scope, receive, send)
 
-    def _refusal(self, address: str | None, header: bytes | None) -> GatewayError | None:
+    def _caller(self, address: str | None, header: bytes | None) -> Caller | GatewayError:
         scheme, _, token = (header or b"").partition(b" ")
         if not header or scheme.lower() != b"bearer" or not token.strip():
             return unauthorized(
@@ -96,8 +102,10 @@ class ApiKeyAuth:
         retry_after_s = self._failures.retry_after(address)
         if retry_after_s is not None:
             return too_many_failures(retry_after_s)
-        if is_a_key(token.strip(), self._keys):
-            return None
+        caller = self._keys.caller(token.strip())
+        if caller is not None:
+            metrics.GATEWAY_PROJECT_REQUESTS.labels(caller.project).inc()
+            return caller
         self._failures.failed(address)
         return unauthorized("Incorrect API key provided.", code="invalid_api_key")
 

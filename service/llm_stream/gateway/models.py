@@ -53,7 +53,8 @@ class FileDeleted(BaseModel):
 
 class Batch(BatchObject):
     """OpenAI's batch object (``openai.types.Batch``): the status topic's, with the
-    ``input_file_id`` OpenAI requires (the upload's id for a batch created here)."""
+    ``input_file_id`` OpenAI requires (the upload's id for a batch created here), without
+    its project (OpenAI's object has none; a key sees its own project's only)."""
 
     model_config = ConfigDict(title="Batch")
 
@@ -61,7 +62,8 @@ class Batch(BatchObject):
 
     @classmethod
     def of(cls, batch: BatchObject, input_file_id: str) -> Batch:
-        return cls.model_validate({**batch.model_dump(), "input_file_id": input_file_id})
+        shown = batch.model_dump(exclude={"project"})
+        return cls.model_validate({**shown, "input_file_id": input_file_id})
 
 
 class BatchCreate(BaseModel):

@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 from llm_stream.files.store import FileStore
 from llm_stream.gateway.auth_limit import FailedAuthLimiter
 from llm_stream.gateway.input_links import InputLinks
+from llm_stream.gateway.keyring import KeyRing
 from llm_stream.gateway.revocations import RevokedSessions
 from llm_stream.gateway.stream import BatchStream
 from llm_stream.settings import Settings
@@ -30,9 +31,15 @@ class Gateway:
     auth_failures: FailedAuthLimiter
     #: Web page sessions ended by a logout before they expire.
     revoked_sessions: RevokedSessions
+    #: The keys and the project each belongs to; default: as ``settings`` say.
+    key_ring: KeyRing | None = None
+    keys: KeyRing = field(init=False)
     input_links: InputLinks = field(init=False)
 
     def __post_init__(self) -> None:
+        """ProjectsFileError (``keyring``) when the projects file cannot be used."""
+        keys = self.key_ring if self.key_ring is not None else KeyRing.from_settings(self.settings)
+        object.__setattr__(self, "keys", keys)
         object.__setattr__(self, "input_links", InputLinks(self.store))
 
 

@@ -15,6 +15,7 @@ ListOffsets request, shared by the callers waiting at the time.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterable, Mapping
 from http import HTTPStatus
@@ -23,7 +24,7 @@ from typing import Any, NamedTuple, Protocol
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from llm_stream.client import BatchClient, BatchStatusView, StatusViewStoppedError
+from llm_stream.client import BatchClient, BatchStatusView, ClientConfig, StatusViewStoppedError
 from llm_stream.client.publishing import send_status
 from llm_stream.contracts import BatchObject
 from llm_stream.gateway.errors import GatewayError
@@ -60,9 +61,12 @@ class BatchStream(Protocol):
         False (a poll of batches already shown)."""
         ...
 
-    async def page(self, *, limit: int, after: str | None) -> BatchPage | None:
+    async def page(
+        self, *, limit: int, after: str | None, project: str | None = None
+    ) -> BatchPage | None:
         """Up to ``limit`` batches newest first (``created_at``, then id, descending) after
-        the batch ``after`` (from the newest without it); None when ``after`` names none."""
+        the batch ``after`` (from the newest without it); None when ``after`` names none.
+        ``project``: that project's batches only (``after`` one of them); None: every one."""
         ...
 
     async def submit(
@@ -74,8 +78,10 @@ class BatchStream(Protocol):
         metadata: Mapping[str, str],
         completion_window: str,
         request_count: int,
+        project: str | None = None,
     ) -> None:
-        """Publish the batch's manifest and its ``request_count`` lines."""
+        """Publish the batch's manifest and its ``request_count`` lines, of ``project``
+        (None: the default project)."""
         ...
 
     async def publish(self, batch: BatchObject) -> None:
@@ -97,7 +103,9 @@ class KafkaBatchStream:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._client = BatchClient.from_settings(settings)
+        # The caller's key names each batch's project, never the gateway's own settings.
+        config = dataclasses.replace(ClientConfig.from_settings(settings), project=None)
+        self._client = BatchClient(config)
 
     async def start(self) -> None:
         await ensure_topics(self._settings)
@@ -117,12 +125,14 @@ class KafkaBatchStream:
             batch = view.latest(batch_id)
         return batch
 
-    async def page(self, *, limit: int, after: str | None) -> BatchPage | None:
+    async def page(
+        self, *, limit: int, after: str | None, project: str | None = None
+    ) -> BatchPage | None:
         view = await self._current()
-        found = view.newest(limit, after)
+        found = view.newest(limit, after, project)
         if found is None:  # ``after`` names a batch not known yet, or none
             await self._caught_up(view)
-            found = view.newest(limit, after)
+            found = view.newest(limit, after, project)
         return None if found is None else BatchPage(*found)
 
     async def submit(
@@ -134,6 +144,7 @@ class KafkaBatchStream:
         metadata: Mapping[str, str],
         completion_window: str,
         request_count: int,
+        project: str | None = None,
     ) -> None:
         await self._client.submit(
             lines,
@@ -142,6 +153,7 @@ class KafkaBatchStream:
             metadata=metadata,
             completion_window=completion_window,
             request_count=request_count,
+            project=project,
         )
         await self._read_own(self._client.published())
 

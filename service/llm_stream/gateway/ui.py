@@ -22,6 +22,7 @@ from fastapi.templating import Jinja2Templates
 
 from llm_stream.contracts import is_safe_batch_id
 from llm_stream.gateway import batches_api, files_api, ui_auth
+from llm_stream.gateway.callers import Caller
 from llm_stream.gateway.errors import GatewayError, from_validation_error
 from llm_stream.gateway.state import Gateway, GatewayDep
 from llm_stream.gateway.ui_lines import read_page
@@ -59,9 +60,13 @@ class _LoginRequiredError(Exception):
     """Raised by a route whose request has no valid session: answered with the login page."""
 
 
-def _guard(request: Request, gateway: Gateway) -> None:
-    if not ui_auth.signed_in(request, gateway):
+def _guard(request: Request, gateway: Gateway) -> Caller:
+    """Whose page this is: the signed-in key's caller (its project's batches only, every
+    project's for an admin key); a request without a session gets the login page."""
+    caller = ui_auth.session_caller(request, gateway)
+    if caller is None:
         raise _LoginRequiredError
+    return caller
 
 
 def _page(
@@ -132,9 +137,9 @@ async def batch_list(
         batches_api.DEFAULT_BATCHES_PAGE
     ),
 ) -> Response:
-    _guard(request, gateway)
+    caller = _guard(request, gateway)
     try:
-        page = await batches_api.list_batches(gateway, after=after, limit=limit)
+        page = await batches_api.list_batches(gateway, caller, after=after, limit=limit)
     except GatewayError as error:
         return _problem(request, gateway, error)
     context = {
@@ -155,16 +160,16 @@ async def batch_page(
     q: Annotated[str, Query(max_length=200)] = "",
     page: Annotated[int, Query(ge=1)] = 1,
 ) -> Response:
-    _guard(request, gateway)
+    caller = _guard(request, gateway)
     try:
-        batch = await batches_api.retrieve_batch(gateway, batch_id)
+        batch = await batches_api.retrieve_batch(gateway, caller, batch_id)
     except GatewayError as error:
         return _problem(request, gateway, error)
     file_id = batch.output_file_id if lines == "output" else batch.error_file_id
     shown, missing = None, None
     if file_id is not None:
         try:
-            shown = await read_page(gateway, file_id, search=q, page=page)
+            shown = await read_page(gateway, file_id, search=q, page=page, caller=caller)
         except GatewayError as error:
             missing = error.body.error.message
     context = {
@@ -180,9 +185,9 @@ async def batch_page(
 
 @router.get("/batches/{batch_id}/cancel")
 async def confirm_cancel(request: Request, gateway: GatewayDep, batch_id: str) -> Response:
-    _guard(request, gateway)
+    caller = _guard(request, gateway)
     try:
-        batch = await batches_api.retrieve_batch(gateway, batch_id)
+        batch = await batches_api.retrieve_batch(gateway, caller, batch_id)
     except GatewayError as error:
         return _problem(request, gateway, error)
     return _page(request, gateway, "cancel.html", {"view": BatchView(batch)})
@@ -195,11 +200,11 @@ async def cancel(
     batch_id: str,
     csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
-    _guard(request, gateway)
+    caller = _guard(request, gateway)
     if not ui_auth.post_is_ours(request, csrf_token):
         return _refused_post(request, gateway)
     try:
-        batch = await batches_api.cancel_batch(gateway, batch_id)
+        batch = await batches_api.cancel_batch(gateway, caller, batch_id)
     except GatewayError as error:
         return _problem(request, gateway, error)
     return RedirectResponse(f"{PREFIX}/batches/{batch.id}", status_code=HTTPStatus.SEE_OTHER)
@@ -208,9 +213,9 @@ async def cancel(
 @router.get("/files/{file_id}/content")
 async def download(request: Request, gateway: GatewayDep, file_id: str) -> Response:
     """The Files API's content, saved by the browser under the file's id."""
-    _guard(request, gateway)
+    caller = _guard(request, gateway)
     try:
-        response = await files_api.file_content(gateway, file_id)
+        response = await files_api.file_content(gateway, caller, file_id)
     except GatewayError as error:
         return _problem(request, gateway, error)
     name = re.sub(r"[^A-Za-z0-9._-]", "_", file_id)
@@ -226,13 +231,14 @@ async def progress(
     batch_id: Annotated[list[str], Query(alias="id", max_length=MAX_POLLED)],
 ) -> JSONResponse:
     """Where the batches shown are now: what the page's script polls while they run."""
-    _guard(request, gateway)
+    caller = _guard(request, gateway)
     found = []
     for one in dict.fromkeys(batch_id):
         # Batches the page shows, so known: no look further (a request to the broker) per id.
         known = is_safe_batch_id(one)
         batch = await gateway.stream.retrieve(one, look_further=False) if known else None
-        if batch is not None:  # None: deleted meanwhile, and the row stays as it was
+        # None: deleted meanwhile, and the row stays as it was; another project's: not shown.
+        if batch is not None and caller.sees(batch.project):
             found.append(BatchView(await batches_api.respond(gateway, batch)).progress())
     return JSONResponse({"batches": found}, headers={"Cache-Control": "no-store"})
 

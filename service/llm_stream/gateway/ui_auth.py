@@ -5,9 +5,10 @@ once (a login form) and keeps a session cookie instead. The cookie never holds t
 an expiry, a random session id and an HMAC of both keyed by the API key, so any replica with
 the same keys accepts it, a key removed from the settings ends its sessions, and a stolen
 cookie opens the page only (never ``/v1``) and only until it expires or its session logs out
-(``revocations``). The key itself is checked by the API's own rule (``middleware.is_a_key``),
-and wrong keys count against the client's address as the API's do (``auth_limit``); with no
-keys configured the page is as open as the API.
+(``revocations``). The key itself is checked by the API's own key ring (``keyring``), and
+wrong keys count against the client's address as the API's do (``auth_limit``); with no keys
+configured the page is as open as the API. The key that signed a session is its caller: the
+page shows that key's project only, every project's to an admin key (``callers``).
 
 Posts that change something (log in, cancel) carry a double-submit token: a random cookie the
 page sets, echoed in a hidden field. A page on another site can neither read that cookie nor
@@ -25,7 +26,8 @@ from dataclasses import dataclass
 
 from fastapi import Request, Response
 
-from llm_stream.gateway.middleware import client_address, is_a_key
+from llm_stream.gateway.callers import OPEN, Caller
+from llm_stream.gateway.middleware import client_address
 from llm_stream.gateway.state import Gateway
 
 SESSION_COOKIE = "llm_stream_session"
@@ -37,13 +39,9 @@ COOKIE_PATH = "/ui"
 _SESSION_LABEL = b"llm-stream web page session:"
 
 
-def _keys(gateway: Gateway) -> list[bytes]:
-    return [key.get_secret_value().encode() for key in gateway.settings.gateway_api_keys]
-
-
 def login_needed(gateway: Gateway) -> bool:
     """The page needs a login exactly when the API needs a key."""
-    return bool(gateway.settings.gateway_api_keys)
+    return not gateway.keys.open
 
 
 @dataclass(frozen=True)
@@ -70,6 +68,15 @@ def session_of(
     token: str | None, keys: Sequence[bytes], now: float | None = None
 ) -> Session | None:
     """The session ``token`` stands for, if one of ``keys`` signed it and it has not expired."""
+    found = _signed(token, keys, now)
+    return None if found is None else found[0]
+
+
+def _signed(
+    token: str | None, keys: Sequence[bytes], now: float | None = None
+) -> tuple[Session, int] | None:
+    """The session ``token`` stands for and which of ``keys`` signed it (its place), if one
+    did and the session has not expired. Every key is tried, each in constant time."""
     parts = (token or "").split(".")
     if len(parts) != 3:
         return None
@@ -79,8 +86,11 @@ def session_of(
     expires = int(expires_text)
     if expires <= (now if now is not None else time.time()):
         return None
-    expected = [_signature(key, expires, session_id).encode() for key in keys]
-    return Session(session_id, expires) if is_a_key(signature.encode(), expected) else None
+    given = signature.encode()
+    matches = [
+        hmac.compare_digest(given, _signature(key, expires, session_id).encode()) for key in keys
+    ]
+    return (Session(session_id, expires), matches.index(True)) if any(matches) else None
 
 
 def session_valid(token: str | None, keys: Sequence[bytes], now: float | None = None) -> bool:
@@ -90,10 +100,19 @@ def session_valid(token: str | None, keys: Sequence[bytes], now: float | None = 
 
 def signed_in(request: Request, gateway: Gateway) -> bool:
     """Whether ``request`` may see the page: a valid session, not logged out."""
+    return session_caller(request, gateway) is not None
+
+
+def session_caller(request: Request, gateway: Gateway) -> Caller | None:
+    """Whose page this is: the caller of the key that signed the session (valid, not logged
+    out); ``OPEN`` on a gateway without keys; None: not signed in."""
     if not login_needed(gateway):
-        return True
-    session = session_of(request.cookies.get(SESSION_COOKIE), _keys(gateway))
-    return session is not None and session.id not in gateway.revoked_sessions
+        return OPEN
+    granted = gateway.keys.granted()
+    found = _signed(request.cookies.get(SESSION_COOKIE), [key for key, _ in granted])
+    if found is None or found[0].id in gateway.revoked_sessions:
+        return None
+    return granted[found[1]][1]
 
 
 def login_retry_after(request: Request, gateway: Gateway) -> int | None:
@@ -105,7 +124,7 @@ def log_in(response: Response, request: Request, gateway: Gateway, api_key: str)
     """Check ``api_key`` by the API's rule; if it is one, set the session cookie on
     ``response``, else count a wrong key against the client's address."""
     key = api_key.strip().encode()
-    if not key or not is_a_key(key, _keys(gateway)):
+    if not key or gateway.keys.caller(key) is None:
         gateway.auth_failures.failed(client_address(request.scope))
         return False
     _set_cookie(response, request, SESSION_COOKIE, session_token(key), SESSION_SECONDS)
@@ -114,7 +133,8 @@ def log_in(response: Response, request: Request, gateway: Gateway, api_key: str)
 
 def log_out(response: Response, request: Request, gateway: Gateway) -> None:
     """End the session on the server as well: its cookie, replayed, no longer opens the page."""
-    session = session_of(request.cookies.get(SESSION_COOKIE), _keys(gateway))
+    keys = [key for key, _ in gateway.keys.granted()]
+    session = session_of(request.cookies.get(SESSION_COOKIE), keys)
     if session is not None:
         gateway.revoked_sessions.revoke(session.id, session.expires)
     response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)

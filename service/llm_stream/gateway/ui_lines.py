@@ -15,6 +15,7 @@ import orjson
 from fastapi.responses import StreamingResponse
 
 from llm_stream.gateway import files_api
+from llm_stream.gateway.callers import OPEN, Caller
 from llm_stream.gateway.state import Gateway
 
 #: Lines shown per page.
@@ -41,15 +42,18 @@ class LinesPage:
     pages: int
 
 
-async def read_page(gateway: Gateway, file_id: str, *, search: str, page: int) -> LinesPage:
+async def read_page(
+    gateway: Gateway, file_id: str, *, search: str, page: int, caller: Caller = OPEN
+) -> LinesPage:
     """Page ``page`` (from 1) of the file's lines whose ``custom_id`` contains ``search``
-    (case-insensitive). Raises the Files API's 404 for a file that is not there."""
+    (case-insensitive). Raises the Files API's 404 for a file that is not there or not
+    ``caller``'s to see (the page passes its session's caller)."""
     wanted = search.strip().casefold()
     first = (max(page, 1) - 1) * PAGE_LINES
     kept: list[ResultLine] = []
     matched = 0
     number = 0
-    async for raw in _lines(await files_api.file_content(gateway, file_id)):
+    async for raw in _lines(await files_api.file_content(gateway, caller, file_id)):
         number += 1
         if not raw.strip():
             continue

@@ -142,6 +142,12 @@ GATEWAY_REQUEST_DURATION = Histogram(
 GATEWAY_UPLOAD_BYTES = Counter(
     "llm_stream_gateway_upload_bytes_total", "Bytes of uploaded files the gateway stored."
 )
+GATEWAY_PROJECT_REQUESTS = Counter(
+    "llm_stream_gateway_project_requests_total",
+    "API requests a key let through, by the key's project (configured, so bounded); an "
+    "admin key's count under its project too.",
+    ["project"],
+)
 GATEWAY_BATCHES_CREATED = Counter(
     "llm_stream_gateway_batches_created_total",
     "Batches created through the gateway, by outcome: submitted, or failed (the input file "

@@ -19,6 +19,7 @@ from llm_stream.settings.batch_limits import BatchLimitSettings
 from llm_stream.settings.gateway import GATEWAY_MIN_KEY_CHARS, GatewaySettings
 from llm_stream.settings.kafka_security import KafkaSecuritySettings
 from llm_stream.settings.models import ModelRoutingSettings
+from llm_stream.settings.projects import ProjectSettings
 from llm_stream.settings.webhooks import WebhookSettings
 from llm_stream.settings_files import FileValuesSource
 
@@ -34,13 +35,15 @@ class SettingsRefusedError(LlmStreamError, ValueError):
 class Settings(
     BatchLimitSettings,
     GatewaySettings,
+    ProjectSettings,
     WebhookSettings,
     KafkaSecuritySettings,
     ModelRoutingSettings,
     BaseSettings,
 ):
     """Configuration shared by every llm-stream process: the fields here and those of each
-    group (the gateway's, the notifier's, Kafka security, a batch's limits, model routing)."""
+    group (the gateway's, projects, the notifier's, Kafka security, a batch's limits, model
+    routing)."""
 
     # An invalid value (a short key, a URL with a password) is never echoed in an error.
     model_config = SettingsConfigDict(

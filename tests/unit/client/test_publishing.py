@@ -170,3 +170,18 @@ def test_the_producer_waits_for_every_replica_and_is_idempotent_as_configured(
     assert kwargs["bootstrap_servers"] == "127.0.0.1:1"
     assert kwargs["acks"] == "all"
     assert kwargs["enable_idempotence"] is idempotent
+
+
+async def test_a_line_of_a_project_names_it_in_a_header_and_the_manifest_too() -> None:
+    """Kafka-side consumers read the project without parsing the value; none: no header."""
+    producer = FakeProducer()
+    await LineSender(_kafka(producer), CONFIG, "b1", project="search").send(line("a"))
+    await _sender(producer).send(line("b"))
+    named, unnamed = producer.sent
+    assert ("llm-stream-project", b"search") in named.headers
+    assert all(name != "llm-stream-project" for name, _ in unnamed.headers)
+    manifest = BatchManifest(batch_id="b1", endpoint="/v1/completions", request_count=1)
+    await send_manifest(_kafka(producer), CONFIG, manifest.model_copy(update={"project": "ads"}))
+    await send_manifest(_kafka(producer), CONFIG, manifest)
+    assert producer.sent[-2].value["project"] == "ads"
+    assert "project" not in producer.sent[-1].value  # older aggregators refuse unknown fields

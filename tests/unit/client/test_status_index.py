@@ -97,3 +97,32 @@ async def test_close_deletes_the_file(tmp_path: Path) -> None:
     assert len(list(tmp_path.iterdir())) == 1
     index.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def _of(batch_id: str, created: int, project: str | None) -> bytes:
+    fields = {"id": batch_id, "created_at": created, "status": "completed"}
+    return orjson.dumps(fields if project is None else {**fields, "project": project})
+
+
+async def test_a_project_pages_through_its_own_batches_only(index: StatusIndex) -> None:
+    await index.apply(
+        [
+            Record(True, "s1", _of("s1", 10, "search")),
+            Record(True, "a1", _of("a1", 20, "ads")),
+            Record(False, "s2", _of("s2", 30, "search")),  # a manifest alone
+            Record(True, "d1", _of("d1", 40, None)),  # names none: the default project's
+            Record(True, "x1", _of("x1", 50, "not a project")),  # no project id: default's
+        ]
+    )
+    assert [row.batch_id for row in index.newest(10, project="search")] == ["s2", "s1"]
+    assert [row.batch_id for row in index.newest(1, (30, "s2"), "search")] == ["s1"]
+    assert [row.batch_id for row in index.newest(10, project="default")] == ["x1", "d1"]
+    assert [row.batch_id for row in index.newest(10)] == ["x1", "d1", "s2", "a1", "s1"]
+    assert index.listed_at("a1", "search") is None  # another project's is not a place
+    assert index.listed_at("a1", "ads") == 20
+    plan = index._reader.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM batches WHERE project = ? AND created_at IS NOT NULL"
+        " ORDER BY created_at DESC, id DESC LIMIT 5",
+        ("search",),
+    ).fetchall()
+    assert "project_newest_first" in str(plan)  # one range of the index, no other project read
