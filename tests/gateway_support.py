@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,7 +18,7 @@ from llm_stream.aggregator.app import AggregatorApp
 from llm_stream.batch.objects import batch_object
 from llm_stream.batch.status import BatchStatus, can_transition
 from llm_stream.client.batch_client import build_manifest
-from llm_stream.contracts import BatchObject, owner_project
+from llm_stream.contracts import BatchManifest, BatchObject, WorkerAnnouncement, owner_project
 from llm_stream.engine.protocol import InferenceEngine
 from llm_stream.gateway.stream import BatchPage
 from llm_stream.kafka.topics import ensure_topics
@@ -33,8 +33,11 @@ class FakeBatchStream:
     def __init__(self) -> None:
         self.objects: dict[str, BatchObject] = {}
         self.submitted: dict[str, list[dict[str, Any]]] = {}
+        self.manifests: dict[str, BatchManifest] = {}
         self.published: list[BatchObject] = []
         self.not_ready: str | None = None
+        #: The workers announced now (``live_workers``).
+        self.workers: list[WorkerAnnouncement] = []
 
     async def start(self) -> None:
         pass
@@ -67,6 +70,7 @@ class FakeBatchStream:
         completion_window: str,
         request_count: int,
         project: str | None = None,
+        models: Collection[str] = (),
     ) -> None:
         submitted = [dict(line) for line in lines]
         assert len(submitted) == request_count
@@ -77,7 +81,9 @@ class FakeBatchStream:
             metadata=metadata,
             completion_window=completion_window,
             project=project,
+            models=models,
         )
+        self.manifests[batch_id] = manifest
         self.submitted[batch_id] = submitted
         self.objects[batch_id] = batch_object(manifest, BatchStatus.VALIDATING)
 
@@ -94,6 +100,24 @@ class FakeBatchStream:
         )
         self.objects[batch_id] = asked
         return asked
+
+    async def live_workers(self) -> list[WorkerAnnouncement]:
+        return list(self.workers)
+
+    def announce(self, *models: str, started_at: float = 1_700_000_000) -> None:
+        """A live worker serving ``models``."""
+        self.workers.append(
+            WorkerAnnouncement(
+                worker_id=f"worker-{len(self.workers)}",
+                models=list(models),
+                consumer_group="g",
+                topics=["t"],
+                max_concurrency=4,
+                started_at=started_at,
+                heartbeat_at=time.time(),
+                expires_after_s=20,
+            )
+        )
 
     async def problem(self) -> str | None:
         return self.not_ready

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         EmptyBatchError,
         FakeBatchClient,
         InvalidLineError,
+        ModelNotServedError,
         StatusViewStoppedError,
         SubmitError,
     )
@@ -57,6 +58,7 @@ _HOMES = {
     "EmptyBatchError": "llm_stream.client",
     "FakeBatchClient": "llm_stream.client",
     "InvalidLineError": "llm_stream.client",
+    "ModelNotServedError": "llm_stream.client",
     "StatusViewStoppedError": "llm_stream.client",
     "SubmitError": "llm_stream.client",
     "LlmStreamError": "llm_stream.errors",
@@ -105,6 +107,7 @@ __all__ = [
     "KafkaSecurityConfigError",
     "KafkaTlsError",
     "LlmStreamError",
+    "ModelNotServedError",
     "OAuthTokenError",
     "RequestCounts",
     "RequestMessage",

@@ -26,6 +26,7 @@ PUBLIC = [
     "KafkaSecurityConfigError",
     "KafkaTlsError",
     "LlmStreamError",
+    "ModelNotServedError",
     "OAuthTokenError",
     "RequestCounts",
     "RequestMessage",
@@ -53,7 +54,7 @@ def test_every_exported_error_is_a_llm_stream_error() -> None:
         if isinstance(getattr(llm_stream, name), type)
         and issubclass(getattr(llm_stream, name), BaseException)
     ]
-    assert len(errors) == 9
+    assert len(errors) == 10
     assert all(issubclass(error, llm_stream.LlmStreamError) for error in errors)
 
 

@@ -2,10 +2,10 @@
 
 Each line is judged by ``request_line``'s rules (the worker's own), its size included, so a file
 that passes is published whole. On top of them, the OpenAI Batch API's file rules: unique
-``custom_id``s, one ``url`` and one ``model`` for the whole file, at most 50,000 lines and
-200 MB. Validation streams the file, a bounded piece at a time, so memory is bounded by the
-line size limit and the line count limit (one ``custom_id`` set), never by the file or by its
-longest line.
+``custom_id``s, one ``url`` and one ``model`` for the whole file (several models where the
+deployment allows them), at most 50,000 lines and 200 MB. Validation streams the file, a
+bounded piece at a time, so memory is bounded by the line size limit and the line count limit
+(one ``custom_id`` set), never by the file or by its longest line.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 from llm_stream.batch import request_line
 from llm_stream.batch.error_bodies import describe
 from llm_stream.batch.request_line import Problem
-from llm_stream.contracts import SUPPORTED_ENDPOINTS
+from llm_stream.contracts import MAX_BATCH_MODELS, SUPPORTED_ENDPOINTS
 
 MAX_LINES = 50_000
 MAX_BYTES = 200 * 1024 * 1024
@@ -35,6 +35,8 @@ class FileCheck:
     endpoint: str | None = None
     problems: list[str] = field(default_factory=list)
     problem_count: int = 0
+    #: Each model the lines name, with the number of the first line naming it.
+    models: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -102,10 +104,11 @@ def validate_batch_file(
     batch_id: str | None = None,
     max_bytes: int = request_line.DEFAULT_MAX_RECORD_BYTES,
     max_line_bytes: int = request_line.DEFAULT_MAX_LINE_BYTES,
+    allow_mixed_models: bool = False,
 ) -> FileCheck:
     """Every problem of the file, by line; ``batch_id`` and ``max_bytes`` size each record as
     it will be published (no ``batch_id``: sized for the longest one), ``max_line_bytes``
-    each line as written."""
+    each line as written; ``allow_mixed_models``: up to ``MAX_BATCH_MODELS`` models."""
     check = FileCheck()
     if path.stat().st_size > MAX_BYTES:
         check.add(0, f"file is larger than {MAX_BYTES // (1024 * 1024)} MB")
@@ -136,10 +139,16 @@ def validate_batch_file(
         line_model = body.get("model") if isinstance(body, dict) else None
         if model is None:
             model = line_model
-        elif line_model != model:
+        elif line_model != model and not allow_mixed_models:
             messages.append(
                 f"model {describe(line_model)} differs from the batch's {describe(model)}"
             )
+        named = request_line.line_model(document)  # a model a manifest can carry
+        if named is not None and named not in check.models:
+            if len(check.models) < MAX_BATCH_MODELS:
+                check.models[named] = number
+            else:
+                messages.append(f"more than {MAX_BATCH_MODELS} models in one batch")
         for message in messages:
             check.add(number, message)
     return check

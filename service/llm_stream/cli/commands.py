@@ -186,6 +186,7 @@ def run_submit(args: argparse.Namespace) -> int:
         batch_id=batch_id,
         max_bytes=settings.max_message_bytes,
         max_line_bytes=settings.batch_max_line_bytes,
+        allow_mixed_models=settings.batch_allow_mixed_models,
     )
     if not check.ok or check.endpoint is None:
         raise InputFileError(
@@ -224,6 +225,7 @@ def run_submit(args: argparse.Namespace) -> int:
                     completion_window=args.completion_window,
                     request_count=check.line_count,
                     on_published=progress.update,
+                    models=list(check.models),
                 )
 
     asyncio.run(submit())

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import pydantic
 
 from llm_stream.cli import exit_codes
+from llm_stream.client.served_models import ModelNotServedError
 from llm_stream.engine.model_path import ModelPathError
 from llm_stream.engine.start_log import EngineStartError
 from llm_stream.errors import LlmStreamError
@@ -121,6 +122,13 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
         errors.RevisionNotFoundError,
         errors.LocalEntryNotFoundError,
     )
+
+
+def _not_served(error: BaseException) -> Failure | None:
+    if not isinstance(error, ModelNotServedError):
+        return None
+    message = f"{error}; nothing was published. Start a worker for it, or name another model."
+    return Failure("model_not_served", exit_codes.EXIT_MODEL_NOT_SERVED, message)
 
 
 def _settings(error: BaseException) -> Failure | None:
@@ -229,6 +237,7 @@ def classify(error: BaseException, log: KafkaConnectionLog | None = None) -> Fai
             return Failure(found.kind, found.code, str(found))
     checks: tuple[Callable[[BaseException], Failure | None], ...] = (
         lambda e: _kafka(e, log),
+        _not_served,
         _settings,
         _model,
         _engine_config,

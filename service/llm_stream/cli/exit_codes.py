@@ -33,6 +33,7 @@ EXIT_MODEL_PATH = 13
 EXIT_ENGINE_START = 14
 EXIT_INPUT_FILE = 15
 EXIT_OUTPUT_NOT_WRITABLE = 16
+EXIT_MODEL_NOT_SERVED = 17
 #: Ctrl-C, by the shell's convention (128 + SIGINT).
 EXIT_INTERRUPTED = 130
 
@@ -47,6 +48,7 @@ exit codes of failures (any command; --debug adds the traceback):
   {EXIT_ENGINE_START}  the vLLM engine failed to start (out of memory, no device, ...)
   {EXIT_INPUT_FILE}  the input file is missing, unreadable, empty or not batch JSONL
   {EXIT_OUTPUT_NOT_WRITABLE}  the output directory or file cannot be written
+  {EXIT_MODEL_NOT_SERVED}  routing by model: no live worker serves a model the batch names
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C); stopped cleanly
 """
 

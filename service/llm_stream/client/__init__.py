@@ -4,6 +4,7 @@ an in-memory ``FakeBatchClient`` for the tests of code that uses one."""
 from llm_stream.client.batch_client import BatchClient, SubmitError, new_batch_id
 from llm_stream.client.config import ClientConfig
 from llm_stream.client.handle import BatchHandle
+from llm_stream.client.served_models import ModelNotServedError
 from llm_stream.client.status_view import BatchStatusView, StatusViewStoppedError
 from llm_stream.client.testing import FakeBatchClient
 from llm_stream.client.writer import BatchWriter, EmptyBatchError, InvalidLineError
@@ -17,6 +18,7 @@ __all__ = [
     "EmptyBatchError",
     "FakeBatchClient",
     "InvalidLineError",
+    "ModelNotServedError",
     "StatusViewStoppedError",
     "SubmitError",
     "new_batch_id",

@@ -34,6 +34,7 @@ from llm_stream.client.publishing import (
     send_manifest,
     send_status,
 )
+from llm_stream.client.served_models import ServedModels
 from llm_stream.client.status_view import BatchStatusView
 from llm_stream.client.writer import BatchWriter
 from llm_stream.contracts import (
@@ -45,6 +46,7 @@ from llm_stream.contracts import (
 )
 from llm_stream.errors import LlmStreamError
 from llm_stream.kafka.connection import start_client
+from llm_stream.kafka.live_workers import WorkerDirectory
 from llm_stream.ops import telemetry
 from llm_stream.settings import Settings
 
@@ -67,8 +69,10 @@ def build_manifest(
     model: str | None = None,
     max_completion_window_s: int = DEFAULT_MAX_COMPLETION_WINDOW_S,
     project: str | None = None,
+    models: Collection[str] | None = None,
 ) -> BatchManifest:
     """A new batch's manifest, of ``project`` (None or the default one: recorded as none);
+    ``models``: every model its lines name, recorded only when there are several.
     pydantic's ValidationError names every bad setting, a completion window longer than
     ``max_completion_window_s`` too."""
     fields = {
@@ -79,6 +83,7 @@ def build_manifest(
         "metadata": dict(metadata or {}),
         "model": model,
         "project": stored_project(project),
+        "models": sorted(models) if models is not None and len(models) > 1 else None,
     }
     context = {MAX_COMPLETION_WINDOW_CONTEXT: max_completion_window_s}
     return BatchManifest.model_validate(fields, context=context)
@@ -90,6 +95,8 @@ class BatchClient:
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
         self._producer: AIOKafkaProducer | None = None
+        self._served: ServedModels | None = None
+        self._workers: WorkerDirectory | None = None
         self._view: BatchStatusView | None = None
         self._starting = asyncio.Lock()
         #: Offset of the latest manifest or batch object this client published, per partition.
@@ -112,8 +119,11 @@ class BatchClient:
         await self.close()
 
     async def close(self) -> None:
-        """Stop following statuses and flush and stop the producer."""
+        """Stop following statuses and workers, and flush and stop the producer."""
         view, producer, self._view, self._producer = self._view, self._producer, None, None
+        workers, self._workers, self._served = self._workers, None, None
+        if workers is not None:
+            await workers.close()
         if view is not None:
             await view.stop()
         if producer is not None:
@@ -137,6 +147,20 @@ class BatchClient:
                 self._view = view
             return self._view
 
+    async def served_models(self) -> ServedModels | None:
+        """What live workers serve, followed from first use; None unless routing by model."""
+        if not self.config.route_by_model:
+            return None
+        if self._served is None:
+            self._served = ServedModels(self.workers())
+        return self._served
+
+    def workers(self) -> WorkerDirectory:
+        """The live workers, followed from the first read (``WorkerDirectory.current``)."""
+        if self._workers is None:
+            self._workers = WorkerDirectory(self.config.connection, self.config.workers_topic)
+        return self._workers
+
     def handle(self, batch_id: str) -> BatchHandle:
         """A handle on a batch submitted before (by any client), as arq's ``Job(job_id)``."""
         return BatchHandle(batch_id, self)
@@ -152,8 +176,14 @@ class BatchClient:
         request_count: int | None = None,
         on_published: OnPublished | None = None,
         project: str | None = None,
+        models: Collection[str] | None = None,
     ) -> BatchHandle:
         """Publish the manifest, then every line; return once the broker holds them all.
+
+        ``models``: every model the lines name, when known (a checked file), else the first
+        line's is taken. Routing by model, a model no live worker serves raises
+        ``ModelNotServedError``: those named up front before anything is published, another
+        met in a streamed line before that line is sent.
 
         ``project``: the batch's (default: the config's, else the default project), carried
         by the manifest and by each line's ``llm-stream-project`` header.
@@ -169,6 +199,11 @@ class BatchClient:
         remaining = iter(lines)
         first = next(remaining, None)  # the manifest goes first and names the first's model
         lines = remaining if first is None else itertools.chain([first], remaining)
+        if models is None:
+            models = [model] if (model := line_model(first)) is not None else []
+        served = await self.served_models()
+        if served is not None:
+            await served.require(models)
         manifest = build_manifest(
             batch_id or new_batch_id(),
             endpoint=endpoint,
@@ -178,6 +213,7 @@ class BatchClient:
             model=line_model(first),
             max_completion_window_s=self.config.max_completion_window_s,
             project=project if project is not None else self.config.project,
+            models=models,
         )
         producer = await self.producer()
         with telemetry.tracer().start_as_current_span(
@@ -185,7 +221,12 @@ class BatchClient:
         ):
             self._note(await send_manifest(producer, self.config, manifest))
             sender = LineSender(
-                producer, self.config, manifest.batch_id, on_published, project=manifest.project
+                producer,
+                self.config,
+                manifest.batch_id,
+                on_published,
+                project=manifest.project,
+                served=served,
             )
             try:
                 for line in lines:

@@ -37,6 +37,9 @@ class ClientConfig:
     #: The project this producer's batches belong to (``LLM_STREAM_PROJECT``); None: the
     #: default project. Kafka ACLs on the topics authorise the claim (docs/security.md).
     project: str | None = None
+    #: Send each line to its model's requests topic, refusing models nobody serves.
+    route_by_model: bool = False
+    workers_topic: str = Settings.model_fields["workers_topic"].default
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ClientConfig:
@@ -57,4 +60,6 @@ class ClientConfig:
             enable_idempotence=settings.enable_idempotence,
             max_completion_window_s=settings.batch_max_completion_window_s,
             project=settings.project,
+            route_by_model=settings.route_by_model,
+            workers_topic=settings.workers_topic,
         )

@@ -17,8 +17,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 from opentelemetry.trace import SpanKind
 
+from llm_stream.batch.request_line import line_model
 from llm_stream.client.config import ClientConfig
+from llm_stream.client.served_models import ServedModels
 from llm_stream.contracts import PROJECT_HEADER, BatchManifest, BatchObject
+from llm_stream.kafka.model_topics import model_requests_topic
 from llm_stream.ops import telemetry
 
 #: Sends awaited together: throughput without unbounded buffering.
@@ -61,6 +64,17 @@ async def send_status(
     )
 
 
+def line_topic(config: ClientConfig, line: Mapping[str, Any]) -> str:
+    """Where a line goes: its model's topic when routing by model, else the requests topic
+    (a line naming no model goes there too: the first served model's group answers it)."""
+    model = line_model(line) if config.route_by_model else None
+    return (
+        config.requests_topic
+        if model is None
+        else model_requests_topic(config.requests_topic, model)
+    )
+
+
 class LineSender:
     """Sends one batch's request lines without awaiting each; at most ``WINDOW`` unconfirmed."""
 
@@ -72,11 +86,14 @@ class LineSender:
         on_published: OnPublished | None = None,
         *,
         project: str | None = None,
+        served: ServedModels | None = None,
     ) -> None:
         """``project``: named in each record's ``llm-stream-project`` header (none: no
-        header, the default project)."""
+        header, the default project). ``served``: each line's model must be served (routing
+        by model), else ``ModelNotServedError`` before it is sent."""
         self._producer = producer
-        self._topic = config.requests_topic
+        self._config = config
+        self._served = served
         self._batch_id = batch_id
         self._project_header = [] if project is None else [(PROJECT_HEADER, project.encode())]
         self._on_published = on_published
@@ -88,15 +105,18 @@ class LineSender:
         """Queue ``line`` (with ``batch_id`` added); waits only when the window is full."""
         record = {**line, "batch_id": self._batch_id}
         key = f"{self._batch_id}/{line.get('custom_id')}"
+        topic = line_topic(self._config, line)
+        if self._served is not None and (model := line_model(line)) is not None:
+            await self._served.require([model])
         with telemetry.tracer().start_as_current_span(
-            f"send {self._topic}",
+            f"send {topic}",
             kind=SpanKind.PRODUCER,
-            attributes=telemetry.publish_attributes(self._topic, key),
+            attributes=telemetry.publish_attributes(topic, key),
         ):
             headers = telemetry.headers_with_context()
             self._window.append(
                 await self._producer.send(
-                    self._topic,
+                    topic,
                     orjson.dumps(record),
                     key=key.encode(),
                     headers=[(name, value.encode()) for name, value in headers.items()]

@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY
 from llm_stream._version import __version__
 from llm_stream.files.opening import open_store
 from llm_stream.files.store import FileStore
-from llm_stream.gateway import batches_api, files_api, ui
+from llm_stream.gateway import batches_api, files_api, models_api, ui
 from llm_stream.gateway.auth_limit import FailedAuthLimiter
 from llm_stream.gateway.errors import EVERY_ROUTE, error_responses, install_error_handlers
 from llm_stream.gateway.keyring import keys_required
@@ -77,7 +77,7 @@ def create_app(
     )
     app.state.gateway = gateway
     install_error_handlers(app)
-    for router in (files_api.router, batches_api.router):
+    for router in (files_api.router, batches_api.router, models_api.router):
         app.include_router(
             router, dependencies=[Security(_BEARER)], responses=error_responses(*EVERY_ROUTE)
         )

@@ -27,6 +27,7 @@ from llm_stream.gateway.callers import Caller, CallerDep
 from llm_stream.gateway.errors import error_responses, invalid, not_found
 from llm_stream.gateway.input_check import check_input_file, check_parameters
 from llm_stream.gateway.models import Batch, BatchCreate, BatchErrors, BatchLineError, ListPage
+from llm_stream.gateway.models_api import served_models
 from llm_stream.gateway.pagination import unknown_after
 from llm_stream.gateway.state import Gateway, GatewayDep, local_copy
 from llm_stream.ops import metrics, telemetry
@@ -90,13 +91,15 @@ async def _create_batch(
             "input_file_id",
         )
     await asyncio.to_thread(gateway.store.link_input, batch_id, record.id)
+    served = set(await served_models(gateway)) if gateway.settings.route_by_model else None
     async with local_copy(gateway.store, record.id) as path:
-        count, errors = await asyncio.to_thread(
+        count, errors, models = await asyncio.to_thread(
             check_input_file,
             path,
             batch_id=batch_id,
             endpoint=request.endpoint,
             settings=gateway.settings,
+            served=served,
         )
         if errors:
             failed = _failed(gateway, caller, batch_id, request, record.id, errors)
@@ -110,6 +113,7 @@ async def _create_batch(
                 completion_window=request.completion_window,
                 request_count=count,
                 project=caller.creates_for,
+                models=list(models),
             )
     metrics.GATEWAY_BATCHES_CREATED.labels("failed" if errors else "submitted").inc()
     created = await gateway.stream.retrieve(batch_id)

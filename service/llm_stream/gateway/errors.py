@@ -105,6 +105,16 @@ def not_found(kind: str, object_id: str, param: str = "id") -> GatewayError:
     return GatewayError(HTTPStatus.NOT_FOUND, f"No such {kind} object: {object_id}", param=param)
 
 
+def model_not_found(model: str) -> GatewayError:
+    """OpenAI's answer for a model that does not exist (here: no live worker serves it)."""
+    return GatewayError(
+        HTTPStatus.NOT_FOUND,
+        f"The model '{model[:256]}' does not exist",
+        param="model",
+        code="model_not_found",
+    )
+
+
 def too_large(message: str) -> GatewayError:
     return GatewayError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, message, code="request_too_large")
 

@@ -2,16 +2,18 @@
 file (answered with a ``failed`` batch whose ``errors`` name each bad line, as OpenAI does).
 
 The file rules are ``batch.input_file``'s, the ones ``llm-stream submit`` applies: every line
-judged as the worker will judge it, unique ``custom_id``s, one ``url`` and one model. The
-gateway adds only what a batch created over HTTP brings: the batch's declared endpoint, which
-the lines' ``url`` must match, and the limits of the deployment's settings.
+judged as the worker will judge it, unique ``custom_id``s, one ``url`` and one model (or
+several, where allowed). The gateway adds only what a batch created over HTTP brings: the
+batch's declared endpoint, which the lines' ``url`` must match, the limits of the
+deployment's settings and, routing by model, that a live worker serves each model.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import pydantic
 
@@ -80,20 +82,36 @@ def _parameter_error(error: pydantic.ValidationError) -> GatewayError:
     return invalid(f"Invalid '{param}': {first['msg']}", param, "invalid_value")
 
 
+class InputCheck(NamedTuple):
+    """An input file as judged: its request count, its problems (none: the batch may be
+    submitted) and each model its lines name, with the first line naming it."""
+
+    request_count: int
+    errors: list[BatchLineError]
+    models: dict[str, int]
+
+
 def check_input_file(
-    path: Path, *, batch_id: str, endpoint: str, settings: Settings
-) -> tuple[int, list[BatchLineError]]:
-    """The file's request count and its problems (none: the batch may be submitted). Reads
-    the file once, line by line; blocks, so call it from a worker thread."""
+    path: Path,
+    *,
+    batch_id: str,
+    endpoint: str,
+    settings: Settings,
+    served: Collection[str] | None = None,
+) -> InputCheck:
+    """Judge the file, reading it once, line by line; blocks, so call it from a worker
+    thread. ``served``: the models live workers serve (routing by model): a model not among
+    them is OpenAI's ``model_not_found`` at the first line naming it."""
     size = path.stat().st_size
     if size > settings.batch_max_file_bytes:
         message = f"the file is {size} bytes, over the {settings.batch_max_file_bytes}-byte limit"
-        return 0, [BatchLineError(code="file_too_large", message=message)]
+        return InputCheck(0, [BatchLineError(code="file_too_large", message=message)], {})
     check = validate_batch_file(
         path,
         batch_id=batch_id,
         max_bytes=settings.max_message_bytes,
         max_line_bytes=settings.batch_max_line_bytes,
+        allow_mixed_models=settings.batch_allow_mixed_models,
     )
     errors = line_errors(check)
     if check.line_count == 0 and not errors:
@@ -104,7 +122,22 @@ def check_input_file(
     if check.endpoint is not None and check.endpoint != endpoint:
         message = f"the lines' url is {check.endpoint}, the batch's endpoint is {endpoint}"
         errors.append(BatchLineError(code="mismatched_endpoint", message=message, param="url"))
-    return check.line_count, errors
+    if served is not None:
+        errors.extend(_not_served(check.models, served))
+    return InputCheck(check.line_count, errors, check.models)
+
+
+def _not_served(models: Mapping[str, int], served: Collection[str]) -> list[BatchLineError]:
+    return [
+        BatchLineError(
+            code="model_not_found",
+            message=f"The model `{model}` does not exist or no worker serves it now.",
+            param="body.model",
+            line=line,
+        )
+        for model, line in models.items()
+        if model not in served
+    ]
 
 
 def line_errors(check: FileCheck) -> list[BatchLineError]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from http import HTTPStatus
 from typing import Any, NamedTuple, Protocol
 
@@ -26,7 +26,7 @@ from aiokafka.errors import KafkaError
 
 from llm_stream.client import BatchClient, BatchStatusView, ClientConfig, StatusViewStoppedError
 from llm_stream.client.publishing import send_status
-from llm_stream.contracts import BatchObject
+from llm_stream.contracts import BatchObject, WorkerAnnouncement
 from llm_stream.gateway.errors import GatewayError
 from llm_stream.kafka.topics import ensure_topics
 from llm_stream.ops.memory import release_free_heap
@@ -79,9 +79,14 @@ class BatchStream(Protocol):
         completion_window: str,
         request_count: int,
         project: str | None = None,
+        models: Collection[str] = (),
     ) -> None:
         """Publish the batch's manifest and its ``request_count`` lines, of ``project``
-        (None: the default project)."""
+        (None: the default project); ``models``: those the lines name."""
+        ...
+
+    async def live_workers(self) -> list[WorkerAnnouncement]:
+        """The workers announced now (what ``GET /v1/models`` lists and a batch needs)."""
         ...
 
     async def publish(self, batch: BatchObject) -> None:
@@ -145,6 +150,7 @@ class KafkaBatchStream:
         completion_window: str,
         request_count: int,
         project: str | None = None,
+        models: Collection[str] = (),
     ) -> None:
         await self._client.submit(
             lines,
@@ -154,8 +160,21 @@ class KafkaBatchStream:
             completion_window=completion_window,
             request_count=request_count,
             project=project,
+            models=models,
         )
         await self._read_own(self._client.published())
+
+    async def live_workers(self) -> list[WorkerAnnouncement]:
+        try:
+            live = await self._client.workers().current(_READ_WAIT_S)
+        except TimeoutError:
+            logger.warning("the workers topic is not readable: answering 503")
+            raise GatewayError(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                "The served models are not readable now (the broker does not answer); try again.",
+                type="server_error",
+            ) from None
+        return live.workers()
 
     async def publish(self, batch: BatchObject) -> None:
         published = await send_status(await self._client.producer(), self._client.config, batch)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import pydantic
 
@@ -85,9 +86,10 @@ class WorkerDirectory:
     """``LiveWorkers`` kept current in the background, for a process without a consume loop
     of its own (the gateway, a client that submits)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, connection: Settings | Mapping[str, Any], workers_topic: str) -> None:
+        """``connection``: as ``TopicFollower`` takes it."""
         self.live = LiveWorkers()
-        self._follower = TopicFollower(settings, settings.workers_topic, self._add)
+        self._follower = TopicFollower(connection, workers_topic, self._add)
         self._task: asyncio.Task[None] | None = None
 
     async def _add(self, records: Sequence[IncomingRecord]) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -37,9 +38,18 @@ class TopicFollower:
     """Hands every record of ``topic`` to ``on_records``, in partition order, forever: a
     fetch's records at once, so that a callback can look things up for many at a time."""
 
-    def __init__(self, settings: Settings, topic: str, on_records: RecordsCallback) -> None:
+    def __init__(
+        self,
+        connection: Settings | Mapping[str, Any],
+        topic: str,
+        on_records: RecordsCallback,
+    ) -> None:
+        """``connection``: the settings (fetches bounded by them), or a client's aiokafka
+        keyword arguments."""
         self.topic = topic
-        self._settings = settings
+        self._connection = (
+            bounded_consumer_kwargs(connection) if isinstance(connection, Settings) else connection
+        )
         self._on_records = on_records
         self._running = False
         self._failure: str | None = None
@@ -60,9 +70,7 @@ class TopicFollower:
 
     async def run(self) -> None:
         install_lenient_record_parsing()
-        consumer = AIOKafkaConsumer(
-            **bounded_consumer_kwargs(self._settings), enable_auto_commit=False
-        )
+        consumer = AIOKafkaConsumer(**self._connection, enable_auto_commit=False)
         await consumer.start()
         self._running = True
         try:

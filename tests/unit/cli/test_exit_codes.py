@@ -29,6 +29,7 @@ FAILURES = (
     exit_codes.EXIT_ENGINE_START,
     exit_codes.EXIT_INPUT_FILE,
     exit_codes.EXIT_OUTPUT_NOT_WRITABLE,
+    exit_codes.EXIT_MODEL_NOT_SERVED,
     exit_codes.EXIT_INTERRUPTED,
 )
 

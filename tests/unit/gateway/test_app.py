@@ -91,7 +91,7 @@ def test_a_json_body_over_the_limit_is_413(settings: Settings, store: LocalFileS
 
 
 def test_unknown_routes_and_methods_answer_in_openais_shape(client: TestClient) -> None:
-    assert "Invalid URL" in _error(client.get("/v1/models"), 404)["message"]
+    assert "Invalid URL" in _error(client.get("/v1/embeddings"), 404)["message"]
     _error(client.put("/v1/files"), 405)
 
 

@@ -73,7 +73,7 @@ def _file(tmp_path: Path, *lines: bytes) -> Path:
 
 
 def _check(path: Path, settings: Settings | None = None) -> tuple[int, list[dict[str, Any]]]:
-    count, errors = check_input_file(
+    count, errors, _ = check_input_file(
         path, batch_id="b1", endpoint=ENDPOINT, settings=settings or Settings()
     )
     return count, [error.model_dump(exclude_none=True) for error in errors]
@@ -121,3 +121,23 @@ def test_problems_past_those_reported_are_counted_in_one_more_error() -> None:
         {"code": "invalid_line", "message": "whole file"},
         {"code": "too_many_errors", "message": "3 more problems are not listed"},
     ]
+
+
+def test_each_model_is_named_with_its_first_line_and_checked_against_those_served(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(batch_allow_mixed_models=True)
+    lines = [_line("a"), _line("b"), _line("c")]
+    models = ["small", "large", "small"]
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(
+        b"".join(
+            line.replace(b'"model":"m"', f'"model":"{model}"'.encode())
+            for line, model in zip(lines, models, strict=True)
+        )
+    )
+    judged = check_input_file(
+        path, batch_id="b1", endpoint=ENDPOINT, settings=settings, served={"small"}
+    )
+    assert judged.models == {"small": 1, "large": 2}
+    assert [(error.code, error.line) for error in judged.errors] == [("model_not_found", 2)]
