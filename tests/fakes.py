@@ -17,8 +17,13 @@ class FakeEngine(EchoEngine):
     """The library's echo engine, remembering what it served, plus a request that triggers a
     bug (prompt ``explode``)."""
 
-    def __init__(self, delays: Mapping[str, float] | None = None, concurrency: int = 4) -> None:
-        super().__init__(delays, concurrency, keep_requests=True)
+    def __init__(
+        self,
+        delays: Mapping[str, float] | None = None,
+        concurrency: int = 4,
+        models: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(delays, concurrency, keep_requests=True, models=models)
 
     async def serve(self, request: EngineRequest) -> EngineReply:
         if request.body.get("prompt") == "explode" and not self.dead:
