@@ -12,11 +12,13 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from llm_stream.aggregator.app import AggregatorApp
 from llm_stream.client import BatchClient, ModelNotServedError
 from llm_stream.contracts import BatchManifest
 from llm_stream.kafka.model_topics import model_requests_topic
+from llm_stream.kafka.topics import ensure_topics
 from llm_stream.settings import Settings
 from llm_stream.worker.app import WorkerApp
 from tests.fakes import FakeEngine
@@ -157,3 +159,69 @@ async def test_each_model_is_served_by_its_own_group_only(isolated_settings: Set
     )
     foreign_answers = sorted(r["custom_id"] for r in results if r["batch_id"] == "foreign")
     assert foreign_answers == ["f0", "f1", "f2", "f3"]
+
+
+async def test_a_batch_whose_model_has_no_worker_is_reported_until_one_comes(
+    isolated_settings: Settings,
+) -> None:
+    """Its requests wait in the model's topic: the batch object says so (and the gauge), and
+    once a worker for the model starts the batch completes without the error."""
+    settings = isolated_settings.with_overrides(
+        route_by_model=True,
+        worker_heartbeat_interval_s=1.0,
+        unserved_model_report_s=1.0,
+        topic_partitions=2,
+        max_in_flight=8,
+    )
+    small = WorkerApp(settings, FakeEngine(models=("small",)))
+    aggregator = AggregatorApp(settings)
+    tasks = [asyncio.create_task(app.run()) for app in (small, aggregator)]
+    large: WorkerApp | None = None
+    try:
+        # A producer that routes by itself: the large model's topic, which nobody reads yet.
+        manifest = BatchManifest(
+            batch_id="waits", endpoint="/v1/completions", request_count=2, model="large"
+        )
+        await publish(
+            settings.bootstrap_servers,
+            settings.batches_topic,
+            [manifest.model_dump_json().encode()],
+            key=b"waits",
+        )
+        await ensure_topics(settings, [model_requests_topic(settings.requests_topic, "large")])
+        await publish(
+            settings.bootstrap_servers,
+            model_requests_topic(settings.requests_topic, "large"),
+            [orjson.dumps({**_line(f"w{n}", "large"), "batch_id": "waits"}) for n in range(2)],
+        )
+        async with BatchClient.from_settings(settings) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                batch = await client.retrieve("waits")
+                if batch is not None and batch.errors is not None:
+                    break
+                assert time.monotonic() < deadline, "the waiting batch was never reported"
+                await asyncio.sleep(0.3)
+            [error] = batch.errors["data"]
+            assert error["code"] == "model_not_served"
+            assert "`large`" in error["message"]
+            assert batch.status == "validating"  # nothing answered yet
+            assert REGISTRY.get_sample_value("llm_stream_batches_waiting_for_model") == 1
+
+            large = WorkerApp(settings, FakeEngine(models=("large",)))
+            tasks.append(asyncio.create_task(large.run()))
+            done = await client.wait("waits", timeout=60)
+        assert done is not None
+        assert done.status == "completed"
+        assert done.errors is None
+        await _until(
+            lambda: REGISTRY.get_sample_value("llm_stream_batches_waiting_for_model") == 0,
+            10,
+            "the gauge still counts the batch",
+        )
+    finally:
+        for app in (small, aggregator, large):
+            if app is not None:
+                app.stopping.set()
+        codes = [await asyncio.wait_for(task, 60) for task in tasks]
+    assert set(codes) == {0}

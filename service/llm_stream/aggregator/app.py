@@ -18,12 +18,14 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from llm_stream.aggregator.core import BatchAggregator
 from llm_stream.aggregator.retirement import retire_history
+from llm_stream.aggregator.unserved import UnservedModels, waiting_errors
 from llm_stream.batch.recent_ids import RecentIds
 from llm_stream.contracts import parse_manifest
 from llm_stream.files.opening import open_store
 from llm_stream.kafka.cancellations import CancelFollower
 from llm_stream.kafka.consume_loop import ConsumeLoop
 from llm_stream.kafka.dead_letters import dead_letter_of
+from llm_stream.kafka.live_workers import LiveWorkers
 from llm_stream.kafka.publishers import KafkaResultPublisher, KafkaStatusPublisher
 from llm_stream.kafka.topic_follower import TopicFollower
 from llm_stream.ops import metrics
@@ -88,9 +90,10 @@ class AggregatorApp(Role):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
+        self._status = KafkaStatusPublisher(self.broker, settings)
         self.aggregator = BatchAggregator(
             open_store(settings),
-            KafkaStatusPublisher(self.broker, settings),
+            self._status,
             trace_link_limit=settings.trace_link_limit,
             spool_root=settings.spool_dir,
             orphan_timeout=settings.orphan_batch_timeout_s,
@@ -119,6 +122,15 @@ class AggregatorApp(Role):
         self.cancels = CancelFollower(
             settings, self.aggregator.cancel, on_end=self.aggregator.batch_ended
         )
+        #: Routing by model: what live workers serve, for batches waiting on a model.
+        self.live_workers = LiveWorkers()
+        self.announcements = TopicFollower(settings, settings.workers_topic, self._heard)
+        self.unserved = UnservedModels(self.live_workers, settings.unserved_model_report_s)
+        #: Batches reported waiting, with the models they wait for (open batches only).
+        self._reported: dict[str, list[str]] = {}
+
+    async def _heard(self, records: Sequence[IncomingRecord]) -> None:
+        self.live_workers.add(records)
 
     async def check(self) -> str | None:
         return self.manifests.problem() or self.cancels.problem()
@@ -127,7 +139,48 @@ class AggregatorApp(Role):
         work = [self.manifests.run(), self.cancels.run(), self._close_overdue_periodically()]
         if self.settings.batch_retention_s > 0:
             work.append(self._retire_history_periodically())
+        if self.settings.route_by_model:
+            work += [self.announcements.run(), self._report_unserved_periodically()]
         return work
+
+    async def _report_unserved_periodically(self) -> None:
+        interval = min(15.0, self.settings.unserved_model_report_s / 4)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.report_unserved()
+            except Exception as error:  # a publish failed: tried again next time
+                logger.warning("reporting batches waiting for a model failed: %r", error)
+
+    async def report_unserved(self) -> None:
+        """Report owned batches waiting for an absent model (once, and again when the models
+        change), and clear the report when their workers are back."""
+        if not self.announcements.settled.is_set():
+            return
+        owns = self._owns()
+        owned = [m for m in self.aggregator.unwritten() if owns(m.batch_id)]
+        waiting = self.unserved.waiting(owned)
+        metrics.BATCHES_WAITING_FOR_MODEL.set(len(waiting))
+        for manifest in owned:
+            batch_id = manifest.batch_id
+            models = waiting.get(batch_id)
+            if models == self._reported.get(batch_id):
+                continue
+            errors = None if models is None else waiting_errors(models, self.unserved.absent_for)
+            async with self.aggregator.lock:  # never after its final status
+                if manifest not in self.aggregator.unwritten():
+                    continue
+                await self._status.publish_status(self.aggregator.standing(manifest, errors=errors))
+            if models is None:
+                logger.info("batch %s: the models it waits for are served again", batch_id)
+                del self._reported[batch_id]
+            else:
+                logger.warning(
+                    "batch %s waits for %s: no live worker serves it", batch_id, ", ".join(models)
+                )
+                self._reported[batch_id] = models
+        for batch_id in set(self._reported) - {m.batch_id for m in owned}:
+            del self._reported[batch_id]  # written, or no longer ours
 
     async def _add_manifests(self, records: Sequence[IncomingRecord]) -> None:
         """A fetch's manifests, asked of the store together (a restart reads every manifest

@@ -7,9 +7,8 @@ result of the earliest unfinished batch in it, so an aggregator that restarts wi
 
 Nothing a topic carries holds commits forever: an overdue batch is written as ``expired`` (by
 the owner of its results partition only), one whose manifest never came as ``failed``. A batch
-another aggregator wrote (its file store holds its batch object) is never written again. A batch
-asked to cancel still gets a line per request (workers answer what they did not run with
-``batch_cancelled``), reports ``cancelling`` and is written ``cancelled``.
+another aggregator wrote (its file store holds its batch object) is never written again. A
+cancelled batch still gets a line per request (``batch_cancelled`` for what did not run).
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from llm_stream.aggregator.partition_marks import PartitionMarks
 from llm_stream.aggregator.result_records import parse_result
 from llm_stream.aggregator.spool import PrivateSpool
 from llm_stream.aggregator.written import republish_written, store_spooled_files
-from llm_stream.batch.objects import expires_at, orphan_manifest
+from llm_stream.batch.objects import batch_errors, batch_object, expires_at, orphan_manifest
 from llm_stream.batch.recent_ids import RecentIds
 from llm_stream.batch.result_lines import BATCH_CANCELLED
 from llm_stream.batch.status import BatchStatus
@@ -98,12 +97,9 @@ class BatchAggregator:
 
     def state_sizes(self) -> dict[str, int]:
         """How many batches each piece of state holds: it must follow open work, not history."""
-        return {
-            "open": len(self._open),
-            "manifests": len(self._manifests),
-            "cancelling": len(self._cancelling),
-            "finished": len(self._finished),
-        }
+        held: dict[str, Sized] = {"open": self._open, "manifests": self._manifests}
+        held |= {"cancelling": self._cancelling, "finished": self._finished}
+        return {name: len(state) for name, state in held.items()}
 
     def batch_ended(self, batch: BatchObject) -> None:
         """A terminal batch object on the status topic: a cancel kept for a batch neither open
@@ -115,6 +111,17 @@ class BatchAggregator:
         """Seconds since the oldest open batch got its first result (0 with none open)."""
         starts = [batch.in_progress_at for batch in list(self._open.values())]  # metrics thread
         return max(0.0, time.time() - min(starts)) if starts else 0.0
+
+    def unwritten(self) -> list[BatchManifest]:  # the manifests of batches not written yet
+        return list(self._manifests.values())
+
+    def standing(self, manifest: BatchManifest, **fields: Any) -> BatchObject:
+        """An unwritten batch's object as it stands (validating until its first result)."""
+        batch = self._open.get(manifest.batch_id)
+        if batch is None:
+            return batch_object(manifest, BatchStatus.VALIDATING, **fields)
+        status = progress_status(self._cancelling.get(manifest.batch_id))
+        return self._batch_object(manifest, batch, status, **fields)
 
     def received(self, batch_id: str) -> int:
         """Distinct results held for an unfinished batch (0 if none yet)."""
@@ -297,11 +304,10 @@ class BatchAggregator:
                 if not self._orphaned(batch_id, now):
                     continue
                 message = f"no manifest within {self._orphan_timeout:g} s of the first result"
-                error = {"code": "missing_manifest", "message": message, "param": None}
+                errors = batch_errors("missing_manifest", message)
                 manifest = orphan_manifest(
                     batch_id, self._spool.total(batch_id), self._open[batch_id].in_progress_at
                 )
-                errors = {"object": "list", "data": [{**error, "line": None}]}
                 if await self._write(manifest, BatchStatus.FAILED, errors=errors):
                     failed.append(batch_id)
         return failed
@@ -338,9 +344,8 @@ class BatchAggregator:
                 error_file_id=error_id,
             )
             marker = orjson.dumps(final.model_dump(mode="json"), option=orjson.OPT_INDENT_2)
-            # Status before the marker: a crash between the two rewrites the same files and
-            # publishes the final status again, rather than leaving the batch without it. A
-            # failed publish leaves the batch open: it keeps holding its partitions' commits.
+            # Status before the marker: a crash between the two rewrites the files and publishes
+            # the status again; a failed publish leaves the batch open, holding its commits.
             await self._status.publish_status(final)
             await asyncio.to_thread(self.files.write, batch_id, BatchFile.BATCH, [marker + b"\n"])
         await self._forget(batch_id)
@@ -351,8 +356,7 @@ class BatchAggregator:
         logger.info("batch %s written (%s): %d ok, %d failed", batch_id, status, completed, failed)
         return True
 
-    async def _forget(self, batch_id: str) -> None:
-        """A written batch: drop its state and its spooled rows."""
+    async def _forget(self, batch_id: str) -> None:  # a written batch: state and spool dropped
         for state in (self._open, self._manifests, self._cancelling):
             state.pop(batch_id, None)
         self._finished.add(batch_id)
@@ -371,12 +375,10 @@ class BatchAggregator:
         self._marks.assign(partitions)
 
     def release(self, partitions: Iterable[TopicPartitionKey]) -> set[TopicPartitionKey]:
-        """Forget what was read from ``partitions`` (their open batches, spooled rows and
-        high-water marks): they moved away, or a failed poll must re-read them. A batch with
-        results on other partitions too is dropped whole, and those partitions with it. Returns
-        every partition released; the caller re-reads those it still holds from their committed
-        offsets. Results of the partitions passed are refused from now on, until ``assign``.
-        Call it holding ``lock``."""
+        """Forget what was read from ``partitions`` (open batches, spooled rows, marks); a
+        batch with results elsewhere too is dropped whole, those partitions with it. Returns
+        every partition released (the caller re-reads those it holds from their commits);
+        results of ``partitions`` are refused until ``assign``. Call it holding ``lock``."""
         released, dropped = self._marks.release(set(partitions), self._open)
         for batch_id in dropped:
             del self._open[batch_id]

@@ -106,3 +106,9 @@ def cancelling(batch: BatchObject, at: int) -> BatchObject:
     machine's InvalidTransitionError if its status cannot move to ``cancelling``."""
     check_transition(batch.status, BatchStatus.CANCELLING)
     return batch.model_copy(update={"status": BatchStatus.CANCELLING, "cancelling_at": at})
+
+
+def batch_errors(code: str, message: str, param: str | None = None) -> dict[str, Any]:
+    """A batch object's ``errors`` with one error not tied to a line (OpenAI's shape)."""
+    error = {"code": code, "message": message, "param": param, "line": None}
+    return {"object": "list", "data": [error]}

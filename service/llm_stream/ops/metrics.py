@@ -41,6 +41,11 @@ REQUESTS_CANCELLED = Counter(
     ["stage"],
 )
 DEAD_LETTERS = Counter("llm_stream_dead_letters_total", "Messages sent to the dead-letter topic.")
+BATCHES_WAITING_FOR_MODEL = Gauge(
+    "llm_stream_batches_waiting_for_model",
+    "Open batches (of this aggregator's partitions) naming a model that no live worker has "
+    "served for unserved_model_report_s (requests routed by model).",
+)
 REQUESTS_LEFT_TO_OTHERS = Counter(
     "llm_stream_requests_left_to_other_groups_total",
     "Records of the shared requests topic left to the worker group of their model (requests "
