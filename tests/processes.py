@@ -56,5 +56,6 @@ def running(
                     process.wait()
 
 
-def worker_args(model: str) -> list[str]:
-    return ["worker", "--model", model, *TINY_ENGINE_FLAGS]
+def worker_args(model: str, served_name: str = SERVED_MODEL) -> list[str]:
+    flags = [served_name if flag == SERVED_MODEL else flag for flag in TINY_ENGINE_FLAGS]
+    return ["worker", "--model", model, *flags]
