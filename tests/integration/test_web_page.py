@@ -7,6 +7,7 @@ box, cancel a slow batch from its page and see it cancelled. Screenshots are sav
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import tempfile
@@ -27,6 +28,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from llm_stream.engine.echo import EchoEngine
 from llm_stream.gateway.app import create_app
+from llm_stream.kafka.topics import ensure_topics
 from llm_stream.settings import Settings
 from tests.gateway_support import chat_line, jsonl, keyed_settings, pipeline, serving
 
@@ -258,3 +260,34 @@ async def test_the_page_shows_runs_finds_and_cancels_batches(settings: Settings)
         DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
         for name in ("list", "batch-search", "list-phone"):
             shutil.copyfile(page.shots / f"{name}.png", DOCS_IMAGES / f"web-page-{name}.png")
+
+
+async def test_the_page_shows_the_signed_in_projects_batches_only(
+    isolated_settings: Settings, tmp_path: Path
+) -> None:
+    """Each project's key sees its own batches on the page, an admin key every project's."""
+    keys = {"search": "sk-search-" + "s" * 32, "ads": "sk-ads-" + "a" * 32}
+    admin = "sk-admin-" + "x" * 32
+    projects_file = tmp_path / "projects.json"
+    projects = {project: {"keys": [key]} for project, key in keys.items()}
+    projects_file.write_text(json.dumps({"projects": projects, "admin_keys": [admin]}))
+    settings = isolated_settings.with_overrides(gateway_projects_file=projects_file)
+    await ensure_topics(settings)
+    async with serving(create_app(settings)) as base:
+        created = {}
+        for project, key in keys.items():
+            client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0)
+            created[project] = await _create(client, [f"{project}-1"], team=project)
+        async with chromium() as driver:
+            page = Page(driver, base)
+
+            def listed_after_login(key: str) -> set[str]:
+                driver.delete_all_cookies()
+                page.log_in(key)
+                page.wait(lambda: page.text("h1") == "Batches", "the batch list after login")
+                rows = driver.find_elements(By.CSS_SELECTOR, "tr[data-batch-id]")
+                return {row.get_attribute("data-batch-id") for row in rows}
+
+            for project, key in keys.items():
+                assert await asyncio.to_thread(listed_after_login, key) == {created[project]}
+            assert await asyncio.to_thread(listed_after_login, admin) == set(created.values())
