@@ -151,7 +151,9 @@ async def test_each_model_is_served_by_its_own_group_only(isolated_settings: Set
     [unknown] = [orjson.loads(line) for line in errors]
     assert unknown["custom_id"] == "f3"
     assert unknown["response"]["status_code"] == 404
-    assert unknown["response"]["body"]["error"]["message"] == "The model `gone` does not exist."
+    assert unknown["response"]["body"]["error"]["message"] == (
+        "The model `gone` does not exist. Valid aliases: large."
+    )
     assert model_requests_topic(settings.requests_topic, "small") in small.loop.topics
     # Both groups read the shared topic; each record there was answered once, not by both.
     results = await collect(

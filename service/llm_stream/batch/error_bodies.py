@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import reprlib
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -55,11 +56,11 @@ def unsupported_endpoint(url: str) -> ResponseData:
     )
 
 
-def model_not_found(model: str) -> ResponseData:
-    """vLLM's answer to a request for a model it does not serve."""
+def model_not_found(model: str, served: Sequence[str]) -> ResponseData:
+    """vLLM's answer to a request for a model it does not serve (its serving layer's words)."""
     return error_response(
         HTTPStatus.NOT_FOUND,
-        f"The model `{describe_model(model)}` does not exist.",
+        f"The model `{describe_model(model)}` does not exist. Valid aliases: {', '.join(served)}.",
         error_type="NotFoundError",
         param="model",
     )

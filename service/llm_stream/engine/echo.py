@@ -62,7 +62,7 @@ class EchoEngine:
             return EngineReply(unsupported_endpoint(request.url))
         model = request.body.get("model")
         if self._models and model is not None and model not in self._models:
-            return EngineReply(model_not_found(str(model)))
+            return EngineReply(model_not_found(str(model), self._models))
         if self._keep_requests:
             self.seen.append(request)
         self.running += 1

@@ -52,3 +52,27 @@ async def test_requests_are_remembered_only_when_asked() -> None:
         await keeping.serve(request)
     assert forgetful.seen == []  # memory stays flat however many requests pass
     assert keeping.seen == [request] * 3
+
+
+async def test_given_model_names_another_model_is_answered_as_vllm_answers_it() -> None:
+    engine = EchoEngine(models=("small", "small-alias"))
+    assert engine.served_models == ("small", "small-alias")
+    assert EchoEngine().served_models == ("echo",)
+    served = await engine.serve(
+        EngineRequest("POST", "/v1/completions", {"model": "small-alias", "prompt": "x"})
+    )
+    assert served.response.status_code == 200
+    refused = await engine.serve(
+        EngineRequest("POST", "/v1/completions", {"model": "large", "prompt": "x"})
+    )
+    assert refused.response.status_code == 404
+    assert refused.response.body == {
+        "error": {
+            "message": "The model `large` does not exist. Valid aliases: small, small-alias.",
+            "type": "NotFoundError",
+            "param": "model",
+            "code": 404,
+        }
+    }
+    unnamed = await engine.serve(EngineRequest("POST", "/v1/completions", {"prompt": "x"}))
+    assert unnamed.response.status_code == 200  # no model: the default one, as vLLM
