@@ -88,7 +88,11 @@ class WorkerAnnouncer:
     async def _send(self, value: bytes | None) -> None:
         if self._producer is None:
             producer = AIOKafkaProducer(**self._connection, acks="all")
-            await start_client(producer, self._connection)
+            try:
+                await start_client(producer, self._connection)
+            except BaseException:
+                await producer.stop()  # closed, so it is not reported unclosed
+                raise
             self._producer = producer
         await self._producer.send_and_wait(
             self._settings.workers_topic, value, key=self.worker_id.encode()
