@@ -40,8 +40,8 @@ class ServedModels:
     async def require(self, models: Iterable[str]) -> None:
         """Raise ``ModelNotServedError`` unless a live worker serves each of ``models``;
         TimeoutError when the workers topic cannot be read."""
-        wanted = set(models) - self._known
-        if not wanted:
+        wanted = {model for model in models if model not in self._known}
+        if not wanted:  # every line of a batch asks: no lookup once its models are known
             return
         live = await self._directory.current(READ_TIMEOUT_S)
         served = live.models()
