@@ -18,6 +18,7 @@ from llm_stream.aggregator.app import AggregatorApp
 from llm_stream.batch.objects import batch_object
 from llm_stream.batch.status import BatchStatus, can_transition
 from llm_stream.client.batch_client import build_manifest
+from llm_stream.client.status_index import Enqueued, enqueued_tokens
 from llm_stream.contracts import BatchManifest, BatchObject, WorkerAnnouncement, owner_project
 from llm_stream.engine.protocol import InferenceEngine
 from llm_stream.gateway.stream import BatchPage
@@ -71,6 +72,7 @@ class FakeBatchStream:
         request_count: int,
         project: str | None = None,
         models: Collection[str] = (),
+        input_tokens: Mapping[str, int] | None = None,
     ) -> None:
         submitted = [dict(line) for line in lines]
         assert len(submitted) == request_count
@@ -82,6 +84,8 @@ class FakeBatchStream:
             completion_window=completion_window,
             project=project,
             models=models,
+            model=next(iter(models), None),
+            input_tokens=input_tokens,
         )
         self.manifests[batch_id] = manifest
         self.submitted[batch_id] = submitted
@@ -100,6 +104,27 @@ class FakeBatchStream:
         )
         self.objects[batch_id] = asked
         return asked
+
+    async def enqueued(self, project: str, model: str) -> Enqueued:
+        for found_project, found_model, enqueued in self.enqueued_by_project():
+            if (found_project, found_model) == (project, model):
+                return enqueued
+        return Enqueued(0, 0)
+
+    def enqueued_by_project(self) -> list[tuple[str, str, Enqueued]]:
+        """Counted by the status index's own rule (``enqueued_tokens``)."""
+        totals: dict[tuple[str, str], Enqueued] = {}
+        for batch_id, manifest in self.manifests.items():
+            status = self.objects.get(batch_id)
+            counted = enqueued_tokens(
+                manifest.model_dump_json(exclude_none=True).encode(),
+                None if status is None else status.model_dump_json().encode(),
+            )
+            for model, tokens in counted.items():
+                key = (owner_project(manifest.project), model)
+                batches, total = totals.get(key, Enqueued(0, 0))
+                totals[key] = Enqueued(batches + 1, total + tokens)
+        return [(project, model, found) for (project, model), found in sorted(totals.items())]
 
     async def live_workers(self) -> list[WorkerAnnouncement]:
         return list(self.workers)

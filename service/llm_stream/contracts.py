@@ -152,6 +152,8 @@ CompletionWindow = Annotated[str, StringConstraints(pattern=COMPLETION_WINDOW_PA
 MAX_MODEL_NAME_LENGTH = 256
 #: Most distinct models one batch's lines may name (when several are allowed at all).
 MAX_BATCH_MODELS = 16
+#: Bounds a manifest's token estimate (50,000 lines of OpenAI's longest context, and then some).
+MAX_INPUT_TOKENS = 10**12
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_MODEL_NAME_LENGTH)]
 
 
@@ -197,6 +199,13 @@ class BatchManifest(BaseModel):
         None,
         description="The project the batch belongs to (its files too); unset: the default "
         "project. Left out when unset: readers older than the field refuse unknown fields.",
+    )
+    input_tokens: dict[ModelName, Annotated[int, Field(ge=0, le=MAX_INPUT_TOKENS)]] | None = Field(
+        None,
+        max_length=MAX_BATCH_MODELS,
+        description="The lines' input tokens by model, estimated when the batch was "
+        "created: what enqueued-token quotas count while the batch is unfinished. Left out "
+        "when unknown (a producer that streams its lines without counting them).",
     )
 
     def served_by(self) -> list[str]:

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 from llm_stream.batch import request_line
 from llm_stream.batch.error_bodies import describe
 from llm_stream.batch.request_line import Problem
+from llm_stream.batch.token_estimate import estimate_input_tokens
 from llm_stream.contracts import MAX_BATCH_MODELS, SUPPORTED_ENDPOINTS
 
 MAX_LINES = 50_000
@@ -37,6 +38,8 @@ class FileCheck:
     problem_count: int = 0
     #: Each model the lines name, with the number of the first line naming it.
     models: dict[str, int] = field(default_factory=dict)
+    #: The lines' estimated input tokens (``token_estimate``) by the model each names.
+    input_tokens: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -149,6 +152,9 @@ def validate_batch_file(
                 check.models[named] = number
             else:
                 messages.append(f"more than {MAX_BATCH_MODELS} models in one batch")
+        if named is not None and named in check.models:
+            tokens = estimate_input_tokens(body)
+            check.input_tokens[named] = check.input_tokens.get(named, 0) + tokens
         for message in messages:
             check.add(number, message)
     return check

@@ -226,6 +226,7 @@ def run_submit(args: argparse.Namespace) -> int:
                     request_count=check.line_count,
                     on_published=progress.update,
                     models=list(check.models),
+                    input_tokens=check.input_tokens,
                 )
 
     asyncio.run(submit())

@@ -25,6 +25,7 @@ from aiokafka.structs import RecordMetadata
 from llm_stream.batch.objects import cancelling
 from llm_stream.batch.request_line import line_model
 from llm_stream.batch.status import TERMINAL_STATUSES, BatchStatus, can_transition
+from llm_stream.batch.token_estimate import count_input_tokens
 from llm_stream.client.config import DEFAULT_MAX_COMPLETION_WINDOW_S, ClientConfig
 from llm_stream.client.handle import BatchHandle
 from llm_stream.client.publishing import (
@@ -70,9 +71,11 @@ def build_manifest(
     max_completion_window_s: int = DEFAULT_MAX_COMPLETION_WINDOW_S,
     project: str | None = None,
     models: Collection[str] | None = None,
+    input_tokens: Mapping[str, int] | None = None,
 ) -> BatchManifest:
     """A new batch's manifest, of ``project`` (None or the default one: recorded as none);
-    ``models``: every model its lines name, recorded only when there are several.
+    ``models``: every model its lines name, recorded only when there are several;
+    ``input_tokens``: the lines' estimated input tokens by model, when counted.
     pydantic's ValidationError names every bad setting, a completion window longer than
     ``max_completion_window_s`` too."""
     fields = {
@@ -84,6 +87,7 @@ def build_manifest(
         "model": model,
         "project": stored_project(project),
         "models": sorted(models) if models is not None and len(models) > 1 else None,
+        "input_tokens": dict(input_tokens) if input_tokens else None,
     }
     context = {MAX_COMPLETION_WINDOW_CONTEXT: max_completion_window_s}
     return BatchManifest.model_validate(fields, context=context)
@@ -177,6 +181,7 @@ class BatchClient:
         on_published: OnPublished | None = None,
         project: str | None = None,
         models: Collection[str] | None = None,
+        input_tokens: Mapping[str, int] | None = None,
     ) -> BatchHandle:
         """Publish the manifest, then every line; return once the broker holds them all.
 
@@ -188,6 +193,9 @@ class BatchClient:
         ``project``: the batch's (default: the config's, else the default project), carried
         by the manifest and by each line's ``llm-stream-project`` header.
 
+        ``input_tokens``: the lines' estimated input tokens by model (what enqueued-token quotas
+        count); counted here when ``lines`` is a collection, else unknown unless given.
+
         ``request_count`` is the number of ``lines`` when they come from a one-pass iterator
         (a file streamed); without it, ``lines`` is counted (an iterator is read into memory).
         ``on_published(n)`` is called as the broker confirms each window of ``n`` lines.
@@ -196,6 +204,8 @@ class BatchClient:
             if not isinstance(lines, Collection):
                 lines = list(lines)
             request_count = len(lines)
+        if input_tokens is None and isinstance(lines, Collection):
+            input_tokens = count_input_tokens(lines)
         remaining = iter(lines)
         first = next(remaining, None)  # the manifest goes first and names the first's model
         lines = remaining if first is None else itertools.chain([first], remaining)
@@ -214,6 +224,7 @@ class BatchClient:
             max_completion_window_s=self.config.max_completion_window_s,
             project=project if project is not None else self.config.project,
             models=models,
+            input_tokens=input_tokens,
         )
         producer = await self.producer()
         with telemetry.tracer().start_as_current_span(

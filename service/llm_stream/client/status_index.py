@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from llm_stream.batch.status import TERMINAL_STATUSES
 from llm_stream.contracts import is_project_id, owner_project
 from llm_stream.ops.private_dir import PrivateDirectory
 
@@ -51,6 +52,14 @@ CREATE TABLE batches (
 CREATE INDEX newest_first ON batches (created_at DESC, id DESC) WHERE created_at IS NOT NULL;
 CREATE INDEX project_newest_first ON batches (project, created_at DESC, id DESC)
     WHERE created_at IS NOT NULL;
+CREATE TABLE enqueued (
+    id TEXT,
+    project TEXT,
+    model TEXT,
+    tokens INTEGER,
+    PRIMARY KEY (id, model)
+);
+CREATE INDEX enqueued_by_project ON enqueued (project, model);
 """
 _PUT = {
     kind: f"INSERT INTO batches (id, {kind}, {kind}_created_at, {kind}_project)"
@@ -66,6 +75,15 @@ _FORGET = {
 }
 _DROP_EMPTY = "DELETE FROM batches WHERE id = ? AND status IS NULL AND manifest IS NULL"
 _COLUMNS = "SELECT id, status, manifest FROM batches"
+_UNCOUNT = "DELETE FROM enqueued WHERE id = ?"
+_COUNT = "INSERT INTO enqueued (id, project, model, tokens) VALUES (?, ?, ?, ?)"
+_ENQUEUED = (
+    "SELECT count(*), coalesce(sum(tokens), 0) FROM enqueued WHERE project = ? AND model = ?"
+)
+_ENQUEUED_ALL = (
+    "SELECT project, model, count(*), coalesce(sum(tokens), 0) FROM enqueued"
+    " GROUP BY project, model ORDER BY project, model"
+)
 _NEWEST = f"{_COLUMNS} WHERE created_at IS NOT NULL ORDER BY created_at DESC, id DESC LIMIT ?"
 _AFTER = (
     f"{_COLUMNS} WHERE created_at IS NOT NULL AND (created_at, id) < (?, ?)"
@@ -88,6 +106,13 @@ class Record(NamedTuple):
     is_status: bool
     batch_id: str
     value: bytes | None
+
+
+class Enqueued(NamedTuple):
+    """A project's unfinished batches for one model, and their estimated input tokens."""
+
+    batches: int
+    tokens: int
 
 
 class Row(NamedTuple):
@@ -124,6 +149,27 @@ def project_of(value: bytes) -> str:
     (a record that names none, or something that is no project id)."""
     found = _fields(value).get("project")
     return owner_project(found if isinstance(found, str) and is_project_id(found) else None)
+
+
+def enqueued_tokens(manifest: bytes, status: bytes | None) -> dict[str, int]:
+    """What an unfinished batch counts against its project's quotas, by model: the manifest's
+    ``input_tokens`` (0 for a model it names without counting them); nothing once the batch
+    object says it ended."""
+    if status is not None and _fields(status).get("status") in TERMINAL_STATUSES:
+        return {}
+    fields = _fields(manifest)
+    models = fields.get("models") or [fields.get("model")]
+    counted = fields.get("input_tokens")
+    counted = counted if isinstance(counted, dict) else {}
+    return {
+        model: _count(counted.get(model))
+        for model in (models if isinstance(models, list) else [])
+        if isinstance(model, str) and model
+    }
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -188,6 +234,18 @@ class StatusIndex:
             found = self._reader.execute(_AFTER, (*after, limit))
         return [Row(*row) for row in found]
 
+    def enqueued(self, project: str, model: str) -> Enqueued:
+        """``project``'s unfinished batches for ``model`` and their estimated input tokens."""
+        batches, tokens = self._reader.execute(_ENQUEUED, (project, model)).fetchone()
+        return Enqueued(int(batches), int(tokens))
+
+    def enqueued_by_project(self) -> list[tuple[str, str, Enqueued]]:
+        """``(project, model, enqueued)`` for every pair with unfinished batches (metrics)."""
+        found = self._reader.execute(_ENQUEUED_ALL)
+        return [
+            (project, model, Enqueued(batches, tokens)) for project, model, batches, tokens in found
+        ]
+
     def batch_ids(self) -> list[str]:
         """Every batch id held, sorted (for tests and tools: it reads the whole table)."""
         return [row[0] for row in self._reader.execute("SELECT id FROM batches ORDER BY id")]
@@ -212,7 +270,20 @@ class StatusIndex:
                     listed_at = created_at(record.value)
                     project = project_of(record.value)
                     db.execute(_PUT[kind], (record.batch_id, record.value, listed_at, project))
+                _recount(db, record.batch_id)
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+
+def _recount(db: sqlite3.Connection, batch_id: str) -> None:
+    """Count the batch against its project's quotas again, as its latest records say."""
+    db.execute(_UNCOUNT, (batch_id,))
+    found = db.execute("SELECT status, manifest FROM batches WHERE id = ?", (batch_id,)).fetchone()
+    if found is None or found[1] is None:
+        return
+    status, manifest = found
+    project = project_of(manifest)
+    counted = enqueued_tokens(manifest, status)
+    db.executemany(_COUNT, [(batch_id, project, model, n) for model, n in counted.items()])

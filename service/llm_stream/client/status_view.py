@@ -36,7 +36,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from llm_stream.batch.objects import batch_object
 from llm_stream.batch.status import BatchStatus
 from llm_stream.client.config import ClientConfig
-from llm_stream.client.status_index import Record, Row, StatusIndex
+from llm_stream.client.status_index import Enqueued, Record, Row, StatusIndex
 from llm_stream.contracts import BatchManifest, BatchObject
 from llm_stream.errors import LlmStreamError
 
@@ -226,6 +226,15 @@ class BatchStatusView:
         rows = self._index.newest(limit + 1, position, project)
         batches = [batch for row in rows[:limit] if (batch := _readable(row)) is not None]
         return batches, len(rows) > limit
+
+    def enqueued(self, project: str, model: str) -> Enqueued:
+        """``project``'s unfinished batches for ``model`` read so far, and their estimated
+        input tokens (what its quotas count)."""
+        return Enqueued(0, 0) if self._index is None else self._index.enqueued(project, model)
+
+    def enqueued_by_project(self) -> list[tuple[str, str, Enqueued]]:
+        """``(project, model, enqueued)`` for every pair with unfinished batches."""
+        return [] if self._index is None else self._index.enqueued_by_project()
 
     def batch_ids(self) -> list[str]:
         """Every batch id read so far, with a status or only a manifest."""

@@ -17,7 +17,7 @@ import uvicorn
 from fastapi import FastAPI, Security
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import HTTPBearer
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from llm_stream._version import __version__
 from llm_stream.files.opening import open_store
@@ -33,6 +33,7 @@ from llm_stream.gateway.state import Gateway
 from llm_stream.gateway.stream import BatchStream, KafkaBatchStream
 from llm_stream.kafka.topics import ensure_topics
 from llm_stream.network import is_loopback
+from llm_stream.ops.metrics import EnqueuedGauges
 from llm_stream.ops.server import build_app
 from llm_stream.settings import Settings, SettingsRefusedError
 
@@ -83,7 +84,11 @@ def create_app(
         )
     ui.install(app)  # the web page under /ui, with its own login (a browser sends no bearer)
     # The ops endpoints every role serves; readiness: the broker answers and the view follows.
-    ops = build_app(gateway.stream.problem, (REGISTRY,), metrics_token=settings.ops_metrics_token)
+    quotas = CollectorRegistry(auto_describe=True)
+    quotas.register(EnqueuedGauges(gateway.stream.enqueued_by_project))
+    ops = build_app(
+        gateway.stream.problem, (REGISTRY, quotas), metrics_token=settings.ops_metrics_token
+    )
     app.router.routes.extend(ops.routes)
     # Last added runs first: metrics see every answer, refusals included.
     app.add_middleware(

@@ -73,7 +73,8 @@ async def create_batch(
 async def _create_batch(
     gateway: Gateway, caller: Caller, request: BatchCreate, batch_id: str
 ) -> Batch:
-    """A batch of the caller's project, from one of its project's files."""
+    """A batch of the caller's project, from one of its project's files, within its quotas
+    (``quotas``: past one, a ``failed`` batch with OpenAI's error)."""
     metadata = request.metadata or {}
     check_parameters(
         batch_id,
@@ -93,7 +94,7 @@ async def _create_batch(
     await asyncio.to_thread(gateway.store.link_input, batch_id, record.id)
     served = set(await served_models(gateway)) if gateway.settings.route_by_model else None
     async with local_copy(gateway.store, record.id) as path:
-        count, errors, models = await asyncio.to_thread(
+        check = await asyncio.to_thread(
             check_input_file,
             path,
             batch_id=batch_id,
@@ -101,20 +102,29 @@ async def _create_batch(
             settings=gateway.settings,
             served=served,
         )
-        if errors:
-            failed = _failed(gateway, caller, batch_id, request, record.id, errors)
-            await gateway.stream.publish(failed)
-        else:
-            await gateway.stream.submit(
-                read_requests(path, gateway.settings.batch_max_line_bytes),
-                batch_id=batch_id,
-                endpoint=request.endpoint,
-                metadata=metadata,
-                completion_window=request.completion_window,
-                request_count=count,
-                project=caller.creates_for,
-                models=list(models),
-            )
+        errors = check.errors
+        async with gateway.quota_turns.admit(
+            gateway.stream, gateway.keys.limits(), caller.project, check.input_tokens
+        ) as refused:
+            if not errors and refused is not None:
+                errors = [refused]
+            if errors:
+                failed = _failed(gateway, caller, batch_id, request, record.id, errors)
+                await gateway.stream.publish(failed)
+            else:
+                await gateway.stream.submit(
+                    read_requests(path, gateway.settings.batch_max_line_bytes),
+                    batch_id=batch_id,
+                    endpoint=request.endpoint,
+                    metadata=metadata,
+                    completion_window=request.completion_window,
+                    request_count=check.request_count,
+                    project=caller.creates_for,
+                    models=list(check.models),
+                    input_tokens=check.input_tokens,
+                )
+                submitted = sum(check.input_tokens.values())
+                metrics.GATEWAY_SUBMITTED_TOKENS.labels(caller.project).inc(submitted)
     metrics.GATEWAY_BATCHES_CREATED.labels("failed" if errors else "submitted").inc()
     created = await gateway.stream.retrieve(batch_id)
     if created is None:  # published with acks from every replica: never, short of a bug

@@ -8,7 +8,7 @@ project's. What any key creates belongs to its own project.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -26,6 +26,8 @@ class Caller:
 
     project: str
     admin: bool = False
+    #: Names the key (a prefix of its digest) where it is counted, as for request rates.
+    key_id: str = field(default="", compare=False)
 
     def sees(self, project: str | None) -> bool:
         """Whether an object of ``project`` (None: the default project) is this caller's to

@@ -84,11 +84,13 @@ def _parameter_error(error: pydantic.ValidationError) -> GatewayError:
 
 class InputCheck(NamedTuple):
     """An input file as judged: its request count, its problems (none: the batch may be
-    submitted) and each model its lines name, with the first line naming it."""
+    submitted), each model its lines name, with the first line naming it, and the lines'
+    estimated input tokens by model."""
 
     request_count: int
     errors: list[BatchLineError]
     models: dict[str, int]
+    input_tokens: dict[str, int]
 
 
 def check_input_file(
@@ -105,7 +107,7 @@ def check_input_file(
     size = path.stat().st_size
     if size > settings.batch_max_file_bytes:
         message = f"the file is {size} bytes, over the {settings.batch_max_file_bytes}-byte limit"
-        return InputCheck(0, [BatchLineError(code="file_too_large", message=message)], {})
+        return InputCheck(0, [BatchLineError(code="file_too_large", message=message)], {}, {})
     check = validate_batch_file(
         path,
         batch_id=batch_id,
@@ -124,7 +126,7 @@ def check_input_file(
         errors.append(BatchLineError(code="mismatched_endpoint", message=message, param="url"))
     if served is not None:
         errors.extend(_not_served(check.models, served))
-    return InputCheck(check.line_count, errors, check.models)
+    return InputCheck(check.line_count, errors, check.models, check.input_tokens)
 
 
 def _not_served(models: Mapping[str, int], served: Collection[str]) -> list[BatchLineError]:

@@ -7,6 +7,9 @@ always did) and the projects file (``LLM_STREAM_GATEWAY_PROJECTS_FILE``), JSON a
     {"projects": {"search": {"keys": ["<key>", ...]}, "ads": {"keys": ["<key>"]}},
      "admin_keys": ["<key>"]}
 
+A project may also set its own limits there (``requests_per_minute``, and quotas per model
+under ``models``: the ``limits`` module says how).
+
 Keys are held as given, like the environment's: the web page signs its session cookies with
 the key (``ui_auth``), which a digest could not do. A key is looked up by its SHA-256 digest
 (a dict), so the time a lookup takes tells nothing of any key's characters.
@@ -19,11 +22,12 @@ force and the error is logged (an editor saving half a file revokes nobody and l
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -31,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from llm_stream.contracts import DEFAULT_PROJECT, ProjectId
 from llm_stream.errors import LlmStreamError
 from llm_stream.gateway.callers import Caller
+from llm_stream.gateway.limits import Limits, ProjectLimits
 from llm_stream.settings import GATEWAY_MIN_KEY_CHARS, Settings
 
 logger = logging.getLogger(__name__)
@@ -41,9 +46,7 @@ class ProjectsFileError(LlmStreamError, ValueError):
     key)."""
 
 
-class _Project(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class _Project(ProjectLimits):
     keys: list[SecretStr] = Field(default_factory=list)
 
 
@@ -65,9 +68,16 @@ def _digest(key: bytes) -> bytes:
 
 
 class _Keys:
-    """Keys and their callers, by digest; built whole, then swapped in."""
+    """Keys and their callers, by digest, and the projects' own limits; built whole, then
+    swapped in."""
 
-    def __init__(self, granted: Iterable[tuple[SecretStr, Caller]], source: str) -> None:
+    def __init__(
+        self,
+        granted: Iterable[tuple[SecretStr, Caller]],
+        source: str,
+        limits: Mapping[str, ProjectLimits] | None = None,
+    ) -> None:
+        self.limits = dict(limits or {})
         self.by_digest: dict[bytes, tuple[bytes, Caller]] = {}
         for number, (secret, caller) in enumerate(granted, 1):
             key = secret.get_secret_value().encode()
@@ -77,13 +87,17 @@ class _Keys:
                     "(make one with: openssl rand -hex 32)"
                 )
             digest = _digest(key)
+            caller = dataclasses.replace(caller, key_id=digest[:8].hex())
             if (earlier := self.by_digest.get(digest)) is not None and earlier[1] != caller:
                 raise ProjectsFileError(f"{source}: key {number} is given twice, to two callers")
             self.by_digest[digest] = (key, caller)
 
 
-def read_projects_file(path: Path) -> list[tuple[SecretStr, Caller]]:
-    """The keys ``path`` grants and to whom; ProjectsFileError if it cannot be used."""
+def read_projects_file(
+    path: Path,
+) -> tuple[list[tuple[SecretStr, Caller]], dict[str, ProjectLimits]]:
+    """The keys ``path`` grants and to whom, and each project's own limits;
+    ProjectsFileError if it cannot be used."""
     try:
         parsed = _ProjectsFile.model_validate_json(path.read_bytes())
     except OSError as error:
@@ -97,7 +111,11 @@ def read_projects_file(path: Path) -> list[tuple[SecretStr, Caller]]:
     granted = [(key, Caller(DEFAULT_PROJECT, admin=True)) for key in parsed.admin_keys]
     for project, listed in parsed.projects.items():
         granted.extend((key, Caller(project)) for key in listed.keys)
-    return granted
+    limits = {
+        project: ProjectLimits.model_validate(listed.model_dump(exclude={"keys"}))
+        for project, listed in parsed.projects.items()
+    }
+    return granted, limits
 
 
 class KeyRing:
@@ -110,10 +128,13 @@ class KeyRing:
         *,
         reload_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        defaults: Limits | None = None,
     ) -> None:
-        """``admin_keys``: the environment's; ProjectsFileError when the projects file cannot
-        be used at start."""
+        """``admin_keys``: the environment's; ``defaults``: every project's limits unless the
+        projects file gives its own (none: no limits); ProjectsFileError when the projects
+        file cannot be used at start."""
         self._env = [(key, Caller(DEFAULT_PROJECT, admin=True)) for key in admin_keys]
+        self._defaults = defaults if defaults is not None else Limits()
         self._file = projects_file
         self._every_s = reload_s
         self._clock = clock
@@ -129,6 +150,7 @@ class KeyRing:
             settings.gateway_api_keys,
             settings.gateway_projects_file,
             reload_s=settings.gateway_projects_reload_s,
+            defaults=Limits.from_settings(settings),
         )
 
     def caller(self, token: bytes) -> Caller | None:
@@ -141,6 +163,11 @@ class KeyRing:
         """Every key and its caller (the web page's sessions are signed with the key)."""
         self.refresh()
         return list(self._keys.by_digest.values())
+
+    def limits(self) -> Limits:
+        """Every project's limits, as the settings and the projects file say now."""
+        self.refresh()
+        return dataclasses.replace(self._defaults, projects=self._keys.limits)
 
     def refresh(self) -> None:
         """Read the projects file again if it changed since it was read (checked at most
@@ -172,8 +199,10 @@ class KeyRing:
 
     def _load(self, stamp: tuple[int, int] | None) -> _Keys:
         granted = list(self._env)
+        limits: dict[str, ProjectLimits] = {}
         if self._file is not None:
-            granted.extend(read_projects_file(self._file))
-        keys = _Keys(granted, str(self._file or "LLM_STREAM_GATEWAY_API_KEYS"))
+            from_file, limits = read_projects_file(self._file)
+            granted.extend(from_file)
+        keys = _Keys(granted, str(self._file or "LLM_STREAM_GATEWAY_API_KEYS"), limits)
         self._seen = stamp
         return keys

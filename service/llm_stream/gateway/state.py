@@ -17,6 +17,7 @@ from llm_stream.files.store import FileStore
 from llm_stream.gateway.auth_limit import FailedAuthLimiter
 from llm_stream.gateway.input_links import InputLinks
 from llm_stream.gateway.keyring import KeyRing
+from llm_stream.gateway.quotas import QuotaTurns
 from llm_stream.gateway.revocations import RevokedSessions
 from llm_stream.gateway.stream import BatchStream
 from llm_stream.settings import Settings
@@ -35,6 +36,8 @@ class Gateway:
     key_ring: KeyRing | None = None
     keys: KeyRing = field(init=False)
     input_links: InputLinks = field(init=False)
+    #: Creates of one project that a quota bounds take turns here.
+    quota_turns: QuotaTurns = field(init=False, default_factory=QuotaTurns)
 
     def __post_init__(self) -> None:
         """ProjectsFileError (``keyring``) when the projects file cannot be used."""

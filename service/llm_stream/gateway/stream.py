@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError
 
 from llm_stream.client import BatchClient, BatchStatusView, ClientConfig, StatusViewStoppedError
 from llm_stream.client.publishing import send_status
+from llm_stream.client.status_index import Enqueued
 from llm_stream.contracts import BatchObject, WorkerAnnouncement
 from llm_stream.gateway.errors import GatewayError
 from llm_stream.kafka.topics import ensure_topics
@@ -80,9 +81,21 @@ class BatchStream(Protocol):
         request_count: int,
         project: str | None = None,
         models: Collection[str] = (),
+        input_tokens: Mapping[str, int] | None = None,
     ) -> None:
         """Publish the batch's manifest and its ``request_count`` lines, of ``project``
-        (None: the default project); ``models``: those the lines name."""
+        (None: the default project); ``models``: those the lines name; ``input_tokens``:
+        their estimated input tokens by model."""
+        ...
+
+    async def enqueued(self, project: str, model: str) -> Enqueued:
+        """``project``'s unfinished batches for ``model`` and their estimated input tokens,
+        with every batch published before the call (another replica's too)."""
+        ...
+
+    def enqueued_by_project(self) -> list[tuple[str, str, Enqueued]]:
+        """``(project, model, enqueued)`` for every pair with unfinished batches, as last
+        read (the metrics' gauges)."""
         ...
 
     async def live_workers(self) -> list[WorkerAnnouncement]:
@@ -111,15 +124,18 @@ class KafkaBatchStream:
         # The caller's key names each batch's project, never the gateway's own settings.
         config = dataclasses.replace(ClientConfig.from_settings(settings), project=None)
         self._client = BatchClient(config)
+        self._view: BatchStatusView | None = None
 
     async def start(self) -> None:
         await ensure_topics(self._settings)
         view = await self._client.status_view()
         view.follow_all()
         await view.caught_up()
+        self._view = view
         release_free_heap()  # what catching up on the history fetched and let go
 
     async def close(self) -> None:
+        self._view = None
         await self._client.close()
 
     async def retrieve(self, batch_id: str, *, look_further: bool = True) -> BatchObject | None:
@@ -151,6 +167,7 @@ class KafkaBatchStream:
         request_count: int,
         project: str | None = None,
         models: Collection[str] = (),
+        input_tokens: Mapping[str, int] | None = None,
     ) -> None:
         await self._client.submit(
             lines,
@@ -161,8 +178,17 @@ class KafkaBatchStream:
             request_count=request_count,
             project=project,
             models=models,
+            input_tokens=input_tokens,
         )
         await self._read_own(self._client.published())
+
+    async def enqueued(self, project: str, model: str) -> Enqueued:
+        view = await self._current()
+        await self._caught_up(view)  # a quota counts what other replicas just created too
+        return view.enqueued(project, model)
+
+    def enqueued_by_project(self) -> list[tuple[str, str, Enqueued]]:
+        return [] if self._view is None else self._view.enqueued_by_project()
 
     async def live_workers(self) -> list[WorkerAnnouncement]:
         try:

@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 #: How long a dead worker's last announcement stays on the workers topic: live workers
 #: announce every few seconds, so only the dead ones' records grow this old.
 WORKERS_RETENTION_MS = 7 * 86_400_000
+#: How long gateway replicas' request counts are kept: a new replica reads the last minutes'.
+RATE_COUNTS_RETENTION_MS = 10 * 60_000
 
 
 def topic_configs(settings: Settings, topic: str) -> dict[str, str]:
@@ -35,6 +37,10 @@ def topic_configs(settings: Settings, topic: str) -> dict[str, str]:
         # A worker that died without its tombstone leaves a record; the age limit removes it.
         configs["cleanup.policy"] = "compact,delete"
         configs["retention.ms"] = str(WORKERS_RETENTION_MS)
+    if topic == settings.rate_counts_topic:
+        # Counts of the minute now and the one before matter; older ones only take room.
+        configs["cleanup.policy"] = "compact,delete"
+        configs["retention.ms"] = str(RATE_COUNTS_RETENTION_MS)
     if settings.topic_min_insync_replicas is not None:
         configs["min.insync.replicas"] = str(settings.topic_min_insync_replicas)
     return configs

@@ -10,7 +10,7 @@ never bound to a global from a constructor.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -153,6 +153,18 @@ GATEWAY_PROJECT_REQUESTS = Counter(
     "admin key's count under its project too.",
     ["project"],
 )
+GATEWAY_QUOTA_REFUSALS = Counter(
+    "llm_stream_gateway_quota_refusals_total",
+    "Requests and batches refused by a limit, by project and reason: token_limit_exceeded and "
+    "batch_limit_exceeded (a batch created failed), rate_limit_exceeded (429; the login form's "
+    "under project '-').",
+    ["project", "reason"],
+)
+GATEWAY_SUBMITTED_TOKENS = Counter(
+    "llm_stream_gateway_submitted_tokens_total",
+    "Estimated input tokens of the batches the gateway submitted, by project.",
+    ["project"],
+)
 GATEWAY_BATCHES_CREATED = Counter(
     "llm_stream_gateway_batches_created_total",
     "Batches created through the gateway, by outcome: submitted, or failed (the input file "
@@ -211,3 +223,30 @@ class OpenBatchGauges(Collector):
             for state, count in self._held().items():
                 held.add_metric([state], count)
             yield held
+
+
+class EnqueuedGauges(Collector):
+    """The gateway's view of unfinished batches per project and model, read at scrape time:
+    what the quotas count (bounded by open work: a finished batch leaves the series)."""
+
+    def __init__(self, enqueued: Callable[[], Iterable[tuple[str, str, tuple[int, int]]]]) -> None:
+        """``enqueued``: ``(project, model, (batches, tokens))`` for each pair with open work."""
+        self._enqueued = enqueued
+
+    def collect(self) -> Iterator[Metric]:
+        batches = GaugeMetricFamily(
+            "llm_stream_gateway_batches_in_flight",
+            "Unfinished batches, by project and model (what quota_batches_in_flight bounds).",
+            labels=["project", "model"],
+        )
+        tokens = GaugeMetricFamily(
+            "llm_stream_gateway_enqueued_tokens",
+            "Estimated input tokens of unfinished batches, by project and model (what "
+            "quota_enqueued_tokens bounds).",
+            labels=["project", "model"],
+        )
+        for project, model, (count, enqueued) in self._enqueued():
+            batches.add_metric([project, model], count)
+            tokens.add_metric([project, model], enqueued)
+        yield batches
+        yield tokens

@@ -20,6 +20,7 @@ from llm_stream.settings.gateway import GATEWAY_MIN_KEY_CHARS, GatewaySettings
 from llm_stream.settings.kafka_security import KafkaSecuritySettings
 from llm_stream.settings.models import ModelRoutingSettings
 from llm_stream.settings.projects import ProjectSettings
+from llm_stream.settings.quotas import QuotaSettings
 from llm_stream.settings.webhooks import WebhookSettings
 from llm_stream.settings_files import FileValuesSource
 
@@ -36,13 +37,14 @@ class Settings(
     BatchLimitSettings,
     GatewaySettings,
     ProjectSettings,
+    QuotaSettings,
     WebhookSettings,
     KafkaSecuritySettings,
     ModelRoutingSettings,
     BaseSettings,
 ):
     """Configuration shared by every llm-stream process: the fields here and those of each
-    group (the gateway's, projects, the notifier's, Kafka security, a batch's limits, model
+    group (the gateway's, projects, quotas, the notifier's, Kafka security, a batch's limits, model
     routing)."""
 
     # An invalid value (a short key, a URL with a password) is never echoed in an error.
@@ -252,4 +254,5 @@ class Settings(
             self.dead_letter_topic,
             self.webhook_failures_topic,
             self.workers_topic,
+            self.rate_counts_topic,
         ]
