@@ -361,6 +361,22 @@ class WorkerAnnouncement(BaseModel):
     expires_after_s: float = Field(gt=0, description="Live until heartbeat_at + this.")
 
 
+class RateCount(BaseModel):
+    """A gateway replica's request count for one rate limit and window (topic: rate-counts,
+    key: ``<replica>/<counter>``, compacted), published when it changes; the other replicas
+    add it to theirs, so a limit holds across replicas."""
+
+    model_config = ConfigDict(title="RateCount")
+
+    replica: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    counter: Annotated[str, StringConstraints(min_length=1, max_length=1024)] = Field(
+        description="The limit, the caller (a digest of the key, or an address) and the "
+        "window, as the rate limiter names them."
+    )
+    count: int = Field(ge=0, description="Requests the replica counted in that window.")
+    expires_at: float = Field(ge=0, description="Unix seconds after which it no longer counts.")
+
+
 ALL_CONTRACTS: dict[str, type[BaseModel]] = {
     "request": RequestMessage,
     "result": ResultMessage,
@@ -368,4 +384,5 @@ ALL_CONTRACTS: dict[str, type[BaseModel]] = {
     "batch": BatchObject,
     "webhook-failure": WebhookFailure,
     "worker": WorkerAnnouncement,
+    "rate-count": RateCount,
 }

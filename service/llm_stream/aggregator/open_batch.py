@@ -9,6 +9,7 @@ status its writer decided (completed, expired, failed), after ``finalizing``.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
@@ -31,7 +32,9 @@ class OpenBatch:
 
     first_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
     in_progress_at: int = field(default_factory=lambda: int(time.time()))
-    progress_sent_at: float = 0.0
+    #: ``time.monotonic()`` of the last progress sent; never: -inf (the clock may start at 0
+    #: on a machine booted moments ago, where 0.0 would read as "just sent").
+    progress_sent_at: float = -math.inf
     progress_sent_total: int = -1
     trace_links: list[SpanContext] = field(default_factory=list)
     #: Tokens of the results spooled so far, each custom_id counted once.
@@ -114,7 +117,7 @@ class OpenBatch:
 
     def report_progress_now(self) -> None:
         """The next ``progress_due`` says yes (the batch's status changed)."""
-        self.progress_sent_at, self.progress_sent_total = 0.0, -1
+        self.progress_sent_at, self.progress_sent_total = -math.inf, -1
 
 
 def progress_status(cancelling_at: int | None) -> BatchStatus:

@@ -27,6 +27,8 @@ from llm_stream.gateway.auth_limit import FailedAuthLimiter
 from llm_stream.gateway.errors import EVERY_ROUTE, error_responses, install_error_handlers
 from llm_stream.gateway.keyring import keys_required
 from llm_stream.gateway.middleware import ApiKeyAuth, BodySizeLimit, RequestMetrics
+from llm_stream.gateway.rate_limit import RATE_LIMIT_HEADERS, RequestRateLimit
+from llm_stream.gateway.rate_sync import RateSync
 from llm_stream.gateway.request_ids import RequestIds
 from llm_stream.gateway.revocations import RevokedSessions
 from llm_stream.gateway.state import Gateway
@@ -48,10 +50,16 @@ _BEARER = HTTPBearer(
 
 
 def create_app(
-    settings: Settings, *, store: FileStore | None = None, stream: BatchStream | None = None
+    settings: Settings,
+    *,
+    store: FileStore | None = None,
+    stream: BatchStream | None = None,
+    share_rates: bool | None = None,
 ) -> FastAPI:
     """The gateway over ``stream`` (default: Kafka, as ``settings`` say) and ``store``
-    (default: ``files.opening.open_store(settings)``, the same store as the aggregator's)."""
+    (default: ``files.opening.open_store(settings)``, the same store as the aggregator's).
+    ``share_rates``: count requests across replicas on the rate-counts topic (default: when
+    the stream is Kafka's)."""
     gateway = Gateway(
         settings=settings,
         store=store if store is not None else open_store(settings),
@@ -62,12 +70,20 @@ def create_app(
         revoked_sessions=RevokedSessions(),
     )
 
+    sync = None
+    if share_rates if share_rates is not None else stream is None:
+        sync = RateSync(settings, gateway.rate_limits.counts)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await gateway.stream.start()
         try:
+            if sync is not None:
+                await sync.start()
             yield
         finally:
+            if sync is not None:
+                await sync.close()
             await gateway.stream.close()
 
     app = FastAPI(
@@ -77,6 +93,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.gateway = gateway
+    app.state.rate_sync = sync
     install_error_handlers(app)
     for router in (files_api.router, batches_api.router, models_api.router):
         app.include_router(
@@ -96,6 +113,7 @@ def create_app(
         max_body_bytes=settings.gateway_max_body_bytes,
         max_upload_bytes=settings.batch_max_file_bytes,
     )
+    app.add_middleware(RequestRateLimit, limits=gateway.rate_limits, keys=gateway.keys)
     app.add_middleware(ApiKeyAuth, keys=gateway.keys, failures=gateway.auth_failures)
     app.add_middleware(RequestMetrics)
     app.add_middleware(RequestIds)  # every answer names its request, refusals included
@@ -105,7 +123,7 @@ def create_app(
             allow_origins=settings.gateway_cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["authorization", "content-type", "x-request-id"],
-            expose_headers=["x-request-id"],
+            expose_headers=["x-request-id", *RATE_LIMIT_HEADERS],
             max_age=600,
         )
     return app

@@ -18,6 +18,7 @@ from llm_stream.gateway.auth_limit import FailedAuthLimiter
 from llm_stream.gateway.input_links import InputLinks
 from llm_stream.gateway.keyring import KeyRing
 from llm_stream.gateway.quotas import QuotaTurns
+from llm_stream.gateway.rate_limit import RateLimits
 from llm_stream.gateway.revocations import RevokedSessions
 from llm_stream.gateway.stream import BatchStream
 from llm_stream.settings import Settings
@@ -38,6 +39,8 @@ class Gateway:
     input_links: InputLinks = field(init=False)
     #: Creates of one project that a quota bounds take turns here.
     quota_turns: QuotaTurns = field(init=False, default_factory=QuotaTurns)
+    #: Requests per minute per key and per login address, counted across replicas.
+    rate_limits: RateLimits = field(init=False, default_factory=RateLimits)
 
     def __post_init__(self) -> None:
         """ProjectsFileError (``keyring``) when the projects file cannot be used."""

@@ -24,6 +24,7 @@ from llm_stream.contracts import is_safe_batch_id
 from llm_stream.gateway import batches_api, files_api, ui_auth
 from llm_stream.gateway.callers import Caller
 from llm_stream.gateway.errors import GatewayError, from_validation_error
+from llm_stream.gateway.middleware import client_address
 from llm_stream.gateway.state import Gateway, GatewayDep
 from llm_stream.gateway.ui_lines import read_page
 from llm_stream.gateway.ui_view import BatchView, iso, when
@@ -112,9 +113,18 @@ def _login_page(
     return _page(request, gateway, "login.html", context, status=status)
 
 
-def _held_back(request: Request, gateway: Gateway, next_path: str, retry_after_s: int) -> Response:
-    """The login form again, 429: this address sent too many wrong keys (``auth_limit``)."""
-    error = f"Too many wrong keys from your address: try again in {retry_after_s} s."
+def _held_back(
+    request: Request,
+    gateway: Gateway,
+    next_path: str,
+    retry_after_s: int,
+    *,
+    wrong_keys: bool = True,
+) -> Response:
+    """The login form again, 429: this address sent too many wrong keys (``auth_limit``), or
+    too many attempts in a minute (``rate_limit``)."""
+    reason = "wrong keys" if wrong_keys else "sign-in attempts"
+    error = f"Too many {reason} from your address: try again in {retry_after_s} s."
     status = HTTPStatus.TOO_MANY_REQUESTS
     response = _login_page(request, gateway, next_path, error=error, status=status)
     response.headers["Retry-After"] = str(retry_after_s)
@@ -263,6 +273,10 @@ async def log_in(
     retry_after_s = ui_auth.login_retry_after(request, gateway)
     if retry_after_s is not None:
         return _held_back(request, gateway, next, retry_after_s)
+    per_minute = gateway.settings.gateway_logins_per_minute
+    attempt = await gateway.rate_limits.login(client_address(request.scope), per_minute)
+    if attempt is not None and not attempt.allowed:
+        return _held_back(request, gateway, next, attempt.retry_after_s, wrong_keys=False)
     response = RedirectResponse(_local(next), status_code=HTTPStatus.SEE_OTHER)
     if not ui_auth.log_in(response, request, gateway, api_key):
         return _login_page(request, gateway, next, error="That API key is not accepted.")

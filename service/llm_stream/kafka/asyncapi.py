@@ -16,6 +16,7 @@ from llm_stream._version import __version__
 from llm_stream.contracts import (
     BatchManifest,
     BatchObject,
+    RateCount,
     RequestMessage,
     ResultMessage,
     WebhookFailure,
@@ -69,6 +70,14 @@ def build_specification(settings: Settings | None = None) -> AsyncAPI:
             "know which models are served now.",
         ),
         (
+            settings.rate_counts_topic,
+            "",
+            "gateway:rate-counts",
+            RateCount,
+            "Each gateway replica reads every other replica's request counts (no group), so "
+            "a requests-per-minute limit holds across replicas.",
+        ),
+        (
             settings.results_topic,
             settings.aggregator_group_id,
             "aggregator:results",
@@ -116,6 +125,13 @@ def build_specification(settings: Settings | None = None) -> AsyncAPI:
             WorkerAnnouncement,
             "Each worker every few seconds: the models it serves, its group and topics; a "
             "tombstone when it stops; key: the worker's id (compacted).",
+        ),
+        (
+            settings.rate_counts_topic,
+            "gateway:rate-counts",
+            RateCount,
+            "Each gateway replica, every rate_counts_sync_s, the counts that changed; key: "
+            "<replica>/<counter> (compacted, kept minutes).",
         ),
         (
             settings.batches_topic,

@@ -73,7 +73,7 @@ def _file(tmp_path: Path, *lines: bytes) -> Path:
 
 
 def _check(path: Path, settings: Settings | None = None) -> tuple[int, list[dict[str, Any]]]:
-    count, errors, _ = check_input_file(
+    count, errors, _, _ = check_input_file(
         path, batch_id="b1", endpoint=ENDPOINT, settings=settings or Settings()
     )
     return count, [error.model_dump(exclude_none=True) for error in errors]

@@ -20,11 +20,12 @@ def test_asyncapi_documents_every_topic_with_its_message() -> None:
         "llm-stream.batch-status",
         "llm-stream.webhook-failures",
         "llm-stream.workers",
+        "llm-stream.rate-counts",
         "llm-stream.requests.{model}",
     }
     schemas = document["components"]["schemas"]
     expected = {"Request", "Result", "BatchManifest", "Batch", "WebhookFailure"}
-    assert expected | {"WorkerAnnouncement"} <= set(schemas)
+    assert expected | {"WorkerAnnouncement", "RateCount"} <= set(schemas)
 
 
 def test_the_document_names_the_topics_a_deployment_configures() -> None:
