@@ -73,6 +73,9 @@ class Child:
         answered: list[str] = self.state()["answered"]
         return answered
 
+    def in_flight(self) -> int:
+        return int(self.state().get("in_flight") or 0)
+
     def assignment(self) -> list[str]:
         assignments = self.state()["assignments"]
         return list(assignments[-1]["partitions"]) if assignments else []

@@ -52,6 +52,8 @@ class Report:
             "pid": os.getpid(),
             "started": self.started,
             "answered": [str(request.body.get("prompt")) for request in self.engine.seen],
+            # Started and not yet published (nor given up): results still to come.
+            "in_flight": self.worker.pipeline.in_flight,
             "assignments": self.assignments,
             "exit_code": exit_code,
         }
