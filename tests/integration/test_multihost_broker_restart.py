@@ -69,7 +69,7 @@ def test_every_role_rides_through_a_broker_restart_mid_batch(
         )
         settings = Settings(**env)
         with roles(tmp_path, env) as started:
-            aggregator = started.aggregator()
+            started.aggregator()
             workers = [started.worker(host, LATENCY_S, CONCURRENCY) for host in network.hosts]
             wait_for(lambda: all(w.assignment() for w in workers), 60, "both workers assigned")
             assigned = {w.name: w.assignment() for w in workers}
@@ -110,17 +110,20 @@ def test_every_role_rides_through_a_broker_restart_mid_batch(
         "answered_in_all": {worker: len(ids) for worker, ids in answered.items()},
         "assigned": assigned,
         "assigned_after_restart": assigned_after,
+        "broker_starts": broker.starts,
         "exit_codes": codes,
         "alive_at_the_end": alive,
     }
     path = write_artifact("broker_restart.json", figures)
     with capsys.disabled():
         print(f"\nbroker restarted mid-batch: {figures}\n  written to {path}")
+    assert broker.starts == 2  # the restart happened, on the same address and storage
     assert all(alive.values()), f"a role exited: {alive}"
     assert set(codes.values()) == {0}
     assert written_after_restart  # the aggregator read, wrote and published after the restart
     for worker, ids in answered.items():  # each answered again after the restart
-        assert len(ids) > answered_at_restart[worker] and assigned_after[worker], worker
+        assert len(ids) > answered_at_restart[worker], worker
+        assert assigned_after[worker], worker
     assert in_files == Counter(dict.fromkeys(in_files, 1))  # nothing doubled
     # What the service controls: a request the broker kept was answered by a worker, and a
     # result the broker kept is in the files. What is missing, the broker lost.
