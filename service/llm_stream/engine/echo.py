@@ -34,6 +34,11 @@ RANDOM_PREFIX = "random:"
 class EchoEngine:
     """Implements ``InferenceEngine``; ``delays`` maps a prompt to seconds to wait first.
 
+    ``latency_s``: every request is held that long (plus its ``delays``), as an engine busy
+    generating would hold it: a worker keeping ``max_in_flight`` requests in the engine then
+    answers at most ``max_in_flight / latency_s`` a second however fast its host, so a
+    benchmark of several workers measures how the work spreads, not the machine's cores.
+
     ``keep_requests``: remember every request served in ``seen`` (tests read it); off, memory
     stays flat however many requests pass.
     """
@@ -45,8 +50,10 @@ class EchoEngine:
         *,
         keep_requests: bool = False,
         models: tuple[str, ...] = (),
+        latency_s: float = 0.0,
     ) -> None:
         self.delays = dict(delays or {})
+        self.latency_s = latency_s
         self.seen: list[EngineRequest] = []
         self._keep_requests = keep_requests
         self.running = 0
@@ -69,7 +76,7 @@ class EchoEngine:
         self.max_running = max(self.max_running, self.running)
         try:
             prompt = _prompt(request.body)
-            await asyncio.sleep(self.delays.get(prompt, 0))
+            await asyncio.sleep(self.latency_s + self.delays.get(prompt, 0))
             if prompt.startswith(RANDOM_PREFIX):
                 prompt = base64.b64encode(os.urandom(int(prompt[len(RANDOM_PREFIX) :]))).decode()
             body = _completion(request, prompt)

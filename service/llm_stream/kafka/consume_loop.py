@@ -137,8 +137,11 @@ class ConsumeLoop:
         owned = self.consumer.assignment()
         records: list[IncomingRecord] = []
         for partition, batch in fetched.items():
-            if partition not in owned or not batch:
-                continue  # revoked while the fetch was in flight: its new owner reads it
+            if partition not in owned or _key(partition) not in self._next or not batch:
+                # Revoked while the fetch was in flight: its new owner reads it. Assigned but
+                # not set up yet (aiokafka runs the listener beside getmany): the set-up seeks
+                # it back to its start.
+                continue
             records.extend(decode_record(record) for record in batch)
             self._advance(_key(partition), next_offset=batch[-1].offset + 1)
         return records
@@ -247,20 +250,27 @@ class ConsumeLoop:
                 self.consumer.seek(partition, self._committed[key])
 
     async def _on_assigned(self, assigned: list[TopicPartition]) -> None:
-        """Tracking starts at the group's committed offset (or the log start)."""
+        """Tracking starts at the group's committed offset (or the log start).
+
+        ``getmany`` may hand over records of these partitions while this awaits the broker;
+        ``_owned_records`` drops them until the handler tracks the partition, and the seek
+        to the start fetches them again, so none is skipped.
+        """
         starts: dict[TopicPartitionKey, int] = {}
         beginnings = await self.consumer.beginning_offsets(assigned) if assigned else {}
         for partition in assigned:
             committed = await self.consumer.committed(partition)
-            start = committed if committed is not None else beginnings[partition]
-            key = _key(partition)
-            # The start counts as committed: a rewind never goes before it.
-            starts[key] = self._next[key] = self._committed[key] = start
-            self._advanced_at[key] = time.monotonic()
+            starts[_key(partition)] = committed if committed is not None else beginnings[partition]
         if self._paused and assigned:
             self.consumer.pause(*assigned)
         logger.info("assigned partitions %s", sorted(starts.items()))
         await self._handler.assigned(starts)
+        for partition in assigned:
+            key = _key(partition)
+            # The start counts as committed: a rewind never goes before it.
+            self._next[key] = self._committed[key] = starts[key]
+            self._advanced_at[key] = time.monotonic()
+            self.consumer.seek(partition, starts[key])
 
     def _advance(self, key: TopicPartitionKey, *, next_offset: int) -> None:
         self._next[key] = next_offset

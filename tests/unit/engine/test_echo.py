@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
 from llm_stream.engine.echo import EchoEngine
@@ -76,3 +79,16 @@ async def test_given_model_names_another_model_is_answered_as_vllm_answers_it() 
     }
     unnamed = await engine.serve(EngineRequest("POST", "/v1/completions", {"prompt": "x"}))
     assert unnamed.response.status_code == 200  # no model: the default one, as vLLM
+
+
+async def test_a_latency_holds_every_request_and_they_overlap() -> None:
+    engine = EchoEngine(latency_s=0.2, delays={"slow": 0.1})
+    request = EngineRequest("POST", "/v1/completions", {"prompt": "x"})
+    started = time.monotonic()
+    await asyncio.gather(*(engine.serve(request) for _ in range(5)))
+    held = time.monotonic() - started
+    assert 0.2 <= held < 0.35  # each held 0.2 s, all five at once
+    assert engine.max_running == 5
+    started = time.monotonic()
+    await engine.serve(EngineRequest("POST", "/v1/completions", {"prompt": "slow"}))
+    assert time.monotonic() - started >= 0.3  # the latency and the prompt's own delay

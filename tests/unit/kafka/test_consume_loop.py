@@ -47,6 +47,9 @@ class FakeConsumer:
         self.commits: list[dict[TopicPartition, int]] = []
         self.listener: Any = None
         self.fail_next_fetch_after: TopicPartition | None = None
+        #: Set: ``committed`` waits for it, as a broker's answer takes a while, while the
+        #: loop goes on fetching (aiokafka runs the rebalance listener beside ``getmany``).
+        self.committed_gate: asyncio.Event | None = None
 
     def subscribe(self, topics: list[str], listener: Any) -> None:
         self.listener = listener
@@ -71,6 +74,8 @@ class FakeConsumer:
         self.assigned -= set(partitions)
 
     async def committed(self, tp: TopicPartition) -> int | None:
+        if self.committed_gate is not None:
+            await self.committed_gate.wait()
         return self.group_committed.get(tp)
 
     async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
@@ -181,6 +186,28 @@ async def test_a_rebalance_never_commits_past_unfinished_work_nor_for_a_revoked_
     for commit in consumer.commits:
         for tp, offset in commit.items():
             assert offset <= len(logs[tp])
+
+
+async def test_records_fetched_while_an_assignment_is_set_up_are_read_again() -> None:
+    # Seen across hosts: a worker given a cut-off peer's partitions fetched their records while
+    # its listener still awaited the committed offsets; the pipeline, not yet tracking them,
+    # dropped them, and the partitions stalled with their records unanswered.
+    logs = {P0: [_line(0, i, "p") for i in range(4)], P1: [_line(1, i, "p") for i in range(6)]}
+    loop, consumer, _, publisher = await _loop(logs, FakeEngine())
+    await consumer.assign([P0])
+    running = asyncio.create_task(loop.run())
+    await _until(lambda: consumer.group_committed.get(P0) == 4)
+    consumer.committed_gate = asyncio.Event()
+    assigning = asyncio.create_task(consumer.assign([P1]))
+    await _until(lambda: consumer.positions.get(P1) == 6)  # fetched during the set-up
+    consumer.committed_gate.set()
+    await assigning
+    await _until(lambda: consumer.group_committed.get(P1) == 6)
+    loop.stop_fetching()
+    await running
+    assert sorted(result.custom_id for result, _ in publisher.results) == sorted(
+        [f"c0-{i}" for i in range(4)] + [f"c1-{i}" for i in range(6)]
+    )
 
 
 async def test_records_drained_before_a_fetch_error_are_read_again() -> None:
