@@ -281,3 +281,10 @@ def test_the_prometheus_rule_is_deploy_alerts_yml(rendered: tuple[Resource, ...]
     (rule,) = of_kind(rendered, "PrometheusRule")
     assert rule["spec"]["groups"] == yaml.safe_load(prometheus_rule.ALERTS.read_text())["groups"]
     assert prometheus_rule.RULE.read_text() == prometheus_rule.rule_text(), "make k8s-rules"
+
+
+def test_every_topic_the_service_uses_is_a_kafka_topic(rendered: tuple[Resource, ...]) -> None:
+    """Strimzi's Topic Operator owns the topics: one the service uses but no KafkaTopic
+    declares would be created by the service itself, with the wrong settings."""
+    declared = {t["spec"]["topicName"] for t in of_kind(rendered, "KafkaTopic")}
+    assert set(Settings().topics()) <= declared, set(Settings().topics()) - declared
