@@ -124,3 +124,25 @@ async def test_the_manifest_names_the_first_lines_model_whichever_way_lines_come
     )
     streamed = [s.key for s in producer.sent if s.topic == "req" and s.key.startswith("streamed")]
     assert streamed == ["streamed/a", "streamed/b"]  # peeking at the first line lost none
+
+
+async def test_the_manifest_carries_the_lines_token_estimate_when_they_can_be_counted(
+    producer: FakeProducer,
+) -> None:
+    lines = [{**_line(c), "body": {"model": "tiny-llama", "prompt": "abcdefgh"}} for c in "ab"]
+    async with BatchClient(CONFIG) as client:
+        await client.submit(lines, batch_id="listed", endpoint="/v1/completions")
+        await client.submit(
+            iter(lines), batch_id="streamed", endpoint="/v1/completions", request_count=2
+        )
+        await client.submit(
+            iter(lines),
+            batch_id="counted",
+            endpoint="/v1/completions",
+            request_count=2,
+            input_tokens={"tiny-llama": 9},
+        )
+    manifests = {s.key: s.value for s in producer.sent if s.topic == "batches"}
+    assert manifests["listed"]["input_tokens"] == {"tiny-llama": 4}
+    assert "input_tokens" not in manifests["streamed"]  # a one-pass stream is not read twice
+    assert manifests["counted"]["input_tokens"] == {"tiny-llama": 9}
