@@ -19,9 +19,16 @@ from llm_stream.batch.objects import batch_object
 from llm_stream.batch.status import BatchStatus, can_transition
 from llm_stream.client.batch_client import build_manifest
 from llm_stream.client.status_index import Enqueued, enqueued_tokens
-from llm_stream.contracts import BatchManifest, BatchObject, WorkerAnnouncement, owner_project
+from llm_stream.contracts import (
+    BatchManifest,
+    BatchObject,
+    ResultMessage,
+    WorkerAnnouncement,
+    owner_project,
+)
 from llm_stream.engine.protocol import InferenceEngine
 from llm_stream.gateway.stream import BatchPage
+from llm_stream.kafka.result_scan import ResultsPage
 from llm_stream.kafka.topics import ensure_topics
 from llm_stream.network import free_port
 from llm_stream.settings import Settings
@@ -39,6 +46,8 @@ class FakeBatchStream:
         self.not_ready: str | None = None
         #: The workers announced now (``live_workers``).
         self.workers: list[WorkerAnnouncement] = []
+        #: Results on the topic so far, by batch (``results_so_far``).
+        self.results: dict[str, list[ResultMessage]] = {}
 
     async def start(self) -> None:
         pass
@@ -125,6 +134,15 @@ class FakeBatchStream:
                 batches, total = totals.get(key, Enqueued(0, 0))
                 totals[key] = Enqueued(batches + 1, total + tokens)
         return [(project, model, found) for (project, model), found in sorted(totals.items())]
+
+    async def results_so_far(
+        self, batch_id: str, *, created_at: int, after: int | None, limit: int
+    ) -> ResultsPage:
+        """From ``results``: a batch's results in order, the cursor an index into them."""
+        held = self.results.get(batch_id, [])
+        start = after or 0
+        page = held[start : start + limit]
+        return ResultsPage(page, start + len(page), start + len(page) < len(held))
 
     async def live_workers(self) -> list[WorkerAnnouncement]:
         return list(self.workers)

@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Query, Request
 from opentelemetry.trace import SpanKind
 
 from llm_stream.batch.input_file import read_requests
 from llm_stream.batch.objects import batch_object
+from llm_stream.batch.result_lines import output_line
 from llm_stream.batch.status import BatchStatus
 from llm_stream.client.batch_client import build_manifest, new_batch_id
 from llm_stream.contracts import BatchObject, RequestCounts, is_safe_batch_id
@@ -26,7 +28,14 @@ from llm_stream.files.store import BatchFile, file_id
 from llm_stream.gateway.callers import Caller, CallerDep
 from llm_stream.gateway.errors import error_responses, invalid, not_found
 from llm_stream.gateway.input_check import check_input_file, check_parameters
-from llm_stream.gateway.models import Batch, BatchCreate, BatchErrors, BatchLineError, ListPage
+from llm_stream.gateway.models import (
+    Batch,
+    BatchCreate,
+    BatchErrors,
+    BatchLineError,
+    BatchOutputPage,
+    ListPage,
+)
 from llm_stream.gateway.models_api import served_models
 from llm_stream.gateway.pagination import unknown_after
 from llm_stream.gateway.state import Gateway, GatewayDep, local_copy
@@ -35,6 +44,10 @@ from llm_stream.ops.logs import REQUEST_ID
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
+#: Lines per page of ``GET /v1/batches/{id}/output``; its cursors name a results offset.
+MAX_OUTPUT_PAGE = 1000
+DEFAULT_OUTPUT_PAGE = 100
+OUTPUT_CURSOR_PREFIX = "offset-"
 #: OpenAI's bounds on ``GET /v1/batches?limit=``.
 MAX_BATCHES_PAGE = 100
 DEFAULT_BATCHES_PAGE = 20
@@ -185,6 +198,43 @@ async def list_batches(
 @router.get("/{batch_id}", responses=_UNKNOWN)
 async def retrieve_batch(gateway: GatewayDep, caller: CallerDep, batch_id: str) -> Batch:
     return await respond(gateway, await visible_batch(gateway, caller, batch_id))
+
+
+@router.get("/{batch_id}/output", responses=_INVALID_OR_UNKNOWN)
+async def batch_output_so_far(
+    gateway: GatewayDep,
+    caller: CallerDep,
+    batch_id: str,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_OUTPUT_PAGE)] = DEFAULT_OUTPUT_PAGE,
+) -> BatchOutputPage:
+    """The batch's output and error lines so far, while it runs: what the results topic holds,
+    at least once (a line may repeat after a worker failed; the files hold each ``custom_id``
+    once, and are where a finished batch's lines are read)."""
+    batch = await visible_batch(gateway, caller, batch_id)
+    page = await gateway.stream.results_so_far(
+        batch.id, created_at=batch.created_at, after=_output_cursor(after), limit=limit
+    )
+    lines = [orjson.loads(output_line(result)) for result in page.results]
+    return BatchOutputPage(
+        data=lines,
+        first_id=lines[0]["id"] if lines else None,
+        last_id=lines[-1]["id"] if lines else None,
+        has_more=page.has_more,
+        next_after=f"{OUTPUT_CURSOR_PREFIX}{page.next_offset}",
+    )
+
+
+def _output_cursor(after: str | None) -> int | None:
+    """The offset a ``next_after`` cursor names; 400 for anything else."""
+    if after is None:
+        return None
+    digits = after.removeprefix(OUTPUT_CURSOR_PREFIX)
+    if not after.startswith(OUTPUT_CURSOR_PREFIX) or not digits.isascii() or not digits.isdigit():
+        raise invalid(f"Invalid 'after': {after[:80]!r} is no cursor this list gave", "after")
+    if len(digits) > 19:
+        raise invalid("Invalid 'after': the cursor is out of range", "after")
+    return int(digits)
 
 
 @router.post("/{batch_id}/cancel", responses=_UNKNOWN)

@@ -97,6 +97,14 @@ class ListPage(BaseModel, Generic[T]):
     has_more: bool = False
 
 
+class BatchOutputPage(ListPage[dict[str, Any]]):
+    """A batch's output and error lines so far (OpenAI's batch line shape, in the order the
+    results topic holds them); ask for the next with ``after=next_after``. ``has_more``: the
+    topic held more when the page was read; while the batch runs, more may come later."""
+
+    next_after: str
+
+
 class BatchLineError(BaseModel):
     """One problem of an input file (``openai.types.BatchError``); ``line`` counts from 1."""
 

@@ -29,6 +29,7 @@ from llm_stream.client.publishing import send_status
 from llm_stream.client.status_index import Enqueued
 from llm_stream.contracts import BatchObject, WorkerAnnouncement
 from llm_stream.gateway.errors import GatewayError
+from llm_stream.kafka.result_scan import ResultScanner, ResultsPage
 from llm_stream.kafka.topics import ensure_topics
 from llm_stream.ops.memory import release_free_heap
 from llm_stream.settings import Settings
@@ -98,6 +99,13 @@ class BatchStream(Protocol):
         read (the metrics' gauges)."""
         ...
 
+    async def results_so_far(
+        self, batch_id: str, *, created_at: int, after: int | None, limit: int
+    ) -> ResultsPage:
+        """Up to ``limit`` of the batch's results on the results topic, from the cursor
+        ``after`` (None: the first); ``kafka.result_scan`` says how."""
+        ...
+
     async def live_workers(self) -> list[WorkerAnnouncement]:
         """The workers announced now (what ``GET /v1/models`` lists and a batch needs)."""
         ...
@@ -125,6 +133,7 @@ class KafkaBatchStream:
         config = dataclasses.replace(ClientConfig.from_settings(settings), project=None)
         self._client = BatchClient(config)
         self._view: BatchStatusView | None = None
+        self._results = ResultScanner(settings)
 
     async def start(self) -> None:
         await ensure_topics(self._settings)
@@ -136,6 +145,7 @@ class KafkaBatchStream:
 
     async def close(self) -> None:
         self._view = None
+        await self._results.close()
         await self._client.close()
 
     async def retrieve(self, batch_id: str, *, look_further: bool = True) -> BatchObject | None:
@@ -189,6 +199,23 @@ class KafkaBatchStream:
 
     def enqueued_by_project(self) -> list[tuple[str, str, Enqueued]]:
         return [] if self._view is None else self._view.enqueued_by_project()
+
+    async def results_so_far(
+        self, batch_id: str, *, created_at: int, after: int | None, limit: int
+    ) -> ResultsPage:
+        try:
+            async with asyncio.timeout(_READ_WAIT_S):
+                return await self._results.page(
+                    batch_id, created_at=created_at, after=after, limit=limit
+                )
+        except (TimeoutError, KafkaError) as error:
+            logger.warning("reading results of %s failed: %r", batch_id, error)
+            await self._results.close()  # a fresh consumer for the next page
+            raise GatewayError(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                "The results topic is not readable now (the broker does not answer); try again.",
+                type="server_error",
+            ) from None
 
     async def live_workers(self) -> list[WorkerAnnouncement]:
         try:

@@ -26,7 +26,7 @@ from llm_stream.gateway.callers import Caller
 from llm_stream.gateway.errors import GatewayError, from_validation_error
 from llm_stream.gateway.middleware import client_address
 from llm_stream.gateway.state import Gateway, GatewayDep
-from llm_stream.gateway.ui_lines import read_page
+from llm_stream.gateway.ui_lines import read_page, results_so_far
 from llm_stream.gateway.ui_view import BatchView, iso, when
 
 PREFIX = "/ui"
@@ -176,15 +176,22 @@ async def batch_page(
     except GatewayError as error:
         return _problem(request, gateway, error)
     file_id = batch.output_file_id if lines == "output" else batch.error_file_id
-    shown, missing = None, None
+    shown, missing, so_far = None, None, None
+    view = BatchView(batch)
+    if file_id is None and not view.terminal:
+        try:
+            so_far = await results_so_far(gateway, batch.id, batch.created_at)
+        except GatewayError as error:  # the page still shows the batch without them
+            missing = error.body.error.message
     if file_id is not None:
         try:
             shown = await read_page(gateway, file_id, search=q, page=page, caller=caller)
         except GatewayError as error:
             missing = error.body.error.message
     context = {
-        "view": BatchView(batch),
+        "view": view,
         "lines": lines,
+        "so_far": so_far,
         "file_id": file_id,
         "search": q,
         "shown": shown,

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from fastapi.responses import StreamingResponse
 
+from llm_stream.batch.result_lines import output_line
 from llm_stream.gateway import files_api
 from llm_stream.gateway.callers import OPEN, Caller
 from llm_stream.gateway.state import Gateway
@@ -66,6 +67,19 @@ async def read_page(
         matched += 1
     pages = max(1, -(-matched // PAGE_LINES))
     return LinesPage(lines=kept, matched=matched, page=max(page, 1), pages=pages)
+
+
+async def results_so_far(gateway: Gateway, batch_id: str, created_at: int) -> list[ResultLine]:
+    """The first page of a running batch's lines on the results topic (before its files
+    exist), numbered in the order they arrived."""
+    found = await gateway.stream.results_so_far(
+        batch_id, created_at=created_at, after=None, limit=PAGE_LINES
+    )
+    shown = []
+    for number, result in enumerate(found.results, 1):
+        raw = output_line(result)
+        shown.append(_line(number, result.custom_id, _parse(raw), raw))
+    return shown
 
 
 async def _lines(response: StreamingResponse) -> AsyncIterator[bytes]:
