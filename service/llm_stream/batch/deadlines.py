@@ -1,10 +1,11 @@
 """The deadline rule: when a request's time is up, and the line that answers it then.
 
 A deadline travels with each request record (the ``llm-stream-deadline`` header, Unix
-seconds): a batch's is its ``created_at`` plus its completion window, which the client sets on
-every line; a single request may name any. The worker checks it when a request leaves its
-waiting queue, just before the engine: a request whose deadline has passed is answered with
-OpenAI's ``batch_expired`` line instead of running, so expired work never spends the GPU.
+seconds): a batch's is its ``expires_at`` (``created_at`` plus its completion window), which
+the client sets on every line; a single request may name any. The worker checks it when a
+request leaves its waiting queue, just before the engine: a request whose deadline has passed
+is answered with OpenAI's ``batch_expired`` line instead of running, so expired work never
+spends the GPU.
 A request already running when its deadline passes is finished (its answer is paid for).
 """
 
@@ -19,19 +20,12 @@ from llm_stream.contracts import (
     MAX_CREATED_AT,
     ErrorData,
     ResultMessage,
-    completion_window_seconds,
 )
 
 #: The ``error.code`` of a request not run because its deadline (completion window) passed.
 BATCH_EXPIRED = "batch_expired"
 #: OpenAI's words for such a line in a batch's error file.
 EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
-
-
-def batch_deadline(created_at: int, completion_window: str) -> float | None:
-    """A batch's deadline: ``created_at`` plus its completion window (None if unreadable)."""
-    seconds = completion_window_seconds(completion_window)
-    return None if seconds is None else float(created_at + seconds)
 
 
 def deadline_header(deadline: float) -> tuple[str, bytes]:

@@ -24,6 +24,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from llm_stream.batch.deadlines import deadline_of, expired_result, has_expired
 from llm_stream.batch.error_bodies import error_response, response_too_large
+from llm_stream.batch.priority import priority_of
 from llm_stream.batch.recent_ids import RecentIds
 from llm_stream.batch.result_lines import cancelled_result, new_request_id, result_message
 from llm_stream.contracts import RequestMessage, ResponseData, ResultMessage
@@ -46,7 +47,7 @@ from llm_stream.protocols import (
 from llm_stream.worker.observations import observe_answer, observe_timings
 from llm_stream.worker.request_parsing import DeadLetter, InvalidRequest, parse_record
 from llm_stream.worker.routing import Claims, model_of
-from llm_stream.worker.waiting import WaitingQueue, priority_of
+from llm_stream.worker.waiting import WaitingQueue
 
 logger = logging.getLogger(__name__)
 Headers = Mapping[str, str]

@@ -21,26 +21,10 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 
-from llm_stream.contracts import PRIORITY_HEADER
+from llm_stream.batch.priority import priority_of
 from llm_stream.protocols import IncomingRecord, TopicPartitionKey
-
-#: Priorities are clamped to this range (vLLM takes any int64; ours must keep keys finite).
-MAX_PRIORITY = 1_000_000
-
-
-def priority_of(headers: Mapping[str, str]) -> int | None:
-    """The record's priority (lower is sooner), or None when it names none or an unreadable one
-    (a malformed header must not stop the worker; the record waits at priority 0)."""
-    text = headers.get(PRIORITY_HEADER)
-    if text is None:
-        return None
-    try:
-        value = int(text.strip())
-    except ValueError:
-        return None
-    return max(-MAX_PRIORITY, min(MAX_PRIORITY, value))
 
 
 class WaitingQueue:
