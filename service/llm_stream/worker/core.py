@@ -98,7 +98,7 @@ class RequestPipeline:
         self._max_message_bytes = max_message_bytes
         self._offsets = OffsetTracker()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._waiting = waiting or WaitingQueue(max_records=0, max_bytes=0)
+        self._waiting = WaitingQueue(max_records=0, max_bytes=0) if waiting is None else waiting
         #: Batches asked to cancel (the most recent: an older one's leftovers would just run).
         self._cancelled_batches = RecentIds()
         #: Engine calls under way, by batch: what a cancel of the batch aborts.
