@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from llm_stream.batch.deadlines import deadline_of
 from llm_stream.batch.priority import priority_of
-from llm_stream.client.batch_client import build_manifest
+from llm_stream.client.batch_client import BatchClient, build_manifest
 from llm_stream.client.publishing import batch_line_headers
 from llm_stream.contracts import PRIORITY_HEADER
+from tests.unit.client.fakes import CONFIG, FakeProducer, line
 
 
 def _read(headers: list[tuple[str, bytes]]) -> dict[str, str]:
@@ -35,3 +36,23 @@ def test_a_batch_without_priority_carries_only_its_deadline() -> None:
     headers = _read(batch_line_headers(manifest))
     assert priority_of(headers) is None
     assert deadline_of(headers) == manifest.created_at + 7 * 86400
+
+
+async def test_submit_keeps_the_priority_in_the_metadata_and_on_every_line(
+    producer: FakeProducer,
+) -> None:
+    async with BatchClient(CONFIG) as client:
+        await client.submit(
+            [line("a"), line("b")],
+            batch_id="b1",
+            endpoint="/v1/completions",
+            metadata={"team": "search"},
+            completion_window="1h",
+            priority=-3,
+        )
+    manifest, *lines = producer.sent
+    assert manifest.value["metadata"] == {"team": "search", PRIORITY_HEADER: "-3"}
+    for sent in lines:
+        headers = _read(sent.headers)
+        assert priority_of(headers) == -3
+        assert deadline_of(headers) == manifest.value["created_at"] + 3600
