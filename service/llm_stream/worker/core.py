@@ -381,10 +381,11 @@ class RequestPipeline:
     async def drain(self, grace_period: float) -> bool:
         """Stop taking work and wait up to ``grace_period`` s for the work in flight.
 
-        Returns True when nothing was left unfinished.
+        Returns True when nothing started was left unfinished.
         """
         self._accepting = False
-        self._waiting.clear()  # never started: their offsets stay uncommitted, redelivered
+        never_started = len(self._waiting)  # uncommitted, so redelivered: not a drain failure
+        self._waiting.clear()
         pending = set(self._tasks)
         if pending:
             _, still_running = await asyncio.wait(pending, timeout=grace_period)
@@ -392,4 +393,4 @@ class RequestPipeline:
                 task.cancel()
             if still_running:
                 await asyncio.wait(still_running)
-        return not self._offsets.in_flight()
+        return self._offsets.in_flight() <= never_started
