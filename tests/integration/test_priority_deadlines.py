@@ -78,12 +78,15 @@ async def test_an_urgent_request_behind_a_large_batch_is_answered_before_most_of
     order = [result["custom_id"] for result in results]
     assert sorted(order) == sorted([*(f"c{i}" for i in range(BATCH_LINES)), "urgent"])
     # Published last, without priority it would be answered last (FIFO): it overtakes the
-    # bulk of the batch, which keeps its own order.
+    # bulk of the batch.
     assert order.index("urgent") < BATCH_LINES // 10, order.index("urgent")
+    # FIFO within a priority: each line starts in its turn; answers of the four in the engine
+    # at once may finish in any order.
     bulk = [custom_id for custom_id in order if custom_id != "urgent"]
-    assert bulk == [f"c{i}" for i in range(BATCH_LINES)]
-    assert engine.seen[order.index("urgent")].priority == -1
-    assert engine.seen[0].priority == 10
+    assert all(abs(bulk.index(f"c{i}") - i) < 4 for i in range(BATCH_LINES))
+    started = [request.body["prompt"] for request in engine.seen]
+    assert started.index("urgent") < BATCH_LINES // 10
+    assert {request.priority for request in engine.seen} == {10, -1}
 
 
 async def test_a_request_past_its_deadline_is_answered_expired_and_never_runs(
