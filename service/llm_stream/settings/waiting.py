@@ -21,10 +21,10 @@ class WaitingSettings(BaseModel):
         description="Bytes of record values a worker holds waiting; past it, it fetches no more "
         "(one fetch may overshoot by its own size) until work starts.",
     )
-    worker_priority_aging_s: float | None = Field(
+    worker_priority_aging_s: float = Field(
         60.0,
-        gt=0,
+        ge=0,
         description="A waiting record is overtaken only by one more urgent by one priority "
-        "level per this many seconds it arrived later, so nothing waits forever; unset: strict "
+        "level per this many seconds it arrived later, so nothing waits forever; 0: strict "
         "priority (less urgent work can starve under a steady stream of more urgent).",
     )

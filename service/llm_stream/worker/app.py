@@ -88,7 +88,7 @@ class WorkerApp(Role):
             waiting=WaitingQueue(
                 max_records=settings.worker_max_waiting,
                 max_bytes=settings.worker_max_waiting_bytes,
-                aging_s=settings.worker_priority_aging_s,
+                aging_s=settings.worker_priority_aging_s or None,  # 0: strict priority
             ),
         )
         self.loop = ConsumeLoop(
