@@ -68,6 +68,12 @@ ProjectId = Annotated[str, StringConstraints(pattern=PROJECT_PATTERN)]
 DEFAULT_PROJECT = "default"
 #: The Kafka header in which a request record names its producer's project.
 PROJECT_HEADER = "llm-stream-project"
+#: The Kafka header of a request record's priority: an integer, lower is sooner (vLLM's
+#: order), default 0; the worker's waiting queue and vLLM's priority scheduler both read it.
+PRIORITY_HEADER = "llm-stream-priority"
+#: The Kafka header of a request record's deadline: Unix seconds (a decimal number); a request
+#: still waiting when it passes is answered ``batch_expired`` instead of running.
+DEADLINE_HEADER = "llm-stream-deadline"
 
 
 def is_project_id(value: str) -> bool:

@@ -31,7 +31,7 @@ from llm_stream.cli.exit_codes import (
 )
 from llm_stream.cli.file_checks import check_input_file, check_output_dir, check_port_free
 from llm_stream.client.batch_client import BatchClient, build_manifest, new_batch_id
-from llm_stream.contracts import BatchObject, is_safe_batch_id
+from llm_stream.contracts import PRIORITY_HEADER, BatchObject, is_safe_batch_id
 from llm_stream.kafka.topics import ensure_topics
 from llm_stream.ops import telemetry
 from llm_stream.settings import Settings
@@ -174,6 +174,8 @@ def run_submit(args: argparse.Namespace) -> int:
         return 2
     try:
         metadata = parse_metadata(args.metadata)
+        if (priority := getattr(args, "priority", None)) is not None:
+            metadata[PRIORITY_HEADER] = str(priority)
     except ValueError as error:
         _error(str(error))
         return 2

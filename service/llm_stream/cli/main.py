@@ -132,7 +132,18 @@ def _add_submit(subcommands: Any) -> None:
     parser.add_argument(
         "--metadata", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
     )
-    parser.add_argument("--completion-window", default="24h")
+    parser.add_argument(
+        "--completion-window",
+        default="24h",
+        help="digits and a unit s, m, h or d (1h, 24h, 7d), at most "
+        "LLM_STREAM_BATCH_MAX_COMPLETION_WINDOW_S; lines not run by then answer batch_expired",
+    )
+    parser.add_argument(
+        "--priority",
+        type=int,
+        help="the lines' priority, lower is sooner (default 0); kept in the metadata as "
+        "llm-stream-priority",
+    )
     parser.add_argument(
         "--project",
         help="the project the batch belongs to (default: LLM_STREAM_PROJECT, else the default "

@@ -31,6 +31,7 @@ from llm_stream.client.handle import BatchHandle
 from llm_stream.client.publishing import (
     LineSender,
     OnPublished,
+    batch_line_headers,
     new_producer,
     send_manifest,
     send_status,
@@ -40,6 +41,7 @@ from llm_stream.client.status_view import BatchStatusView
 from llm_stream.client.writer import BatchWriter
 from llm_stream.contracts import (
     MAX_COMPLETION_WINDOW_CONTEXT,
+    PRIORITY_HEADER,
     BatchManifest,
     BatchObject,
     is_safe_batch_id,
@@ -182,6 +184,7 @@ class BatchClient:
         project: str | None = None,
         models: Collection[str] | None = None,
         input_tokens: Mapping[str, int] | None = None,
+        priority: int | None = None,
     ) -> BatchHandle:
         """Publish the manifest, then every line; return once the broker holds them all.
 
@@ -196,10 +199,17 @@ class BatchClient:
         ``input_tokens``: the lines' estimated input tokens by model (what enqueued-token quotas
         count); counted here when ``lines`` is a collection, else unknown unless given.
 
+        ``priority``: the lines' (lower is sooner; kept in the metadata as
+        ``llm-stream-priority``, where a batch created over HTTP names it). Each line also
+        carries the batch's deadline: a line not run when the completion window ends is
+        answered ``batch_expired``.
+
         ``request_count`` is the number of ``lines`` when they come from a one-pass iterator
         (a file streamed); without it, ``lines`` is counted (an iterator is read into memory).
         ``on_published(n)`` is called as the broker confirms each window of ``n`` lines.
         """
+        if priority is not None:
+            metadata = {**(metadata or {}), PRIORITY_HEADER: str(priority)}
         if request_count is None:
             if not isinstance(lines, Collection):
                 lines = list(lines)
@@ -238,6 +248,7 @@ class BatchClient:
                 on_published,
                 project=manifest.project,
                 served=served,
+                headers=batch_line_headers(manifest),
             )
             try:
                 for line in lines:

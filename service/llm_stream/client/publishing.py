@@ -9,7 +9,7 @@ producer span, so a request's trace runs from the upstream service into the engi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -17,6 +17,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 from opentelemetry.trace import SpanKind
 
+from llm_stream.batch.deadlines import deadline_header
+from llm_stream.batch.objects import expires_at
+from llm_stream.batch.priority import priority_header, priority_of
 from llm_stream.batch.request_line import line_model
 from llm_stream.client.config import ClientConfig
 from llm_stream.client.served_models import ServedModels
@@ -75,6 +78,17 @@ def line_topic(config: ClientConfig, line: Mapping[str, Any]) -> str:
     )
 
 
+def batch_line_headers(manifest: BatchManifest) -> list[tuple[str, bytes]]:
+    """What every line of the batch carries for workers: its deadline (the end of its
+    completion window) and its priority (its metadata's ``llm-stream-priority``, if any)."""
+    headers = []
+    if (deadline := expires_at(manifest)) is not None:
+        headers.append(deadline_header(deadline))
+    if (priority := priority_of(manifest.metadata)) is not None:
+        headers.append(priority_header(priority))
+    return headers
+
+
 class LineSender:
     """Sends one batch's request lines without awaiting each; at most ``WINDOW`` unconfirmed."""
 
@@ -87,15 +101,18 @@ class LineSender:
         *,
         project: str | None = None,
         served: ServedModels | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
     ) -> None:
         """``project``: named in each record's ``llm-stream-project`` header (none: no
-        header, the default project). ``served``: each line's model must be served (routing
-        by model), else ``ModelNotServedError`` before it is sent."""
+        header, the default project); ``headers``: more on every record (priority, deadline).
+        ``served``: each line's model must be served (routing by model), else
+        ``ModelNotServedError`` before it is sent."""
         self._producer = producer
         self._config = config
         self._served = served
         self._batch_id = batch_id
-        self._project_header = [] if project is None else [(PROJECT_HEADER, project.encode())]
+        self._headers = [] if project is None else [(PROJECT_HEADER, project.encode())]
+        self._headers += headers
         self._on_published = on_published
         self._window: list[asyncio.Future[Any]] = []
         #: Lines the broker has confirmed.
@@ -120,7 +137,7 @@ class LineSender:
                     orjson.dumps(record),
                     key=key.encode(),
                     headers=[(name, value.encode()) for name, value in headers.items()]
-                    + self._project_header,
+                    + self._headers,
                 )
             )
         if len(self._window) >= WINDOW:

@@ -18,7 +18,7 @@ from llm_stream.batch import request_line
 from llm_stream.batch.request_line import Problem
 from llm_stream.client.config import ClientConfig
 from llm_stream.client.handle import BatchHandle
-from llm_stream.client.publishing import LineSender, send_manifest
+from llm_stream.client.publishing import LineSender, batch_line_headers, send_manifest
 from llm_stream.contracts import BatchManifest
 from llm_stream.errors import LlmStreamError
 
@@ -73,7 +73,11 @@ class BatchWriter:
     async def __aenter__(self) -> BatchWriter:
         producer = await self._client.producer()
         self._sender = LineSender(
-            producer, self._client.config, self.batch_id, project=self._draft.project
+            producer,
+            self._client.config,
+            self.batch_id,
+            project=self._draft.project,
+            headers=batch_line_headers(self._draft),
         )
         return self
 

@@ -17,12 +17,14 @@ from llm_stream.errors import LlmStreamError
 
 @dataclass(frozen=True, slots=True)
 class EngineRequest:
-    """One request line as the engine sees it."""
+    """One request line as the engine sees it; ``priority`` (lower is sooner) is the record's,
+    for an engine that schedules by priority (None: the record named none)."""
 
     method: str
     url: str
     body: dict[str, Any]
     trace_headers: Mapping[str, str] = field(default_factory=dict)
+    priority: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,10 @@ from llm_stream.engine.protocol import (
     EngineUnavailableError,
 )
 
+#: The header by which vLLM's serving layer takes a request's priority (its
+#: ``vllm.entrypoints.generate.base.serving.PRIORITY_HEADER``; not imported: vLLM is optional).
+PRIORITY_HEADER = "X-Vllm-Priority"
+
 logger = logging.getLogger(__name__)
 
 Handler = Callable[..., Awaitable[Any]]
@@ -67,6 +71,11 @@ class VllmEngine:
         self._state = state
         self._keep_metrics_in_body = keep_metrics_in_body
         self._media = media or MediaPolicy()
+        #: Only an engine run with ``--scheduling-policy priority`` takes priorities: vLLM
+        #: refuses a request with one other than 0 under first-come-first-served.
+        config = getattr(engine_client, "vllm_config", None)
+        policy = getattr(getattr(config, "scheduler_config", None), "policy", "fcfs")
+        self._by_priority = str(getattr(policy, "value", policy)) == "priority"
         models = getattr(state, "openai_serving_models", None)
         self._served_models = tuple(path.name for path in getattr(models, "base_model_paths", ()))
         chat = getattr(state, "openai_serving_chat", None)
@@ -198,7 +207,10 @@ class VllmEngine:
             parsed = model_type.validate_python(request.body)
         except pydantic.ValidationError as error:
             return await self._validation_error(error)
-        raw_request = SimpleNamespace(headers=dict(request.trace_headers), state=SimpleNamespace())
+        headers = dict(request.trace_headers)
+        if self._by_priority and request.priority is not None:
+            headers[PRIORITY_HEADER] = str(request.priority)  # vLLM's own; beats body.priority
+        raw_request = SimpleNamespace(headers=headers, state=SimpleNamespace())
         try:
             response = await handler(parsed, raw_request)
         except Exception as error:

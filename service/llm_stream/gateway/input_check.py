@@ -18,8 +18,9 @@ from typing import NamedTuple
 import pydantic
 
 from llm_stream.batch.input_file import FileCheck, validate_batch_file
+from llm_stream.batch.priority import priority_of
 from llm_stream.client.batch_client import build_manifest
-from llm_stream.contracts import SUPPORTED_ENDPOINTS
+from llm_stream.contracts import PRIORITY_HEADER, SUPPORTED_ENDPOINTS
 from llm_stream.gateway.errors import GatewayError, invalid
 from llm_stream.gateway.models import BatchLineError
 from llm_stream.settings import Settings
@@ -55,6 +56,10 @@ def check_parameters(
 
 
 def _check_metadata(metadata: Mapping[str, str], settings: Settings) -> None:
+    if PRIORITY_HEADER in metadata and priority_of(metadata) is None:
+        raise invalid(
+            f"metadata {PRIORITY_HEADER} must be an integer (lower is sooner)", "metadata"
+        )
     if len(metadata) > settings.batch_max_metadata_pairs:
         raise invalid(
             f"metadata holds {len(metadata)} pairs, at most "

@@ -110,7 +110,9 @@ def build_specification(settings: Settings | None = None) -> AsyncAPI:
             settings.requests_topic,
             "submit:requests",
             RequestMessage,
-            "Upstream services publish one message per OpenAI batch input line.",
+            "Upstream services publish one message per OpenAI batch input line. Optional "
+            "headers: llm-stream-priority (integer, lower is sooner, default 0) and "
+            "llm-stream-deadline (Unix seconds; past it the line is answered batch_expired).",
         ),
         (
             f"{settings.requests_topic}.{{model}}",

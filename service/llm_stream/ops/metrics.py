@@ -34,6 +34,14 @@ REQUESTS_FAILED = Counter(
 REQUESTS_IN_FLIGHT = Gauge(
     "llm_stream_requests_in_flight", "Requests inside the worker (engine or publishing)."
 )
+REQUESTS_WAITING = Gauge(
+    "llm_stream_requests_waiting",
+    "Requests fetched but not started, in the worker's priority queue.",
+)
+REQUESTS_EXPIRED = Counter(
+    "llm_stream_requests_expired_total",
+    "Requests answered with a batch_expired line: their deadline passed before they ran.",
+)
 REQUESTS_CANCELLED = Counter(
     "llm_stream_requests_cancelled_total",
     "Requests answered with a batch_cancelled line, by stage: queued (never run) or running "

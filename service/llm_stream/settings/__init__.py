@@ -21,6 +21,7 @@ from llm_stream.settings.kafka_security import KafkaSecuritySettings
 from llm_stream.settings.models import ModelRoutingSettings
 from llm_stream.settings.projects import ProjectSettings
 from llm_stream.settings.quotas import QuotaSettings
+from llm_stream.settings.waiting import WaitingSettings
 from llm_stream.settings.webhooks import WebhookSettings
 from llm_stream.settings_files import FileValuesSource
 
@@ -41,11 +42,12 @@ class Settings(
     WebhookSettings,
     KafkaSecuritySettings,
     ModelRoutingSettings,
+    WaitingSettings,
     BaseSettings,
 ):
     """Configuration shared by every llm-stream process: the fields here and those of each
     group (the gateway's, projects, quotas, the notifier's, Kafka security, a batch's limits, model
-    routing)."""
+    routing, the worker's waiting queue)."""
 
     # An invalid value (a short key, a URL with a password) is never echoed in an error.
     model_config = SettingsConfigDict(

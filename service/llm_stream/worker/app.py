@@ -29,6 +29,7 @@ from llm_stream.settings import Settings
 from llm_stream.worker.announcer import WorkerAnnouncer
 from llm_stream.worker.core import RequestPipeline
 from llm_stream.worker.routing import SharedTopicClaims
+from llm_stream.worker.waiting import WaitingQueue
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,11 @@ class WorkerApp(Role):
             results_topic=settings.results_topic,
             consumer_group=self.route.group,
             claims=claims,
+            waiting=WaitingQueue(
+                max_records=settings.worker_max_waiting,
+                max_bytes=settings.worker_max_waiting_bytes,
+                aging_s=settings.worker_priority_aging_s or None,  # 0: strict priority
+            ),
         )
         self.loop = ConsumeLoop(
             settings, self.route.topics, self.route.group, self.pipeline, max_records=max_in_flight

@@ -5,6 +5,9 @@ Records are handed in by the consume loop (``handle``) in partition order, never
 ``capacity`` says: ``handle`` starts each and returns, never waiting for earlier requests to
 finish, so the engine's continuous batching never drains between polls.
 
+Records beyond the engine's room wait in ``worker.waiting``'s priority queue; one whose deadline
+passed when it would start is answered ``batch_expired`` instead (``batch.deadlines``).
+
 A cancelled batch (``cancel_batch``) runs nothing more: each of its records still ends in
 exactly one result line, ``batch_cancelled``, and its requests inside the engine are aborted.
 """
@@ -19,7 +22,9 @@ from http import HTTPStatus
 
 from opentelemetry.trace import SpanKind, StatusCode
 
+from llm_stream.batch.deadlines import deadline_of, expired_result, has_expired
 from llm_stream.batch.error_bodies import error_response, response_too_large
+from llm_stream.batch.priority import priority_of
 from llm_stream.batch.recent_ids import RecentIds
 from llm_stream.batch.result_lines import cancelled_result, new_request_id, result_message
 from llm_stream.contracts import RequestMessage, ResponseData, ResultMessage
@@ -42,8 +47,10 @@ from llm_stream.protocols import (
 from llm_stream.worker.observations import observe_answer, observe_timings
 from llm_stream.worker.request_parsing import DeadLetter, InvalidRequest, parse_record
 from llm_stream.worker.routing import Claims, model_of
+from llm_stream.worker.waiting import WaitingQueue
 
 logger = logging.getLogger(__name__)
+Headers = Mapping[str, str]
 
 #: Headers carried from a request to its result: W3C trace context.
 PROPAGATED_HEADERS = ("traceparent", "tracestate", "baggage")
@@ -77,9 +84,11 @@ class RequestPipeline:
         results_topic: str = "results",
         consumer_group: str | None = None,
         claims: Claims | None = None,
+        waiting: WaitingQueue | None = None,
     ) -> None:
         """``claims(topic, model)`` says whether this worker answers a record (routing by
-        model: ``worker.routing``); unset, it answers every record."""
+        model: ``worker.routing``); unset, it answers every record. ``waiting``: where records
+        beyond ``max_in_flight`` wait (unset: none are fetched beyond it)."""
         self._engine = engine
         self._claims = claims
         self._results_topic = results_topic
@@ -89,6 +98,7 @@ class RequestPipeline:
         self._max_message_bytes = max_message_bytes
         self._offsets = OffsetTracker()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting = WaitingQueue(max_records=0, max_bytes=0) if waiting is None else waiting
         #: Batches asked to cancel (the most recent: an older one's leftovers would just run).
         self._cancelled_batches = RecentIds()
         #: Engine calls under way, by batch: what a cancel of the batch aborts.
@@ -104,23 +114,34 @@ class RequestPipeline:
         return len(self._tasks)
 
     def capacity(self) -> int:
-        return max(0, self._max_in_flight - len(self._tasks)) if self._accepting else 0
+        if not self._accepting:
+            return 0
+        return max(0, self._max_in_flight - len(self._tasks)) + self._waiting.room()
 
     async def handle(self, records: Sequence[IncomingRecord]) -> None:
-        """Start work on each record of an owned partition; never waits for the engine.
-
-        A record not started here (pipeline stopping, partition not owned) is never
-        registered, so its offset is never committed and the partition's owner re-reads it.
-        """
+        """Queue each record of an owned partition, start the most urgent the engine has room
+        for; never waits. Offsets are registered here, in partition order, whatever order work
+        starts in; a record not registered (stopping, not owned) is re-read by its owner."""
         for record in records:
             if not self._accepting:
-                return
-            if not self._offsets.start(record.topic_partition, record.offset):
-                continue
+                break
+            if self._offsets.start(record.topic_partition, record.offset):
+                self._waiting.push(record)
+        self._start_waiting()
+
+    def _start_waiting(self) -> None:
+        """Start waiting records, most urgent first, while the engine has room."""
+        while self._accepting and self._waiting and len(self._tasks) < self._max_in_flight:
+            record = self._waiting.pop()
             metrics.REQUESTS_IN_FLIGHT.inc()
             task = asyncio.create_task(self._process(record))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._task_done)
+        metrics.REQUESTS_WAITING.set(len(self._waiting))
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._start_waiting()
 
     def committable(self) -> dict[TopicPartitionKey, int]:
         return self._offsets.committable()
@@ -144,7 +165,9 @@ class RequestPipeline:
 
     async def revoked(self, partitions: Sequence[TopicPartitionKey]) -> tuple[()]:
         """Forget revoked partitions: their requests still in flight are answered, but their
-        offsets are the new owner's to commit (it re-reads them: at least once)."""
+        offsets are the new owner's to commit (it re-reads them: at least once); their
+        records still waiting are dropped unanswered."""
+        self._waiting.drop(set(partitions))
         self._offsets.forget(partitions)
         return ()
 
@@ -188,9 +211,15 @@ class RequestPipeline:
             if isinstance(parsed, InvalidRequest):
                 endpoint = "invalid"
                 response = parsed.response
+            elif has_expired(deadline_of(record.headers), time.time()):
+                await self._publish(upstream, expired_result(parsed.batch_id, parsed.custom_id))
+                metrics.REQUESTS_EXPIRED.inc()
+                return
             else:
                 endpoint = parsed.url if parsed.url in GEN_AI_OPERATIONS else "other"
-                served = await self._serve_unless_cancelled(parsed, endpoint, upstream)
+                served = await self._serve_unless_cancelled(
+                    parsed, endpoint, upstream, priority_of(record.headers)
+                )
                 if served is None:
                     await self._answer_cancelled(
                         upstream, parsed.batch_id, parsed.custom_id, "running"
@@ -237,7 +266,7 @@ class RequestPipeline:
         )
 
     async def _serve_unless_cancelled(
-        self, request: RequestMessage, endpoint: str, upstream: Mapping[str, str]
+        self, request: RequestMessage, endpoint: str, upstream: Headers, priority: int | None
     ) -> ResponseData | None:
         """The engine's answer, or None when a cancel of the batch aborted the request.
 
@@ -247,7 +276,7 @@ class RequestPipeline:
         So what decides is whether the call was aborted, not how it ended; and when this task
         itself was cancelled (a drain), the answer is dropped too: the record is redelivered.
         """
-        serving = asyncio.create_task(self._serve(request, endpoint, upstream))
+        serving = asyncio.create_task(self._serve(request, endpoint, upstream, priority))
         running = self._serving.setdefault(request.batch_id, set())
         running.add(serving)
         response: ResponseData | None = None
@@ -267,7 +296,7 @@ class RequestPipeline:
         return None if aborted else response
 
     async def _serve(
-        self, request: RequestMessage, endpoint: str, upstream: Mapping[str, str]
+        self, request: RequestMessage, endpoint: str, upstream: Headers, priority: int | None
     ) -> ResponseData:
         """Run one request through the engine inside a GenAI-convention span."""
         model = request.body.get("model")
@@ -286,6 +315,7 @@ class RequestPipeline:
                         url=request.url,
                         body=request.body,
                         trace_headers=telemetry.outgoing_headers(upstream),
+                        priority=priority,
                     )
                 )
             except EngineUnavailableError:
@@ -351,9 +381,11 @@ class RequestPipeline:
     async def drain(self, grace_period: float) -> bool:
         """Stop taking work and wait up to ``grace_period`` s for the work in flight.
 
-        Returns True when nothing was left unfinished.
+        Returns True when nothing started was left unfinished.
         """
         self._accepting = False
+        never_started = len(self._waiting)  # uncommitted, so redelivered: not a drain failure
+        self._waiting.clear()
         pending = set(self._tasks)
         if pending:
             _, still_running = await asyncio.wait(pending, timeout=grace_period)
@@ -361,4 +393,4 @@ class RequestPipeline:
                 task.cancel()
             if still_running:
                 await asyncio.wait(still_running)
-        return not self._offsets.in_flight()
+        return self._offsets.in_flight() <= never_started

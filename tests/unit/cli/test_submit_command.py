@@ -101,3 +101,17 @@ def test_a_completion_window_over_the_longest_allowed_is_refused(
     assert run_submit(_args(str(path), "--completion-window", "25h")) == 2
     err = capsys.readouterr().err
     assert "completion window 25h is longer than 1d" in err
+
+
+def test_priority_is_an_integer_kept_in_the_metadata_within_its_bounds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _args("in.jsonl", "--priority", "-3").priority == -3
+    with pytest.raises(SystemExit):
+        _args("in.jsonl", "--priority", "high")
+    path = tmp_path / "in.jsonl"
+    line = {"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {}}
+    path.write_bytes(orjson.dumps(line) + b"\n")
+    sixteen = [arg for i in range(16) for arg in ("--metadata", f"k{i}=v")]
+    assert run_submit(_args(str(path), *sixteen, "--priority", "1")) == 2  # a 17th pair
+    assert "invalid batch settings: metadata" in capsys.readouterr().err

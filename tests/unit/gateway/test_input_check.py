@@ -33,6 +33,14 @@ def test_valid_parameters_pass() -> None:
         metadata={"team": "a"},
         settings=Settings(),
     )
+    for window in ("30m", "1h", "7d"):  # any window up to the deployment's longest
+        check_parameters(
+            "b1",
+            endpoint=ENDPOINT,
+            completion_window=window,
+            metadata={"llm-stream-priority": "-2"},
+            settings=Settings(batch_max_completion_window_s=7 * 86400),
+        )
 
 
 @pytest.mark.parametrize(
@@ -44,6 +52,7 @@ def test_valid_parameters_pass() -> None:
         ({"metadata": {"k": "v" * 9}}, "metadata", "value of metadata key 'k' is longer"),
         ({"completion_window": "soon"}, "completion_window", "Invalid 'completion_window'"),
         ({"completion_window": "2h"}, "completion_window", "Invalid 'completion_window'"),
+        ({"metadata": {"llm-stream-priority": "high"}}, "metadata", "must be an integer"),
     ],
 )
 def test_parameters_no_file_could_mend_are_refused_on_their_name(

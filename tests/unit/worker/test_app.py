@@ -41,15 +41,17 @@ def test_the_engine_gets_twice_what_it_runs_at_once_unless_a_limit_is_set() -> N
 
 
 async def test_the_pipelines_capacity_is_the_in_flight_limit() -> None:
-    """The loop fetches no more records than the pipeline has free slots for."""
-    app = WorkerApp(SETTINGS.with_overrides(max_in_flight=3), FakeEngine(concurrency=4))
+    """The loop fetches no more records than the pipeline has free slots for, plus the room
+    of its waiting queue."""
+    settings = SETTINGS.with_overrides(max_in_flight=3, worker_max_waiting=0)
+    app = WorkerApp(settings, FakeEngine(concurrency=4))
     try:
         assert app.pipeline.capacity() == 3
     finally:
         await app.loop.stop()
     default = WorkerApp(SETTINGS, FakeEngine(concurrency=4))
     try:
-        assert default.pipeline.capacity() == 8
+        assert default.pipeline.capacity() == 8 + SETTINGS.worker_max_waiting
     finally:
         await default.loop.stop()
 
