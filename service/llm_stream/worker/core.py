@@ -40,7 +40,8 @@ from llm_stream.protocols import (
     TopicPartitionKey,
 )
 from llm_stream.worker.observations import observe_answer, observe_timings
-from llm_stream.worker.request_parsing import DeadLetter, InvalidRequest, parse_record
+from llm_stream.worker.replies import Replies, ReplyRoute, ReplyUndeliverableError
+from llm_stream.worker.request_parsing import DeadLetter, InvalidRequest, ParsedRecord, parse_record
 from llm_stream.worker.routing import Claims, model_of
 
 logger = logging.getLogger(__name__)
@@ -77,9 +78,12 @@ class RequestPipeline:
         results_topic: str = "results",
         consumer_group: str | None = None,
         claims: Claims | None = None,
+        replies: Replies | None = None,
     ) -> None:
         """``claims(topic, model)`` says whether this worker answers a record (routing by
-        model: ``worker.routing``); unset, it answers every record."""
+        model: ``worker.routing``); unset, it answers every record. ``replies``: records that
+        ask for a reply are answered on their reply topic; unset, no record may ask."""
+        self._replies = replies
         self._engine = engine
         self._claims = claims
         self._results_topic = results_topic
@@ -163,10 +167,20 @@ class RequestPipeline:
 
     async def _answer(self, record: IncomingRecord) -> None:
         metrics.REQUESTS_CONSUMED.inc()
-        parsed = parse_record(record.value, max_bytes=self._max_message_bytes)
+        route = self._replies.route(record.headers) if self._replies is not None else None
+        parsed: ParsedRecord = (
+            route
+            if isinstance(route, DeadLetter)
+            else parse_record(
+                record.value, max_bytes=self._max_message_bytes, single=route is not None
+            )
+        )
         if self._claims is not None and not await self._claims(record.topic, model_of(parsed)):
             metrics.REQUESTS_LEFT_TO_OTHERS.inc()  # another model's group answers it
             return
+        if isinstance(route, ReplyRoute) and not isinstance(parsed, DeadLetter):
+            assert self._replies is not None
+            parsed = await self._replies.missing(route) or parsed
         with telemetry.span(
             f"process {record.topic}",
             kind=SpanKind.CONSUMER,
@@ -182,7 +196,8 @@ class RequestPipeline:
             span.set_attributes({"llm_stream.batch_id": parsed.batch_id})
             span.set_attributes({"llm_stream.custom_id": parsed.custom_id})
             upstream = propagated_headers(record.headers)  # for the engine and the result
-            if parsed.batch_id in self._cancelled_batches:
+            reply = route if isinstance(route, ReplyRoute) else None
+            if reply is None and parsed.batch_id in self._cancelled_batches:
                 await self._answer_cancelled(upstream, parsed.batch_id, parsed.custom_id, "queued")
                 return
             if isinstance(parsed, InvalidRequest):
@@ -197,11 +212,25 @@ class RequestPipeline:
                     )
                     return
                 response = served
-            published = await self._publish(
-                upstream, result_message(parsed.batch_id, parsed.custom_id, response)
-            )
-            assert published.response is not None, "an answer stays an answer"
-            response = published.response
+            if reply is not None:
+                assert self._replies is not None
+                try:
+                    response = await self._replies.send(
+                        reply,
+                        record.key,
+                        telemetry.outgoing_headers(upstream),
+                        parsed.custom_id,
+                        response,
+                    )
+                except ReplyUndeliverableError as error:
+                    await self._dead_letter(record, DeadLetter(str(error)))
+                    return
+            else:
+                published = await self._publish(
+                    upstream, result_message(parsed.batch_id, parsed.custom_id, response)
+                )
+                assert published.response is not None, "an answer stays an answer"
+                response = published.response
             level = logging.WARNING if response.status_code >= 500 else logging.DEBUG
             logger.log(
                 level,
