@@ -40,6 +40,8 @@ class ClientConfig:
     #: Send each line to its model's requests topic, refusing models nobody serves.
     route_by_model: bool = False
     workers_topic: str = Settings.model_fields["workers_topic"].default
+    #: Where ``ask`` has its replies sent (created on first use if missing).
+    reply_topic: str = Settings.model_fields["reply_topic"].default
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ClientConfig:
@@ -62,4 +64,5 @@ class ClientConfig:
             project=settings.project,
             route_by_model=settings.route_by_model,
             workers_topic=settings.workers_topic,
+            reply_topic=settings.reply_topic,
         )
