@@ -169,7 +169,13 @@ class BatchClient:
         producer = await self.producer()
         async with self._starting:
             if self._replies is None:
-                await ensure_reply_topic(self.config.connection, self.config.reply_topic, 3)
+                config = self.config
+                await ensure_reply_topic(
+                    config.connection,
+                    config.reply_topic,
+                    config.topic_partitions,
+                    config.topic_replication_factor,
+                )
                 listener = ReplyListener(self.config.connection, self.config.reply_topic)
                 await listener.start()
                 self._replies = listener

@@ -42,6 +42,9 @@ class ClientConfig:
     workers_topic: str = Settings.model_fields["workers_topic"].default
     #: Where ``ask`` has its replies sent (created on first use if missing).
     reply_topic: str = Settings.model_fields["reply_topic"].default
+    #: Partitions and replicas of the reply topic, when ``ask`` creates it.
+    topic_partitions: int = Settings.model_fields["topic_partitions"].default
+    topic_replication_factor: int = Settings.model_fields["topic_replication_factor"].default
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ClientConfig:
@@ -65,4 +68,6 @@ class ClientConfig:
             route_by_model=settings.route_by_model,
             workers_topic=settings.workers_topic,
             reply_topic=settings.reply_topic,
+            topic_partitions=settings.topic_partitions,
+            topic_replication_factor=settings.topic_replication_factor,
         )

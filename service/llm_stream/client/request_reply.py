@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 from opentelemetry.trace import SpanKind
 
 from llm_stream.contracts import (
@@ -40,14 +40,19 @@ class ReplyTimeoutError(LlmStreamError, TimeoutError):
     """No reply came within the timeout (the request may still be answered later)."""
 
 
-async def ensure_reply_topic(connection: Mapping[str, Any], topic: str, partitions: int) -> None:
+async def ensure_reply_topic(
+    connection: Mapping[str, Any], topic: str, partitions: int, replicas: int
+) -> None:
     """Create the reply topic if it is missing: the asking producer may, the worker never."""
     admin = AIOKafkaAdminClient(**connection)
     await start_client(admin, connection)
     try:
-        if topic not in set(await admin.list_topics()):
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics([NewTopic(topic, partitions, replication_factor=-1)])
+        if topic in set(await admin.list_topics()):
+            return
+        response = await admin.create_topics([NewTopic(topic, partitions, replicas)])
+        for name, code, message in response.topic_errors:
+            if code not in (0, TopicAlreadyExistsError.errno):
+                raise for_code(code)(f"cannot create reply topic {name!r}: {message}")
     finally:
         await admin.close()
 
