@@ -150,6 +150,19 @@ REPLY_TO_HEADER = "reply_to"
 CORRELATION_ID_HEADER = "correlation_id"
 
 
+class SingleRequestMessage(BaseModel):
+    """One request that asks for a reply (topic: requests, headers ``reply_to`` and
+    ``correlation_id``): an OpenAI batch input line whose ``custom_id`` is optional, no batch.
+    A ``batch_id`` it carries anyway is not used."""
+
+    model_config = ConfigDict(extra="forbid", title="SingleRequest")
+
+    custom_id: CustomId | None = Field(None, description="Echoed in the reply when given.")
+    method: str = Field("POST", description='HTTP method; only "POST" is served.')
+    url: str = Field(description="Endpoint, e.g. /v1/chat/completions.")
+    body: dict[str, Any] = Field(description="The request body, as for vLLM's OpenAI server.")
+
+
 class ReplyMessage(BaseModel):
     """The answer to a single request (topic: the request's ``reply_to``, key: the request's).
 
@@ -403,6 +416,7 @@ class RateCount(BaseModel):
 ALL_CONTRACTS: dict[str, type[BaseModel]] = {
     "request": RequestMessage,
     "result": ResultMessage,
+    "single-request": SingleRequestMessage,
     "reply": ReplyMessage,
     "batch-manifest": BatchManifest,
     "batch": BatchObject,
