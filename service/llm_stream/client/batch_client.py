@@ -176,7 +176,9 @@ class BatchClient:
                     config.topic_partitions,
                     config.topic_replication_factor,
                 )
-                listener = ReplyListener(self.config.connection, self.config.reply_topic)
+                listener = ReplyListener(
+                    config.connection, config.reply_topic, config.fetch_max_wait_ms
+                )
                 await listener.start()
                 self._replies = listener
         project = self.config.project

@@ -72,8 +72,11 @@ def correlation_of(record: Any) -> str | None:
 class ReplyListener:
     """Follows the reply topic and resolves the calls waiting for their correlation ids."""
 
-    def __init__(self, connection: Mapping[str, Any], topic: str) -> None:
+    def __init__(
+        self, connection: Mapping[str, Any], topic: str, fetch_max_wait_ms: int = 500
+    ) -> None:
         self.topic = topic
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         self._connection = dict(connection)
         self._waiting: dict[str, asyncio.Future[ReplyMessage]] = {}
         self._consumer: AIOKafkaConsumer | None = None
@@ -81,7 +84,11 @@ class ReplyListener:
 
     async def start(self) -> None:
         """Assign every partition of the topic and take up its end; replies from now on."""
-        consumer = AIOKafkaConsumer(**self._connection, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            **self._connection,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
+        )
         await start_client(consumer, self._connection)
         try:
             await consumer.topics()  # the cluster's metadata, so the partitions are known

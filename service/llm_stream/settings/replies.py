@@ -27,6 +27,15 @@ class ReplySettings(BaseModel):
         description="How long a worker waits for the broker to confirm a reply topic exists "
         "(and for a reply's publish); past it the request is dead-lettered, never a stall.",
     )
+    fetch_max_wait_ms: int = Field(
+        500,
+        ge=1,
+        le=60_000,
+        description="How long the broker may hold a worker's or a reply listener's fetch while "
+        "no record is there (Kafka's fetch.max.wait.ms). Kafka answers a waiting fetch as soon "
+        "as a record arrives; the embedded broker (Tansu) holds it about half this long "
+        "whatever arrives, which then bounds request/reply latency from below.",
+    )
 
     @field_validator("reply_topics_pattern")
     @classmethod
