@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import orjson
 import pytest
 
-from llm_stream.contracts import ReplyMessage
+from llm_stream.contracts import ReplyMessage, RequestMessage
 from llm_stream.kafka.dead_letters import ERROR_HEADER
 from llm_stream.protocols import IncomingRecord, MessageTooLargeError
 from llm_stream.settings import Settings
@@ -21,12 +21,7 @@ from llm_stream.worker.replies import (
     ReplyUndeliverableError,
     reply_route,
 )
-from llm_stream.worker.request_parsing import (
-    DeadLetter,
-    InvalidRequest,
-    RequestMessage,
-    parse_record,
-)
+from llm_stream.worker.request_parsing import DeadLetter, InvalidRequest, parse_record
 from tests.fakes import FakeEngine, FakePublisher
 
 ALLOWED = re.compile(r"llm-stream\.replies\..+")
