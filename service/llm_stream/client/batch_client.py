@@ -36,7 +36,12 @@ from llm_stream.client.publishing import (
     send_manifest,
     send_status,
 )
-from llm_stream.client.request_reply import ReplyListener, ask, ensure_reply_topic
+from llm_stream.client.request_reply import (
+    ReplyListener,
+    ask,
+    ensure_reply_topic,
+    single_request,
+)
 from llm_stream.client.served_models import ServedModels
 from llm_stream.client.status_view import BatchStatusView
 from llm_stream.client.writer import BatchWriter
@@ -163,9 +168,7 @@ class BatchClient:
         HTTP response vLLM's server would give (check ``status_code``). Raises
         ``ReplyTimeoutError`` after ``timeout`` s; ``key``: the request's record key, which
         its reply keeps."""
-        line: dict[str, Any] = {"method": "POST", "url": endpoint, "body": dict(body)}
-        if custom_id is not None:
-            line["custom_id"] = custom_id
+        line = single_request(body, endpoint, custom_id)
         producer = await self.producer()
         async with self._starting:
             if self._replies is None:

@@ -40,6 +40,16 @@ class ReplyTimeoutError(LlmStreamError, TimeoutError):
     """No reply came within the timeout (the request may still be answered later)."""
 
 
+def single_request(
+    body: Mapping[str, Any], endpoint: str, custom_id: str | None = None
+) -> dict[str, Any]:
+    """The record value of one request asking for a reply: a batch input line, no batch."""
+    line: dict[str, Any] = {"method": "POST", "url": endpoint, "body": dict(body)}
+    if custom_id is not None:
+        line["custom_id"] = custom_id
+    return line
+
+
 async def ensure_reply_topic(
     connection: Mapping[str, Any], topic: str, partitions: int, replicas: int
 ) -> None:

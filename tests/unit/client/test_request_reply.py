@@ -6,8 +6,11 @@ import asyncio
 from typing import Any, NamedTuple
 
 import orjson
+import pytest
 
+from llm_stream.client import FakeBatchClient, ReplyTimeoutError
 from llm_stream.client.request_reply import ReplyListener, correlation_of
+from llm_stream.contracts import ResponseData
 
 
 class Record(NamedTuple):
@@ -48,3 +51,23 @@ async def test_a_record_that_is_no_reply_leaves_the_call_waiting() -> None:
     waiting = listener.expect("c1")
     listener._deliver(Record(b'{"correlation_id": "c1"}', []))
     assert not waiting.done()
+
+
+async def test_the_fake_client_lets_a_test_reply_to_ask() -> None:
+    client = FakeBatchClient()
+    asking = asyncio.create_task(
+        client.ask({"model": "m", "prompt": "p"}, endpoint="/v1/completions", custom_id="t1")
+    )
+    assert await asyncio.wait_for(client.asked(), 1) == {
+        "method": "POST",
+        "url": "/v1/completions",
+        "body": {"model": "m", "prompt": "p"},
+        "custom_id": "t1",
+    }
+    client.reply(ResponseData(status_code=200, request_id="r", body={"ok": True}))
+    answer = await asyncio.wait_for(asking, 1)
+    assert answer.body == {"ok": True}
+    with pytest.raises(ReplyTimeoutError):
+        await client.ask({"model": "m"}, timeout=0.01)
+    with pytest.raises(LookupError):
+        client.reply(ResponseData(status_code=200, request_id="r", body={}))
