@@ -150,6 +150,42 @@ class ResultMessage(BaseModel):
         return self.error is None and self.response is not None and self.response.status_code == 200
 
 
+#: Request/reply headers, FastStream's names (Spring Kafka's ``kafka_replyTopic`` and
+#: ``kafka_correlationId`` are read too): a request carrying them is a single request.
+REPLY_TO_HEADER = "reply_to"
+CORRELATION_ID_HEADER = "correlation_id"
+
+
+class SingleRequestMessage(BaseModel):
+    """One request that asks for a reply (topic: requests, headers ``reply_to`` and
+    ``correlation_id``): an OpenAI batch input line whose ``custom_id`` is optional, no batch.
+    A ``batch_id`` it carries anyway is not used."""
+
+    model_config = ConfigDict(extra="forbid", title="SingleRequest")
+
+    custom_id: CustomId | None = Field(None, description="Echoed in the reply when given.")
+    method: str = Field("POST", description='HTTP method; only "POST" is served.')
+    url: str = Field(description="Endpoint, e.g. /v1/chat/completions.")
+    body: dict[str, Any] = Field(description="The request body, as for vLLM's OpenAI server.")
+
+
+class ReplyMessage(BaseModel):
+    """The answer to a single request (topic: the request's ``reply_to``, key: the request's).
+
+    An OpenAI batch output line with the request's ``correlation_id`` instead of a batch:
+    OpenAI line parsers read it as is, and the id survives tools that drop headers. It is
+    sent at least once: a consumer keeps the first reply per ``correlation_id``.
+    """
+
+    model_config = ConfigDict(title="Reply")
+
+    id: str = Field(description="Unique id of this reply.")
+    custom_id: CustomId | None = Field(None, description="The request's, if it named one.")
+    correlation_id: str = Field(description="The request's correlation id header.")
+    response: ResponseData | None
+    error: ErrorData | None = None
+
+
 MetadataKey = Annotated[str, StringConstraints(max_length=64)]
 MetadataValue = Annotated[str, StringConstraints(max_length=512)]
 #: OpenAI's bounds on a batch's metadata: 16 pairs, keys of 64 characters, values of 512.
@@ -386,6 +422,8 @@ class RateCount(BaseModel):
 ALL_CONTRACTS: dict[str, type[BaseModel]] = {
     "request": RequestMessage,
     "result": ResultMessage,
+    "single-request": SingleRequestMessage,
+    "reply": ReplyMessage,
     "batch-manifest": BatchManifest,
     "batch": BatchObject,
     "webhook-failure": WebhookFailure,

@@ -28,6 +28,8 @@ PUBLIC = [
     "LlmStreamError",
     "ModelNotServedError",
     "OAuthTokenError",
+    "ReplyMessage",
+    "ReplyTimeoutError",
     "RequestCounts",
     "RequestMessage",
     "ResponseData",
@@ -54,7 +56,7 @@ def test_every_exported_error_is_a_llm_stream_error() -> None:
         if isinstance(getattr(llm_stream, name), type)
         and issubclass(getattr(llm_stream, name), BaseException)
     ]
-    assert len(errors) == 10
+    assert len(errors) == 11
     assert all(issubclass(error, llm_stream.LlmStreamError) for error in errors)
 
 

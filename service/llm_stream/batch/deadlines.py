@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from llm_stream.batch.result_lines import new_line_id
+from llm_stream.batch.result_lines import result_message
 from llm_stream.contracts import (
     DEADLINE_HEADER,
     MAX_CREATED_AT,
@@ -26,6 +26,9 @@ from llm_stream.contracts import (
 BATCH_EXPIRED = "batch_expired"
 #: OpenAI's words for such a line in a batch's error file.
 EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
+#: The ``error.code`` of a single request (request/reply) not run because its deadline passed.
+REQUEST_EXPIRED = "request_expired"
+SINGLE_EXPIRED_MESSAGE = "This request could not be executed before its deadline passed."
 
 
 def deadline_header(deadline: float) -> tuple[str, bytes]:
@@ -51,12 +54,14 @@ def has_expired(deadline: float | None, now: float) -> bool:
     return deadline is not None and now >= deadline
 
 
+def expired_error(*, single: bool = False) -> ErrorData:
+    """The error of a request whose deadline passed before it ran: OpenAI's ``batch_expired``
+    for a batch line, ``request_expired`` for a single request (it has no batch)."""
+    if single:
+        return ErrorData(code=REQUEST_EXPIRED, message=SINGLE_EXPIRED_MESSAGE)
+    return ErrorData(code=BATCH_EXPIRED, message=EXPIRED_MESSAGE)
+
+
 def expired_result(batch_id: str, custom_id: str) -> ResultMessage:
-    """The line of a request whose deadline passed before it ran (OpenAI's shape)."""
-    return ResultMessage(
-        batch_id=batch_id,
-        id=new_line_id(),
-        custom_id=custom_id,
-        response=None,
-        error=ErrorData(code=BATCH_EXPIRED, message=EXPIRED_MESSAGE),
-    )
+    """The line of a batch request whose deadline passed before it ran (OpenAI's shape)."""
+    return result_message(batch_id, custom_id, expired_error())

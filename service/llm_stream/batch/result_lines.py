@@ -35,13 +35,20 @@ def with_request_id(response: ResponseData) -> ResponseData:
     return response.model_copy(update={"request_id": new_request_id()})
 
 
-def result_message(batch_id: str, custom_id: str, response: ResponseData) -> ResultMessage:
-    """The result a worker publishes for one request."""
+def result_message(
+    batch_id: str, custom_id: str, answer: ResponseData | ErrorData
+) -> ResultMessage:
+    """The result a worker publishes for one request: the engine's (or the request rules')
+    response, or an error of the service's own (no response: not run)."""
+    if isinstance(answer, ErrorData):
+        return ResultMessage(
+            batch_id=batch_id, id=new_line_id(), custom_id=custom_id, response=None, error=answer
+        )
     return ResultMessage(
         batch_id=batch_id,
         id=new_line_id(),
         custom_id=custom_id,
-        response=with_request_id(response),
+        response=with_request_id(answer),
     )
 
 

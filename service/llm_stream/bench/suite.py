@@ -11,7 +11,9 @@ every request yields exactly ``--max-tokens`` tokens; totals are checked) go thr
 4. ``llm-stream run-batch`` against ``vllm run-batch`` on one chat file, whole processes with
    start-up (``bench.run_batch``), as a ratio of wall times;
 5.-7. with no model (``bench.stream``): aggregator result lines/s, worker overhead per message
-   and peak RSS for a small against a large batch.
+   and peak RSS for a small against a large batch;
+8. request and reply's time outside the engine (``bench.latency``), p50 and p99, idle and
+   behind 10,000 queued batch lines.
 
 Engine sides (1)-(3) each run in their own process (``bench_children``), in rounds: one run of
 each side per round, only one engine working at a time, so none shares the CPU or GPU with
@@ -23,6 +25,7 @@ side under ``SHORT_WINDOW_S`` is refused unless ``--smoke``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import datetime
 import json
@@ -54,7 +57,9 @@ from llm_stream.bench.support import (
 from llm_stream.bench.table import SIDE_RATIOS, format_table, targets
 
 ENGINE_PARTS = ("offline", "async", "stream", "run-batch")
-PARTS = (*ENGINE_PARTS, *STREAM_PARTS)
+#: Request and reply's time outside the engine (``bench.latency``), idle and behind queued lines.
+LATENCY_PART = "latency"
+PARTS = (*ENGINE_PARTS, *STREAM_PARTS, LATENCY_PART)
 #: Engine sides run in child processes: (part, module, what the table calls it, JSON prefix).
 ENGINE_CHILDREN = (
     ("offline", "llm_stream.bench.offline", "offline LLM.generate", "offline"),
@@ -72,10 +77,24 @@ class Sizes:
     lines: int
     rss_small: int
     rss_large: int
+    latency_samples: int = 200
+    latency_rounds: int = 20
+    queued: int = 10_000
 
 
 REAL = Sizes(2048, 64, 3, messages=5000, lines=100_000, rss_small=1000, rss_large=100_000)
-SMOKE = Sizes(16, 4, 1, messages=60, lines=300, rss_small=30, rss_large=300)
+SMOKE = Sizes(
+    16,
+    4,
+    1,
+    messages=60,
+    lines=300,
+    rss_small=30,
+    rss_large=300,
+    latency_samples=10,
+    latency_rounds=2,
+    queued=200,
+)
 MIN_REAL_REPEAT = 3
 
 
@@ -245,6 +264,26 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         )
         summary.update(messages=sizes.messages, lines=sizes.lines)
         summary.update(rss_small=sizes.rss_small, rss_large=sizes.rss_large)
+    if LATENCY_PART in parts:
+        from llm_stream.bench import latency
+
+        say(
+            f"request/reply latency: {sizes.latency_samples} idle, {sizes.latency_rounds} "
+            f"behind {sizes.queued} queued lines"
+        )
+        with broker(args.bootstrap_servers) as servers, tempfile.TemporaryDirectory() as tmp:
+            summary.update(
+                asyncio.run(
+                    latency.measure(
+                        servers,
+                        Path(tmp),
+                        samples=sizes.latency_samples,
+                        rounds=sizes.latency_rounds,
+                        queued=sizes.queued,
+                        fetch_max_wait_ms=getattr(args, "fetch_max_wait_ms", None),
+                    )
+                )
+            )
     if "device" not in summary:
         from llm_stream.bench.offline import describe_device
 

@@ -35,6 +35,10 @@ ROWS = (
     ("rss_1k_mb", "(7) peak RSS, small batch", "MB"),
     ("rss_100k_mb", "    peak RSS, large batch", "MB"),
     ("rss_100k_vs_1k", "    large / small (worst role)", ""),
+    ("reply_overhead_ms_p50", "(8) request/reply outside the engine, p50", "ms"),
+    ("reply_overhead_ms_p99", "    p99", "ms"),
+    ("reply_queued_ms_p50", "    behind queued lines, p50", "ms"),
+    ("reply_queued_ms_p99", "    behind queued lines, p99", "ms"),
 )
 #: (side, against): each engine side against the ceiling, and the worker against the engine it
 #: drives bare (both asynchronous: what is left between them is the Kafka path).
@@ -85,6 +89,13 @@ def format_table(summary: Mapping[str, Any]) -> str:
         header.append(
             f"no-model parts: {summary['messages']} messages, {summary['lines']} result lines, "
             f"RSS at {summary['rss_small']} and {summary['rss_large']} lines"
+        )
+    if "latency_samples" in summary:
+        header.append(
+            f"request/reply: {summary['latency_samples']} idle asks, "
+            f"{summary['latency_rounds']} behind {summary['latency_queued_lines']} queued "
+            f"lines, fetch.max.wait.ms {summary['latency_fetch_max_wait_ms']}; "
+            f"{summary['latency_priority']}"
         )
     checks = summary.get("targets", {})
     rows = [f"{'figure':<{_WIDTH}}{'median':>10}  {'range':<22}target"]

@@ -219,6 +219,13 @@ def _add_bench(subcommands: Any) -> None:
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures here")
     parser.add_argument(
+        "--fetch-max-wait-ms",
+        type=int,
+        metavar="MS",
+        help="latency part: the worker's and reply listener's fetch.max.wait.ms (default 500; "
+        "the embedded broker holds a fetch about half of it whatever arrives)",
+    )
+    parser.add_argument(
         "--engine-arg",
         action="append",
         default=[],

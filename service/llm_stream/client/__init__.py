@@ -1,9 +1,11 @@
-"""The client library: submit batches to Kafka and read their status (``BatchClient``), and
-an in-memory ``FakeBatchClient`` for the tests of code that uses one."""
+"""The client library: submit batches to Kafka and read their status, or ask one request and
+wait for its reply (``BatchClient``), and an in-memory ``FakeBatchClient`` for the tests of
+code that uses one."""
 
 from llm_stream.client.batch_client import BatchClient, SubmitError, new_batch_id
 from llm_stream.client.config import ClientConfig
 from llm_stream.client.handle import BatchHandle
+from llm_stream.client.request_reply import ReplyTimeoutError
 from llm_stream.client.served_models import ModelNotServedError
 from llm_stream.client.status_view import BatchStatusView, StatusViewStoppedError
 from llm_stream.client.testing import FakeBatchClient
@@ -19,6 +21,7 @@ __all__ = [
     "FakeBatchClient",
     "InvalidLineError",
     "ModelNotServedError",
+    "ReplyTimeoutError",
     "StatusViewStoppedError",
     "SubmitError",
     "new_batch_id",

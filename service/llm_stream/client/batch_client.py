@@ -32,9 +32,16 @@ from llm_stream.client.publishing import (
     LineSender,
     OnPublished,
     batch_line_headers,
+    line_topic,
     new_producer,
     send_manifest,
     send_status,
+)
+from llm_stream.client.request_reply import (
+    ReplyListener,
+    ask,
+    ensure_reply_topic,
+    single_request,
 )
 from llm_stream.client.served_models import ServedModels
 from llm_stream.client.status_view import BatchStatusView
@@ -42,8 +49,10 @@ from llm_stream.client.writer import BatchWriter
 from llm_stream.contracts import (
     MAX_COMPLETION_WINDOW_CONTEXT,
     PRIORITY_HEADER,
+    PROJECT_HEADER,
     BatchManifest,
     BatchObject,
+    ResponseData,
     is_safe_batch_id,
     stored_project,
 )
@@ -104,6 +113,7 @@ class BatchClient:
         self._served: ServedModels | None = None
         self._workers: WorkerDirectory | None = None
         self._view: BatchStatusView | None = None
+        self._replies: ReplyListener | None = None
         self._starting = asyncio.Lock()
         #: Offset of the latest manifest or batch object this client published, per partition.
         self._published: dict[TopicPartition, int] = {}
@@ -128,6 +138,9 @@ class BatchClient:
         """Stop following statuses and workers, and flush and stop the producer."""
         view, producer, self._view, self._producer = self._view, self._producer, None, None
         workers, self._workers, self._served = self._workers, None, None
+        replies, self._replies = self._replies, None
+        if replies is not None:
+            await replies.stop()
         if workers is not None:
             await workers.close()
         if view is not None:
@@ -143,6 +156,46 @@ class BatchClient:
                 await start_client(producer, self.config.connection)
                 self._producer = producer
             return self._producer
+
+    async def ask(
+        self,
+        body: Mapping[str, Any],
+        *,
+        endpoint: str = "/v1/chat/completions",
+        timeout: float = 60.0,  # noqa: ASYNC109
+        custom_id: str | None = None,
+        key: bytes | None = None,
+    ) -> ResponseData:
+        """Send one request (no batch) and wait for its reply on ``config.reply_topic``: the
+        HTTP response vLLM's server would give (check ``status_code``). Raises
+        ``ReplyTimeoutError`` after ``timeout`` s; ``key``: the request's record key, which
+        its reply keeps."""
+        line = single_request(body, endpoint, custom_id)
+        producer = await self.producer()
+        async with self._starting:
+            if self._replies is None:
+                config = self.config
+                await ensure_reply_topic(
+                    config.connection,
+                    config.reply_topic,
+                    config.topic_partitions,
+                    config.topic_replication_factor,
+                )
+                listener = ReplyListener(
+                    config.connection, config.reply_topic, config.fetch_max_wait_ms
+                )
+                await listener.start()
+                self._replies = listener
+        project = self.config.project
+        return await ask(
+            producer,
+            self._replies,
+            line_topic(self.config, line),
+            line,
+            key=key,
+            timeout=timeout,
+            headers=None if project is None else {PROJECT_HEADER: project},
+        )
 
     async def status_view(self) -> BatchStatusView:
         """The client's view of batch objects, started on first use."""

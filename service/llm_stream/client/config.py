@@ -40,6 +40,13 @@ class ClientConfig:
     #: Send each line to its model's requests topic, refusing models nobody serves.
     route_by_model: bool = False
     workers_topic: str = Settings.model_fields["workers_topic"].default
+    #: Where ``ask`` has its replies sent (created on first use if missing).
+    reply_topic: str = Settings.model_fields["reply_topic"].default
+    #: Kafka's fetch.max.wait.ms for the reply listener (see ``Settings.fetch_max_wait_ms``).
+    fetch_max_wait_ms: int = Settings.model_fields["fetch_max_wait_ms"].default
+    #: Partitions and replicas of the reply topic, when ``ask`` creates it.
+    topic_partitions: int = Settings.model_fields["topic_partitions"].default
+    topic_replication_factor: int = Settings.model_fields["topic_replication_factor"].default
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ClientConfig:
@@ -62,4 +69,8 @@ class ClientConfig:
             project=settings.project,
             route_by_model=settings.route_by_model,
             workers_topic=settings.workers_topic,
+            reply_topic=settings.reply_topic,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            topic_partitions=settings.topic_partitions,
+            topic_replication_factor=settings.topic_replication_factor,
         )

@@ -5,7 +5,8 @@ transport: it is a ``BatchClient`` whose producer and status view keep their rec
 memory, so ``submit``, ``batch``, ``retrieve``, ``cancel`` and ``wait`` run the client's own
 code and refuse what it refuses (a bad line, a duplicate ``custom_id``, a cancel too late).
 The test plays the service's part: ``set_status`` publishes a batch's object, as the
-aggregator would, and ``submitted``, ``manifest`` and ``lines`` show what was submitted.
+aggregator would, and ``submitted``, ``manifest`` and ``lines`` show what was submitted;
+``asked`` shows a request sent with ``ask`` and ``reply`` answers it, as a worker would.
 
     client = FakeBatchClient()
     running = asyncio.create_task(code_under_test(client))  # submits, then waits
@@ -28,8 +29,9 @@ from aiokafka.structs import RecordMetadata
 from llm_stream.batch.objects import batch_object
 from llm_stream.client.batch_client import BatchClient
 from llm_stream.client.config import ClientConfig
+from llm_stream.client.request_reply import ReplyTimeoutError, single_request
 from llm_stream.client.status_view import BatchStatusView
-from llm_stream.contracts import BatchManifest, BatchObject, BatchStatus
+from llm_stream.contracts import BatchManifest, BatchObject, BatchStatus, ResponseData
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,44 @@ class FakeBatchClient(BatchClient):
         self._topics = _InMemoryTopics()
         self._fake_producer = _InMemoryProducer(self._topics)
         self._fake_view = _InMemoryStatusView(self._topics, self.config)
+        #: Requests sent with ``ask`` and not yet replied to, oldest first.
+        self._asks: list[tuple[dict[str, Any], asyncio.Future[ResponseData]]] = []
+        self._asked = asyncio.Event()
+
+    async def ask(
+        self,
+        body: Any,
+        *,
+        endpoint: str = "/v1/chat/completions",
+        timeout: float = 60.0,  # noqa: ASYNC109
+        custom_id: str | None = None,
+        key: bytes | None = None,
+    ) -> ResponseData:
+        """Wait for the test's ``reply`` to this request; ``ReplyTimeoutError`` as the real
+        client raises it."""
+        answer: asyncio.Future[ResponseData] = asyncio.get_running_loop().create_future()
+        self._asks.append((single_request(body, endpoint, custom_id), answer))
+        self._asked.set()
+        try:
+            return await asyncio.wait_for(answer, timeout)
+        except TimeoutError as error:
+            raise ReplyTimeoutError(f"no reply within {timeout} s") from error
+        finally:
+            self._asks = [(line, waiting) for line, waiting in self._asks if waiting is not answer]
+
+    async def asked(self) -> dict[str, Any]:
+        """The oldest request sent with ``ask`` and not replied to, once there is one."""
+        while not self._asks:
+            self._asked.clear()
+            await self._asked.wait()
+        return self._asks[0][0]
+
+    def reply(self, response: ResponseData) -> None:
+        """Answer the oldest request waiting in ``ask`` with ``response``."""
+        if not self._asks:
+            raise LookupError("no request is waiting for a reply")
+        _, answer = self._asks.pop(0)
+        answer.set_result(response)
 
     async def producer(self) -> AIOKafkaProducer:
         return cast(AIOKafkaProducer, self._fake_producer)

@@ -17,8 +17,10 @@ from llm_stream.contracts import (
     BatchManifest,
     BatchObject,
     RateCount,
+    ReplyMessage,
     RequestMessage,
     ResultMessage,
+    SingleRequestMessage,
     WebhookFailure,
     WorkerAnnouncement,
 )
@@ -136,6 +138,23 @@ def build_specification(settings: Settings | None = None) -> AsyncAPI:
             "<replica>/<counter> (compacted, kept minutes).",
         ),
         (
+            settings.requests_topic,
+            "client:single-requests",
+            SingleRequestMessage,
+            "Request and reply: one request, no batch, with the headers reply_to (a topic "
+            "matching LLM_STREAM_REPLY_TOPICS_PATTERN, which must exist) and correlation_id, "
+            "as FastStream names them (Spring Kafka's kafka_replyTopic and kafka_correlationId "
+            "are read too). A reply topic not allowed or missing: a dead letter with the reason.",
+        ),
+        (
+            "{reply_to}",
+            "worker:replies",
+            ReplyMessage,
+            "The answer to a single request, on the topic its reply_to header named; key: the "
+            "request's key; headers: the request's correlation id (under the name it used) and "
+            "trace context. At least once: keep the first reply per correlation_id.",
+        ),
+        (
             settings.batches_topic,
             "submit:batches",
             BatchManifest,
@@ -158,8 +177,9 @@ def build_specification(settings: Settings | None = None) -> AsyncAPI:
             settings.dead_letter_topic,
             "worker:dead-letter",
             bytes,
-            "Messages that name no valid batch_id/custom_id, verbatim; the reason is in the "
-            "headers x-llm-stream-error and x-llm-stream-source.",
+            "Messages that name no valid batch_id/custom_id, or ask for a reply that cannot be "
+            "delivered, verbatim; the reason is in the headers x-llm-stream-error and "
+            "x-llm-stream-source.",
         ),
         (
             settings.webhook_failures_topic,

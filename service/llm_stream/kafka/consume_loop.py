@@ -94,6 +94,7 @@ class ConsumeLoop:
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             max_poll_interval_ms=settings.max_poll_interval_ms,
             max_poll_records=max_records,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
         )
 
     async def start(self) -> None:

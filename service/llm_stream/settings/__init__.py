@@ -21,6 +21,7 @@ from llm_stream.settings.kafka_security import KafkaSecuritySettings
 from llm_stream.settings.models import ModelRoutingSettings
 from llm_stream.settings.projects import ProjectSettings
 from llm_stream.settings.quotas import QuotaSettings
+from llm_stream.settings.replies import ReplySettings
 from llm_stream.settings.waiting import WaitingSettings
 from llm_stream.settings.webhooks import WebhookSettings
 from llm_stream.settings_files import FileValuesSource
@@ -43,6 +44,7 @@ class Settings(
     KafkaSecuritySettings,
     ModelRoutingSettings,
     WaitingSettings,
+    ReplySettings,
     BaseSettings,
 ):
     """Configuration shared by every llm-stream process: the fields here and those of each

@@ -28,6 +28,7 @@ from llm_stream.runtime.role import Role
 from llm_stream.settings import Settings
 from llm_stream.worker.announcer import WorkerAnnouncer
 from llm_stream.worker.core import RequestPipeline
+from llm_stream.worker.replies import KafkaReplyPublisher, Replies
 from llm_stream.worker.routing import SharedTopicClaims
 from llm_stream.worker.waiting import WaitingQueue
 
@@ -77,6 +78,7 @@ class WorkerApp(Role):
                 self.live_workers,
                 self.announcements.settled,
             )
+        self.reply_publisher = KafkaReplyPublisher(self.broker, settings)
         self.pipeline = RequestPipeline(
             engine,
             KafkaResultPublisher(self.broker, settings),
@@ -90,6 +92,7 @@ class WorkerApp(Role):
                 max_bytes=settings.worker_max_waiting_bytes,
                 aging_s=settings.worker_priority_aging_s or None,  # 0: strict priority
             ),
+            replies=Replies.of(settings, self.reply_publisher),
         )
         self.loop = ConsumeLoop(
             settings, self.route.topics, self.route.group, self.pipeline, max_records=max_in_flight
@@ -148,6 +151,7 @@ class WorkerApp(Role):
             drained = await self.serve()
         finally:
             await self.announcer.withdraw()
+            await self.reply_publisher.close()
         if self.pipeline.failure is not None:
             return 1
         if not drained:

@@ -18,19 +18,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from http import HTTPStatus
 
 from opentelemetry.trace import SpanKind, StatusCode
 
-from llm_stream.batch.deadlines import deadline_of, expired_result, has_expired
-from llm_stream.batch.error_bodies import error_response, response_too_large
+from llm_stream.batch.deadlines import deadline_of, expired_error, has_expired
+from llm_stream.batch.error_bodies import response_too_large
 from llm_stream.batch.priority import priority_of
 from llm_stream.batch.recent_ids import RecentIds
 from llm_stream.batch.result_lines import cancelled_result, new_request_id, result_message
-from llm_stream.contracts import RequestMessage, ResponseData, ResultMessage
+from llm_stream.contracts import ErrorData, ReplyMessage, ResponseData, ResultMessage
 from llm_stream.engine.protocol import (
-    EngineReply,
-    EngineRequest,
     EngineUnavailableError,
     InferenceEngine,
 )
@@ -44,8 +41,10 @@ from llm_stream.protocols import (
     ResultPublisher,
     TopicPartitionKey,
 )
-from llm_stream.worker.observations import observe_answer, observe_timings
-from llm_stream.worker.request_parsing import DeadLetter, InvalidRequest, parse_record
+from llm_stream.worker.engine_calls import EngineCalls
+from llm_stream.worker.observations import observe_answer
+from llm_stream.worker.replies import Replies, ReplyRoute, ReplyUndeliverableError
+from llm_stream.worker.request_parsing import DeadLetter, InvalidRequest, ParsedRecord, parse_record
 from llm_stream.worker.routing import Claims, model_of
 from llm_stream.worker.waiting import WaitingQueue
 
@@ -85,10 +84,13 @@ class RequestPipeline:
         consumer_group: str | None = None,
         claims: Claims | None = None,
         waiting: WaitingQueue | None = None,
+        replies: Replies | None = None,
     ) -> None:
         """``claims(topic, model)`` says whether this worker answers a record (routing by
         model: ``worker.routing``); unset, it answers every record. ``waiting``: where records
-        beyond ``max_in_flight`` wait (unset: none are fetched beyond it)."""
+        beyond ``max_in_flight`` wait (unset: none are fetched beyond it). ``replies``: records
+        that ask for a reply are answered on their reply topic; unset, no record may ask."""
+        self._replies = replies
         self._engine = engine
         self._claims = claims
         self._results_topic = results_topic
@@ -102,9 +104,7 @@ class RequestPipeline:
         #: Batches asked to cancel (the most recent: an older one's leftovers would just run).
         self._cancelled_batches = RecentIds()
         #: Engine calls under way, by batch: what a cancel of the batch aborts.
-        self._serving: dict[str, set[asyncio.Task[ResponseData]]] = {}
-        #: Engine calls a cancel aborted: whatever they return is not an answer.
-        self._aborted: set[asyncio.Task[ResponseData]] = set()
+        self._calls = EngineCalls(engine)
         self._accepting = True
         self.failure: BaseException | None = None
         self.failed = asyncio.Event()
@@ -150,11 +150,7 @@ class RequestPipeline:
         """Answer the batch's records with ``batch_cancelled`` lines from now on, and abort its
         requests in the engine (they get that line too); return how many were aborted."""
         self._cancelled_batches.add(batch_id)
-        aborted = 0
-        for serving in self._serving.get(batch_id, ()):
-            if serving.cancel():
-                self._aborted.add(serving)
-                aborted += 1
+        aborted = self._calls.abort_batch(batch_id)
         if aborted:
             logger.info("batch %s cancelled: aborting %d requests", batch_id, aborted)
         return aborted
@@ -186,10 +182,20 @@ class RequestPipeline:
 
     async def _answer(self, record: IncomingRecord) -> None:
         metrics.REQUESTS_CONSUMED.inc()
-        parsed = parse_record(record.value, max_bytes=self._max_message_bytes)
+        route = self._replies.route(record.headers) if self._replies is not None else None
+        parsed: ParsedRecord = (
+            route
+            if isinstance(route, DeadLetter)
+            else parse_record(
+                record.value, max_bytes=self._max_message_bytes, single=route is not None
+            )
+        )
         if self._claims is not None and not await self._claims(record.topic, model_of(parsed)):
             metrics.REQUESTS_LEFT_TO_OTHERS.inc()  # another model's group answers it
             return
+        if isinstance(route, ReplyRoute) and not isinstance(parsed, DeadLetter):
+            assert self._replies is not None
+            parsed = await self._replies.missing(route) or parsed
         with telemetry.span(
             f"process {record.topic}",
             kind=SpanKind.CONSUMER,
@@ -205,19 +211,19 @@ class RequestPipeline:
             span.set_attributes({"llm_stream.batch_id": parsed.batch_id})
             span.set_attributes({"llm_stream.custom_id": parsed.custom_id})
             upstream = propagated_headers(record.headers)  # for the engine and the result
-            if parsed.batch_id in self._cancelled_batches:
+            reply = route if isinstance(route, ReplyRoute) else None
+            if reply is None and parsed.batch_id in self._cancelled_batches:
                 await self._answer_cancelled(upstream, parsed.batch_id, parsed.custom_id, "queued")
                 return
+            endpoint = "invalid"
             if isinstance(parsed, InvalidRequest):
-                endpoint = "invalid"
-                response = parsed.response
+                response: ResponseData | ErrorData = parsed.response
             elif has_expired(deadline_of(record.headers), time.time()):
-                await self._publish(upstream, expired_result(parsed.batch_id, parsed.custom_id))
                 metrics.REQUESTS_EXPIRED.inc()
-                return
+                response = expired_error(single=reply is not None)
             else:
                 endpoint = parsed.url if parsed.url in GEN_AI_OPERATIONS else "other"
-                served = await self._serve_unless_cancelled(
+                served = await self._calls.serve_unless_cancelled(
                     parsed, endpoint, upstream, priority_of(record.headers)
                 )
                 if served is None:
@@ -226,11 +232,27 @@ class RequestPipeline:
                     )
                     return
                 response = served
-            published = await self._publish(
-                upstream, result_message(parsed.batch_id, parsed.custom_id, response)
-            )
-            assert published.response is not None, "an answer stays an answer"
-            response = published.response
+            sent: ResultMessage | ReplyMessage
+            if reply is not None:
+                assert self._replies is not None
+                try:
+                    sent = await self._replies.send(
+                        reply,
+                        record.key,
+                        telemetry.outgoing_headers(upstream),
+                        parsed.custom_id,
+                        response,
+                    )
+                except ReplyUndeliverableError as error:
+                    await self._dead_letter(record, DeadLetter(str(error)))
+                    return
+            else:
+                sent = await self._publish(
+                    upstream, result_message(parsed.batch_id, parsed.custom_id, response)
+                )
+            if sent.response is None:  # an error line of the service's own (expired)
+                return
+            response = sent.response
             level = logging.WARNING if response.status_code >= 500 else logging.DEBUG
             logger.log(
                 level,
@@ -264,84 +286,6 @@ class RequestPipeline:
             stage,
             extra={"batch_id": batch_id, "custom_id": custom_id},
         )
-
-    async def _serve_unless_cancelled(
-        self, request: RequestMessage, endpoint: str, upstream: Headers, priority: int | None
-    ) -> ResponseData | None:
-        """The engine's answer, or None when a cancel of the batch aborted the request.
-
-        The engine call is a task of its own, which ``cancel_batch`` cancels: vLLM's
-        ``AsyncLLM.generate`` then aborts the request in the engine core, but vLLM's serving
-        layer turns the cancellation into a "Client disconnected" answer instead of raising.
-        So what decides is whether the call was aborted, not how it ended; and when this task
-        itself was cancelled (a drain), the answer is dropped too: the record is redelivered.
-        """
-        serving = asyncio.create_task(self._serve(request, endpoint, upstream, priority))
-        running = self._serving.setdefault(request.batch_id, set())
-        running.add(serving)
-        response: ResponseData | None = None
-        try:
-            response = await serving  # cancelling this task cancels ``serving`` too
-        except asyncio.CancelledError:
-            pass
-        finally:
-            running.discard(serving)
-            if not running:
-                self._serving.pop(request.batch_id, None)
-        aborted = serving in self._aborted
-        self._aborted.discard(serving)
-        this_task = asyncio.current_task()
-        if (this_task is not None and this_task.cancelling()) or (response is None and not aborted):
-            raise asyncio.CancelledError
-        return None if aborted else response
-
-    async def _serve(
-        self, request: RequestMessage, endpoint: str, upstream: Headers, priority: int | None
-    ) -> ResponseData:
-        """Run one request through the engine inside a GenAI-convention span."""
-        model = request.body.get("model")
-        operation = GEN_AI_OPERATIONS.get(request.url, request.url)
-        name = f"{operation} {model if isinstance(model, str) else ''}".strip()
-        with telemetry.span(
-            name,
-            kind=SpanKind.CLIENT,
-            attributes=lambda: telemetry.gen_ai_request_attributes(request.url, request.body),
-        ) as span:
-            started = time.monotonic()
-            try:
-                reply = await self._engine.serve(
-                    EngineRequest(
-                        method=request.method,
-                        url=request.url,
-                        body=request.body,
-                        trace_headers=telemetry.outgoing_headers(upstream),
-                        priority=priority,
-                    )
-                )
-            except EngineUnavailableError:
-                raise
-            except Exception as error:  # one request's surprise: a 500 line, not a dead worker
-                logger.exception(
-                    "unexpected error serving %s",
-                    request.url,
-                    extra={"batch_id": request.batch_id, "custom_id": request.custom_id},
-                )
-                reply = EngineReply(
-                    error_response(
-                        HTTPStatus.INTERNAL_SERVER_ERROR,
-                        f"Internal error: {type(error).__name__}: {error}",
-                        error_type="InternalServerError",
-                    )
-                )
-            metrics.ENGINE_DURATION.labels(endpoint).observe(time.monotonic() - started)
-            response = reply.response
-            span.set_attributes(telemetry.gen_ai_response_attributes(response.body))
-            if reply.timings is not None:
-                observe_timings(span, endpoint, reply.timings)
-            if response.status_code >= 400:
-                span.set_attribute("error.type", str(response.status_code))
-                span.set_status(StatusCode.ERROR, f"HTTP {response.status_code}")
-            return response
 
     async def _publish(self, upstream: Mapping[str, str], result: ResultMessage) -> ResultMessage:
         """Publish the result line with the request's propagated ``upstream`` headers; an

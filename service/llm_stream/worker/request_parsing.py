@@ -44,6 +44,11 @@ class InvalidRequest:
 
 ParsedRecord = RequestMessage | InvalidRequest | DeadLetter
 
+#: What a single request (request/reply, ``worker.replies``) is parsed under: it has no batch,
+#: and its ``custom_id`` is optional.
+SINGLE_REQUEST_BATCH = "single-request"
+NO_CUSTOM_ID = "-"
+
 
 def _describe(error: pydantic.ValidationError) -> str:
     parts = [
@@ -54,17 +59,23 @@ def _describe(error: pydantic.ValidationError) -> str:
 
 
 def parse_record(
-    value: bytes | None, *, max_bytes: int = request_line.DEFAULT_MAX_RECORD_BYTES
+    value: bytes | None,
+    *,
+    max_bytes: int = request_line.DEFAULT_MAX_RECORD_BYTES,
+    single: bool = False,
 ) -> ParsedRecord:
     """Judge one record by ``request_line``'s rules; never raises, whatever the bytes.
 
-    ``max_bytes`` is the deployment's ``Settings.max_message_bytes``.
+    ``max_bytes`` is the deployment's ``Settings.max_message_bytes``; ``single``: the record
+    asks for a reply, so it needs no ``batch_id`` (one it names is not used) nor ``custom_id``.
     """
     if value is None:
         return DeadLetter("empty message (tombstone)")
     document = request_line.decode(value)
     if isinstance(document, Problem):
         return DeadLetter(document.message)
+    if single:
+        document = {"custom_id": NO_CUSTOM_ID, **document, "batch_id": SINGLE_REQUEST_BATCH}
     problems = request_line.check_record(document, max_bytes=max_bytes, serving=False)
     unattributable = [p.message for p in problems if p.stage is Stage.ATTRIBUTION]
     if unattributable:

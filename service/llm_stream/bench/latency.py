@@ -1,0 +1,128 @@
+"""Request and reply's latency outside the engine, for ``llm-stream bench`` (part ``latency``).
+
+One worker (echo engine) and one client on the embedded broker (or ``--bootstrap-servers``).
+Each sample is one ``BatchClient.ask``: the clock runs from before the request is published to
+its reply being handed to the caller, less the time the engine spent on it (the echo engine's
+own, measured around its ``serve``), so what is left is ours and Kafka's: publish, fetch,
+parse, reply, fetch again. Two figures, p50 and p99 (nearest rank) of each:
+
+- idle: requests asked one after another, nothing else queued;
+- queued: before each sample, ``queued`` batch lines are published, then the request with
+  their key, so it sits in their partition behind all of them. Priority is not on this branch:
+  no priority is set and the worker takes records in log order, so the figure is the wait
+  behind the lines; the summary says so (``latency_priority``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from llm_stream.bench.stream import _publish, _settings, request_line
+from llm_stream.bench.support import say
+from llm_stream.client import BatchClient
+from llm_stream.engine.echo import EchoEngine
+from llm_stream.engine.protocol import EngineReply, EngineRequest
+from llm_stream.kafka.topics import ensure_topics
+from llm_stream.settings import Settings
+from llm_stream.worker.app import WorkerApp
+
+#: What the summary says while the worker has no priority ordering.
+PRIORITY_NOT_APPLIED = (
+    "priority ordering not applied (not on this branch): the request waited behind the "
+    "queued lines of its partition"
+)
+_WARMUP = 5
+_ASK_TIMEOUT_S = 300.0
+
+
+class TimedEcho(EchoEngine):
+    """The echo engine, remembering how long it spent on each prompt."""
+
+    def __init__(self) -> None:
+        super().__init__(concurrency=256)
+        self.spent: dict[str, float] = {}
+
+    async def serve(self, request: EngineRequest) -> EngineReply:
+        started = time.perf_counter()
+        try:
+            return await super().serve(request)
+        finally:
+            self.spent[str(request.body.get("prompt"))] = time.perf_counter() - started
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile: with few samples p99 is the largest, never interpolated."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+async def _ask(
+    client: BatchClient, engine: TimedEcho, label: str, key: bytes | None = None
+) -> float:
+    """Milliseconds outside the engine of one request/reply."""
+    prompt = f"{label}-{uuid.uuid4().hex}"
+    started = time.perf_counter()
+    answer = await client.ask(
+        {"model": "echo", "prompt": prompt, "max_tokens": 1},
+        endpoint="/v1/completions",
+        timeout=_ASK_TIMEOUT_S,
+        key=key,
+    )
+    elapsed = time.perf_counter() - started
+    if answer.status_code != 200:
+        raise RuntimeError(f"the echo engine answered {answer.status_code}")
+    return (elapsed - engine.spent.pop(prompt)) * 1000
+
+
+async def measure(
+    bootstrap: str,
+    workdir: Path,
+    *,
+    samples: int,
+    rounds: int,
+    queued: int,
+    fetch_max_wait_ms: int | None = None,
+) -> dict[str, Any]:
+    """The idle and queued figures (ms), from ``samples`` and ``rounds`` asks; the worker's
+    and the listener's ``fetch_max_wait_ms`` is the deployment's unless given."""
+    settings: Settings = _settings(bootstrap, workdir / "batches").with_overrides(
+        max_in_flight=512, fetch_max_wait_ms=fetch_max_wait_ms
+    )
+    settings = settings.with_overrides(reply_topic=f"llm-stream.replies.{settings.requests_topic}")
+    await ensure_topics(settings)
+    engine = TimedEcho()
+    worker = WorkerApp(settings, engine)
+    running = asyncio.create_task(worker.run())
+    try:
+        async with BatchClient.from_settings(settings) as client:
+            for _ in range(_WARMUP):  # group join, first fetches, the listener's start
+                await _ask(client, engine, "warm-up")
+            idle = [await _ask(client, engine, "idle") for _ in range(samples)]
+            behind = []
+            for round_number in range(rounds):
+                batch_id = f"queued-{uuid.uuid4().hex[:8]}"
+                lines = (request_line(batch_id, i) for i in range(queued))
+                await _publish(settings, settings.requests_topic, lines, batch_id.encode())
+                # Keyed as the lines are: in their partition, behind every one of them.
+                behind.append(await _ask(client, engine, "queued", batch_id.encode()))
+                say(f"latency: round {round_number + 1}/{rounds}, {behind[-1]:.1f} ms")
+    finally:
+        worker.stopping.set()
+        await asyncio.wait_for(running, 120)
+    return {
+        "reply_overhead_ms_p50": round(percentile(idle, 0.5), 2),
+        "reply_overhead_ms_p99": round(percentile(idle, 0.99), 2),
+        "reply_queued_ms_p50": round(percentile(behind, 0.5), 2),
+        "reply_queued_ms_p99": round(percentile(behind, 0.99), 2),
+        "latency_samples": samples,
+        "latency_rounds": rounds,
+        "latency_queued_lines": queued,
+        "latency_priority": PRIORITY_NOT_APPLIED,
+        "latency_fetch_max_wait_ms": settings.fetch_max_wait_ms,
+    }
