@@ -71,13 +71,19 @@ def result_line(batch_id: str, index: int) -> bytes:
     return orjson.dumps(result.model_dump(mode="json"))
 
 
-async def _publish(settings: Settings, topic: str, values: Iterator[bytes], key: bytes) -> None:
+async def _publish(
+    settings: Settings,
+    topic: str,
+    values: Iterator[bytes],
+    key: bytes,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
     producer = AIOKafkaProducer(**client_kwargs(settings), linger_ms=20)
     await producer.start()
     try:
         window = []
         for value in values:
-            window.append(await producer.send(topic, value, key=key))
+            window.append(await producer.send(topic, value, key=key, headers=headers))
             if len(window) >= 2000:
                 await asyncio.gather(*window)
                 window.clear()

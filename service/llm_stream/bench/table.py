@@ -94,8 +94,9 @@ def format_table(summary: Mapping[str, Any]) -> str:
         header.append(
             f"request/reply: {summary['latency_samples']} idle asks, "
             f"{summary['latency_rounds']} behind {summary['latency_queued_lines']} queued "
-            f"lines, fetch.max.wait.ms {summary['latency_fetch_max_wait_ms']}; "
-            f"{summary['latency_priority']}"
+            f"lines of priority {summary['latency_queued_priority']} "
+            f"(median {summary['latency_started_before']} of them started before the ask), "
+            f"fetch.max.wait.ms {summary['latency_fetch_max_wait_ms']}"
         )
     checks = summary.get("targets", {})
     rows = [f"{'figure':<{_WIDTH}}{'median':>10}  {'range':<22}target"]

@@ -36,6 +36,7 @@ from llm_stream.client.publishing import (
     new_producer,
     send_manifest,
     send_status,
+    single_request_headers,
 )
 from llm_stream.client.request_reply import (
     ReplyListener,
@@ -49,7 +50,6 @@ from llm_stream.client.writer import BatchWriter
 from llm_stream.contracts import (
     MAX_COMPLETION_WINDOW_CONTEXT,
     PRIORITY_HEADER,
-    PROJECT_HEADER,
     BatchManifest,
     BatchObject,
     ResponseData,
@@ -165,11 +165,15 @@ class BatchClient:
         timeout: float = 60.0,  # noqa: ASYNC109
         custom_id: str | None = None,
         key: bytes | None = None,
+        priority: int | None = None,
+        deadline: float | None = None,
     ) -> ResponseData:
         """Send one request (no batch) and wait for its reply on ``config.reply_topic``: the
         HTTP response vLLM's server would give (check ``status_code``). Raises
         ``ReplyTimeoutError`` after ``timeout`` s; ``key``: the request's record key, which
-        its reply keeps."""
+        its reply keeps; ``priority`` (lower is sooner) and ``deadline`` (Unix seconds; past
+        it the reply is a ``request_expired`` error) as ``batch.priority`` and
+        ``batch.deadlines`` read them."""
         line = single_request(body, endpoint, custom_id)
         producer = await self.producer()
         async with self._starting:
@@ -186,7 +190,6 @@ class BatchClient:
                 )
                 await listener.start()
                 self._replies = listener
-        project = self.config.project
         return await ask(
             producer,
             self._replies,
@@ -194,7 +197,9 @@ class BatchClient:
             line,
             key=key,
             timeout=timeout,
-            headers=None if project is None else {PROJECT_HEADER: project},
+            headers=single_request_headers(
+                priority=priority, deadline=deadline, project=self.config.project
+            ),
         )
 
     async def status_view(self) -> BatchStatusView:

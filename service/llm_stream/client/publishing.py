@@ -89,6 +89,21 @@ def batch_line_headers(manifest: BatchManifest) -> list[tuple[str, bytes]]:
     return headers
 
 
+def single_request_headers(
+    *, priority: int | None, deadline: float | None, project: str | None
+) -> dict[str, str]:
+    """What a single request (``BatchClient.ask``) carries for workers besides its reply
+    route: the same priority and deadline headers as a batch's lines, and its project."""
+    headers = []
+    if priority is not None:
+        headers.append(priority_header(priority))
+    if deadline is not None:
+        headers.append(deadline_header(deadline))
+    if project is not None:
+        headers.append((PROJECT_HEADER, project.encode()))
+    return {name: value.decode() for name, value in headers}
+
+
 class LineSender:
     """Sends one batch's request lines without awaiting each; at most ``WINDOW`` unconfirmed."""
 

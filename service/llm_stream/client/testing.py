@@ -141,9 +141,12 @@ class FakeBatchClient(BatchClient):
         timeout: float = 60.0,  # noqa: ASYNC109
         custom_id: str | None = None,
         key: bytes | None = None,
+        priority: int | None = None,
+        deadline: float | None = None,
     ) -> ResponseData:
         """Wait for the test's ``reply`` to this request; ``ReplyTimeoutError`` as the real
-        client raises it."""
+        client raises it. ``key``, ``priority`` and ``deadline`` are not kept: the test's
+        reply decides the answer."""
         answer: asyncio.Future[ResponseData] = asyncio.get_running_loop().create_future()
         self._asks.append((single_request(body, endpoint, custom_id), answer))
         self._asked.set()

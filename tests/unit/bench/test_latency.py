@@ -28,10 +28,11 @@ def test_the_table_shows_the_latency_rows_and_that_priority_is_not_applied() -> 
         "latency_rounds": 20,
         "latency_queued_lines": 10_000,
         "latency_fetch_max_wait_ms": 20,
-        "latency_priority": latency.PRIORITY_NOT_APPLIED,
+        "latency_queued_priority": 100,
+        "latency_started_before": 512,
     }
     shown = bench_table.format_table(summary)
     assert "(8) request/reply outside the engine, p50 (ms)" in shown
     assert "behind queued lines, p99 (ms)" in shown
     assert "20 behind 10000 queued lines" in shown
-    assert "priority ordering not applied" in shown
+    assert "lines of priority 100 (median 512 of them started before the ask)" in shown
