@@ -7,6 +7,7 @@ group with the pods' own credentials, and alerts from the one source.
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 from pathlib import Path
 
@@ -288,3 +289,19 @@ def test_every_topic_the_service_uses_is_a_kafka_topic(rendered: tuple[Resource,
     declares would be created by the service itself, with the wrong settings."""
     declared = {t["spec"]["topicName"] for t in of_kind(rendered, "KafkaTopic")}
     assert set(Settings().topics()) <= declared, set(Settings().topics()) - declared
+    assert Settings().reply_topic in declared  # the client's ask() reads it
+
+
+def test_workers_may_write_replies_only_where_requests_may_ask(
+    rendered: tuple[Resource, ...],
+) -> None:
+    """The reply topic is a permission: the workers' ACLs follow the reply-topics pattern."""
+    users = {u["metadata"]["name"]: u for u in of_kind(rendered, "KafkaUser")}
+    acls = users["llm-stream-worker"]["spec"]["authorization"]["acls"]
+    pattern = re.compile(Settings().reply_topics_pattern)
+    assert pattern.fullmatch(Settings().reply_topic)
+    assert _allowed(acls, "topic", Settings().reply_topic, "Write")
+    assert _allowed(acls, "topic", "llm-stream.replies.orders", "Write")
+    for elsewhere in ("llm-stream.batches", "orders.replies", "llm-stream.replies"):
+        assert not pattern.fullmatch(elsewhere)
+        assert not _allowed(acls, "topic", elsewhere, "Write"), elsewhere
