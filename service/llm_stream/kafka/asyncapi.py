@@ -132,7 +132,7 @@ def build_specification(settings: Settings | None = None) -> AsyncAPI:
         ),
         (
             settings.rate_counts_topic,
-            "gateway:rate-counts",
+            "gateway:rate-counts-sent",
             RateCount,
             "Each gateway replica, every rate_counts_sync_s, the counts that changed; key: "
             "<replica>/<counter> (compacted, kept minutes).",
