@@ -12,8 +12,9 @@ parse, reply, fetch again. Two figures, p50 and p99 (nearest rank) of each:
   in their partition behind all of them. Each line holds the engine ``QUEUED_LINE_S`` (256 at
   a time), so a backlog builds as on a busy engine: in log order the request would wait for
   the whole backlog (about 2 s for 10,000 lines); by priority it waits for the fetch through
-  the lines and one free slot. The summary gives how many lines had started before it, the
-  median over the rounds (``latency_started_before``). The next round waits for the backlog.
+  the lines and one free slot. The summary gives how many lines started after the request was
+  published and before it did, the median over the rounds (``latency_started_before``). The
+  next round waits for the backlog.
 """
 
 from __future__ import annotations
@@ -136,13 +137,15 @@ async def measure(
                 lines = (request_line(batch_id, i) for i in range(queued))
                 base = engine.started
                 await _publish(settings, settings.requests_topic, lines, batch_id.encode(), low)
+                at_ask = engine.started  # lines started while they were being published
                 # Keyed as the lines are: in their partition, behind every one of them.
                 waited, before = await _ask(client, engine, "queued", batch_id.encode())
                 behind.append(waited)
-                started_before.append(before - base)
+                started_before.append(before - at_ask)
                 say(
-                    f"latency: round {round_number + 1}/{rounds}, {waited:.1f} ms, "
-                    f"{started_before[-1]} of the {queued} lines started before it"
+                    f"latency: round {round_number + 1}/{rounds}, {waited:.1f} ms; "
+                    f"{queued - (at_ask - base)} lines waiting when it was asked, "
+                    f"{started_before[-1]} of them started before it"
                 )
                 await engine.until_finished(base + queued + 1)  # the backlog, before the next
     finally:

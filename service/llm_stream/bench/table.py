@@ -95,7 +95,8 @@ def format_table(summary: Mapping[str, Any]) -> str:
             f"request/reply: {summary['latency_samples']} idle asks, "
             f"{summary['latency_rounds']} behind {summary['latency_queued_lines']} queued "
             f"lines of priority {summary['latency_queued_priority']} "
-            f"(median {summary['latency_started_before']} of them started before the ask), "
+            f"(median {summary['latency_started_before']} of them started between the ask's "
+            "publish and its start), "
             f"fetch.max.wait.ms {summary['latency_fetch_max_wait_ms']}"
         )
     checks = summary.get("targets", {})

@@ -35,4 +35,4 @@ def test_the_table_shows_the_latency_rows_and_that_priority_is_not_applied() -> 
     assert "(8) request/reply outside the engine, p50 (ms)" in shown
     assert "behind queued lines, p99 (ms)" in shown
     assert "20 behind 10000 queued lines" in shown
-    assert "lines of priority 100 (median 512 of them started before the ask)" in shown
+    assert "lines of priority 100 (median 512 of them started between the ask's" in shown
