@@ -22,6 +22,7 @@ from llm_stream.client.status_index import Enqueued, enqueued_tokens
 from llm_stream.contracts import (
     BatchManifest,
     BatchObject,
+    ExpiresAfter,
     ResultMessage,
     WorkerAnnouncement,
     owner_project,
@@ -82,6 +83,7 @@ class FakeBatchStream:
         project: str | None = None,
         models: Collection[str] = (),
         input_tokens: Mapping[str, int] | None = None,
+        output_expires_after: ExpiresAfter | None = None,
     ) -> None:
         submitted = [dict(line) for line in lines]
         assert len(submitted) == request_count
@@ -95,6 +97,7 @@ class FakeBatchStream:
             models=models,
             model=next(iter(models), None),
             input_tokens=input_tokens,
+            output_expires_after=output_expires_after,
         )
         self.manifests[batch_id] = manifest
         self.submitted[batch_id] = submitted

@@ -199,6 +199,20 @@ MAX_INPUT_TOKENS = 10**12
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_MODEL_NAME_LENGTH)]
 
 
+#: OpenAI's bounds on ``expires_after.seconds`` (files) and ``output_expires_after.seconds``.
+MIN_EXPIRES_AFTER_S = 3600
+MAX_EXPIRES_AFTER_S = 2_592_000
+
+
+class ExpiresAfter(BaseModel):
+    """OpenAI's expiration policy of a file: ``seconds`` after its ``created_at``."""
+
+    model_config = ConfigDict(extra="forbid", title="ExpiresAfter")
+
+    anchor: Literal["created_at"] = Field(description="The only anchor OpenAI names.")
+    seconds: int = Field(ge=MIN_EXPIRES_AFTER_S, le=MAX_EXPIRES_AFTER_S)
+
+
 class BatchManifest(BaseModel):
     """Announces a batch before its requests (topic: batches, key: batch_id).
 
@@ -248,6 +262,12 @@ class BatchManifest(BaseModel):
         description="The lines' input tokens by model, estimated when the batch was "
         "created: what enqueued-token quotas count while the batch is unfinished. Left out "
         "when unknown (a producer that streams its lines without counting them).",
+    )
+    output_expires_after: ExpiresAfter | None = Field(
+        None,
+        description="When the batch's output and error files expire, after they are written "
+        "(OpenAI's output_expires_after); unset: the deployment's default. Left out when unset.",
+        exclude_if=lambda policy: policy is None,
     )
 
     def served_by(self) -> list[str]:
@@ -368,6 +388,12 @@ class BatchObject(BaseModel):
         None,
         description="The project the batch belongs to; unset (and left out): the default one.",
         exclude_if=lambda project: project is None,
+    )
+    output_expires_after: ExpiresAfter | None = Field(
+        None,
+        description="The expiration policy of its output and error files, as the batch was "
+        "created with it; unset (and left out): the deployment's default.",
+        exclude_if=lambda policy: policy is None,
     )
 
 

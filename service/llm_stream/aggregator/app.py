@@ -14,9 +14,11 @@ import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
+from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from llm_stream.aggregator.core import BatchAggregator
+from llm_stream.aggregator.file_expiry import sweep_while_owner, with_default_expiry
 from llm_stream.aggregator.retirement import retire_history
 from llm_stream.aggregator.unserved import UnservedModels, waiting_errors
 from llm_stream.batch.recent_ids import RecentIds
@@ -137,6 +139,8 @@ class AggregatorApp(Role):
 
     def watched(self) -> list[Coroutine[Any, Any, Any]]:
         work = [self.manifests.run(), self.cancels.run(), self._close_overdue_periodically()]
+        sweeping = self.settings.files_expiry_sweep_s
+        work.append(sweep_while_owner(self.aggregator.files, sweeping, self._owns_partition_0))
         if self.settings.batch_retention_s > 0:
             work.append(self._retire_history_periodically())
         if self.settings.route_by_model:
@@ -193,7 +197,8 @@ class AggregatorApp(Role):
             if isinstance(manifest, str):
                 await self._dead_letter_manifest(record, f"invalid batch manifest: {manifest}")
             else:
-                manifests.append(manifest)
+                default_s = self.settings.files_output_expires_after_s
+                manifests.append(with_default_expiry(manifest, default_s))
         await self.aggregator.add_manifests(manifests)
 
     async def _dead_letter_manifest(self, record: IncomingRecord, reason: str) -> None:
@@ -260,6 +265,11 @@ class AggregatorApp(Role):
             return partition in {tp.partition for tp in consumer.assignment()}
 
         return owns
+
+    def _owns_partition_0(self) -> bool:
+        """Whether this aggregator is the deployment's sweeper of expired files."""
+        first = TopicPartition(self.settings.results_topic, 0)
+        return first in self.consumer.assignment()
 
     async def _caught_up(self) -> bool:
         consumer = self.consumer

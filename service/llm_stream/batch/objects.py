@@ -96,6 +96,7 @@ def batch_object(
             "model": manifest.model or model,
             "usage": usage or BatchUsage(),
             "project": manifest.project,
+            "output_expires_after": manifest.output_expires_after,
             **timestamps,
         }
     )

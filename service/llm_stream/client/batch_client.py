@@ -52,6 +52,7 @@ from llm_stream.contracts import (
     PRIORITY_HEADER,
     BatchManifest,
     BatchObject,
+    ExpiresAfter,
     ResponseData,
     is_safe_batch_id,
     stored_project,
@@ -83,10 +84,12 @@ def build_manifest(
     project: str | None = None,
     models: Collection[str] | None = None,
     input_tokens: Mapping[str, int] | None = None,
+    output_expires_after: ExpiresAfter | None = None,
 ) -> BatchManifest:
     """A new batch's manifest, of ``project`` (None or the default one: recorded as none);
     ``models``: every model its lines name, recorded only when there are several;
-    ``input_tokens``: the lines' estimated input tokens by model, when counted.
+    ``input_tokens``: the lines' estimated input tokens by model, when counted;
+    ``output_expires_after``: when its output and error files expire (None: the default).
     pydantic's ValidationError names every bad setting, a completion window longer than
     ``max_completion_window_s`` too."""
     fields = {
@@ -99,6 +102,7 @@ def build_manifest(
         "project": stored_project(project),
         "models": sorted(models) if models is not None and len(models) > 1 else None,
         "input_tokens": dict(input_tokens) if input_tokens else None,
+        "output_expires_after": output_expires_after,
     }
     context = {MAX_COMPLETION_WINDOW_CONTEXT: max_completion_window_s}
     return BatchManifest.model_validate(fields, context=context)
@@ -243,6 +247,7 @@ class BatchClient:
         models: Collection[str] | None = None,
         input_tokens: Mapping[str, int] | None = None,
         priority: int | None = None,
+        output_expires_after: ExpiresAfter | None = None,
     ) -> BatchHandle:
         """Publish the manifest, then every line; return once the broker holds them all.
 
@@ -261,6 +266,9 @@ class BatchClient:
         ``llm-stream-priority``, where a batch created over HTTP names it). Each line also
         carries the batch's deadline: a line not run when the completion window ends is
         answered ``batch_expired``.
+
+        ``output_expires_after``: when the batch's output and error files expire once written
+        (OpenAI's policy; None: the deployment's default).
 
         ``request_count`` is the number of ``lines`` when they come from a one-pass iterator
         (a file streamed); without it, ``lines`` is counted (an iterator is read into memory).
@@ -293,6 +301,7 @@ class BatchClient:
             project=project if project is not None else self.config.project,
             models=models,
             input_tokens=input_tokens,
+            output_expires_after=output_expires_after,
         )
         producer = await self.producer()
         with telemetry.tracer().start_as_current_span(

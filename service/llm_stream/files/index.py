@@ -9,7 +9,8 @@ Entries live under ``_index/<purpose>/<D0>/<D1>/<D2>/<D3>/``, the buckets being 
 10 digits of ``created_at`` (about 3 years, 12 days, 3 hours and 100 seconds wide: at most 100
 names to list at each level), and an entry's name is its record:
 ``<created_at>~<file id>~<bytes>[~<percent-quoted filename>]`` (an upload's record is also its
-content, read only when its filename is too long for a name). A page lists the buckets it walks
+content, read only when its filename is too long for a name); a file that expires has
+``!<expires_at>`` after its size. A page lists the buckets it walks
 through, newest or oldest first, and stops at ``limit`` entries: its cost is the page's and the
 buckets', never history's. Each purpose has its own tree, so filtering by purpose skips nothing;
 an unfiltered page merges the two trees.
@@ -33,6 +34,7 @@ from urllib.parse import quote, unquote
 
 from llm_stream.contracts import stored_project
 from llm_stream.files.atomic import write_atomically
+from llm_stream.files.expiry import expiry_path
 from llm_stream.files.records import FilePurpose, StoredFile
 
 INDEX_DIR = "_index"
@@ -44,6 +46,7 @@ PURPOSES: tuple[FilePurpose, ...] = get_args(FilePurpose)
 #: The digits of ``created_at`` each bucket level takes.
 _LEVELS = ((0, 2), (2, 4), (4, 6), (6, 8))
 _SEPARATOR = "~"  # in neither an upload id (hex) nor a batch id ([A-Za-z0-9_-])
+_EXPIRES = "!"  # after the size: quoted filenames never hold it
 #: Longest entry name: a local filesystem takes 255 bytes; a longer filename stays in content.
 _MAX_NAME = 240
 
@@ -76,6 +79,7 @@ class _Entry:
     id: str
     bytes: int
     filename: str | None  # None: derived (a batch file) or in the entry's content (an upload)
+    expires_at: int | None
     path: tuple[str, ...]
     project: str | None
     purpose: str
@@ -98,6 +102,8 @@ def _root(project: str | None) -> tuple[str, ...]:
 
 def _path(record: StoredFile, project: str | None) -> tuple[str, ...]:
     name = f"{record.created_at:010d}{_SEPARATOR}{record.id}{_SEPARATOR}{record.bytes}"
+    if record.expires_at is not None:
+        name = f"{name}{_EXPIRES}{record.expires_at}"
     if record.purpose == "batch":
         named = f"{name}{_SEPARATOR}{quote(record.filename, safe='')}"
         name = named if len(named) <= _MAX_NAME else name
@@ -107,10 +113,14 @@ def _path(record: StoredFile, project: str | None) -> tuple[str, ...]:
 def _entry(path: tuple[str, ...], project: str | None, purpose: str) -> _Entry | None:
     """The entry a leaf's name encodes; None for a name that is not one (a stray file)."""
     parts = path[-1].split(_SEPARATOR, 3)
-    if len(parts) < 3 or not (parts[0].isdigit() and parts[2].isdigit()):
+    if len(parts) < 3:
+        return None
+    size, _, expires = parts[2].partition(_EXPIRES)
+    if not (parts[0].isdigit() and size.isdigit() and (not expires or expires.isdigit())):
         return None
     filename = unquote(parts[3]) if len(parts) == 4 else None
-    return _Entry(int(parts[0]), parts[1], int(parts[2]), filename, path, project, purpose)
+    expires_at = int(expires) if expires else None
+    return _Entry(int(parts[0]), parts[1], int(size), filename, expires_at, path, project, purpose)
 
 
 class FileIndex:
@@ -123,16 +133,23 @@ class FileIndex:
         self._record_of = record_of
 
     def add(self, record: StoredFile) -> None:
+        """Index the file, and its expiry (``files.expiry``) when it has one."""
         self.tree.put(_path(record, record.project), record.model_dump_json().encode())
+        if (expiry := expiry_path(record)) is not None:
+            self.tree.put(expiry, b"")
 
     def remove(self, record: StoredFile) -> None:
         self.tree.remove(_path(record, record.project))
+        if (expiry := expiry_path(record)) is not None:
+            self.tree.remove(expiry)
 
     def remove_from_every_project(self, record: StoredFile) -> None:
         """Remove ``record``'s entry whichever project's tree holds it (a batch file written
         again, whose earlier project no stored batch object says any more)."""
         for project in (None, *self.projects()):
             self.tree.remove(_path(record, project))
+        if (expiry := expiry_path(record)) is not None:
+            self.tree.remove(expiry)
 
     def projects(self) -> list[str]:
         """The projects other than the default one that have a tree."""
@@ -152,10 +169,12 @@ class FileIndex:
         after: StoredFile | None,
         limit: int,
         project: str | None = None,
+        now: float | None = None,
     ) -> list[StoredFile]:
         """Up to ``limit`` records in ``(created_at, id)`` order (reversed when descending),
         those after ``after``'s place only; ``purpose`` None lists every purpose; ``project``
-        None lists every project's files (an admin's list)."""
+        None lists every project's files (an admin's list); ``now``: leave out the files
+        expired by then (not yet deleted)."""
         chosen = [p for p in PURPOSES if purpose is None or p == purpose]
         projects = [None, *self.projects()] if project is None else [project]
         cursor = None if after is None else (after.created_at, after.id)
@@ -166,6 +185,8 @@ class FileIndex:
         # An entry whose record cannot be read any more (deleted meanwhile) is skipped, and the
         # page filled from the entries after it.
         records = (record for entry in merged if (record := self._record(entry)) is not None)
+        if now is not None:
+            records = (record for record in records if not record.expired(now))
         return list(itertools.islice(records, limit))
 
     def _walk(
@@ -203,9 +224,10 @@ class FileIndex:
     def _record(self, entry: _Entry) -> StoredFile | None:
         if entry.purpose == "batch_output":
             try:
-                return self._record_of(entry.id, entry.bytes, entry.created_at, entry.project)
+                found = self._record_of(entry.id, entry.bytes, entry.created_at, entry.project)
             except ValueError:  # a stray name that is no batch file's id
                 return None
+            return found.model_copy(update={"expires_at": entry.expires_at})
         if entry.filename is not None:
             return StoredFile(
                 id=entry.id,
@@ -214,6 +236,7 @@ class FileIndex:
                 filename=entry.filename,
                 purpose="batch",
                 project=entry.project,
+                expires_at=entry.expires_at,
             )
         stored = self.tree.read(entry.path)  # a filename too long for the entry's name
         return None if stored is None else StoredFile.model_validate_json(stored)

@@ -1,5 +1,5 @@
 """What a batch's stored batch object (``batch.json``, its marker) says of its files: which
-files it names, and the project they belong to."""
+files it names, the project they belong to, and when they expire."""
 
 from __future__ import annotations
 
@@ -23,6 +23,14 @@ def named_files(marker: bytes) -> list[str]:
     named = _marker_fields(marker)
     values = [named.get(field) for field in ("output_file_id", "error_file_id")]
     return [value for value in values if isinstance(value, str)]
+
+
+def named_expires_after(marker: bytes | None) -> int | None:
+    """Seconds after they are written that the batch's files expire (its
+    ``output_expires_after``); None: never, or no batch object."""
+    policy = _marker_fields(marker or b"").get("output_expires_after")
+    seconds = policy.get("seconds") if isinstance(policy, dict) else None
+    return seconds if isinstance(seconds, int) and seconds > 0 else None
 
 
 def named_project(marker: bytes | None) -> str | None:

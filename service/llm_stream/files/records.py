@@ -44,3 +44,10 @@ class StoredFile(BaseModel):
     #: The project the file belongs to (an upload: its uploader's; a batch file: its
     #: batch's); None: the default project. Left out of the stored record when None.
     project: str | None = Field(None, exclude_if=lambda project: project is None)
+    #: When the file expires (Unix seconds: ``files.expiry`` deletes it then); None: never.
+    #: Left out of the stored record when None.
+    expires_at: int | None = Field(None, ge=0, exclude_if=lambda at: at is None)
+
+    def expired(self, now: float) -> bool:
+        """Past its expiry: answered as a deleted file is, before the sweep deletes it."""
+        return self.expires_at is not None and now >= self.expires_at

@@ -33,7 +33,7 @@ from botocore.exceptions import ClientError
 
 from llm_stream.contracts import is_safe_batch_id, stored_project
 from llm_stream.files.index import INDEX_DIR, FileIndex
-from llm_stream.files.markers import named_files, named_project
+from llm_stream.files.markers import named_expires_after, named_files, named_project
 from llm_stream.files.records import StoredFile, is_upload_id
 from llm_stream.files.store import (
     BATCH_FILE,
@@ -209,6 +209,7 @@ class S3FileStore:
         filename: str,
         created_at: int,
         project: str | None = None,
+        expires_at: int | None = None,
     ) -> StoredFile:
         key = self._upload_key(file_id)
         size = self._put(key, chunks)
@@ -219,6 +220,7 @@ class S3FileStore:
             filename=filename,
             purpose="batch",
             project=stored_project(project),
+            expires_at=expires_at,
         )
         self._put_small(f"{key}.json", record.model_dump_json().encode())
         self.index.add(record)
@@ -237,9 +239,15 @@ class S3FileStore:
         head = self._head(self._batch_key(batch_id, kind.file_name))
         if head is None:
             return None
-        project = named_project(self._get_small(self._batch_key(batch_id, BATCH_FILE)))
+        marker = self._get_small(self._batch_key(batch_id, BATCH_FILE))
         modified = head["LastModified"].timestamp()
-        return batch_file_record(file_id, head["ContentLength"], modified, project)
+        return batch_file_record(
+            file_id,
+            head["ContentLength"],
+            modified,
+            named_project(marker),
+            named_expires_after(marker),
+        )
 
     def scan_file_records(self) -> Iterator[StoredFile]:
         """One listing of the prefix: uploads' records are read, batch files' sizes and times
@@ -258,14 +266,15 @@ class S3FileStore:
             if last != BATCH_FILE or not is_safe_batch_id(batch_id):
                 continue
             marker = self._get_small(key)
-            project = named_project(marker)
+            project, expires_after_s = named_project(marker), named_expires_after(marker)
             for named in named_files(marker or b""):
                 with contextlib.suppress(ValueError):  # names no batch file
                     named_batch, kind = parse_file_id(named)
                     stored = objects.get(self._batch_key(named_batch, kind.file_name))
                     if stored is not None and kind in PUBLISHED_KINDS:
+                        modified = stored["LastModified"].timestamp()
                         yield batch_file_record(
-                            named, stored["Size"], stored["LastModified"].timestamp(), project
+                            named, stored["Size"], modified, project, expires_after_s
                         )
 
     def read_chunks(self, file_id: str) -> Iterator[bytes]:

@@ -14,10 +14,9 @@ one in ``<root>/<batch_id>/input_file.json``, removed with the batch. ``S3FileSt
 (``files.s3``) keeps the same layout as keys in a bucket; ``files.opening.open_store`` picks
 one by settings.
 
-Every listed file (uploads, and the output and error files a written batch names) also has an
-entry in the files' index (``files.index``) under ``<root>/_index``, which ``GET /v1/files``
-pages through without reading every record. Temporaries are written in ``<root>/_staging``, so
-that those a crashed writer left are found there, at start, without walking the store.
+Every listed file has an entry in the files' index (``files.index``, ``<root>/_index``), which
+``GET /v1/files`` pages through without reading every record (and ``files.expiry`` beside it).
+Temporaries are written in ``<root>/_staging``, where those a crashed writer left are found.
 """
 
 from __future__ import annotations
@@ -29,18 +28,15 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import orjson
 
 from llm_stream.contracts import is_safe_batch_id, stored_project
 from llm_stream.files.atomic import fsync_directory, remove_stale, write_atomically
 from llm_stream.files.index import INDEX_DIR, FileIndex, LocalIndexTree
-from llm_stream.files.markers import named_files, named_project
+from llm_stream.files.markers import named_expires_after, named_files, named_project
 from llm_stream.files.records import StoredFile, is_upload_id
-
-if TYPE_CHECKING:
-    pass
 
 _FILE_ID_PREFIX = "file-"
 
@@ -99,18 +95,24 @@ def parse_file_id(value: str) -> tuple[str, BatchFile]:
 
 
 def batch_file_record(
-    file_id: str, size: int, modified: float, project: str | None = None
+    file_id: str,
+    size: int,
+    modified: float,
+    project: str | None = None,
+    expires_after_s: int | None = None,
 ) -> StoredFile:
     """The record of a batch's output or error file, from the stored file's size and time and
-    its batch's project."""
+    what its batch object says: its project, and how long after writing its files expire."""
     batch_id, kind = parse_file_id(file_id)
+    created_at = int(modified)
     return StoredFile(
         id=file_id,
         bytes=size,
-        created_at=int(modified),
+        created_at=created_at,
         filename=f"{batch_id}_{kind.value}.jsonl",
         purpose="batch_output",
         project=stored_project(project),
+        expires_at=None if expires_after_s is None else created_at + expires_after_s,
     )
 
 
@@ -145,10 +147,11 @@ class FileStore(Protocol):
         filename: str,
         created_at: int,
         project: str | None = None,
+        expires_at: int | None = None,
     ) -> StoredFile:
         """Store an uploaded batch input file of ``project`` (None: the default project)
         whole or not at all, then its record (which marks it complete); return the record,
-        its size counted while writing."""
+        its size counted while writing. ``expires_at``: when it expires (None: never)."""
         ...
 
     def file_record(self, file_id: str) -> StoredFile | None:
@@ -252,6 +255,7 @@ class LocalFileStore:
         filename: str,
         created_at: int,
         project: str | None = None,
+        expires_at: int | None = None,
     ) -> StoredFile:
         size = write_atomically(self._upload_path(file_id), chunks, staging=self.staging)
         record = StoredFile(
@@ -261,6 +265,7 @@ class LocalFileStore:
             filename=filename,
             purpose="batch",
             project=stored_project(project),
+            expires_at=expires_at,
         )
         content = [record.model_dump_json().encode()]
         write_atomically(self._record_path(file_id), content, staging=self.staging)
@@ -287,7 +292,9 @@ class LocalFileStore:
             marker: bytes | None = (self.batch_dir(batch_id) / BATCH_FILE).read_bytes()
         except FileNotFoundError:
             marker = None
-        return batch_file_record(file_id, stat.st_size, stat.st_mtime, named_project(marker))
+        return batch_file_record(
+            file_id, stat.st_size, stat.st_mtime, named_project(marker), named_expires_after(marker)
+        )
 
     def scan_file_records(self) -> Iterator[StoredFile]:
         uploads = self.root / UPLOADS_DIR
@@ -366,16 +373,23 @@ def index_around_write(
     if kind is not BatchFile.BATCH:
         return lines
     marker = b"".join(lines)  # a batch object: small
-    index_files(store, named_files(marker), named_project(marker))
+    index_files(store, named_files(marker), named_project(marker), named_expires_after(marker))
     return [marker]
 
 
-def index_files(store: FileStore, file_ids: Iterable[str], project: str | None = None) -> None:
-    """Index stored files of ``project`` (an entry for a file already indexed is written
-    again, the same)."""
+def index_files(
+    store: FileStore,
+    file_ids: Iterable[str],
+    project: str | None = None,
+    expires_after_s: int | None = None,
+) -> None:
+    """Index stored files of ``project``, expiring ``expires_after_s`` after they were written
+    (None: never); an entry already there is written again, the same."""
     for named in file_ids:
         if (record := store.file_record(named)) is not None:
-            store.index.add(record.model_copy(update={"project": stored_project(project)}))
+            expires_at = None if expires_after_s is None else record.created_at + expires_after_s
+            update = {"project": stored_project(project), "expires_at": expires_at}
+            store.index.add(record.model_copy(update=update))
 
 
 def unindex_batch(store: FileStore, batch_id: str) -> None:

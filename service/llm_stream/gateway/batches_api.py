@@ -27,6 +27,7 @@ from llm_stream.contracts import BatchObject, RequestCounts, is_safe_batch_id
 from llm_stream.files.store import BatchFile, file_id
 from llm_stream.gateway.callers import Caller, CallerDep
 from llm_stream.gateway.errors import error_responses, invalid, not_found
+from llm_stream.gateway.files_api import visible_record
 from llm_stream.gateway.input_check import check_input_file, check_parameters
 from llm_stream.gateway.models import (
     Batch,
@@ -96,9 +97,7 @@ async def _create_batch(
         metadata=metadata,
         settings=gateway.settings,
     )
-    record = await asyncio.to_thread(gateway.store.file_record, request.input_file_id)
-    if record is None or not caller.sees(record.project):
-        raise not_found("File", request.input_file_id, param="input_file_id")
+    record = await visible_record(gateway, caller, request.input_file_id, "input_file_id")
     if record.purpose != "batch":
         raise invalid(
             f"File {record.id} has purpose '{record.purpose}': a batch needs a 'batch' file",
@@ -135,6 +134,7 @@ async def _create_batch(
                     project=caller.creates_for,
                     models=list(check.models),
                     input_tokens=check.input_tokens,
+                    output_expires_after=request.output_expires_after,
                 )
                 submitted = sum(check.input_tokens.values())
                 metrics.GATEWAY_SUBMITTED_TOKENS.labels(caller.project).inc(submitted)

@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import StreamingResponse
 
+from llm_stream.contracts import MAX_EXPIRES_AFTER_S, MIN_EXPIRES_AFTER_S
 from llm_stream.files.records import StoredFile, new_upload_id
 from llm_stream.files.store import CHUNK_BYTES
 from llm_stream.gateway.callers import Caller, CallerDep
@@ -50,19 +51,38 @@ async def create_file(
     purpose: Annotated[
         Literal["batch"], Form(description="Only batch input files are stored here.")
     ],
+    expires_anchor: Annotated[
+        Literal["created_at"],
+        Form(alias="expires_after[anchor]", description="OpenAI's expires_after: its anchor."),
+    ] = "created_at",
+    expires_seconds: Annotated[
+        int | None,
+        Form(
+            alias="expires_after[seconds]",
+            ge=MIN_EXPIRES_AFTER_S,
+            le=MAX_EXPIRES_AFTER_S,
+            description="Seconds after created_at that the file expires; absent: the "
+            "deployment's default (OpenAI's 30 days unless FILES_INPUT_EXPIRES_AFTER_S says).",
+            # A form field is absent or a number, never "null": the document says so.
+            json_schema_extra={"type": "integer"},
+        ),
+    ] = None,
 ) -> FileObject:
     """Upload a batch input file of the caller's project; it is checked when a batch is
-    created from it."""
+    created from it, and deleted when it expires."""
     limit = gateway.settings.batch_max_file_bytes
     if file.size is not None and file.size > limit:
         raise too_large(f"The file is {file.size} bytes, over the {limit}-byte limit")
+    created_at = int(time.time())
+    expires_after = expires_seconds or gateway.settings.files_input_expires_after_s
     record = await asyncio.to_thread(
         gateway.store.write_upload,
         new_upload_id(),
         _chunks(file),
         filename=file.filename or "input.jsonl",
-        created_at=int(time.time()),
+        created_at=created_at,
         project=caller.creates_for,
+        expires_at=created_at + expires_after if expires_after else None,
     )
     metrics.GATEWAY_UPLOAD_BYTES.inc(record.bytes)
     return FileObject.of(record)
@@ -99,6 +119,7 @@ async def list_files(
         after=cursor,
         limit=limit + 1,
         project=caller.lists,
+        now=time.time(),
     )
     files = [FileObject.of(record) for record in records]
     return page_of(files, limit=limit, id_of=lambda file: file.id)
@@ -135,10 +156,13 @@ async def delete_file(gateway: GatewayDep, caller: CallerDep, file_id: str) -> F
     return FileDeleted(id=file_id, deleted=True)
 
 
-async def visible_record(gateway: Gateway, caller: Caller, file_id: str) -> StoredFile:
-    """The file's record if ``caller`` may see it; another project's file is answered 404
-    exactly as an unknown id is (its existence is not the caller's to learn)."""
+async def visible_record(
+    gateway: Gateway, caller: Caller, file_id: str, param: str = "id"
+) -> StoredFile:
+    """The file's record if ``caller`` may see it; another project's file, and one past its
+    expiry (not yet swept), are answered 404 exactly as an unknown id is, as OpenAI answers
+    a deleted file."""
     record = await asyncio.to_thread(gateway.store.file_record, file_id)
-    if record is None or not caller.sees(record.project):
-        raise not_found("File", file_id)
+    if record is None or not caller.sees(record.project) or record.expired(time.time()):
+        raise not_found("File", file_id, param=param)
     return record

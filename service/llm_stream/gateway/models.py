@@ -11,7 +11,13 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llm_stream.contracts import SUPPORTED_ENDPOINTS, BatchObject, CompletionWindow, Metadata
+from llm_stream.contracts import (
+    SUPPORTED_ENDPOINTS,
+    BatchObject,
+    CompletionWindow,
+    ExpiresAfter,
+    Metadata,
+)
 from llm_stream.files.records import FilePurpose, StoredFile
 
 T = TypeVar("T")
@@ -30,7 +36,7 @@ class FileObject(BaseModel):
     purpose: FilePurpose
     #: Deprecated by OpenAI, still required by its type: a stored file is always processed.
     status: Literal["uploaded", "processed", "error"] = "processed"
-    #: Files here do not expire; deleting them is the owner's call.
+    #: When the file expires (its ``expires_after``, or the deployment's default); None: never.
     expires_at: int | None = None
     status_details: str | None = None
 
@@ -42,6 +48,7 @@ class FileObject(BaseModel):
             created_at=record.created_at,
             filename=record.filename,
             purpose=record.purpose,
+            expires_at=record.expires_at,
         )
 
 
@@ -83,8 +90,12 @@ class BatchCreate(BaseModel):
     metadata: Metadata | None = Field(
         None, description="OpenAI's bounds, or the deployment's batch_max_metadata_* if lower."
     )
-    #: Accepted for compatibility; output files here live until they are deleted.
-    output_expires_after: dict[str, Any] | None = None
+    output_expires_after: ExpiresAfter | None = Field(
+        None,
+        description="When the batch's output and error files expire: `seconds` (3600 to "
+        "2592000) after each is written (anchor `created_at`); unset: the deployment's "
+        "FILES_OUTPUT_EXPIRES_AFTER_S (none by default: kept until deleted).",
+    )
 
 
 class ListPage(BaseModel, Generic[T]):

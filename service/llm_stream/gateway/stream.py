@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError
 from llm_stream.client import BatchClient, BatchStatusView, ClientConfig, StatusViewStoppedError
 from llm_stream.client.publishing import send_status
 from llm_stream.client.status_index import Enqueued
-from llm_stream.contracts import BatchObject, WorkerAnnouncement
+from llm_stream.contracts import BatchObject, ExpiresAfter, WorkerAnnouncement
 from llm_stream.gateway.errors import GatewayError
 from llm_stream.kafka.result_scan import ResultScanner, ResultsPage
 from llm_stream.kafka.topics import ensure_topics
@@ -83,10 +83,11 @@ class BatchStream(Protocol):
         project: str | None = None,
         models: Collection[str] = (),
         input_tokens: Mapping[str, int] | None = None,
+        output_expires_after: ExpiresAfter | None = None,
     ) -> None:
         """Publish the batch's manifest and its ``request_count`` lines, of ``project``
         (None: the default project); ``models``: those the lines name; ``input_tokens``:
-        their estimated input tokens by model."""
+        their estimated input tokens by model; ``output_expires_after``: its files' expiry."""
         ...
 
     async def enqueued(self, project: str, model: str) -> Enqueued:
@@ -178,6 +179,7 @@ class KafkaBatchStream:
         project: str | None = None,
         models: Collection[str] = (),
         input_tokens: Mapping[str, int] | None = None,
+        output_expires_after: ExpiresAfter | None = None,
     ) -> None:
         await self._client.submit(
             lines,
@@ -189,6 +191,7 @@ class KafkaBatchStream:
             project=project,
             models=models,
             input_tokens=input_tokens,
+            output_expires_after=output_expires_after,
         )
         await self._read_own(self._client.published())
 

@@ -128,6 +128,10 @@ BATCHES_RETIRED = Counter(
     "llm_stream_batches_retired_total",
     "Batches that ended before the retention, given tombstones on the batches and status topics.",
 )
+FILES_EXPIRED = Counter(
+    "llm_stream_files_expired_total",
+    "Files deleted from the store because they expired (their expires_at passed).",
+)
 BATCHES_COMPLETED = Counter(
     "llm_stream_batches_completed_total",
     "Batches whose output files were written, by final status (completed, expired, failed, "
