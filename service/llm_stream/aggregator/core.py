@@ -332,7 +332,7 @@ class BatchAggregator:
             if via is BatchStatus.FINALIZING:
                 reached[via] = int(time.time())
             output_id, error_id = await asyncio.to_thread(
-                store_spooled_files, self.files, self._spool, batch_id, with_errors=failed > 0
+                store_spooled_files, self.files, self._spool, manifest, with_errors=failed > 0
             )
             final = self._batch_object(
                 manifest,

@@ -7,7 +7,7 @@ import logging
 
 from llm_stream.aggregator.spool import PrivateSpool
 from llm_stream.batch.status import CANCELLED_STATUSES
-from llm_stream.contracts import BatchObject
+from llm_stream.contracts import BatchManifest, BatchObject
 from llm_stream.files.store import BatchFile, FileStore, file_id, index_files
 from llm_stream.protocols import StatusPublisher
 
@@ -15,16 +15,18 @@ logger = logging.getLogger(__name__)
 
 
 def store_spooled_files(
-    files: FileStore, spool: PrivateSpool, batch_id: str, *, with_errors: bool
+    files: FileStore, spool: PrivateSpool, manifest: BatchManifest, *, with_errors: bool
 ) -> tuple[str, str | None]:
     """Store the output and error files from the spool (blocking) and index those the batch
-    object will name (the error file only ``with_errors``) before anyone is told the batch is
-    done, so that whoever is told finds them listed. Returns their ids (the error file's
-    None without errors)."""
+    object will name (the error file only ``with_errors``), as its project's and with its
+    expiry, before anyone is told the batch is done, so that whoever is told finds them
+    listed. Returns their ids (the error file's None without errors)."""
+    batch_id = manifest.batch_id
     output_id = files.write(batch_id, BatchFile.OUTPUT, spool.lines(batch_id, succeeded=True))
     error_id = files.write(batch_id, BatchFile.ERROR, spool.lines(batch_id, succeeded=False))
     named = [output_id, error_id] if with_errors else [output_id]
-    index_files(files, named)
+    policy = manifest.output_expires_after
+    index_files(files, named, manifest.project, None if policy is None else policy.seconds)
     return output_id, named[1] if with_errors else None
 
 

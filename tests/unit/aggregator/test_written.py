@@ -13,7 +13,7 @@ from llm_stream.aggregator.spool import PrivateSpool
 from llm_stream.aggregator.written import republish_written, store_spooled_files
 from llm_stream.batch.objects import batch_object
 from llm_stream.batch.status import BatchStatus
-from llm_stream.contracts import BatchManifest
+from llm_stream.contracts import BatchManifest, ExpiresAfter
 from llm_stream.files.store import BatchFile, LocalFileStore, file_id
 from tests.fakes import FakeStatusPublisher
 
@@ -26,6 +26,9 @@ def spool(tmp_path: Path) -> Iterator[PrivateSpool]:
     spool.close()
 
 
+B1 = BatchManifest(batch_id="b1", request_count=3, endpoint="/v1/completions")
+
+
 def _listed(store: LocalFileStore) -> list[str]:
     page = store.index.page(purpose=None, descending=False, after=None, limit=10)
     return sorted(record.id for record in page)
@@ -35,7 +38,7 @@ def test_the_output_and_error_files_hold_the_spooled_lines(
     tmp_path: Path, spool: PrivateSpool
 ) -> None:
     store = LocalFileStore(tmp_path / "batches")
-    output_id, error_id = store_spooled_files(store, spool, "b1", with_errors=True)
+    output_id, error_id = store_spooled_files(store, spool, B1, with_errors=True)
     assert (output_id, error_id) == (
         file_id("b1", BatchFile.OUTPUT),
         file_id("b1", BatchFile.ERROR),
@@ -49,9 +52,41 @@ def test_without_errors_the_error_file_is_neither_named_nor_listed(
     tmp_path: Path, spool: PrivateSpool
 ) -> None:
     store = LocalFileStore(tmp_path / "batches")
-    output_id, error_id = store_spooled_files(store, spool, "b1", with_errors=False)
+    output_id, error_id = store_spooled_files(store, spool, B1, with_errors=False)
     assert error_id is None
     assert _listed(store) == [output_id]
+
+
+def test_a_projects_expiring_files_are_indexed_once_as_its_own_before_and_after_the_marker(
+    tmp_path: Path, spool: PrivateSpool
+) -> None:
+    store = LocalFileStore(tmp_path / "batches")
+    policy = ExpiresAfter(anchor="created_at", seconds=7200)
+    manifest = B1.model_copy(update={"project": "search", "output_expires_after": policy})
+    output_id, error_id = store_spooled_files(store, spool, manifest, with_errors=True)
+
+    def entries() -> list[str]:
+        index = store.root / "_index"
+        return sorted(str(path.relative_to(index)) for path in index.rglob("*") if path.is_file())
+
+    before = entries()
+    final = batch_object(
+        manifest,
+        BatchStatus.COMPLETED,
+        reached_at={BatchStatus.COMPLETED: 1_700_000_000},
+        output_file_id=output_id,
+        error_file_id=error_id,
+    )
+    store.write("b1", BatchFile.BATCH, [final.model_dump_json().encode()])
+    assert entries() == before  # the marker's indexing writes the same entries again
+    assert len(before) == 4  # two index entries (the project's tree) and two expiry entries
+    assert all(name.startswith(("projects/search/", "expiry/")) for name in before)
+    written_at = store.file_record(output_id).created_at  # type: ignore[union-attr]
+    listed = store.index.page(purpose=None, descending=False, after=None, limit=10)
+    assert {(record.id, record.project, record.expires_at) for record in listed} == {
+        (output_id, "search", written_at + 7200),
+        (error_id, "search", written_at + 7200),
+    }
 
 
 def _written(store: LocalFileStore, status: BatchStatus) -> None:
