@@ -20,6 +20,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from llm_stream.aggregator.core import BatchAggregator
 from llm_stream.aggregator.file_expiry import sweep_while_owner, with_default_expiry
 from llm_stream.aggregator.retirement import retire_history
+from llm_stream.aggregator.stalls import StallWatch, find_stalled, stalled_errors
 from llm_stream.aggregator.unserved import UnservedModels, waiting_errors
 from llm_stream.batch.recent_ids import RecentIds
 from llm_stream.contracts import parse_manifest
@@ -28,6 +29,7 @@ from llm_stream.kafka.cancellations import CancelFollower
 from llm_stream.kafka.consume_loop import ConsumeLoop
 from llm_stream.kafka.dead_letters import dead_letter_of
 from llm_stream.kafka.live_workers import LiveWorkers
+from llm_stream.kafka.pending_requests import PendingRequests
 from llm_stream.kafka.publishers import KafkaResultPublisher, KafkaStatusPublisher
 from llm_stream.kafka.topic_follower import TopicFollower
 from llm_stream.ops import metrics
@@ -130,6 +132,10 @@ class AggregatorApp(Role):
         self.unserved = UnservedModels(self.live_workers, settings.unserved_model_report_s)
         #: Batches reported waiting, with the models they wait for (open batches only).
         self._reported: dict[str, list[str]] = {}
+        self.stalls = StallWatch(settings.batch_stall_after_s)
+        self.pending = PendingRequests(settings)
+        #: Batches reported stalled, with the results they held then (open batches only).
+        self._stalled: dict[str, int] = {}
 
     async def _heard(self, records: Sequence[IncomingRecord]) -> None:
         self.live_workers.add(records)
@@ -145,7 +151,53 @@ class AggregatorApp(Role):
             work.append(self._retire_history_periodically())
         if self.settings.route_by_model:
             work += [self.announcements.run(), self._report_unserved_periodically()]
+        if self.settings.batch_stall_after_s > 0:
+            work.append(self._report_stalls_periodically())
         return work
+
+    async def _report_stalls_periodically(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self.settings.batch_stall_check_s)
+                try:
+                    await self.report_stalls()
+                except Exception as error:  # a publish failed: tried again next time
+                    logger.warning("reporting stalled batches failed: %r", error)
+        finally:
+            await self.pending.close()
+
+    async def report_stalls(self) -> None:
+        """Report owned batches that stalled (``aggregator.stalls``), once, and clear the
+        report when a result comes after all."""
+        owns = self._owns()
+        owned = [m for m in self.aggregator.unwritten() if owns(m.batch_id)]
+        received = {m.batch_id: self.aggregator.received(m.batch_id) for m in owned}
+        stalled = await find_stalled(self.stalls, owned, received, self.pending.any_pending)
+        metrics.BATCHES_STALLED.set(len(stalled))
+        for manifest in owned:
+            batch_id, count = manifest.batch_id, received[manifest.batch_id]
+            if (batch_id in stalled) == (batch_id in self._stalled):
+                continue
+            quiet_s = self.stalls.quiet_for(batch_id)
+            errors = stalled_errors(manifest, count, quiet_s) if batch_id in stalled else None
+            async with self.aggregator.lock:  # never after its final status
+                if manifest not in self.aggregator.unwritten():
+                    continue
+                await self._status.publish_status(self.aggregator.standing(manifest, errors=errors))
+            if errors is None:
+                logger.info("batch %s: results arrive again, no longer stalled", batch_id)
+                del self._stalled[batch_id]
+            else:
+                logger.warning(
+                    "batch %s stalled: %d of %d requests have no result and none is pending",
+                    batch_id,
+                    manifest.request_count - count,
+                    manifest.request_count,
+                    extra={"batch_id": batch_id},
+                )
+                self._stalled[batch_id] = count
+        for batch_id in set(self._stalled) - {m.batch_id for m in owned}:
+            del self._stalled[batch_id]  # written, or no longer ours
 
     async def _report_unserved_periodically(self) -> None:
         interval = min(15.0, self.settings.unserved_model_report_s / 4)

@@ -128,6 +128,11 @@ BATCHES_RETIRED = Counter(
     "llm_stream_batches_retired_total",
     "Batches that ended before the retention, given tombstones on the batches and status topics.",
 )
+BATCHES_STALLED = Gauge(
+    "llm_stream_batches_stalled",
+    "Open batches of this aggregator with no new result for batch_stall_after_s and none of "
+    "their requests pending: results were lost, and only a resume finishes them.",
+)
 FILES_EXPIRED = Counter(
     "llm_stream_files_expired_total",
     "Files deleted from the store because they expired (their expires_at passed).",

@@ -23,6 +23,7 @@ from llm_stream.settings.models import ModelRoutingSettings
 from llm_stream.settings.projects import ProjectSettings
 from llm_stream.settings.quotas import QuotaSettings
 from llm_stream.settings.replies import ReplySettings
+from llm_stream.settings.stalls import StallSettings
 from llm_stream.settings.waiting import WaitingSettings
 from llm_stream.settings.webhooks import WebhookSettings
 from llm_stream.settings_files import FileValuesSource
@@ -47,11 +48,12 @@ class Settings(
     WaitingSettings,
     ReplySettings,
     FileExpirySettings,
+    StallSettings,
     BaseSettings,
 ):
     """Configuration shared by every llm-stream process: the fields here and those of each
     group (the gateway's, projects, quotas, the notifier's, Kafka security, a batch's limits, model
-    routing, the worker's waiting queue, reply topics, file expiry)."""
+    routing, the worker's waiting queue, reply topics, file expiry, stalled batches)."""
 
     # An invalid value (a short key, a URL with a password) is never echoed in an error.
     model_config = SettingsConfigDict(
