@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from llm_stream.aggregator.app import AggregatorApp
 from llm_stream.batch.objects import batch_object
 from llm_stream.batch.status import BatchStatus, can_transition
-from llm_stream.client.batch_client import build_manifest
+from llm_stream.client.manifests import build_manifest
 from llm_stream.client.status_index import Enqueued, enqueued_tokens
 from llm_stream.contracts import (
     BatchManifest,

@@ -36,7 +36,7 @@ from llm_stream.batch.objects import batch_object
 from llm_stream.batch.status import BatchStatus
 from llm_stream.bench.gateway_load import Latency, Rate, latency, rate
 from llm_stream.bench.support import broker, say
-from llm_stream.client.batch_client import build_manifest
+from llm_stream.client.manifests import build_manifest
 from llm_stream.contracts import BatchUsage
 from llm_stream.kafka.topics import ensure_topics
 from llm_stream.network import free_port

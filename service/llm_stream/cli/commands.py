@@ -30,7 +30,8 @@ from llm_stream.cli.exit_codes import (
     exit_code,
 )
 from llm_stream.cli.file_checks import check_input_file, check_output_dir, check_port_free
-from llm_stream.client.batch_client import BatchClient, build_manifest, new_batch_id
+from llm_stream.client.batch_client import BatchClient
+from llm_stream.client.manifests import build_manifest, new_batch_id
 from llm_stream.contracts import PRIORITY_HEADER, BatchObject, is_safe_batch_id
 from llm_stream.kafka.topics import ensure_topics
 from llm_stream.ops import telemetry

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-import uuid
 from collections.abc import Collection, Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -26,8 +25,9 @@ from llm_stream.batch.objects import cancelling
 from llm_stream.batch.request_line import line_model
 from llm_stream.batch.status import TERMINAL_STATUSES, BatchStatus, can_transition
 from llm_stream.batch.token_estimate import count_input_tokens
-from llm_stream.client.config import DEFAULT_MAX_COMPLETION_WINDOW_S, ClientConfig
+from llm_stream.client.config import ClientConfig
 from llm_stream.client.handle import BatchHandle
+from llm_stream.client.manifests import build_manifest, new_batch_id
 from llm_stream.client.publishing import (
     LineSender,
     OnPublished,
@@ -48,14 +48,11 @@ from llm_stream.client.served_models import ServedModels
 from llm_stream.client.status_view import BatchStatusView
 from llm_stream.client.writer import BatchWriter
 from llm_stream.contracts import (
-    MAX_COMPLETION_WINDOW_CONTEXT,
     PRIORITY_HEADER,
-    BatchManifest,
     BatchObject,
     ExpiresAfter,
     ResponseData,
     is_safe_batch_id,
-    stored_project,
 )
 from llm_stream.errors import LlmStreamError
 from llm_stream.kafka.connection import start_client
@@ -66,46 +63,6 @@ from llm_stream.settings import Settings
 
 class SubmitError(LlmStreamError, RuntimeError):
     """The lines published differ from the count the manifest announced."""
-
-
-def new_batch_id() -> str:
-    return f"batch_{uuid.uuid4().hex}"
-
-
-def build_manifest(
-    batch_id: str,
-    *,
-    endpoint: str,
-    request_count: int,
-    metadata: Mapping[str, str] | None = None,
-    completion_window: str = "24h",
-    model: str | None = None,
-    max_completion_window_s: int = DEFAULT_MAX_COMPLETION_WINDOW_S,
-    project: str | None = None,
-    models: Collection[str] | None = None,
-    input_tokens: Mapping[str, int] | None = None,
-    output_expires_after: ExpiresAfter | None = None,
-) -> BatchManifest:
-    """A new batch's manifest, of ``project`` (None or the default one: recorded as none);
-    ``models``: every model its lines name, recorded only when there are several;
-    ``input_tokens``: the lines' estimated input tokens by model, when counted;
-    ``output_expires_after``: when its output and error files expire (None: the default).
-    pydantic's ValidationError names every bad setting, a completion window longer than
-    ``max_completion_window_s`` too."""
-    fields = {
-        "batch_id": batch_id,
-        "endpoint": endpoint,
-        "request_count": request_count,
-        "completion_window": completion_window,
-        "metadata": dict(metadata or {}),
-        "model": model,
-        "project": stored_project(project),
-        "models": sorted(models) if models is not None and len(models) > 1 else None,
-        "input_tokens": dict(input_tokens) if input_tokens else None,
-        "output_expires_after": output_expires_after,
-    }
-    context = {MAX_COMPLETION_WINDOW_CONTEXT: max_completion_window_s}
-    return BatchManifest.model_validate(fields, context=context)
 
 
 class BatchClient:

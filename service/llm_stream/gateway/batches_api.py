@@ -22,7 +22,7 @@ from llm_stream.batch.input_file import read_requests
 from llm_stream.batch.objects import batch_object
 from llm_stream.batch.result_lines import output_line
 from llm_stream.batch.status import BatchStatus
-from llm_stream.client.batch_client import build_manifest, new_batch_id
+from llm_stream.client.manifests import build_manifest, new_batch_id
 from llm_stream.contracts import BatchObject, RequestCounts, is_safe_batch_id
 from llm_stream.files.store import BatchFile, file_id
 from llm_stream.gateway.callers import Caller, CallerDep

@@ -19,7 +19,7 @@ import pydantic
 
 from llm_stream.batch.input_file import FileCheck, validate_batch_file
 from llm_stream.batch.priority import priority_of
-from llm_stream.client.batch_client import build_manifest
+from llm_stream.client.manifests import build_manifest
 from llm_stream.contracts import PRIORITY_HEADER, SUPPORTED_ENDPOINTS
 from llm_stream.gateway.errors import GatewayError, invalid
 from llm_stream.gateway.models import BatchLineError

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from llm_stream.batch.deadlines import deadline_of
 from llm_stream.batch.priority import priority_of
-from llm_stream.client.batch_client import BatchClient, build_manifest
+from llm_stream.client.batch_client import BatchClient
+from llm_stream.client.manifests import build_manifest
 from llm_stream.client.publishing import batch_line_headers
 from llm_stream.contracts import PRIORITY_HEADER
 from tests.unit.client.fakes import CONFIG, FakeProducer, line

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from llm_stream.batch.objects import batch_object
 from llm_stream.batch.status import BatchStatus
-from llm_stream.client.batch_client import build_manifest
+from llm_stream.client.manifests import build_manifest
 from llm_stream.files.records import new_upload_id
 from llm_stream.files.store import BatchFile, LocalFileStore
 

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from llm_stream.aggregator.file_expiry import with_default_expiry
-from llm_stream.client.batch_client import build_manifest
+from llm_stream.client.manifests import build_manifest
 from llm_stream.contracts import ExpiresAfter
 from llm_stream.files.store import LocalFileStore
 from llm_stream.files.upkeep import sweep_expired

@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 
 from llm_stream.batch.objects import batch_object
 from llm_stream.batch.status import BatchStatus
-from llm_stream.client.batch_client import build_manifest
+from llm_stream.client.manifests import build_manifest
 from llm_stream.files.store import BatchFile, LocalFileStore
 from llm_stream.gateway.app import create_app
 from llm_stream.gateway.ui_auth import CSRF_COOKIE
