@@ -10,6 +10,7 @@ import pytest
 
 from llm_stream.client import batch_client
 from llm_stream.client.batch_client import BatchClient, SubmitError
+from llm_stream.client.manifests import build_manifest
 from llm_stream.kafka.connection import client_kwargs
 from llm_stream.settings import Settings
 from tests.unit.client.fakes import CONFIG, FakeProducer
@@ -99,7 +100,7 @@ async def test_a_completion_window_over_the_configured_longest_is_refused_before
 def test_the_longest_completion_window_comes_from_settings_three_days_by_default() -> None:
     assert BatchClient.from_settings(Settings()).config.max_completion_window_s == 3 * 86_400
     with pytest.raises(ValueError, match="longer than 3d"):
-        batch_client.build_manifest(
+        build_manifest(
             "b", endpoint="/v1/completions", request_count=1, completion_window="9999999d"
         )
     settings = Settings(batch_max_completion_window_s=7 * 86_400)
