@@ -8,7 +8,6 @@ import dataclasses
 
 import pytest
 
-from llm_stream.client import batch_client
 from llm_stream.client.batch_client import BatchClient, SubmitError
 from llm_stream.client.manifests import build_manifest
 from llm_stream.kafka.connection import client_kwargs
