@@ -18,6 +18,7 @@ from llm_stream.aggregator.app import AggregatorApp
 from llm_stream.batch.objects import batch_object
 from llm_stream.batch.status import BatchStatus, can_transition
 from llm_stream.client.manifests import build_manifest
+from llm_stream.client.resume import Resumed, ResumeRefusedError
 from llm_stream.client.status_index import Enqueued, enqueued_tokens
 from llm_stream.contracts import (
     BatchManifest,
@@ -28,6 +29,7 @@ from llm_stream.contracts import (
     owner_project,
 )
 from llm_stream.engine.protocol import InferenceEngine
+from llm_stream.files.store import FileStore
 from llm_stream.gateway.stream import BatchPage
 from llm_stream.kafka.result_scan import ResultsPage
 from llm_stream.kafka.topics import ensure_topics
@@ -49,6 +51,9 @@ class FakeBatchStream:
         self.workers: list[WorkerAnnouncement] = []
         #: Results on the topic so far, by batch (``results_so_far``).
         self.results: dict[str, list[ResultMessage]] = {}
+        #: Batches asked to resume, and why a resume is refused (None: it is not).
+        self.resumed_ids: list[str] = []
+        self.refuse: str | None = None
 
     async def start(self) -> None:
         pass
@@ -149,6 +154,13 @@ class FakeBatchStream:
 
     async def live_workers(self) -> list[WorkerAnnouncement]:
         return list(self.workers)
+
+    async def resume(self, batch_id: str, store: FileStore) -> Resumed:
+        """Records the call; answers ``resumed`` (raise ``refuse`` if set)."""
+        self.resumed_ids.append(batch_id)
+        if self.refuse is not None:
+            raise ResumeRefusedError(self.refuse)
+        return Resumed(batch_id, republished=3, answered=7)
 
     def announce(self, *models: str, started_at: float = 1_700_000_000) -> None:
         """A live worker serving ``models``."""

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import functools
 import signal
 import sys
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from types import FrameType
@@ -23,6 +26,7 @@ from llm_stream.batch.input_file import read_requests, validate_batch_file
 from llm_stream.batch.request_line import batch_id_problem
 from llm_stream.cli.errors import InputFileError, MissingExtraError, NoSuchBatchError
 from llm_stream.cli.exit_codes import (
+    EXIT_CANNOT_RESUME,
     EXIT_INTERRUPTED,
     EXIT_NO_BATCH,
     EXIT_USAGE,
@@ -32,7 +36,11 @@ from llm_stream.cli.exit_codes import (
 from llm_stream.cli.file_checks import check_input_file, check_output_dir, check_port_free
 from llm_stream.client.batch_client import BatchClient
 from llm_stream.client.manifests import build_manifest, new_batch_id
+from llm_stream.client.resume import Resumed, ResumeRefusedError, resume_batch
 from llm_stream.contracts import PRIORITY_HEADER, BatchObject, is_safe_batch_id
+from llm_stream.files.opening import open_store
+from llm_stream.files.records import new_upload_id
+from llm_stream.files.store import CHUNK_BYTES
 from llm_stream.kafka.topics import ensure_topics
 from llm_stream.ops import telemetry
 from llm_stream.settings import Settings
@@ -214,6 +222,8 @@ def run_submit(args: argparse.Namespace) -> int:
         _error(f"invalid batch settings: {problems}")
         return 2
     telemetry.configure_tracing(settings, "llm-stream-submit")
+    if settings.submit_keep_input:
+        _keep_input(settings, args.file, batch_id)
     lines = read_requests(args.file, settings.batch_max_line_bytes)
 
     async def submit() -> None:
@@ -235,6 +245,47 @@ def run_submit(args: argparse.Namespace) -> int:
     asyncio.run(submit())
     print(batch_id)
     return 0
+
+
+def _keep_input(settings: Settings, path: Path, batch_id: str) -> None:
+    """Store the input file where ``llm-stream resume`` reads it (best effort: a store that
+    refuses only means no resume)."""
+    try:
+        store = open_store(settings)
+        created_at = int(time.time())
+        keep_s = settings.files_input_expires_after_s
+        with path.open("rb") as file:
+            upload = store.write_upload(
+                new_upload_id(),
+                iter(functools.partial(file.read, CHUNK_BYTES), b""),
+                filename=path.name,
+                created_at=created_at,
+                project=settings.project,
+                expires_at=created_at + keep_s if keep_s else None,
+            )
+        store.link_input(batch_id, upload.id)
+    except Exception as error:
+        _error(f"the input file was not kept in the file store ({error!r}): resume is refused")
+
+
+def run_resume(args: argparse.Namespace) -> int:
+    """Publish again the batch's lines that have no result (``client.resume``)."""
+    if not is_safe_batch_id(args.batch_id):
+        _error(f"unsafe batch id {args.batch_id!r}")
+        return EXIT_USAGE
+    settings = Settings().with_overrides(bootstrap_servers=args.bootstrap_servers)
+    try:
+        resumed = asyncio.run(_resume(settings, args.batch_id))
+    except ResumeRefusedError as error:
+        _error(str(error))
+        return EXIT_CANNOT_RESUME
+    print(orjson.dumps(dataclasses.asdict(resumed)).decode())
+    return 0
+
+
+async def _resume(settings: Settings, batch_id: str) -> Resumed:
+    async with BatchClient.from_settings(settings) as client:
+        return await resume_batch(settings, client, open_store(settings), batch_id)
 
 
 def run_status(args: argparse.Namespace) -> int:

@@ -23,6 +23,8 @@ EXIT_USAGE = 2
 EXIT_NOT_TERMINAL = 3
 #: ``cancel``: the batch had already finished (completed, failed or expired): not cancelled.
 EXIT_TOO_LATE_TO_CANCEL = 7
+#: ``resume``: the batch is unknown, has ended, or its input was not kept.
+EXIT_CANNOT_RESUME = 8
 
 #: The failures a user causes or meets, one exit code per kind.
 EXIT_UNEXPECTED = 9

@@ -185,6 +185,21 @@ def _add_cancel(subcommands: Any) -> None:
     parser.set_defaults(handler=_command("run_cancel"))
 
 
+def _add_resume(subcommands: Any) -> None:
+    parser = subcommands.add_parser(
+        "resume",
+        parents=[_KAFKA],
+        help="publish again a stalled batch's lines that have no result; prints the counts",
+        description="For a batch reported stalled (results lost by the broker): read which "
+        "custom_ids have a result on the results topic and publish the other lines of its "
+        "input, kept in the file store, again under the same batch id. The aggregator keeps "
+        "one result per custom_id, so nothing is doubled in the files. Exit 8: the batch is "
+        "unknown, has ended, or its input was not kept.",
+    )
+    parser.add_argument("batch_id")
+    parser.set_defaults(handler=_command("run_resume"))
+
+
 def _add_bench(subcommands: Any) -> None:
     parser = subcommands.add_parser(
         "bench",
@@ -275,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_submit(subcommands)
     _add_status(subcommands)
     _add_cancel(subcommands)
+    _add_resume(subcommands)
     _add_bench(subcommands)
     _add_pass_through(
         subcommands,

@@ -23,10 +23,12 @@ from llm_stream.batch.objects import batch_object
 from llm_stream.batch.result_lines import output_line
 from llm_stream.batch.status import BatchStatus
 from llm_stream.client.manifests import build_manifest, new_batch_id
+from llm_stream.client.resume import ResumeRefusedError
 from llm_stream.contracts import BatchObject, RequestCounts, is_safe_batch_id
+from llm_stream.files.opening import local_copy
 from llm_stream.files.store import BatchFile, file_id
 from llm_stream.gateway.callers import Caller, CallerDep
-from llm_stream.gateway.errors import error_responses, invalid, not_found
+from llm_stream.gateway.errors import GatewayError, error_responses, invalid, not_found
 from llm_stream.gateway.files_api import visible_record
 from llm_stream.gateway.input_check import check_input_file, check_parameters
 from llm_stream.gateway.models import (
@@ -35,11 +37,12 @@ from llm_stream.gateway.models import (
     BatchErrors,
     BatchLineError,
     BatchOutputPage,
+    BatchResumed,
     ListPage,
 )
 from llm_stream.gateway.models_api import served_models
 from llm_stream.gateway.pagination import unknown_after
-from llm_stream.gateway.state import Gateway, GatewayDep, local_copy
+from llm_stream.gateway.state import Gateway, GatewayDep
 from llm_stream.ops import metrics, telemetry
 from llm_stream.ops.logs import REQUEST_ID
 
@@ -246,6 +249,34 @@ async def cancel_batch(gateway: GatewayDep, caller: CallerDep, batch_id: str) ->
     if batch is None:  # retired meanwhile
         raise not_found("Batch", batch_id)
     return await respond(gateway, batch)
+
+
+@router.post(
+    "/{batch_id}/resume",
+    responses=error_responses(
+        HTTPStatus.BAD_REQUEST,
+        HTTPStatus.FORBIDDEN,
+        HTTPStatus.NOT_FOUND,
+        HTTPStatus.SERVICE_UNAVAILABLE,
+    ),
+)
+async def resume_batch(gateway: GatewayDep, caller: CallerDep, batch_id: str) -> BatchResumed:
+    """Publish again the lines of a stalled batch that have no result (an admin's call: it
+    sends work to the workers on the batch's behalf). 400 when the batch has ended or its
+    input was not kept."""
+    if not caller.admin:
+        raise GatewayError(
+            HTTPStatus.FORBIDDEN,
+            "Resuming a batch needs an admin key",
+            type="invalid_request_error",
+            code="permission_denied",
+        )
+    await visible_batch(gateway, caller, batch_id)
+    try:
+        resumed = await gateway.stream.resume(batch_id, gateway.store)
+    except ResumeRefusedError as error:
+        raise invalid(str(error), "batch_id") from None
+    return BatchResumed(id=batch_id, republished=resumed.republished, answered=resumed.answered)
 
 
 async def visible_batch(gateway: Gateway, caller: Caller, batch_id: str) -> BatchObject:

@@ -44,6 +44,7 @@ class ErrorBody(BaseModel):
 _WHY: dict[HTTPStatus, str] = {
     HTTPStatus.BAD_REQUEST: "A parameter is missing or invalid; `error.param` names it.",
     HTTPStatus.UNAUTHORIZED: "No API key, or not one of the gateway's.",
+    HTTPStatus.FORBIDDEN: "The API key may not do this (it needs an admin key).",
     HTTPStatus.NOT_FOUND: "No object has the id given.",
     HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "The request body or the uploaded file is too large.",
     HTTPStatus.TOO_MANY_REQUESTS: "Too many wrong API keys from this address; wait Retry-After.",

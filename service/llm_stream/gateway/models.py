@@ -116,6 +116,15 @@ class BatchOutputPage(ListPage[dict[str, Any]]):
     next_after: str
 
 
+class BatchResumed(BaseModel):
+    """``POST /v1/batches/{id}/resume``: lines published again, and lines that had a result."""
+
+    id: str
+    object: Literal["batch.resume"] = "batch.resume"
+    republished: int
+    answered: int
+
+
 class BatchLineError(BaseModel):
     """One problem of an input file (``openai.types.BatchError``); ``line`` counts from 1."""
 

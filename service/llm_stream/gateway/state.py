@@ -3,12 +3,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -57,17 +52,3 @@ async def _gateway(request: Request) -> Gateway:
 
 #: A route's parameter that receives the app's ``Gateway``.
 GatewayDep = Annotated[Gateway, Depends(_gateway)]
-
-
-@asynccontextmanager
-async def local_copy(store: FileStore, file_id: str) -> AsyncIterator[Path]:
-    """``store.local_copy`` entered and left in worker threads (it may download)."""
-    manager = store.local_copy(file_id)
-    path = await asyncio.to_thread(manager.__enter__)
-    try:
-        yield path
-    except BaseException:
-        if not await asyncio.to_thread(manager.__exit__, *sys.exc_info()):
-            raise
-    else:
-        await asyncio.to_thread(manager.__exit__, None, None, None)

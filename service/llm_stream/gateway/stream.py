@@ -26,8 +26,10 @@ from aiokafka.errors import KafkaError
 
 from llm_stream.client import BatchClient, BatchStatusView, ClientConfig, StatusViewStoppedError
 from llm_stream.client.publishing import send_status
+from llm_stream.client.resume import Resumed, resume_batch
 from llm_stream.client.status_index import Enqueued
 from llm_stream.contracts import BatchObject, ExpiresAfter, WorkerAnnouncement
+from llm_stream.files.store import FileStore
 from llm_stream.gateway.errors import GatewayError
 from llm_stream.kafka.result_scan import ResultScanner, ResultsPage
 from llm_stream.kafka.topics import ensure_topics
@@ -118,6 +120,11 @@ class BatchStream(Protocol):
     async def cancel(self, batch_id: str) -> BatchObject | None:
         """``BatchClient.cancel``: the ``cancelling`` object, the batch unchanged when it can
         no longer be cancelled, None for no such batch."""
+        ...
+
+    async def resume(self, batch_id: str, store: FileStore) -> Resumed:
+        """``client.resume.resume_batch``: publish again the lines with no result; raises
+        ``ResumeRefusedError``."""
         ...
 
     async def problem(self) -> str | None:
@@ -241,6 +248,9 @@ class KafkaBatchStream:
         batch = await self._client.cancel(batch_id)
         await self._read_own(self._client.published())
         return batch
+
+    async def resume(self, batch_id: str, store: FileStore) -> Resumed:
+        return await resume_batch(self._settings, self._client, store, batch_id)
 
     async def problem(self) -> str | None:
         """Not ready while the view is stopped, or is not current (the broker does not

@@ -11,10 +11,11 @@ from typing import cast
 
 import pytest
 
+from llm_stream.files.opening import local_copy
 from llm_stream.files.store import FileStore, LocalFileStore
 from llm_stream.gateway.auth_limit import FailedAuthLimiter
 from llm_stream.gateway.revocations import RevokedSessions
-from llm_stream.gateway.state import Gateway, local_copy
+from llm_stream.gateway.state import Gateway
 from llm_stream.settings import Settings
 from tests.gateway_support import FakeBatchStream
 
