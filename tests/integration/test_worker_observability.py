@@ -96,9 +96,15 @@ async def test_metrics_count_what_the_worker_did(
             and dict(labels)["topic"] == settings.requests_topic
         }
 
+    def settled(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> bool:
+        """The lag gauge refreshed (every commit interval), and the last record's work done:
+        the results are on the topic before the in-flight gauge (and a dead letter) move."""
+        idle = samples.get(("llm_stream_requests_in_flight", ()), 0.0) == 0
+        return bool(lag_partitions(samples)) and idle
+
     after = await _scrape(base)
-    for _ in range(50):  # the lag gauge is refreshed every commit interval
-        if lag_partitions(after):
+    for _ in range(100):
+        if settled(after):
             break
         await asyncio.sleep(0.1)
         after = await _scrape(base)
