@@ -76,6 +76,14 @@ exit codes:
 
 {FAILURE_EPILOG}"""
 
+RESUME_EPILOG = f"""\
+exit codes:
+  0  the lines with no result were published again; the counts are printed
+  {EXIT_USAGE}  bad arguments or unsafe batch id
+  {EXIT_CANNOT_RESUME}  no such batch, it has ended or is cancelling, or its input was not kept
+
+{FAILURE_EPILOG}"""
+
 
 def exit_code(batch: BatchObject | None, *, waited: bool) -> int:
     """The command's exit code for what it printed (see ``EPILOG``)."""

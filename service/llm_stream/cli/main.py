@@ -18,7 +18,7 @@ from llm_stream.bench.support import DEFAULT_ENGINE_FLAGS
 from llm_stream.cli.errors import run_reported
 from llm_stream.cli.exit_codes import CANCEL_EPILOG as CANCEL_EXIT_CODES
 from llm_stream.cli.exit_codes import EPILOG as STATUS_EXIT_CODES
-from llm_stream.cli.exit_codes import EXIT_INTERRUPTED, FAILURE_EPILOG
+from llm_stream.cli.exit_codes import EXIT_INTERRUPTED, FAILURE_EPILOG, RESUME_EPILOG
 from llm_stream.engine.model_path import check_model_path, model_flag
 
 Handler = Callable[[argparse.Namespace], int]
@@ -193,8 +193,9 @@ def _add_resume(subcommands: Any) -> None:
         description="For a batch reported stalled (results lost by the broker): read which "
         "custom_ids have a result on the results topic and publish the other lines of its "
         "input, kept in the file store, again under the same batch id. The aggregator keeps "
-        "one result per custom_id, so nothing is doubled in the files. Exit 8: the batch is "
-        "unknown, has ended, or its input was not kept.",
+        "one result per custom_id, so nothing is doubled in the files.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=RESUME_EPILOG,
     )
     parser.add_argument("batch_id")
     parser.set_defaults(handler=_command("run_resume"))
