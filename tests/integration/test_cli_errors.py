@@ -247,9 +247,9 @@ def _start(*args: str, env: Mapping[str, str]) -> subprocess.Popen[str]:
 
 
 def test_ctrl_c_while_waiting_for_a_batch_stops_cleanly(
-    kafka_bootstrap: str, unique_name: str, one_request: Path
+    kafka_bootstrap: str, unique_name: str, one_request: Path, tmp_path: Path
 ) -> None:
-    env = _topics(unique_name)
+    env = {**_topics(unique_name), "LLM_STREAM_OUTPUT_DIR": str(tmp_path / "batches")}
     submitted = _run("submit", str(one_request), "--bootstrap-servers", kafka_bootstrap, env=env)
     assert submitted.returncode == 0, submitted.stderr
     batch_id = submitted.stdout.strip()

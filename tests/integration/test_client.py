@@ -15,6 +15,7 @@ from llm_stream.batch.status import TERMINAL_STATUSES, BatchStatus
 from llm_stream.cli.main import main
 from llm_stream.client import BatchClient, BatchStatusView, ClientConfig
 from llm_stream.contracts import BatchManifest
+from llm_stream.files.store import LocalFileStore
 from llm_stream.kafka.topics import ensure_topics
 from llm_stream.settings import Settings
 from tests.kafka_helpers import collect, publish
@@ -164,12 +165,30 @@ def test_the_cli_submits_and_reports_through_the_client(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for field in ("bootstrap_servers", "requests_topic", "batches_topic", "batch_status_topic"):
-        monkeypatch.setenv(f"LLM_STREAM_{field.upper()}", getattr(isolated_settings, field))
+    for field in (
+        "bootstrap_servers",
+        "requests_topic",
+        "batches_topic",
+        "batch_status_topic",
+        "output_dir",
+    ):
+        monkeypatch.setenv(f"LLM_STREAM_{field.upper()}", str(getattr(isolated_settings, field)))
     path = tmp_path / "in.jsonl"
     path.write_bytes(b"".join(orjson.dumps(_line(c)) + b"\n" for c in ("a", "b")))
     assert main(["submit", str(path), "--batch-id", "cli_batch"]) == 0
     assert capsys.readouterr().out == "cli_batch\n"
+    # The input is kept in the file store, linked to the batch, for a resume.
+    store = LocalFileStore(isolated_settings.output_dir)
+    kept = store.linked_input("cli_batch")
+    assert kept is not None
+    assert b"".join(store.read_chunks(kept)) == path.read_bytes()
+    record = store.file_record(kept)
+    assert record is not None
+    assert (record.filename, record.purpose) == ("in.jsonl", "batch")
+    monkeypatch.setenv("LLM_STREAM_SUBMIT_KEEP_INPUT", "false")
+    assert main(["submit", str(path), "--batch-id", "cli_batch_unkept"]) == 0
+    assert store.linked_input("cli_batch_unkept") is None
+    capsys.readouterr()
 
     assert main(["status", "cli_batch"]) == 0
     assert orjson.loads(capsys.readouterr().out)["status"] == "validating"

@@ -222,12 +222,14 @@ def run_submit(args: argparse.Namespace) -> int:
         _error(f"invalid batch settings: {problems}")
         return 2
     telemetry.configure_tracing(settings, "llm-stream-submit")
-    if settings.submit_keep_input:
-        _keep_input(settings, args.file, batch_id)
     lines = read_requests(args.file, settings.batch_max_line_bytes)
 
     async def submit() -> None:
         await ensure_topics(settings)  # the progress bar starts once Kafka answered
+        if (
+            settings.submit_keep_input
+        ):  # once Kafka answered: a submit that cannot start keeps nothing
+            await asyncio.to_thread(_keep_input, settings, args.file, batch_id)
         with tqdm(total=check.line_count, unit="req", desc="submit", file=sys.stderr) as progress:
             async with BatchClient.from_settings(settings) as client:
                 await client.submit(
