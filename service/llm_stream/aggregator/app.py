@@ -23,7 +23,7 @@ from llm_stream.aggregator.retirement import retire_history
 from llm_stream.aggregator.stalls import StallWatch, find_stalled, stalled_errors
 from llm_stream.aggregator.unserved import UnservedModels, waiting_errors
 from llm_stream.batch.recent_ids import RecentIds
-from llm_stream.contracts import parse_manifest
+from llm_stream.contracts import BatchManifest, parse_manifest
 from llm_stream.files.opening import open_store
 from llm_stream.kafka.cancellations import CancelFollower
 from llm_stream.kafka.consume_loop import ConsumeLoop
@@ -180,10 +180,8 @@ class AggregatorApp(Role):
                 continue
             quiet_s = self.stalls.quiet_for(batch_id)
             errors = stalled_errors(manifest, count, quiet_s) if batch_id in stalled else None
-            async with self.aggregator.lock:  # never after its final status
-                if manifest not in self.aggregator.unwritten():
-                    continue
-                await self._status.publish_status(self.aggregator.standing(manifest, errors=errors))
+            if not await self._report(manifest, errors):
+                continue
             if errors is None:
                 logger.info("batch %s: results arrive again, no longer stalled", batch_id)
                 del self._stalled[batch_id]
@@ -223,10 +221,8 @@ class AggregatorApp(Role):
             if models == self._reported.get(batch_id):
                 continue
             errors = None if models is None else waiting_errors(models, self.unserved.absent_for)
-            async with self.aggregator.lock:  # never after its final status
-                if manifest not in self.aggregator.unwritten():
-                    continue
-                await self._status.publish_status(self.aggregator.standing(manifest, errors=errors))
+            if not await self._report(manifest, errors):
+                continue
             if models is None:
                 logger.info("batch %s: the models it waits for are served again", batch_id)
                 del self._reported[batch_id]
@@ -237,6 +233,15 @@ class AggregatorApp(Role):
                 self._reported[batch_id] = models
         for batch_id in set(self._reported) - {m.batch_id for m in owned}:
             del self._reported[batch_id]  # written, or no longer ours
+
+    async def _report(self, manifest: BatchManifest, errors: dict[str, object] | None) -> bool:
+        """Publish an open batch's object as it stands with ``errors`` (None: clear them);
+        False once it is written (never after its final status)."""
+        async with self.aggregator.lock:
+            if manifest not in self.aggregator.unwritten():
+                return False
+            await self._status.publish_status(self.aggregator.standing(manifest, errors=errors))
+        return True
 
     async def _add_manifests(self, records: Sequence[IncomingRecord]) -> None:
         """A fetch's manifests, asked of the store together (a restart reads every manifest
