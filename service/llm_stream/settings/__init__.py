@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from llm_stream.errors import LlmStreamError
 from llm_stream.settings.batch_limits import BatchLimitSettings
+from llm_stream.settings.curation import CurationSettings
 from llm_stream.settings.file_expiry import FileExpirySettings
 from llm_stream.settings.gateway import GATEWAY_MIN_KEY_CHARS, GatewaySettings
 from llm_stream.settings.kafka_security import KafkaSecuritySettings
@@ -47,11 +48,12 @@ class Settings(
     WaitingSettings,
     ReplySettings,
     FileExpirySettings,
+    CurationSettings,
     BaseSettings,
 ):
     """Configuration shared by every llm-stream process: the fields here and those of each
     group (the gateway's, projects, quotas, the notifier's, Kafka security, a batch's limits, model
-    routing, the worker's waiting queue, reply topics, file expiry)."""
+    routing, the worker's waiting queue, reply topics, file expiry, curation)."""
 
     # An invalid value (a short key, a URL with a password) is never echoed in an error.
     model_config = SettingsConfigDict(
@@ -261,4 +263,5 @@ class Settings(
             self.webhook_failures_topic,
             self.workers_topic,
             self.rate_counts_topic,
+            self.judgements_topic,
         ]
