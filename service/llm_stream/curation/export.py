@@ -110,7 +110,8 @@ def write_label_studio(
 
 def _row(line: JoinedLine) -> dict[str, Any]:
     body = line.body or {}
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    found = body.get("usage")
+    usage: dict[str, Any] = found if isinstance(found, dict) else {}
     judgement = line.judgement
     request = line.request or {}
     return {

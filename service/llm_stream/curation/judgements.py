@@ -154,7 +154,7 @@ async def read_judgements(settings: Settings, batch_id: str) -> AsyncIterator[Ju
         left = {tp for tp in assigned if ends[tp] > 0}
         while left:
             fetched = await consumer.getmany(*left, timeout_ms=_POLL_MS)
-            for tp, records in fetched.items():
+            for records in fetched.values():
                 for record in records:
                     found = parse_judgement(record.value)
                     if found is not None and found.batch_id == batch_id:

@@ -184,7 +184,7 @@ def judgement_of(task: dict[str, Any], batch_id: str) -> Judgement | None:
     for region in latest["result"]:
         value = region.get("value") or {}
         name = region.get("from_name")
-        if "choices" in value and value["choices"]:
+        if value.get("choices"):
             values[name] = value["choices"][0]
         elif "text" in value:
             text = value["text"]

@@ -1,9 +1,9 @@
 """Create the service's topics if they do not exist yet, with the configured partition count.
 
 Relying on broker-side auto-creation would give one partition (no scaling) on many clusters
-and fail on clusters that disable it. The batches, batch-status, judgements and workers topics are
-compacted: only the latest record per batch (or worker, or judged line) matters, and they are read from the
-start.
+and fail on clusters that disable it. The batches, batch-status, judgements and workers
+topics are compacted: only the latest record per batch (or worker, or judged line) matters,
+and they are read from the start.
 """
 
 from __future__ import annotations

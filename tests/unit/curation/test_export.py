@@ -71,7 +71,8 @@ async def test_label_studio_tasks_keep_custom_ids(store: LocalFileStore) -> None
     tasks = orjson.loads(out.getvalue())
     assert count.written == len(tasks) == 12
     first = tasks[0]["data"]
-    assert first["custom_id"] == custom_id(9) and first["batch_id"] == BATCH
+    assert first["custom_id"] == custom_id(9)
+    assert first["batch_id"] == BATCH
     assert first["dialogue"][1] == {"role": "user", "content": "Question number 9: what is 9 + 1?"}
     assert first["answer"] == "It is 10."
 
