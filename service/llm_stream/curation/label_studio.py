@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -207,5 +208,14 @@ def judgement_of(task: dict[str, Any], batch_id: str) -> Judgement | None:
         corrected=corrected,
         note=values.get("note") or None,
         reviewer=f"label-studio:{reviewer}" if reviewer is not None else "label-studio",
-        judged_at=time.time(),
+        judged_at=_seconds(latest.get("updated_at")),
     )
+
+
+def _seconds(stamp: Any) -> float:
+    """An annotation's ISO time as Unix seconds (now, where it has none): the later
+    annotation of a line is the later judgement."""
+    try:
+        return datetime.fromisoformat(str(stamp)).timestamp()
+    except ValueError:
+        return time.time()
