@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from llm_stream.cli.errors import CommandError, NoSuchBatchError, OutputNotWritableError
 from llm_stream.cli.exit_codes import EXIT_USAGE
@@ -24,6 +24,7 @@ from llm_stream.curation.export import VERDICTS, InvalidExampleError
 from llm_stream.curation.joined import MissingBatchFilesError
 from llm_stream.curation.label_studio import LabelStudio, LabelStudioError
 from llm_stream.curation.label_studio_tasks import NotReviewableError
+from llm_stream.curation.schemas import SchemaNotFoundError, load_schema
 from llm_stream.files.opening import open_store
 from llm_stream.settings import Settings
 
@@ -50,6 +51,10 @@ def _keep(value: str | None) -> frozenset[str] | None:
     if unknown:
         raise CurationError(f"--keep takes {', '.join(sorted(VERDICTS))}; not {sorted(unknown)}")
     return kept
+
+
+def _schema(settings: Settings, name: str | None) -> dict[str, Any] | None:
+    return None if name is None else load_schema(settings.schemas_dir, name)
 
 
 @contextlib.contextmanager
@@ -86,14 +91,20 @@ def run_export(args: argparse.Namespace) -> int:
                     out,
                     keep=_keep(args.keep),
                     input_path=args.input,
+                    schema=_schema(settings, args.schema),
+                    valid_only=args.valid_only,
                 )
             )
     except MissingBatchFilesError as error:
         raise NoSuchBatchError(str(error)) from error
-    except InvalidExampleError as error:
+    except (InvalidExampleError, SchemaNotFoundError) as error:
         raise CurationError(f"nothing written: {error}") from error
     verdicts = ", ".join(f"{k} {v}" for k, v in sorted(count.verdicts.items()))
-    print(f"{count.written} lines written, {count.skipped} left out ({verdicts})", file=sys.stderr)
+    print(
+        f"{count.written} lines written, {count.skipped} left out by verdict or with no "
+        f"answer, {count.invalid} breaking their schema ({verdicts})",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -217,6 +217,15 @@ def _add_export(subcommands: Any) -> None:
     )
     parser.add_argument("--input", type=Path, help="the batch's input file, if not uploaded")
     parser.add_argument("--output-dir", type=Path, help="the local file store (default: settings)")
+    parser.add_argument(
+        "--schema",
+        metavar="NAME",
+        help="the answers' JSON Schema, LLM_STREAM_SCHEMAS_DIR/NAME.json (a request's own "
+        "response_format schema comes first)",
+    )
+    parser.add_argument(
+        "--valid-only", action="store_true", help="keep only lines whose answer validates"
+    )
     parser.set_defaults(handler=_curation_command("run_export"))
 
 

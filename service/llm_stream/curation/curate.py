@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -34,11 +34,21 @@ async def export_from_stream(
     *,
     keep: frozenset[str] | None = None,
     input_path: Path | None = None,
+    schema: dict[str, Any] | None = None,
+    valid_only: bool = False,
 ) -> ExportCount:
     """``export_batch`` with the judgements read from the judgements topic."""
     judgements = read_judgements(settings, batch_id)
     return await export_batch(
-        store, batch_id, judgements, fmt, out, keep=keep, input_path=input_path
+        store,
+        batch_id,
+        judgements,
+        fmt,
+        out,
+        keep=keep,
+        input_path=input_path,
+        schema=schema,
+        valid_only=valid_only,
     )
 
 

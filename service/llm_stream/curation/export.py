@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llm_stream.contracts import Judgement
-from llm_stream.curation import finetune
+from llm_stream.curation import finetune, schemas
 from llm_stream.curation.joined import JoinedLine, JoinIndex, answered_lines, input_lines
 from llm_stream.curation.label_studio_tasks import task_of
 from llm_stream.errors import LlmStreamError
@@ -51,6 +51,8 @@ PARQUET_SCHEMA = pa.schema(
         ("note", pa.string()),
         ("reviewer", pa.string()),
         ("judged_at", pa.float64()),
+        # Empty: the answer validates; null: the line has no schema.
+        ("schema_problems", pa.string()),
     ]
 )
 
@@ -64,11 +66,33 @@ class ExportCount:
     written: int = 0
     #: Lines left out: not kept by verdict, or no answer to train on.
     skipped: int = 0
+    #: Lines left out because their answer broke its schema (``valid_only``).
+    invalid: int = 0
     verdicts: dict[str, int] = field(default_factory=dict)
 
 
 def verdict_of(line: JoinedLine) -> str:
     return line.judgement.verdict if line.judgement is not None else UNJUDGED
+
+
+def schema_problems(line: JoinedLine, named: dict[str, Any] | None) -> list[str] | None:
+    """Why the line's answer breaks its schema (the request's, else ``named``); None: the
+    line has no schema."""
+    schema = schemas.requested_schema(line.request) or named
+    if schema is None:
+        return None
+    return schemas.answer_problems(schema, line.final_answer)
+
+
+def _valid(
+    lines: Iterable[JoinedLine], named: dict[str, Any] | None, count: ExportCount
+) -> Iterator[JoinedLine]:
+    """Only the lines whose answer validates (a line with no schema passes)."""
+    for line in lines:
+        if schema_problems(line, named):
+            count.invalid += 1
+        else:
+            yield line
 
 
 def _kept(
@@ -108,7 +132,7 @@ def write_label_studio(
     out.write(b"\n]\n")
 
 
-def _row(line: JoinedLine) -> dict[str, Any]:
+def _row(line: JoinedLine, named: dict[str, Any] | None) -> dict[str, Any]:
     body = line.body or {}
     found = body.get("usage")
     usage: dict[str, Any] = found if isinstance(found, dict) else {}
@@ -130,14 +154,24 @@ def _row(line: JoinedLine) -> dict[str, Any]:
         "note": judgement.note if judgement else None,
         "reviewer": judgement.reviewer if judgement else None,
         "judged_at": judgement.judged_at if judgement else None,
+        "schema_problems": _joined(schema_problems(line, named)),
     }
 
 
-def write_parquet(lines: Iterable[JoinedLine], out: BinaryIO, count: ExportCount) -> None:
+def _joined(problems: list[str] | None) -> str | None:
+    return None if problems is None else "; ".join(problems)
+
+
+def write_parquet(
+    lines: Iterable[JoinedLine],
+    out: BinaryIO,
+    count: ExportCount,
+    named: dict[str, Any] | None = None,
+) -> None:
     with pq.ParquetWriter(out, PARQUET_SCHEMA, compression="zstd") as writer:
         rows: list[dict[str, Any]] = []
         for line in lines:
-            rows.append(_row(line))
+            rows.append(_row(line, named))
             if len(rows) == _ROWS_PER_GROUP:
                 writer.write_table(pa.Table.from_pylist(rows, schema=PARQUET_SCHEMA))
                 count.written += len(rows)
@@ -156,10 +190,14 @@ async def export_batch(
     *,
     keep: Collection[str] | None = None,
     input_path: Path | None = None,
+    schema: dict[str, Any] | None = None,
+    valid_only: bool = False,
 ) -> ExportCount:
     """Write the batch in ``fmt`` to ``out``. ``keep``: the verdicts kept (``UNJUDGED`` for
     lines nobody judged); default: ``PASSED`` for finetune, every line otherwise.
-    ``input_path``: the batch's input file, for a batch not created from an upload."""
+    ``input_path``: the batch's input file, for a batch not created from an upload.
+    ``schema``: the batch's named answer schema; ``valid_only``: keep only lines whose answer
+    validates (against the request's ``response_format`` schema, else ``schema``)."""
     if keep is None and fmt == "finetune":
         keep = PASSED
     count = ExportCount()
@@ -173,10 +211,12 @@ async def export_batch(
                 index.add_judgement(judgement)
         index.commit()
         lines = _kept(index.join(answered_lines(store, batch_id)), keep, count)
+        if valid_only:
+            lines = _valid(lines, schema, count)
         if fmt == "finetune":
             write_finetune(lines, out, count)
         elif fmt == "label-studio":
             write_label_studio(lines, out, count, batch_id)
         else:
-            write_parquet(lines, out, count)
+            write_parquet(lines, out, count, schema)
     return count
