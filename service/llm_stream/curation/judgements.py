@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 import pydantic
@@ -18,6 +19,7 @@ from llm_stream.contracts import Judgement
 from llm_stream.kafka.connection import bounded_consumer_kwargs, client_kwargs, start_client
 from llm_stream.kafka.records import install_lenient_record_parsing
 from llm_stream.kafka.topic_follower import TopicFollower
+from llm_stream.ops.metrics import JUDGEMENTS
 from llm_stream.protocols import IncomingRecord
 from llm_stream.settings import Settings
 
@@ -109,6 +111,7 @@ class KafkaJudgements(MemoryJudgements):
             judgement.model_dump_json().encode(),
             key=judgement.key,
         )
+        JUDGEMENTS.labels(judgement.verdict).inc()
         self.take(judgement)
 
     async def _heard(self, records: Sequence[IncomingRecord]) -> None:
@@ -119,22 +122,25 @@ class KafkaJudgements(MemoryJudgements):
 
 
 async def publish_judgements(settings: Settings, judgements: Iterable[Judgement]) -> int:
-    """Publish judgements (Label Studio's, pulled); how many the broker acknowledged."""
+    """Publish judgements (Label Studio's, pulled) as they come; how many the broker
+    acknowledged."""
     connection = client_kwargs(settings)
     producer = AIOKafkaProducer(**connection, acks="all", linger_ms=5)
     await start_client(producer, connection)
+    verdicts: Counter[str] = Counter()
     try:
-        sent = [
-            await producer.send(
-                settings.judgements_topic, item.model_dump_json().encode(), key=item.key
-            )
-            for item in judgements
-        ]
+        sent = []
+        for item in judgements:
+            value = item.model_dump_json().encode()
+            sent.append(await producer.send(settings.judgements_topic, value, key=item.key))
+            verdicts[item.verdict] += 1
         for delivery in sent:
             await delivery
-        return len(sent)
     finally:
         await producer.stop()
+    for verdict, count in verdicts.items():
+        JUDGEMENTS.labels(verdict).inc(count)
+    return len(sent)
 
 
 async def read_judgements(settings: Settings, batch_id: str) -> AsyncIterator[Judgement]:
