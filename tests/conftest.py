@@ -50,6 +50,7 @@ def isolated_settings(kafka_bootstrap: str, unique_name: str, tmp_path: Path) ->
         dead_letter_topic=f"{unique_name}.dead-letter",
         workers_topic=f"{unique_name}.workers",
         rate_counts_topic=f"{unique_name}.rate-counts",
+        judgements_topic=f"{unique_name}.judgements",
         worker_group_id=f"{unique_name}.workers",
         aggregator_group_id=f"{unique_name}.aggregators",
         output_dir=tmp_path / "batches",

@@ -445,6 +445,33 @@ class RateCount(BaseModel):
     expires_at: float = Field(ge=0, description="Unix seconds after which it no longer counts.")
 
 
+class Judgement(BaseModel):
+    """A reviewer's judgement of one batch line (topic: judgements, key:
+    ``<batch_id>/<custom_id>``, compacted: the last judgement of a line wins). Review needs no
+    database: every service that wants them follows the topic."""
+
+    model_config = ConfigDict(title="Judgement")
+
+    object: Literal["batch.judgement"] = "batch.judgement"
+    batch_id: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    custom_id: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    verdict: Literal["accepted", "rejected", "gold"] = Field(
+        description="gold: accepted and fit for an evaluation set."
+    )
+    corrected: str | None = Field(
+        None, max_length=1_000_000, description="The answer as the reviewer fixed it."
+    )
+    note: str | None = Field(None, max_length=10_000)
+    reviewer: str | None = Field(
+        None, max_length=256, description="Who judged: a project, a Label Studio user."
+    )
+    judged_at: float = Field(ge=0, description="Unix seconds.")
+
+    @property
+    def key(self) -> bytes:
+        return f"{self.batch_id}/{self.custom_id}".encode()
+
+
 ALL_CONTRACTS: dict[str, type[BaseModel]] = {
     "request": RequestMessage,
     "result": ResultMessage,
@@ -455,4 +482,5 @@ ALL_CONTRACTS: dict[str, type[BaseModel]] = {
     "webhook-failure": WebhookFailure,
     "worker": WorkerAnnouncement,
     "rate-count": RateCount,
+    "judgement": Judgement,
 }

@@ -78,7 +78,7 @@ LAYERS = (
     "batch",
     "ops",
     "kafka engine broker",
-    "client runtime",
+    "client runtime curation",
     "worker aggregator notifier gateway",
     "run_batch bench",
     "cli",

@@ -201,6 +201,70 @@ def _add_resume(subcommands: Any) -> None:
     parser.set_defaults(handler=_command("run_resume"))
 
 
+def _curation_command(name: str) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        from llm_stream.cli import curation_commands
+
+        result: int = getattr(curation_commands, name)(args)
+        return result
+
+    return handler
+
+
+def _add_export(subcommands: Any) -> None:
+    parser = subcommands.add_parser(
+        "export",
+        parents=[_KAFKA],
+        help="write a batch's lines as a fine-tuning file, Label Studio tasks or Parquet",
+        description="Join the batch's requests, answers and judgements (streamed, from the "
+        "file store: a directory or S3) and write them in one format. finetune: OpenAI's chat "
+        "fine-tuning JSONL, the reviewer's corrected answer where there is one, accepted and "
+        "gold lines only unless --keep says otherwise; every line is checked against OpenAI's "
+        "format rules and nothing is written if one breaks them.",
+    )
+    parser.add_argument("batch_id")
+    parser.add_argument("--format", required=True, choices=["finetune", "label-studio", "parquet"])
+    parser.add_argument("-o", "--output", required=True, help="the file to write (-: stdout)")
+    parser.add_argument(
+        "--keep",
+        metavar="VERDICTS",
+        help="comma-separated verdicts to keep: accepted, gold, rejected, unjudged (default: "
+        "accepted,gold for finetune, every line otherwise)",
+    )
+    parser.add_argument("--input", type=Path, help="the batch's input file, if not uploaded")
+    parser.add_argument("--output-dir", type=Path, help="the local file store (default: settings)")
+    parser.add_argument(
+        "--schema",
+        metavar="NAME",
+        help="the answers' JSON Schema, LLM_STREAM_SCHEMAS_DIR/NAME.json (a request's own "
+        "response_format schema comes first)",
+    )
+    parser.add_argument(
+        "--valid-only", action="store_true", help="keep only lines whose answer validates"
+    )
+    parser.set_defaults(handler=_curation_command("run_export"))
+
+
+def _add_curate(subcommands: Any) -> None:
+    parser = subcommands.add_parser(
+        "curate", help="review a batch's lines in Label Studio, and pull the verdicts back"
+    )
+    tools = parser.add_subparsers(dest="tool", required=True, metavar="TOOL")
+    studio = tools.add_parser(
+        "label-studio",
+        parents=[_KAFKA],
+        help="make (or reuse) the batch's Label Studio project and import its lines; --pull: "
+        "publish its annotations as judgements",
+    )
+    studio.add_argument("batch_id")
+    studio.add_argument("--pull", action="store_true", help="read the annotations back")
+    studio.add_argument("--url", help="Label Studio's address (LLM_STREAM_LABEL_STUDIO_URL)")
+    studio.add_argument("--api-key", help="its token (LLM_STREAM_LABEL_STUDIO_API_KEY)")
+    studio.add_argument("--input", type=Path, help="the batch's input file, if not uploaded")
+    studio.add_argument("--output-dir", type=Path, help="the local file store")
+    studio.set_defaults(handler=_curation_command("run_curate"))
+
+
 def _add_bench(subcommands: Any) -> None:
     parser = subcommands.add_parser(
         "bench",
@@ -292,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_status(subcommands)
     _add_cancel(subcommands)
     _add_resume(subcommands)
+    _add_export(subcommands)
+    _add_curate(subcommands)
     _add_bench(subcommands)
     _add_pass_through(
         subcommands,

@@ -20,9 +20,10 @@ from fastapi.security import HTTPBearer
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from llm_stream._version import __version__
+from llm_stream.curation.judgements import KafkaJudgements, MemoryJudgements
 from llm_stream.files.opening import open_store
 from llm_stream.files.store import FileStore
-from llm_stream.gateway import batches_api, files_api, models_api, ui
+from llm_stream.gateway import batches_api, files_api, judgements_api, models_api, ui
 from llm_stream.gateway.auth_limit import FailedAuthLimiter
 from llm_stream.gateway.errors import EVERY_ROUTE, error_responses, install_error_handlers
 from llm_stream.gateway.keyring import keys_required
@@ -55,11 +56,15 @@ def create_app(
     store: FileStore | None = None,
     stream: BatchStream | None = None,
     share_rates: bool | None = None,
+    judgements: MemoryJudgements | None = None,
 ) -> FastAPI:
     """The gateway over ``stream`` (default: Kafka, as ``settings`` say) and ``store``
     (default: ``files.opening.open_store(settings)``, the same store as the aggregator's).
     ``share_rates``: count requests across replicas on the rate-counts topic (default: when
-    the stream is Kafka's)."""
+    the stream is Kafka's). ``judgements``: default: followed from Kafka when the stream is
+    Kafka's, else kept in memory."""
+    if judgements is None:
+        judgements = KafkaJudgements(settings) if stream is None else MemoryJudgements()
     gateway = Gateway(
         settings=settings,
         store=store if store is not None else open_store(settings),
@@ -68,6 +73,7 @@ def create_app(
             settings.gateway_auth_max_failures, settings.gateway_auth_failure_window_s
         ),
         revoked_sessions=RevokedSessions(),
+        judgements=judgements,
     )
 
     sync = None
@@ -77,6 +83,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await gateway.stream.start()
+        await gateway.judgements.start()
         try:
             if sync is not None:
                 await sync.start()
@@ -84,6 +91,7 @@ def create_app(
         finally:
             if sync is not None:
                 await sync.close()
+            await gateway.judgements.close()
             await gateway.stream.close()
 
     app = FastAPI(
@@ -95,7 +103,12 @@ def create_app(
     app.state.gateway = gateway
     app.state.rate_sync = sync
     install_error_handlers(app)
-    for router in (files_api.router, batches_api.router, models_api.router):
+    for router in (
+        files_api.router,
+        batches_api.router,
+        judgements_api.router,
+        models_api.router,
+    ):
         app.include_router(
             router, dependencies=[Security(_BEARER)], responses=error_responses(*EVERY_ROUTE)
         )
@@ -121,7 +134,7 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.gateway_cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["authorization", "content-type", "x-request-id"],
             expose_headers=["x-request-id", *RATE_LIMIT_HEADERS],
             max_age=600,

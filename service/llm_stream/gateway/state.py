@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from llm_stream.curation.judgements import MemoryJudgements
 from llm_stream.files.store import FileStore
 from llm_stream.gateway.auth_limit import FailedAuthLimiter
 from llm_stream.gateway.input_links import InputLinks
@@ -28,6 +29,8 @@ class Gateway:
     auth_failures: FailedAuthLimiter
     #: Web page sessions ended by a logout before they expire.
     revoked_sessions: RevokedSessions
+    #: Reviewers' judgements of batch lines (followed from their topic).
+    judgements: MemoryJudgements = field(default_factory=MemoryJudgements)
     #: The keys and the project each belongs to; default: as ``settings`` say.
     key_ring: KeyRing | None = None
     keys: KeyRing = field(init=False)

@@ -14,14 +14,14 @@ from importlib.resources import files
 from typing import Annotated, Any, Literal
 
 import jinja2
-from fastapi import APIRouter, FastAPI, Form, Query, Request
+from fastapi import APIRouter, FastAPI, Form, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from llm_stream.contracts import is_safe_batch_id
-from llm_stream.gateway import batches_api, files_api, ui_auth
+from llm_stream.gateway import batches_api, files_api, judgements_api, ui_auth
 from llm_stream.gateway.callers import Caller
 from llm_stream.gateway.errors import GatewayError, from_validation_error
 from llm_stream.gateway.middleware import client_address
@@ -188,8 +188,13 @@ async def batch_page(
             shown = await read_page(gateway, file_id, search=q, page=page, caller=caller)
         except GatewayError as error:
             missing = error.body.error.message
+    review = lines == "output" and shown is not None
     context = {
         "view": view,
+        "review": review,
+        "judgements": {j.custom_id: j for j in gateway.judgements.of_batch(batch.id)}
+        if review
+        else {},
         "lines": lines,
         "so_far": so_far,
         "file_id": file_id,
@@ -225,6 +230,33 @@ async def cancel(
     except GatewayError as error:
         return _problem(request, gateway, error)
     return RedirectResponse(f"{PREFIX}/batches/{batch.id}", status_code=HTTPStatus.SEE_OTHER)
+
+
+@router.post("/batches/{batch_id}/judgements/{custom_id}")
+async def judge(
+    request: Request,
+    gateway: GatewayDep,
+    batch_id: str,
+    custom_id: Annotated[str, Path(min_length=1, max_length=512)],
+    verdict: Annotated[Literal["accepted", "rejected", "gold"], Form()],
+    corrected: Annotated[str, Form(max_length=1_000_000)] = "",
+    note: Annotated[str, Form(max_length=10_000)] = "",
+    back: Annotated[str, Form(max_length=2000)] = "",
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    """The review controls' form: the line's judgement, then back to the line."""
+    caller = _guard(request, gateway)
+    if not ui_auth.post_is_ours(request, csrf_token):
+        return _refused_post(request, gateway)
+    body = judgements_api.JudgementPut(
+        verdict=verdict, corrected=corrected.strip() or None, note=note.strip() or None
+    )
+    try:
+        await judgements_api.put_judgement(gateway, caller, batch_id, custom_id, body)
+    except GatewayError as error:
+        return _problem(request, gateway, error)
+    target = _local(back) if back else f"{PREFIX}/batches/{batch_id}"
+    return RedirectResponse(target, status_code=HTTPStatus.SEE_OTHER)
 
 
 @router.get("/files/{file_id}/content")

@@ -16,6 +16,7 @@ from llm_stream._version import __version__
 from llm_stream.contracts import (
     BatchManifest,
     BatchObject,
+    Judgement,
     RateCount,
     ReplyMessage,
     RequestMessage,
@@ -80,6 +81,14 @@ def build_specification(settings: Settings | None = None) -> AsyncAPI:
             "a requests-per-minute limit holds across replicas.",
         ),
         (
+            settings.judgements_topic,
+            "",
+            "gateway:judgements",
+            Judgement,
+            "The gateway reads every judgement (no group) to answer a batch's judgements; "
+            "`llm-stream export` reads a batch's once, up to the end.",
+        ),
+        (
             settings.results_topic,
             settings.aggregator_group_id,
             "aggregator:results",
@@ -136,6 +145,13 @@ def build_specification(settings: Settings | None = None) -> AsyncAPI:
             RateCount,
             "Each gateway replica, every rate_counts_sync_s, the counts that changed; key: "
             "<replica>/<counter> (compacted, kept minutes).",
+        ),
+        (
+            settings.judgements_topic,
+            "gateway:judgements-sent",
+            Judgement,
+            "A reviewer's judgement of a line (the gateway's PUT, `llm-stream curate "
+            "label-studio --pull`); key: <batch_id>/<custom_id> (compacted: the last wins).",
         ),
         (
             settings.requests_topic,

@@ -1,9 +1,9 @@
 """Create the service's topics if they do not exist yet, with the configured partition count.
 
 Relying on broker-side auto-creation would give one partition (no scaling) on many clusters
-and fail on clusters that disable it. The batches, batch-status and workers topics are
-compacted: only the latest record per batch (or worker) matters, and they are read from the
-start.
+and fail on clusters that disable it. The batches, batch-status, judgements and workers
+topics are compacted: only the latest record per batch (or worker, or judged line) matters,
+and they are read from the start.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ RATE_COUNTS_RETENTION_MS = 10 * 60_000
 def topic_configs(settings: Settings, topic: str) -> dict[str, str]:
     """Topic-level configs of a topic the service creates."""
     configs = {"max.message.bytes": str(settings.max_message_bytes)}
-    if topic in (settings.batches_topic, settings.batch_status_topic):
+    if topic in (settings.batches_topic, settings.batch_status_topic, settings.judgements_topic):
         configs["cleanup.policy"] = "compact"
     if topic == settings.workers_topic:
         # A worker that died without its tombstone leaves a record; the age limit removes it.

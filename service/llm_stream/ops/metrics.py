@@ -48,6 +48,12 @@ REQUESTS_CANCELLED = Counter(
     "(aborted in the engine).",
     ["stage"],
 )
+JUDGEMENTS = Counter(
+    "llm_stream_judgements_total",
+    "Judgements of batch lines published (gateway API and web page, Label Studio pulls), by "
+    "verdict.",
+    ["verdict"],
+)
 DEAD_LETTERS = Counter("llm_stream_dead_letters_total", "Messages sent to the dead-letter topic.")
 BATCHES_WAITING_FOR_MODEL = Gauge(
     "llm_stream_batches_waiting_for_model",

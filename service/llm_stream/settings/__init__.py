@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from llm_stream.errors import LlmStreamError
 from llm_stream.settings.batch_limits import BatchLimitSettings
+from llm_stream.settings.curation import CurationSettings
 from llm_stream.settings.file_expiry import FileExpirySettings
 from llm_stream.settings.gateway import GATEWAY_MIN_KEY_CHARS, GatewaySettings
 from llm_stream.settings.kafka_security import KafkaSecuritySettings
@@ -49,11 +50,13 @@ class Settings(
     ReplySettings,
     FileExpirySettings,
     StallSettings,
+    CurationSettings,
     BaseSettings,
 ):
     """Configuration shared by every llm-stream process: the fields here and those of each
     group (the gateway's, projects, quotas, the notifier's, Kafka security, a batch's limits, model
-    routing, the worker's waiting queue, reply topics, file expiry, stalled batches)."""
+    routing, the worker's waiting queue, reply topics, file expiry, stalled batches,
+    curation)."""
 
     # An invalid value (a short key, a URL with a password) is never echoed in an error.
     model_config = SettingsConfigDict(
@@ -263,4 +266,5 @@ class Settings(
             self.webhook_failures_topic,
             self.workers_topic,
             self.rate_counts_topic,
+            self.judgements_topic,
         ]

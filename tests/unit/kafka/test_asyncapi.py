@@ -21,12 +21,19 @@ def test_asyncapi_documents_every_topic_with_its_message() -> None:
         "llm-stream.webhook-failures",
         "llm-stream.workers",
         "llm-stream.rate-counts",
+        "llm-stream.judgements",
         "llm-stream.requests.{model}",
         "{reply_to}",
     }
     schemas = document["components"]["schemas"]
     expected = {"Request", "Result", "BatchManifest", "Batch", "WebhookFailure"}
-    assert expected | {"WorkerAnnouncement", "RateCount", "SingleRequest", "Reply"} <= set(schemas)
+    assert expected | {
+        "WorkerAnnouncement",
+        "RateCount",
+        "SingleRequest",
+        "Reply",
+        "Judgement",
+    } <= set(schemas)
 
 
 def test_the_document_names_the_topics_a_deployment_configures() -> None:

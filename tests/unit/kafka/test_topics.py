@@ -46,7 +46,7 @@ async def test_one_replica_on_a_remote_cluster_is_warned_about_when_creating(
 ) -> None:
     with caplog.at_level(logging.WARNING, logger=topics.__name__):
         await topics.ensure_topics(Settings(bootstrap_servers="kafka-1:9092"))
-    assert len(_FakeAdmin.created) == 8
+    assert len(_FakeAdmin.created) == 9
     [warning] = caplog.records
     assert "replication factor 1 on kafka-1:9092" in warning.getMessage()
     assert "LLM_STREAM_TOPIC_REPLICATION_FACTOR=3" in warning.getMessage()
@@ -64,5 +64,5 @@ async def test_a_local_broker_or_replicated_topics_are_not_warned_about(
 ) -> None:
     with caplog.at_level(logging.WARNING, logger=topics.__name__):
         await topics.ensure_topics(settings)
-    assert len(_FakeAdmin.created) == 8
+    assert len(_FakeAdmin.created) == 9
     assert caplog.records == []

@@ -17,7 +17,7 @@ def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_topics_are_distinct() -> None:
     topics = Settings().topics()
-    assert len(topics) == len(set(topics)) == 8
+    assert len(topics) == len(set(topics)) == 9
 
 
 def test_sasl_settings_reach_the_client_kwargs(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -60,4 +60,69 @@ async function poll() {
   window.setTimeout(poll, POLL_MS);
 }
 
-document.addEventListener("DOMContentLoaded", () => window.setTimeout(poll, POLL_MS));
+// Review controls: j/k move between lines, a/r/g judge the current one, e edits its answer.
+const VERDICT_KEYS = { a: "accepted", r: "rejected", g: "gold" };
+
+function reviewRows() {
+  return Array.from(document.querySelectorAll("tr.review-row"));
+}
+
+function currentRow() {
+  return document.querySelector("tr.review-row.current");
+}
+
+function select(row) {
+  for (const other of reviewRows()) {
+    other.classList.remove("current");
+  }
+  row.classList.add("current");
+  row.focus();
+}
+
+function onReviewKey(event) {
+  const typing = event.target.closest("input, textarea, select");
+  if (typing) {
+    if (event.key === "Escape") {
+      event.target.blur();
+      const row = event.target.closest("tr.review-row");
+      if (row) {
+        select(row);
+      }
+    }
+    return;
+  }
+  if (event.ctrlKey || event.metaKey || event.altKey) {
+    return;
+  }
+  const rows = reviewRows();
+  if (rows.length === 0) {
+    return;
+  }
+  const row = currentRow();
+  const at = row ? rows.indexOf(row) : -1;
+  if (event.key === "j" || event.key === "k") {
+    const next = event.key === "j" ? Math.min(at + 1, rows.length - 1) : Math.max(at - 1, 0);
+    select(rows[next]);
+    event.preventDefault();
+  } else if (event.key === "e" && row) {
+    row.querySelector('textarea[name="corrected"]').focus();
+    event.preventDefault();
+  } else if (VERDICT_KEYS[event.key] && row) {
+    const button = row.querySelector(`button[name="verdict"][value="${VERDICT_KEYS[event.key]}"]`);
+    row.querySelector("form.review").requestSubmit(button);
+    event.preventDefault();
+  }
+}
+
+function selectFromAddress() {
+  const row = window.location.hash ? document.querySelector(window.location.hash) : null;
+  if (row && row.classList.contains("review-row")) {
+    select(row);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  window.setTimeout(poll, POLL_MS);
+  document.addEventListener("keydown", onReviewKey);
+  selectFromAddress();
+});
