@@ -138,7 +138,7 @@ def test_a_line_over_the_line_limit_fails_the_batch_naming_that_line(
 @pytest.mark.parametrize(
     ("params", "param"),
     [
-        ({"endpoint": "/v1/responses"}, "endpoint"),
+        ({"endpoint": "/v1/unknown"}, "endpoint"),
         ({"completion_window": "tomorrow"}, "completion_window"),
         ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
         ({"metadata": {"k" * 65: "v"}}, "metadata"),
