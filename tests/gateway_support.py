@@ -147,8 +147,13 @@ class FakeBatchStream:
     async def live_workers(self) -> list[WorkerAnnouncement]:
         return list(self.workers)
 
-    def announce(self, *models: str, started_at: float = 1_700_000_000) -> None:
-        """A live worker serving ``models``."""
+    def announce(
+        self,
+        *models: str,
+        started_at: float = 1_700_000_000,
+        endpoints: list[str] | None = None,
+    ) -> None:
+        """A live worker serving ``models`` (and ``endpoints``; None: it did not say)."""
         self.workers.append(
             WorkerAnnouncement(
                 worker_id=f"worker-{len(self.workers)}",
@@ -156,6 +161,7 @@ class FakeBatchStream:
                 consumer_group="g",
                 topics=["t"],
                 max_concurrency=4,
+                endpoints=endpoints,
                 started_at=started_at,
                 heartbeat_at=time.time(),
                 expires_after_s=20,
