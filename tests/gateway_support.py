@@ -162,8 +162,13 @@ class FakeBatchStream:
             raise ResumeRefusedError(self.refuse)
         return Resumed(batch_id, republished=3, answered=7)
 
-    def announce(self, *models: str, started_at: float = 1_700_000_000) -> None:
-        """A live worker serving ``models``."""
+    def announce(
+        self,
+        *models: str,
+        started_at: float = 1_700_000_000,
+        endpoints: list[str] | None = None,
+    ) -> None:
+        """A live worker serving ``models`` (and ``endpoints``; None: it did not say)."""
         self.workers.append(
             WorkerAnnouncement(
                 worker_id=f"worker-{len(self.workers)}",
@@ -171,6 +176,7 @@ class FakeBatchStream:
                 consumer_group="g",
                 topics=["t"],
                 max_concurrency=4,
+                endpoints=endpoints,
                 started_at=started_at,
                 heartbeat_at=time.time(),
                 expires_after_s=20,

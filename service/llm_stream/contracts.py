@@ -29,8 +29,34 @@ _BATCH_ID_RE = re.compile(BATCH_ID_PATTERN)
 BatchId = Annotated[str, StringConstraints(pattern=BATCH_ID_PATTERN)]
 CustomId = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
-#: Endpoints a worker answers, exactly as vLLM's OpenAI server routes them.
-SUPPORTED_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+#: Endpoints a worker answers, exactly as vLLM's OpenAI server routes them (score and rerank
+#: under each path vLLM's server takes for them); which of them a worker serves depends on its
+#: model (``WorkerAnnouncement.endpoints``).
+SUPPORTED_ENDPOINTS = (
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/responses",
+    "/score",
+    "/v1/score",
+    "/rerank",
+    "/v1/rerank",
+    "/v2/rerank",
+    "/v1/audio/transcriptions",
+    "/v1/audio/translations",
+)
+#: The values OpenAI's Batch API takes for a batch's ``endpoint``: what the gateway accepts.
+#: Those no worker answers (moderations, images, videos) fail the batch at validation.
+OPENAI_BATCH_ENDPOINTS = (
+    "/v1/responses",
+    "/v1/chat/completions",
+    "/v1/embeddings",
+    "/v1/completions",
+    "/v1/moderations",
+    "/v1/images/generations",
+    "/v1/images/edits",
+    "/v1/videos",
+)
 
 
 _WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -424,6 +450,12 @@ class WorkerAnnouncement(BaseModel):
     consumer_group: str = Field(description="The worker's consumer group.")
     topics: list[str] = Field(description="The requests topics the worker reads.")
     max_concurrency: int = Field(ge=1, description="Requests its engine runs at once.")
+    endpoints: list[Annotated[str, StringConstraints(max_length=256)]] | None = Field(
+        default=None,
+        max_length=64,
+        description="The endpoints its model serves; absent while its engine starts (and from "
+        "a worker older than this field): not known, so no batch is refused for it.",
+    )
     started_at: float = Field(ge=0, description="Unix seconds.")
     heartbeat_at: float = Field(ge=0, description="Unix seconds of this announcement.")
     expires_after_s: float = Field(gt=0, description="Live until heartbeat_at + this.")

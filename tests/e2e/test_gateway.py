@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.engine, pytest.mark.broker]
 
 KEY = "sk-e2e-test-0123456789abcdef0123456"
 CHAT: Final = "/v1/chat/completions"
+RESPONSES: Final = "/v1/responses"
 
 
 def _chat(custom_id: str, content: str) -> dict[str, Any]:
@@ -68,6 +69,7 @@ async def test_the_openai_client_gets_vllm_answers_through_the_gateway(
         )
     }
     env["gateway_api_keys"] = KEY
+    env["worker_heartbeat_interval_s"] = "1"  # its endpoints announced soon after its start
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     lines = [_chat(f"c{i}", f"Tell me about Kafka number {i}") for i in range(8)]
@@ -123,7 +125,88 @@ async def test_the_openai_client_gets_vllm_answers_through_the_gateway(
             await wrong.batches.list()
         assert refused.value.status_code == 401
 
+        await _a_responses_batch_runs_unchanged(client)
+        await _endpoints_no_worker_serves_fail_at_validation(client)
         await _cancel_a_long_batch_halfway(client)
+
+
+async def _finished(client: openai.AsyncOpenAI, batch_id: str) -> Any:
+    deadline = time.monotonic() + 300
+    batch = await client.batches.retrieve(batch_id)
+    while batch.status not in TERMINAL_STATUSES:
+        assert time.monotonic() < deadline, f"still {batch.status}"
+        await asyncio.sleep(0.5)
+        batch = await client.batches.retrieve(batch_id)
+    return batch
+
+
+async def _a_responses_batch_runs_unchanged(client: openai.AsyncOpenAI) -> None:
+    """An OpenAI /v1/responses batch, as OpenAI's documentation writes its lines: answered
+    by vLLM's Responses serving object, each body an OpenAI ``Response``, usage summed."""
+    from openai.types.responses import Response
+
+    lines = [
+        {
+            "custom_id": f"r{i}",
+            "method": "POST",
+            "url": RESPONSES,
+            "body": {
+                "model": SERVED_MODEL,
+                "instructions": "You answer briefly.",
+                "input": f"Say something about stream number {i}",
+                "max_output_tokens": 6,
+                "temperature": 0,
+            },
+        }
+        for i in range(3)
+    ]
+    uploaded = await client.files.create(file=("r.jsonl", jsonl(lines)), purpose="batch")
+    created = await client.batches.create(
+        input_file_id=uploaded.id, endpoint=RESPONSES, completion_window="24h"
+    )
+    batch = await _finished(client, created.id)
+    assert batch.status == "completed", batch
+    assert batch.request_counts is not None
+    assert (batch.request_counts.completed, batch.request_counts.failed) == (3, 0)
+    assert batch.output_file_id is not None
+    content = (await client.files.content(batch.output_file_id)).content
+    answers = [orjson.loads(line) for line in content.splitlines()]
+    assert sorted(answer["custom_id"] for answer in answers) == ["r0", "r1", "r2"]
+    output_tokens = 0
+    for answer in answers:
+        assert answer["error"] is None
+        assert answer["response"]["status_code"] == 200
+        response = Response.model_validate(answer["response"]["body"])
+        assert (response.object, response.model) == ("response", SERVED_MODEL)
+        assert response.output_text
+        assert response.usage is not None
+        assert response.usage.input_tokens > 0
+        output_tokens += response.usage.output_tokens
+    assert batch.usage is not None
+    assert batch.usage.output_tokens == output_tokens > 0
+
+
+async def _endpoints_no_worker_serves_fail_at_validation(client: openai.AsyncOpenAI) -> None:
+    """The worker's model generates: an embeddings batch (no live worker serves it) and a
+    moderations batch (OpenAI's, served by none) fail at creation, not at expiry."""
+    line = {"custom_id": "e", "method": "POST", "url": "/v1/embeddings"}
+    line["body"] = {"model": SERVED_MODEL, "input": "Kafka"}
+    uploaded = await client.files.create(file=("e.jsonl", jsonl([line])), purpose="batch")
+    for endpoint, says in (
+        ("/v1/embeddings", "No live worker serves /v1/embeddings"),
+        ("/v1/moderations", "This service does not serve /v1/moderations"),
+    ):
+        batch = await client.batches.create(
+            input_file_id=uploaded.id,
+            endpoint=endpoint,  # type: ignore[arg-type]
+            completion_window="24h",
+        )
+        assert batch.status == "failed", batch
+        assert batch.errors is not None
+        assert batch.errors.data is not None
+        first = batch.errors.data[0]
+        assert (first.code, first.param) == ("unsupported_endpoint", "endpoint")
+        assert says in (first.message or "")
 
 
 async def _cancel_a_long_batch_halfway(client: openai.AsyncOpenAI) -> None:

@@ -105,6 +105,7 @@ def test_the_readme_example_answers_every_line_in_input_order(
         ("chat-3", 200),
         ("completion-1", 200),
         ("completion-2", 200),
+        ("response-1", 200),
         ("bad-no-messages", 400),
         ("bad-unknown-model", 404),
         ("", 400),  # not JSON: no custom_id to answer under
@@ -115,9 +116,14 @@ def test_the_readme_example_answers_every_line_in_input_order(
     assert "not valid JSON" in lines[-1]["error"]["error"]["message"]
     from vllm.entrypoints.launchers.run_batch import BatchRequestOutput
 
+    response = lines[5]["response"]["body"]
+    assert response["object"] == "response"
+    assert response["status"] in ("completed", "incomplete")  # incomplete: max_output_tokens
+    assert 0 < response["usage"]["output_tokens"] <= 16
+    assert response["output"][-1]["content"][0]["type"] == "output_text"
     for line in lines:
-        if line["custom_id"] and line["custom_id"].startswith("completion-"):
-            continue  # vLLM's run-batch has no /v1/completions: its model has no such body
+        if line["custom_id"].startswith(("completion-", "response-")):
+            continue  # vLLM's run-batch has neither endpoint: its model has no such body
         BatchRequestOutput.model_validate(line)
 
 

@@ -56,6 +56,21 @@ def unsupported_endpoint(url: str) -> ResponseData:
     )
 
 
+#: How the answer to a line whose endpoint the loaded model does not serve begins.
+MODEL_DOES_NOT_SERVE = "The model does not support "
+
+
+def endpoint_not_served(url: str) -> ResponseData:
+    """The answer to a line whose endpoint (one of ``SUPPORTED_ENDPOINTS``) the loaded model
+    does not serve, a chat line to an embedding model: 404, as vLLM's server has no route."""
+    return error_response(
+        HTTPStatus.NOT_FOUND,
+        f"{MODEL_DOES_NOT_SERVE}{url}.",
+        error_type="NotFoundError",
+        param="url",
+    )
+
+
 def model_not_found(model: str, served: Sequence[str]) -> ResponseData:
     """vLLM's answer to a request for a model it does not serve (its serving layer's words)."""
     return error_response(

@@ -44,19 +44,22 @@ def _tokens(text_bytes: int) -> int:
     return -(-text_bytes // BYTES_PER_TOKEN)
 
 
+#: The fields that hold a request's input text, by endpoint: completions' ``prompt``,
+#: embeddings' and Responses' ``input`` (with its ``instructions``), score's and rerank's
+#: query and documents (each document is paired with the query, which this counts once).
+INPUT_FIELDS = ("prompt", "input", "instructions", "query", "queries", "documents")
+
+
 def estimate_input_tokens(body: Any) -> int:
-    """The input tokens of a request body: its ``messages`` (chat), ``prompt`` (completions) or
-    ``input`` (embeddings); 0 for a body that holds none of them."""
+    """The input tokens of a request body: its ``messages`` (chat), else its ``INPUT_FIELDS``;
+    0 for a body that holds none of them."""
     if not isinstance(body, Mapping):
         return 0
     messages = body.get("messages")
     if isinstance(messages, list):
         framing = TOKENS_PER_REQUEST + TOKENS_PER_MESSAGE * len(messages)
         return framing + sum(_tokens(_text_bytes(message)) for message in messages)
-    for field in ("prompt", "input"):
-        if field in body:
-            return _tokens(_text_bytes(body[field]))
-    return 0
+    return sum(_tokens(_text_bytes(body[field])) for field in INPUT_FIELDS if field in body)
 
 
 def count_input_tokens(lines: Iterable[Mapping[str, Any]]) -> dict[str, int]:

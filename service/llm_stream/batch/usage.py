@@ -2,7 +2,9 @@
 
 vLLM's response bodies carry OpenAI's per-request ``usage``: ``prompt_tokens``,
 ``completion_tokens``, ``prompt_tokens_details.cached_tokens`` when prefix caching reports it,
-``completion_tokens_details.reasoning_tokens`` when a reasoning parser does. A batch's usage is
+``completion_tokens_details.reasoning_tokens`` when a reasoning parser does (a Responses body
+names them ``input_tokens``, ``output_tokens`` and ``input_tokens_details`` /
+``output_tokens_details``, as OpenAI's batch ``usage`` does). A batch's usage is
 their sum over its requests, each request counted once (the caller adds only first deliveries),
 so it grows while the batch runs. Lines without a body (errors, cancelled requests) count 0.
 """
@@ -67,18 +69,19 @@ class UsageTotals:
             usage = body.get("usage") if body else None
             if type(usage) is not dict:
                 continue
-            value = usage.get("prompt_tokens")
+            # Chat and completions say prompt/completion, the Responses API input/output.
+            value = usage.get("prompt_tokens", usage.get("input_tokens"))
             if type(value) is int and value > 0:
                 self.input += value
-            value = usage.get("completion_tokens")
+            value = usage.get("completion_tokens", usage.get("output_tokens"))
             if type(value) is int and value > 0:
                 self.output += value
-            details = usage.get("prompt_tokens_details")
+            details = usage.get("prompt_tokens_details", usage.get("input_tokens_details"))
             if type(details) is dict:
                 value = details.get("cached_tokens")
                 if type(value) is int and value > 0:
                     self.cached += value
-            details = usage.get("completion_tokens_details")
+            details = usage.get("completion_tokens_details", usage.get("output_tokens_details"))
             if type(details) is dict:
                 value = details.get("reasoning_tokens")
                 if type(value) is int and value > 0:

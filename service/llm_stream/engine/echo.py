@@ -3,7 +3,7 @@
 Shipped in the library as httpx ships its mock transport: tests, benchmarks of the service's
 own overhead per message, and a first try of the pipeline on a laptop all need an engine that
 answers instantly and predictably. Completions echo the prompt upper-cased; chat completions
-echo the last message; embeddings are not served (404, as for a model without the task).
+echo the last message; other endpoints are not served (404, as for a model without the task).
 Given model names, it answers only those (404 for another, as vLLM's server does); without,
 any model.
 """
@@ -17,8 +17,12 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from llm_stream.batch.error_bodies import model_not_found, unsupported_endpoint
-from llm_stream.contracts import ResponseData
+from llm_stream.batch.error_bodies import (
+    endpoint_not_served,
+    model_not_found,
+    unsupported_endpoint,
+)
+from llm_stream.contracts import SUPPORTED_ENDPOINTS, ResponseData
 from llm_stream.engine.protocol import (
     EngineReply,
     EngineRequest,
@@ -26,6 +30,8 @@ from llm_stream.engine.protocol import (
     EngineUnavailableError,
 )
 
+#: What the echo engine answers; any other endpoint is a 404, as for a model without the task.
+ECHO_ENDPOINTS = ("/v1/chat/completions", "/v1/completions")
 #: A prompt ``random:N`` is answered with N random bytes (base64): an answer that does not
 #: compress, for exercising the message size limit.
 RANDOM_PREFIX = "random:"
@@ -65,7 +71,9 @@ class EchoEngine:
     async def serve(self, request: EngineRequest) -> EngineReply:
         if self.dead:
             raise EngineUnavailableError("echo engine is closed")
-        if request.url not in ("/v1/completions", "/v1/chat/completions"):
+        if request.url not in ECHO_ENDPOINTS:
+            if request.url in SUPPORTED_ENDPOINTS:
+                return EngineReply(endpoint_not_served(request.url))
             return EngineReply(unsupported_endpoint(request.url))
         model = request.body.get("model")
         if self._models and model is not None and model not in self._models:
@@ -99,6 +107,10 @@ class EchoEngine:
     @property
     def served_models(self) -> tuple[str, ...]:
         return self._models or ("echo",)
+
+    @property
+    def served_endpoints(self) -> tuple[str, ...]:
+        return ECHO_ENDPOINTS
 
 
 def _prompt(body: Mapping[str, Any]) -> str:

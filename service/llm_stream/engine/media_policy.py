@@ -1,7 +1,8 @@
 """Which media URLs a request may make the engine fetch: none, unless the operator says so.
 
 A chat (or chat-style embedding) request may carry ``image_url``, ``audio_url`` and
-``video_url`` parts (and the Responses-style ``input_image``). On a multimodal model vLLM
+``video_url`` parts, a Responses request ``input_image`` and ``input_file`` parts, and an audio
+line (vLLM run-batch's form) a ``file_url``. On a multimodal model vLLM
 fetches their http(s) URLs from the worker's own network, and by default from any host: anyone
 who can write to the requests topic could make every worker fetch internal addresses (SSRF).
 
@@ -36,8 +37,9 @@ from llm_stream.batch.error_bodies import describe, error_response
 from llm_stream.contracts import ResponseData
 
 #: The keys of a content part whose value is (or holds, under ``url``) a media URL, as vLLM's
-#: chat parser reads them (``input_image`` parts keep theirs under ``image_url`` too).
-MEDIA_URL_KEYS: Final = ("image_url", "audio_url", "video_url")
+#: chat parser reads them (``input_image`` parts keep theirs under ``image_url`` too, and
+#: Responses' ``input_file`` parts under ``file_url``).
+MEDIA_URL_KEYS: Final = ("image_url", "audio_url", "video_url", "file_url")
 #: A domain no URL can name (``.invalid`` never resolves, RFC 2606): with it as vLLM's only
 #: allowed domain, vLLM itself refuses every http(s) media URL.
 NO_HOST_ALLOWED: Final = "media-url-fetching-is-off.invalid"
@@ -53,11 +55,19 @@ class MediaUrl:
 
 
 def media_urls(body: Mapping[str, Any]) -> Iterator[MediaUrl]:
-    """Every media URL in the request's messages, in order, as vLLM's chat parser finds them."""
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        return
-    for m, message in enumerate(messages):
+    """Every media URL of a request, in order, as vLLM reads them: parts of chat ``messages``
+    and of Responses ``input`` items, and an audio line's ``file_url`` (vLLM run-batch's form)."""
+    file_url = body.get("file_url")
+    if isinstance(file_url, str):
+        yield MediaUrl("file_url", file_url)
+    for field in ("messages", "input"):
+        items = body.get(field)
+        if isinstance(items, list):
+            yield from _part_urls(field, items)
+
+
+def _part_urls(field: str, items: list[Any]) -> Iterator[MediaUrl]:
+    for m, message in enumerate(items):
         content = message.get("content") if isinstance(message, Mapping) else None
         if not isinstance(content, list):
             continue
@@ -68,7 +78,7 @@ def media_urls(body: Mapping[str, Any]) -> Iterator[MediaUrl]:
                 value = part.get(key)
                 url = value.get("url") if isinstance(value, Mapping) else value
                 if isinstance(url, str):
-                    yield MediaUrl(f"messages[{m}].content[{p}].{key}", url)
+                    yield MediaUrl(f"{field}[{m}].content[{p}].{key}", url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +120,7 @@ class MediaPolicy:
                     HTTPStatus.BAD_REQUEST,
                     f"{media.where} is {describe(media.url)}: {problem}",
                     error_type="BadRequestError",
-                    param="messages",
+                    param=media.where.split("[")[0],
                 )
         return None
 

@@ -72,3 +72,10 @@ class InferenceEngine(Protocol):
         """The model names requests may name (vLLM's ``--served-model-name``, else the model
         path), the first one the default."""
         ...
+
+    @property
+    def served_endpoints(self) -> tuple[str, ...] | None:
+        """The endpoints its model serves (of ``contracts.SUPPORTED_ENDPOINTS``), which workers
+        announce so that a batch no worker can serve fails at validation; None while not known
+        (an engine still starting)."""
+        ...

@@ -43,6 +43,13 @@ class StartingEngine:
         return self._max_concurrency
 
     @property
+    def served_endpoints(self) -> tuple[str, ...] | None:
+        """Known once the engine has started (vLLM decides them from the loaded model)."""
+        if not self._starting.done() or self.failure is not None or self._starting.cancelled():
+            return None
+        return self._starting.result().served_endpoints
+
+    @property
     def failure(self) -> BaseException | None:
         """Why the start failed; None while it runs or once it succeeded."""
         if not self._starting.done() or self._starting.cancelled():

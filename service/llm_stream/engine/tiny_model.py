@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 SEED = 20261122
 VOCAB_SIZE = 512
@@ -100,9 +101,9 @@ def _weight_shapes() -> list[tuple[str, tuple[int, ...]]]:
     return shapes
 
 
-def _weights() -> dict[str, np.ndarray]:
+def _weights() -> dict[str, npt.NDArray[np.float32]]:
     rng = np.random.RandomState(SEED)  # frozen stream: identical across NumPy versions
-    weights: dict[str, np.ndarray] = {}
+    weights: dict[str, npt.NDArray[np.float32]] = {}
     for name, shape in _weight_shapes():
         if name.endswith("norm.weight"):
             weights[name] = np.ones(shape, dtype=np.float32)

@@ -12,14 +12,14 @@ import argparse
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from http import HTTPStatus
 from types import SimpleNamespace
 from typing import Any
 
 import pydantic
 
-from llm_stream.batch.error_bodies import error_response
+from llm_stream.batch.error_bodies import endpoint_not_served, error_response
 from llm_stream.batch.request_line import serving_refusal
 from llm_stream.contracts import ResponseData
 from llm_stream.engine.media_policy import MediaPolicy
@@ -29,14 +29,13 @@ from llm_stream.engine.protocol import (
     EngineTimings,
     EngineUnavailableError,
 )
+from llm_stream.engine.vllm_routes import served_endpoints, vllm_routes
 
 #: The header by which vLLM's serving layer takes a request's priority (its
 #: ``vllm.entrypoints.generate.base.serving.PRIORITY_HEADER``; not imported: vLLM is optional).
 PRIORITY_HEADER = "X-Vllm-Priority"
 
 logger = logging.getLogger(__name__)
-
-Handler = Callable[..., Awaitable[Any]]
 
 
 def _seconds(value: Any) -> float | None:
@@ -63,10 +62,6 @@ class VllmEngine:
         keep_metrics_in_body: bool = True,
         media: MediaPolicy | None = None,
     ) -> None:
-        from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
-        from vllm.entrypoints.openai.completion.protocol import CompletionRequest
-        from vllm.entrypoints.pooling.embed.protocol import EmbeddingRequest
-
         self._engine = engine_client
         self._state = state
         self._keep_metrics_in_body = keep_metrics_in_body
@@ -78,21 +73,8 @@ class VllmEngine:
         self._by_priority = str(getattr(policy, "value", policy)) == "priority"
         models = getattr(state, "openai_serving_models", None)
         self._served_models = tuple(path.name for path in getattr(models, "base_model_paths", ()))
-        chat = getattr(state, "openai_serving_chat", None)
-        completion = getattr(state, "openai_serving_completion", None)
-        embedding = getattr(state, "serving_embedding", None)
-        # TypeAdapters: EmbeddingRequest is a union of pydantic models, not a model.
-        self._routes: dict[str, tuple[pydantic.TypeAdapter[Any], Handler | None]] = {
-            "/v1/chat/completions": (
-                pydantic.TypeAdapter(ChatCompletionRequest),
-                chat.create_chat_completion if chat else None,
-            ),
-            "/v1/completions": (
-                pydantic.TypeAdapter(CompletionRequest),
-                completion.create_completion if completion else None,
-            ),
-            "/v1/embeddings": (pydantic.TypeAdapter(EmbeddingRequest), embedding),
-        }
+        self._routes = vllm_routes(state, self._media)
+        self._served_endpoints = served_endpoints(self._routes)
 
     @classmethod
     async def start(
@@ -177,6 +159,11 @@ class VllmEngine:
         name = self._engine.vllm_config.model_config.served_model_name
         return tuple(name) if isinstance(name, list) else (str(name),)
 
+    @property
+    def served_endpoints(self) -> tuple[str, ...]:
+        """The endpoints the loaded model serves (vLLM made a serving object for each)."""
+        return self._served_endpoints
+
     async def serve(self, request: EngineRequest) -> EngineReply:
         try:
             response = await self._respond(request)
@@ -195,16 +182,11 @@ class VllmEngine:
             refusal = self._media.refusal(request.body)
         if refusal is not None:
             return refusal
-        model_type, handler = self._routes[request.url]  # one route per supported endpoint
-        if handler is None:
-            return error_response(
-                HTTPStatus.NOT_FOUND,
-                f"The model does not support {request.url}.",
-                error_type="NotFoundError",
-                param="url",
-            )
+        route = self._routes[request.url]  # one route per supported endpoint
+        if route.handler is None:
+            return endpoint_not_served(request.url)
         try:
-            parsed = model_type.validate_python(request.body)
+            parsed = route.request_type.validate_python(request.body)
         except pydantic.ValidationError as error:
             return await self._validation_error(error)
         headers = dict(request.trace_headers)
@@ -212,19 +194,19 @@ class VllmEngine:
             headers[PRIORITY_HEADER] = str(request.priority)  # vLLM's own; beats body.priority
         raw_request = SimpleNamespace(headers=headers, state=SimpleNamespace())
         try:
-            response = await handler(parsed, raw_request)
+            response = await route.handler(parsed, raw_request)
         except Exception as error:
             self._raise_if_dead(error)
             from vllm.entrypoints.serve import create_error_response
 
             response = create_error_response(error)
-        return self._to_response_data(response)
+        return self._to_response_data(response, by_alias=route.by_alias)
 
     def _raise_if_dead(self, error: BaseException) -> None:
         if self._engine.errored:
             raise EngineUnavailableError(f"vLLM engine is dead: {error}") from error
 
-    def _to_response_data(self, response: Any) -> ResponseData:
+    def _to_response_data(self, response: Any, *, by_alias: bool = False) -> ResponseData:
         from starlette.responses import Response
         from vllm.entrypoints.serve.engine.protocol import ErrorResponse
 
@@ -240,7 +222,7 @@ class VllmEngine:
                 status_code=response.status_code, request_id=body.get("id", ""), body=body
             )
         if isinstance(response, pydantic.BaseModel):
-            body = response.model_dump(mode="json")
+            body = response.model_dump(mode="json", by_alias=by_alias)
             return ResponseData(status_code=200, request_id=body.get("id", ""), body=body)
         return error_response(
             HTTPStatus.INTERNAL_SERVER_ERROR, f"Unexpected engine response {type(response)!r}"

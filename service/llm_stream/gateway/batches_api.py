@@ -24,13 +24,13 @@ from llm_stream.batch.result_lines import output_line
 from llm_stream.batch.status import BatchStatus
 from llm_stream.client.manifests import build_manifest, new_batch_id
 from llm_stream.client.resume import ResumeRefusedError
-from llm_stream.contracts import BatchObject, RequestCounts, is_safe_batch_id
+from llm_stream.contracts import BatchObject, RequestCounts, WorkerAnnouncement, is_safe_batch_id
 from llm_stream.files.opening import local_copy
 from llm_stream.files.store import BatchFile, file_id
 from llm_stream.gateway.callers import Caller, CallerDep
 from llm_stream.gateway.errors import GatewayError, error_responses, invalid, not_found
 from llm_stream.gateway.files_api import visible_record
-from llm_stream.gateway.input_check import check_input_file, check_parameters
+from llm_stream.gateway.input_check import check_input_file, check_parameters, unserved_endpoint
 from llm_stream.gateway.models import (
     Batch,
     BatchCreate,
@@ -107,6 +107,7 @@ async def _create_batch(
             "input_file_id",
         )
     await asyncio.to_thread(gateway.store.link_input, batch_id, record.id)
+    workers = await _live_workers(gateway)
     served = set(await served_models(gateway)) if gateway.settings.route_by_model else None
     async with local_copy(gateway.store, record.id) as path:
         check = await asyncio.to_thread(
@@ -118,6 +119,9 @@ async def _create_batch(
             served=served,
         )
         errors = check.errors
+        routed = list(check.models) if gateway.settings.route_by_model else None
+        if (unserved := unserved_endpoint(request.endpoint, workers, routed)) is not None:
+            errors = [unserved, *errors]
         async with gateway.quota_turns.admit(
             gateway.stream, gateway.keys.limits(), caller.project, check.input_tokens
         ) as refused:
@@ -146,6 +150,15 @@ async def _create_batch(
     if created is None:  # published with acks from every replica: never, short of a bug
         raise RuntimeError(f"batch {batch_id} was published but cannot be read back")
     return await respond(gateway, created)
+
+
+async def _live_workers(gateway: Gateway) -> list[WorkerAnnouncement] | None:
+    """The live workers, whose endpoints a batch's must be among; None when the workers topic
+    is not readable now (routing by model, ``served_models`` answers 503 for that instead)."""
+    try:
+        return await gateway.stream.live_workers()
+    except GatewayError:
+        return None
 
 
 def _failed(

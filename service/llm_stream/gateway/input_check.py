@@ -11,7 +11,7 @@ deployment's settings and, routing by model, that a live worker serves each mode
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,7 +20,12 @@ import pydantic
 from llm_stream.batch.input_file import FileCheck, validate_batch_file
 from llm_stream.batch.priority import priority_of
 from llm_stream.client.manifests import build_manifest
-from llm_stream.contracts import PRIORITY_HEADER, SUPPORTED_ENDPOINTS
+from llm_stream.contracts import (
+    OPENAI_BATCH_ENDPOINTS,
+    PRIORITY_HEADER,
+    SUPPORTED_ENDPOINTS,
+    WorkerAnnouncement,
+)
 from llm_stream.gateway.errors import GatewayError, invalid
 from llm_stream.gateway.models import BatchLineError
 from llm_stream.settings import Settings
@@ -38,9 +43,13 @@ def check_parameters(
     settings: Settings,
 ) -> None:
     """Refuse (400, naming the parameter) what no input file could make valid."""
-    if endpoint not in SUPPORTED_ENDPOINTS:
-        served = ", ".join(SUPPORTED_ENDPOINTS)
-        raise invalid(f"Unsupported endpoint '{endpoint}': use one of {served}", "endpoint")
+    if endpoint not in OPENAI_BATCH_ENDPOINTS:  # OpenAI's 400 for a value not in its list
+        values = ", ".join(f"'{value}'" for value in OPENAI_BATCH_ENDPOINTS)
+        raise invalid(
+            f"Invalid value: '{endpoint[:256]}'. Supported values are: {values}.",
+            "endpoint",
+            "invalid_value",
+        )
     _check_metadata(metadata, settings)
     try:  # the manifest's own rules: the completion window's form and length, metadata bounds
         build_manifest(
@@ -53,6 +62,36 @@ def check_parameters(
         )
     except pydantic.ValidationError as error:
         raise _parameter_error(error) from None
+
+
+def unserved_endpoint(
+    endpoint: str,
+    workers: Sequence[WorkerAnnouncement] | None,
+    models: Collection[str] | None = None,
+) -> BatchLineError | None:
+    """Why no worker can answer a batch's endpoint, so that it fails at validation rather
+    than at its expiry: OpenAI's endpoints this service never serves (moderations, images,
+    videos), and, while ``workers`` are live, one that none of them announces (of those serving
+    ``models``, when given). With no live worker (or none readable: ``workers`` None) an
+    endpoint the service serves is taken: the batch waits for workers, as it would for a model.
+    """
+    if endpoint in SUPPORTED_ENDPOINTS:
+        live = [w for w in workers or () if models is None or not set(models).isdisjoint(w.models)]
+        if not live or any(w.endpoints is None or endpoint in w.endpoints for w in live):
+            return None
+        served = sorted({served for w in live for served in w.endpoints or ()})
+        message = (
+            f"No live worker serves {endpoint}: their models serve {', '.join(served)}. "
+            "Create the batch with one of those endpoints, or start workers whose model "
+            "serves this one."
+        )
+    else:
+        served = [value for value in OPENAI_BATCH_ENDPOINTS if value in SUPPORTED_ENDPOINTS]
+        message = (
+            f"This service does not serve {endpoint} (it serves {', '.join(served)} of "
+            "OpenAI's batch endpoints)."
+        )
+    return BatchLineError(code="unsupported_endpoint", message=message, param="endpoint")
 
 
 def _check_metadata(metadata: Mapping[str, str], settings: Settings) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from llm_stream.contracts import (
-    SUPPORTED_ENDPOINTS,
+    OPENAI_BATCH_ENDPOINTS,
     BatchObject,
     CompletionWindow,
     ExpiresAfter,
@@ -82,7 +82,7 @@ class BatchCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input_file_id: str
-    endpoint: str = Field(json_schema_extra={"enum": list(SUPPORTED_ENDPOINTS)})
+    endpoint: str = Field(json_schema_extra={"enum": list(OPENAI_BATCH_ENDPOINTS)})
     completion_window: CompletionWindow = Field(
         description="Digits and a unit (s, m, h or d), as OpenAI's `24h`; at most the "
         "deployment's batch_max_completion_window_s (default 3 days)."

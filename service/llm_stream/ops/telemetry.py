@@ -27,11 +27,21 @@ from llm_stream.settings import Settings
 
 TRACER_NAME = "llm-stream"
 
-#: Endpoint -> gen_ai.operation.name
+#: Endpoint -> gen_ai.operation.name: the conventions' names where they have one (a Responses
+#: request is a chat turn), vLLM's API names for score, rerank and audio. One per endpoint, so
+#: they also bound the ``endpoint`` label of the worker's metrics.
 GEN_AI_OPERATIONS = {
     "/v1/chat/completions": "chat",
     "/v1/completions": "text_completion",
     "/v1/embeddings": "embeddings",
+    "/v1/responses": "chat",
+    "/score": "score",
+    "/v1/score": "score",
+    "/rerank": "rerank",
+    "/v1/rerank": "rerank",
+    "/v2/rerank": "rerank",
+    "/v1/audio/transcriptions": "transcription",
+    "/v1/audio/translations": "translation",
 }
 
 
@@ -181,10 +191,14 @@ def gen_ai_response_attributes(body: Mapping[str, Any] | None) -> dict[str, Any]
     if isinstance(body.get("model"), str):
         attributes["gen_ai.response.model"] = body["model"]
     usage = body.get("usage") or {}
-    if isinstance(usage.get("prompt_tokens"), int):
-        attributes["gen_ai.usage.input_tokens"] = usage["prompt_tokens"]
-    if isinstance(usage.get("completion_tokens"), int):
-        attributes["gen_ai.usage.output_tokens"] = usage["completion_tokens"]
+    # Chat and completions name them prompt/completion, the Responses API input/output.
+    for ours, theirs, name in (
+        ("prompt_tokens", "input_tokens", "gen_ai.usage.input_tokens"),
+        ("completion_tokens", "output_tokens", "gen_ai.usage.output_tokens"),
+    ):
+        value = usage.get(ours, usage.get(theirs))
+        if isinstance(value, int):
+            attributes[name] = value
     reasons = [c.get("finish_reason") for c in body.get("choices") or [] if isinstance(c, dict)]
     if reasons and all(isinstance(r, str) for r in reasons):
         attributes["gen_ai.response.finish_reasons"] = reasons

@@ -3,9 +3,10 @@
 Same flags (vLLM's own parser), same single output file in input order, errors included. One
 command starts the embedded broker, the engine, a worker and an aggregator in this process,
 submits the file, waits for the batch files and merges them into ``-o``, in vLLM run-batch's
-line shape (``run_batch.vllm_lines``); ``-i`` and ``-o`` may be http(s) URLs. Unlike vLLM's
-run-batch, lines it cannot parse, duplicate ids and ``/v1/completions`` lines are answered
-(the first two as error lines) instead of aborting the run.
+line shape (``run_batch.vllm_lines``); ``-i`` and ``-o`` may be http(s) URLs. Every line vLLM's
+run-batch answers is answered alike (repeated ``custom_id``s too, with the status code it
+gives); beyond it, lines it cannot parse are error lines instead of aborting the run, and
+``/v1/completions`` and ``/v1/responses`` lines are served.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import orjson
 
 from llm_stream.aggregator.spool import OutputIndex
 from llm_stream.batch import request_line
-from llm_stream.batch.error_bodies import error_response
+from llm_stream.batch.error_bodies import MODEL_DOES_NOT_SERVE, error_response
 from llm_stream.batch.input_file import iter_lines
 from llm_stream.batch.request_line import Problem, Stage
 from llm_stream.batch.result_lines import local_output_line
@@ -56,27 +57,44 @@ def classify_lines(
     A line ``request_line``'s rules refuse is answered here, exactly as the worker or the engine
     would answer it; unknown fields are dropped, as vLLM's run-batch ignores them.
     """
-    seen: set[str] = set()
     for number, raw in iter_lines(path, max_line_bytes):
         document = raw if isinstance(raw, Problem) else request_line.decode(raw)
         if isinstance(document, Problem):  # not read (too long) or not a JSON object
             yield number, None, _unattributable(number, [document])
             continue
         line: dict[str, Any] = {k: document[k] for k in request_line.LINE_FIELDS if k in document}
+        line = with_served_url(line)
         problems = request_line.check_line(line, max_bytes=max_bytes, batch_id=batch_id)
         if problems and problems[0].stage is Stage.ATTRIBUTION:
             yield number, None, _unattributable(number, problems)
             continue
-        custom_id = line["custom_id"]
-        if custom_id in seen:
-            message = f"line {number}: {request_line.duplicate_problem(custom_id).message}"
-            yield number, None, local_error_line(custom_id, _bad_request(message))
-        elif problems:
-            seen.add(custom_id)
-            yield number, None, local_error_line(custom_id, _as_vllm_run_batch(line, problems))
+        if problems:
+            yield (
+                number,
+                None,
+                local_error_line(line["custom_id"], _as_vllm_run_batch(line, problems)),
+            )
         else:
-            seen.add(custom_id)
             yield number, line, None
+
+
+def with_served_url(line: dict[str, Any]) -> dict[str, Any]:
+    """vLLM's run-batch takes any URL ending in ``/score`` or ``/rerank`` for those APIs: such
+    a line goes to the worker under the path vLLM's server takes for it."""
+    url = line.get("url")
+    if not isinstance(url, str) or url in SUPPORTED_ENDPOINTS:
+        return line
+    for path in ("/score", "/rerank"):
+        if url.endswith(path):
+            return {**line, "url": path}
+    return line
+
+
+def pipeline_id(number: int) -> str:
+    """The ``custom_id`` a line travels under: its line number. vLLM's run-batch answers every
+    line, ids repeated or not, and a batch holds one answer per id; the merge puts each line's
+    own ``custom_id`` back."""
+    return f"line-{number}"
 
 
 def _as_vllm_run_batch(line: dict[str, Any], problems: list[Problem]) -> ResponseData:
@@ -86,6 +104,21 @@ def _as_vllm_run_batch(line: dict[str, Any], problems: list[Problem]) -> Respons
     if response.status_code == HTTPStatus.NOT_FOUND and line.get("url") not in SUPPORTED_ENDPOINTS:
         return _bad_request(unsupported_url_message(line.get("url")))
     return response
+
+
+def as_input_line(found: bytes, request: dict[str, Any]) -> bytes:
+    """The pipeline's answer to ``request`` under its own ``custom_id``; a model that does not
+    serve its endpoint answered as vLLM's run-batch answers it (400, its words)."""
+    document = orjson.loads(found)
+    document["custom_id"] = request["custom_id"]
+    response = document.get("response") or {}
+    message = str((((response.get("body") or {}).get("error")) or {}).get("message", ""))
+    if response.get("status_code") == HTTPStatus.NOT_FOUND and message.startswith(
+        MODEL_DOES_NOT_SERVE
+    ):
+        unsupported = _bad_request(f"Model does not support endpoint: {request['url']}")
+        document["response"] = {**response, **unsupported.model_dump(exclude={"request_id"})}
+    return bytes(orjson.dumps(document))
 
 
 def _bad_request(message: str) -> ResponseData:
@@ -118,12 +151,13 @@ def merge_in_input_order(input_path: Path, batch_dir: Path, output_path: Path) -
 
     def ordered() -> Iterator[bytes]:
         nonlocal written
-        for _, request, error_line in classify_lines(input_path):
-            line = error_line if request is None else index.get(request["custom_id"])
-            if line is None:
-                raise RuntimeError(f"no result for {request!r}")
+        for number, request, answered in classify_lines(input_path):
+            if request is not None and (found := index.get(pipeline_id(number))) is not None:
+                answered = as_input_line(found, request)
+            if answered is None:
+                raise RuntimeError(f"no result for line {number}: {request!r}")
             written += 1
-            yield to_vllm_line(line)
+            yield to_vllm_line(answered)
 
     try:
         for kind in (BatchFile.OUTPUT, BatchFile.ERROR):
@@ -156,7 +190,11 @@ async def _run_pipeline(args: argparse.Namespace, settings: Settings, batch_id: 
     engine = await _start_engine(args)
     from llm_stream.run_batch.pipeline import serve_batch
 
-    lines = (request for _, request, _ in classify_lines(input_path) if request is not None)
+    lines = (
+        {**request, "custom_id": pipeline_id(number)}
+        for number, request, _ in classify_lines(input_path)
+        if request is not None
+    )
     await serve_batch(engine, settings, batch_id, lines, count=count, endpoint=endpoint)
 
 

@@ -20,6 +20,17 @@ def _error_message(line: dict[str, Any], body: dict[str, Any]) -> str | None:
     return (str(error).splitlines() or [""])[0]
 
 
+def _response_text(body: dict[str, Any]) -> str:
+    parts = [
+        part.get("text", "")
+        for item in body.get("output") or []
+        if isinstance(item, dict)
+        for part in item.get("content") or []
+        if isinstance(part, dict) and part.get("type") == "output_text"
+    ]
+    return "".join(parts)
+
+
 def summarise(line: dict[str, Any]) -> str:
     response = line.get("response") or {}
     body = response.get("body") or {}
@@ -27,6 +38,8 @@ def summarise(line: dict[str, Any]) -> str:
     message = _error_message(line, body)
     if message is not None:
         text = "error: " + message
+    elif body.get("object") == "response":  # the Responses API: its output's text parts
+        text = _response_text(body)
     else:
         choices = body.get("choices") or [{}]
         first = choices[0]

@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from llm_stream.contracts import SUPPORTED_ENDPOINTS
+
 
 def to_vllm_line(line: bytes) -> bytes:
     """``line`` (an OpenAI batch output line) in vLLM run-batch's shape, newline-terminated."""
@@ -28,7 +30,4 @@ def to_vllm_line(line: bytes) -> bytes:
 
 def unsupported_url_message(url: object) -> str:
     """vLLM run-batch's message for a URL it does not serve, naming the ones we do."""
-    return (
-        f"URL {url} was used. Supported endpoints: /v1/chat/completions, /v1/completions, "
-        "/v1/embeddings."
-    )
+    return f"URL {url} was used. Supported endpoints: {', '.join(SUPPORTED_ENDPOINTS)}."

@@ -10,7 +10,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
 
@@ -37,7 +37,10 @@ class WorkerAnnouncer:
         consumer_group: str,
         topics: Sequence[str],
         max_concurrency: int,
+        endpoints: Callable[[], Sequence[str] | None] = lambda: None,
     ) -> None:
+        """``endpoints``: what the engine serves, asked at each heartbeat (None while its
+        engine starts)."""
         self._settings = settings
         self._connection = client_kwargs(settings)
         self._producer: AIOKafkaProducer | None = None
@@ -47,6 +50,7 @@ class WorkerAnnouncer:
         self._consumer_group = consumer_group
         self._topics = list(topics)
         self._max_concurrency = max_concurrency
+        self._endpoints = endpoints
         #: Announcements the broker took.
         self.announced = 0
 
@@ -57,6 +61,7 @@ class WorkerAnnouncer:
             consumer_group=self._consumer_group,
             topics=self._topics,
             max_concurrency=self._max_concurrency,
+            endpoints=None if (served := self._endpoints()) is None else list(served),
             started_at=self._started_at,
             heartbeat_at=time.time(),
             expires_after_s=self._settings.worker_expiry_s,

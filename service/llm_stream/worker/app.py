@@ -104,6 +104,7 @@ class WorkerApp(Role):
             consumer_group=self.route.group,
             topics=self.route.topics,
             max_concurrency=engine.max_concurrency,
+            endpoints=lambda: engine.served_endpoints,
         )
 
     async def _heard(self, records: Sequence[IncomingRecord]) -> None:

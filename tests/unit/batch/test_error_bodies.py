@@ -64,11 +64,11 @@ def test_an_error_body_has_vllms_four_fields_and_the_status_as_its_code() -> Non
 
 
 def test_an_unsupported_endpoint_is_a_404_that_lists_the_supported_ones() -> None:
-    response = unsupported_endpoint("/v1/responses")
+    response = unsupported_endpoint("/v1/moderations")
     assert response.status_code == 404
     assert response.body is not None
     message = response.body["error"]["message"]
-    assert message.startswith("Unsupported endpoint '/v1/responses'.")
+    assert message.startswith("Unsupported endpoint '/v1/moderations'.")
     assert all(endpoint in message for endpoint in SUPPORTED_ENDPOINTS)
     assert response.body["error"]["param"] == "url"
 

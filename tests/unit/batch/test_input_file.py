@@ -74,9 +74,9 @@ def test_an_empty_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_unsupported_endpoints_are_refused(tmp_path: Path) -> None:
-    check = validate_batch_file(_write(tmp_path, [_line("a", url="/v1/responses")]))
+    check = validate_batch_file(_write(tmp_path, [_line("a", url="/v1/moderations")]))
     assert not check.ok
-    assert "line 1: Unsupported endpoint '/v1/responses'" in check.report()
+    assert "line 1: Unsupported endpoint '/v1/moderations'" in check.report()
 
 
 def test_a_line_without_method_is_post(tmp_path: Path) -> None:

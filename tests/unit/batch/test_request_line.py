@@ -191,11 +191,11 @@ def test_serving_allowed(url: str, body: dict[str, Any]) -> None:
     [
         ("GET", "/v1/completions", {}, method_not_allowed("GET")),
         ("post", "/v1/completions", {}, method_not_allowed("post")),
-        ("POST", "/v1/responses", {}, unsupported_endpoint("/v1/responses")),
+        ("POST", "/v1/moderations", {}, unsupported_endpoint("/v1/moderations")),
         ("POST", "/v1/completions/", {}, unsupported_endpoint("/v1/completions/")),
         ("POST", "/v1/completions", {"stream": True}, streaming_refused()),
         ("POST", "/v1/completions", {"stream": "yes"}, streaming_refused()),
-        ("GET", "/v1/responses", {"stream": True}, method_not_allowed("GET")),  # engine order
+        ("GET", "/v1/moderations", {"stream": True}, method_not_allowed("GET")),  # engine order
     ],
 )
 def test_serving_refused_with_vllms_bodies(
@@ -315,7 +315,7 @@ TABLE: list[tuple[str, object, str | int, str | int | None]] = [
     ("unknown field", _line(priority=1), 400, OK),  # run-batch drops it, as vLLM's does
     ("GET", _line(method="GET"), 405, None),
     ("lower-case post", _line(method="post"), 405, None),
-    ("unsupported endpoint", _line(url="/v1/responses"), 404, 400),  # vLLM run-batch's 400
+    ("unsupported endpoint", _line(url="/v1/moderations"), 404, 400),  # vLLM run-batch's 400
     ("stream", _line(body={**CHAT, "stream": True}), 400, None),
 ]
 

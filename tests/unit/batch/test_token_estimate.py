@@ -45,3 +45,10 @@ def test_lines_are_counted_by_the_model_each_names() -> None:
         {"body": {"prompt": "no model"}},
     ]
     assert count_input_tokens(lines) == {"a": 2, "b": 2}
+
+
+def test_responses_score_and_rerank_inputs_are_counted() -> None:
+    responses = {"model": "m", "instructions": "a" * 8, "input": "b" * 8}
+    assert estimate_input_tokens(responses) == 4
+    rerank = {"model": "m", "query": "q" * 4, "documents": ["d" * 4, "e" * 8]}
+    assert estimate_input_tokens(rerank) == 4

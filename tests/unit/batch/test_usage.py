@@ -74,3 +74,19 @@ def test_a_batch_sums_only_what_its_bodies_count() -> None:
         ]
     )
     assert (totals.input, totals.cached, totals.output, totals.reasoning) == (7, 1, 2, 0)
+
+
+def test_a_responses_answers_usage_is_read_under_its_own_names() -> None:
+    """The Responses API says input/output tokens, with the same details OpenAI's batch usage
+    reports."""
+    body = {
+        "object": "response",
+        "usage": {
+            "input_tokens": 12,
+            "input_tokens_details": {"cached_tokens": 4},
+            "output_tokens": 6,
+            "output_tokens_details": {"reasoning_tokens": 2},
+            "total_tokens": 18,
+        },
+    }
+    assert response_tokens(body) == TokenCounts(input=12, cached=4, output=6, reasoning=2)

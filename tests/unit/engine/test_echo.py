@@ -92,3 +92,16 @@ async def test_a_latency_holds_every_request_and_they_overlap() -> None:
     started = time.monotonic()
     await engine.serve(EngineRequest("POST", "/v1/completions", {"prompt": "slow"}))
     assert time.monotonic() - started >= 0.3  # the latency and the prompt's own delay
+
+
+async def test_it_serves_chat_and_completions_and_says_so() -> None:
+    """A served endpoint it does not answer is the model not serving it; an unknown URL is
+    an unsupported endpoint."""
+    engine = EchoEngine()
+    assert engine.served_endpoints == ("/v1/chat/completions", "/v1/completions")
+    rerank = await engine.serve(EngineRequest("POST", "/v1/rerank", {"query": "x"}))
+    assert rerank.response.body is not None
+    assert rerank.response.body["error"]["message"] == "The model does not support /v1/rerank."
+    unknown = await engine.serve(EngineRequest("POST", "/v1/nothing", {}))
+    assert unknown.response.body is not None
+    assert unknown.response.body["error"]["message"].startswith("Unsupported endpoint")

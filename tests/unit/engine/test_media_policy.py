@@ -149,3 +149,24 @@ def test_vllms_own_guard_is_set_to_the_same_rule(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv(REDIRECTS_VARIABLE, "1")  # the operator's choice is kept
     MediaPolicy().configure_engine(argparse.Namespace())
     assert os.environ[REDIRECTS_VARIABLE] == "1"
+
+
+def test_responses_input_parts_and_an_audio_lines_file_url_are_media_urls() -> None:
+    body = {
+        "file_url": "https://e.example/a.wav",
+        "input": [
+            "text",
+            {"role": "user", "content": [{"type": "input_image", "image_url": "http://f/1.png"}]},
+            {"role": "user", "content": [{"type": "input_file", "file_url": "http://g/2.pdf"}]},
+        ],
+    }
+    assert list(media_urls(body)) == [
+        MediaUrl("file_url", "https://e.example/a.wav"),
+        MediaUrl("input[1].content[0].image_url", "http://f/1.png"),
+        MediaUrl("input[2].content[0].file_url", "http://g/2.pdf"),
+    ]
+    refusal = MediaPolicy().refusal({"input": body["input"]})
+    assert refusal is not None
+    assert refusal.body is not None
+    assert refusal.body["error"]["param"] == "input"
+    assert MediaPolicy(fetch_any_host=True).refusal(body) is None

@@ -57,3 +57,13 @@ async def test_close_waits_for_the_start_and_closes_the_engine() -> None:
     engine = StartingEngine(slow(), max_concurrency=1, served_models=("tiny",))
     await engine.close()
     assert closed == [True]
+
+
+async def test_its_endpoints_are_known_once_the_engine_has_started() -> None:
+    ready: asyncio.Future[InferenceEngine] = asyncio.get_running_loop().create_future()
+    engine = StartingEngine(ready, max_concurrency=1, served_models=("tiny",))
+    assert engine.served_endpoints is None
+    ready.set_result(EchoEngine())
+    await engine.started()
+    assert engine.served_endpoints == EchoEngine().served_endpoints
+    await engine.close()

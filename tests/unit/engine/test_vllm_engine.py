@@ -16,6 +16,7 @@ from llm_stream.contracts import SUPPORTED_ENDPOINTS
 from llm_stream.engine.media_policy import MediaPolicy
 from llm_stream.engine.protocol import EngineRequest, EngineUnavailableError
 from llm_stream.engine.vllm_engine import VllmEngine
+from llm_stream.engine.vllm_routes import Route
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -30,7 +31,7 @@ class _Routes(dict[str, Any]):
     [
         ("GET", "/v1/chat/completions", CHAT),
         ("post", "/v1/chat/completions", CHAT),
-        ("POST", "/v1/responses", CHAT),
+        ("POST", "/v1/moderations", CHAT),
         ("POST", "/v1/chat/completions", {**CHAT, "stream": True}),
     ],
 )
@@ -46,7 +47,8 @@ async def test_the_engine_refuses_what_the_rules_refuse(
 
 async def test_the_engine_routes_what_the_rules_accept() -> None:
     engine = VllmEngine.__new__(VllmEngine)
-    engine._routes = _Routes(dict.fromkeys(SUPPORTED_ENDPOINTS, (None, None)))
+    unserved = Route(pydantic.TypeAdapter(dict[str, Any]), None)
+    engine._routes = _Routes(dict.fromkeys(SUPPORTED_ENDPOINTS, unserved))
     engine._engine = SimpleNamespace(errored=False)
     engine._media = MediaPolicy()
     for url in SUPPORTED_ENDPOINTS:
@@ -146,3 +148,94 @@ async def test_closing_shuts_vllm_down_with_its_timeout_then_releases_the_orphan
     await VllmEngine(client, state).close()
     assert client.shut_down_with == [3.0]
     assert released == [True]  # after the shutdown
+
+
+class _Aliased(pydantic.BaseModel):
+    id: str
+    schema_: str = pydantic.Field(alias="schema")
+
+
+async def test_each_endpoint_goes_to_its_serving_object_and_the_rest_are_not_served() -> None:
+    """Responses bodies are dumped by alias (as vLLM's router does); score and rerank, on every
+    path vLLM's server takes, reach its scoring object; what no object serves is a 404."""
+    from starlette.responses import JSONResponse
+
+    seen: list[str] = []
+
+    async def responses(parsed: Any, raw_request: Any) -> _Aliased:
+        seen.append(type(parsed).__name__)
+        return _Aliased(id="resp_1", schema="s")
+
+    async def scores(parsed: Any, raw_request: Any) -> JSONResponse:
+        seen.append(type(parsed).__name__)
+        return JSONResponse({"id": "score-1", "object": "list", "data": []})
+
+    state = SimpleNamespace(
+        openai_serving_responses=SimpleNamespace(create_responses=responses),
+        serving_scores=scores,
+    )
+    engine = VllmEngine(_Engine(), state)
+    assert set(engine.served_endpoints) == {
+        "/v1/responses",
+        "/score",
+        "/v1/score",
+        "/rerank",
+        "/v1/rerank",
+        "/v2/rerank",
+    }
+    reply = await engine.serve(
+        EngineRequest(method="POST", url="/v1/responses", body={"model": "m", "input": "hi"})
+    )
+    assert reply.response.body == {"id": "resp_1", "schema": "s"}
+    score = {"model": "m", "queries": "q", "documents": ["a", "b"]}
+    for url in ("/score", "/v1/score"):
+        reply = await engine.serve(EngineRequest(method="POST", url=url, body=score))
+        assert (reply.response.status_code, reply.response.request_id) == (200, "score-1")
+    rerank = {"model": "m", "query": "q", "documents": ["a", "b"]}
+    for url in ("/rerank", "/v1/rerank", "/v2/rerank"):
+        reply = await engine.serve(EngineRequest(method="POST", url=url, body=rerank))
+        assert reply.response.status_code == 200
+    assert seen[0] == "ResponsesRequest"
+    assert seen[-1] == "RerankRequest"
+    chat = await engine.serve(EngineRequest(method="POST", url="/v1/chat/completions", body=CHAT))
+    assert chat.response.status_code == 404
+    assert request_line.error_message(chat.response) == (
+        "The model does not support /v1/chat/completions."
+    )
+
+
+_WAV = "UklGRigAAABXQVZFZm10IBAAAAABAAEAgD4AAAB9AAACABAAZGF0YQQAAAAAAP9/"
+
+
+async def test_an_audio_line_takes_vllm_run_batchs_file_url_under_the_media_rule() -> None:
+    """A data: URL is decoded and handed over as the upload; an http one is refused while
+    fetching is off, before anything is fetched."""
+    import base64
+
+    heard: list[tuple[bytes, str]] = []
+
+    async def transcribe(audio: bytes, request: Any, raw_request: Any = None) -> _Answer:
+        heard.append((audio, type(request).__name__))
+        return _Answer(id="trsc-1")
+
+    state = SimpleNamespace(
+        openai_serving_transcription=SimpleNamespace(create_transcription=transcribe)
+    )
+    engine = VllmEngine(_Engine(), state)
+    assert engine.served_endpoints == ("/v1/audio/transcriptions",)
+    body = {"model": "m", "file_url": f"data:audio/wav;base64,{_WAV}", "response_format": "json"}
+    url = "/v1/audio/transcriptions"
+    reply = await engine.serve(EngineRequest(method="POST", url=url, body=body))
+    assert reply.response.status_code == 200
+    assert heard == [(base64.b64decode(_WAV), "TranscriptionRequest")]
+    fetched = {**body, "file_url": "http://10.0.0.1/secret.wav"}
+    refused = await engine.serve(EngineRequest(method="POST", url=url, body=fetched))
+    assert refused.response.status_code == 400
+    assert refused.response.body is not None
+    assert refused.response.body["error"]["param"] == "file_url"
+    assert "fetching media URLs is turned off" in request_line.error_message(refused.response)
+    assert len(heard) == 1
+    translated = await engine.serve(
+        EngineRequest(method="POST", url="/v1/audio/translations", body=body)
+    )
+    assert translated.response.status_code == 404

@@ -135,10 +135,48 @@ def test_a_line_over_the_line_limit_fails_the_batch_naming_that_line(
     assert stream.submitted == {}
 
 
+def test_an_endpoint_no_worker_serves_fails_the_batch_at_validation(
+    client: TestClient, stream: FakeBatchStream
+) -> None:
+    """OpenAI's endpoints the service never serves, and one the live workers' models do not,
+    fail at once (nothing submitted) rather than waiting to expire; with no live worker, or
+    one that has not said, a served endpoint is taken."""
+    line = {**chat_line("a"), "url": "/v1/embeddings"}
+    line["body"] = {"model": "tiny", "input": "x"}
+    uploaded = upload(client, jsonl([line]))
+
+    moderations = _batch(_create(client, uploaded["id"], endpoint="/v1/moderations"))
+    assert moderations.status == "failed"
+    assert moderations.errors is not None
+    assert moderations.errors.data is not None
+    first = moderations.errors.data[0]
+    assert (first.code, first.param) == ("unsupported_endpoint", "endpoint")
+    assert "does not serve /v1/moderations" in (first.message or "")
+
+    assert _batch(_create(client, uploaded["id"], endpoint="/v1/embeddings")).status == (
+        "validating"
+    )  # no live worker: the batch waits for one
+    stream.announce("tiny", endpoints=[CHAT, "/v1/responses"])
+    refused = _batch(_create(client, uploaded["id"], endpoint="/v1/embeddings"))
+    assert refused.status == "failed"
+    assert refused.errors is not None
+    assert refused.errors.data is not None
+    assert refused.errors.data[0].message == (
+        "No live worker serves /v1/embeddings: their models serve /v1/chat/completions, "
+        "/v1/responses. Create the batch with one of those endpoints, or start workers whose "
+        "model serves this one."
+    )
+    stream.announce("tiny", endpoints=None)  # a worker still starting
+    assert _batch(_create(client, uploaded["id"], endpoint="/v1/embeddings")).status == (
+        "validating"
+    )
+    assert len(stream.submitted) == 2
+
+
 @pytest.mark.parametrize(
     ("params", "param"),
     [
-        ({"endpoint": "/v1/responses"}, "endpoint"),
+        ({"endpoint": "/v1/unknown"}, "endpoint"),
         ({"completion_window": "tomorrow"}, "completion_window"),
         ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
         ({"metadata": {"k" * 65: "v"}}, "metadata"),

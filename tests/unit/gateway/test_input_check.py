@@ -46,7 +46,7 @@ def test_valid_parameters_pass() -> None:
 @pytest.mark.parametrize(
     ("given", "param", "says"),
     [
-        ({"endpoint": "/v1/responses"}, "endpoint", "Unsupported endpoint '/v1/responses'"),
+        ({"endpoint": "/v2/chat"}, "endpoint", "Invalid value: '/v2/chat'. Supported values"),
         ({"metadata": {f"k{n}": "v" for n in range(3)}}, "metadata", "3 pairs, at most 2"),
         ({"metadata": {"k" * 9: "v"}}, "metadata", "longer than 8 characters"),
         ({"metadata": {"k": "v" * 9}}, "metadata", "value of metadata key 'k' is longer"),

@@ -133,3 +133,16 @@ def test_response_attributes_come_from_an_answer_not_an_error() -> None:
     assert telemetry.gen_ai_response_attributes(None) == {}
     unfinished = {"choices": [{"finish_reason": "stop"}, {"finish_reason": None}]}
     assert "gen_ai.response.finish_reasons" not in telemetry.gen_ai_response_attributes(unfinished)
+
+
+def test_a_responses_answer_reports_its_tokens_and_every_endpoint_has_an_operation() -> None:
+    body = {"id": "resp_1", "model": "tiny", "usage": {"input_tokens": 5, "output_tokens": 2}}
+    attributes = telemetry.gen_ai_response_attributes(body)
+    assert (attributes["gen_ai.usage.input_tokens"], attributes["gen_ai.usage.output_tokens"]) == (
+        5,
+        2,
+    )
+    from llm_stream.contracts import SUPPORTED_ENDPOINTS
+
+    assert set(telemetry.GEN_AI_OPERATIONS) == set(SUPPORTED_ENDPOINTS)
+    assert telemetry.GEN_AI_OPERATIONS["/v1/responses"] == "chat"

@@ -30,3 +30,12 @@ def test_summary_of_a_vllm_shaped_error_line_reads_its_error_field() -> None:
     assert "error: model not found" in summarise(line)
     plain = {"custom_id": "c5", "response": {"status_code": 400, "body": None}, "error": "URL x"}
     assert "error: URL x" in summarise(plain)
+
+
+def test_summary_of_a_responses_answer_shows_its_output_text() -> None:
+    body = {
+        "object": "response",
+        "output": [{"type": "message", "content": [{"type": "output_text", "text": "a topic"}]}],
+    }
+    line = {"custom_id": "r1", "response": {"status_code": 200, "body": body}}
+    assert summarise(line).split() == ["r1", "200", "'a", "topic'"]

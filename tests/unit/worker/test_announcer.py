@@ -84,3 +84,19 @@ async def test_a_failed_heartbeat_is_tried_again_and_no_tombstone_follows_no_ann
 
 def test_worker_ids_differ() -> None:
     assert _announcer().worker_id != _announcer().worker_id
+
+
+async def test_the_endpoints_are_announced_once_the_engine_knows_them() -> None:
+    served: list[str] | None = None
+    settings = Settings(workers_topic="w", worker_heartbeat_interval_s=0.01)
+    announcer = WorkerAnnouncer(
+        settings,
+        models=["small"],
+        consumer_group="g",
+        topics=["r"],
+        max_concurrency=1,
+        endpoints=lambda: served,
+    )
+    assert announcer.announcement().endpoints is None  # still starting: not known
+    served = ["/v1/embeddings", "/score"]
+    assert announcer.announcement().endpoints == ["/v1/embeddings", "/score"]
