@@ -202,3 +202,12 @@ def test_a_huge_line_is_never_held_whole(tmp_path: Path) -> None:
     check = validate_batch_file(path, max_line_bytes=limit)
     assert [problem.split(":")[0] for problem in check.problems] == ["line 2"]
     assert _traced_peak(lambda: validate_batch_file(path, max_line_bytes=limit)) < 3 * limit
+
+
+@pytest.mark.parametrize("url", ["/v1/responses", "/score", "/v2/rerank"])
+def test_a_file_of_any_served_endpoint_is_submitted(tmp_path: Path, url: str) -> None:
+    """What ``submit`` publishes: a Responses file as OpenAI writes it, score and rerank."""
+    body = {"model": "m", "input": "hi"} if url == "/v1/responses" else {"model": "m"}
+    check = validate_batch_file(_write(tmp_path, [_line("a", url=url, body=body)]))
+    assert check.ok, check.report()
+    assert (check.endpoint, check.line_count) == (url, 1)
