@@ -133,7 +133,6 @@ class RequestPipeline:
         """Start waiting records, most urgent first, while the engine has room."""
         while self._accepting and self._waiting and len(self._tasks) < self._max_in_flight:
             record = self._waiting.pop()
-            metrics.REQUESTS_IN_FLIGHT.inc()
             task = asyncio.create_task(self._process(record))
             self._tasks.add(task)
             task.add_done_callback(self._task_done)
@@ -171,6 +170,9 @@ class RequestPipeline:
         return self._offsets.holds(partition)
 
     async def _process(self, record: IncomingRecord) -> None:
+        # Counted here, not where the task is made: a task cancelled before its first step
+        # (a drain) never runs its ``finally``, and would leave the gauge one too high.
+        metrics.REQUESTS_IN_FLIGHT.inc()
         try:
             await self._answer(record)
         except Exception as error:  # the record stays uncommitted: it will be redelivered
