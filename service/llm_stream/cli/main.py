@@ -7,6 +7,7 @@ are the exception: they take vLLM's own parser, loaded only when they run.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -41,13 +42,12 @@ _OPS = _shared_option(
 )
 
 
-def _command(name: str) -> Handler:
-    """``cli.commands``'s handler ``name``, imported when it runs: the Kafka clients it needs
+def _command(name: str, module: str = "commands") -> Handler:
+    """``cli.<module>``'s handler ``name``, imported when it runs: the Kafka clients it needs
     are not loaded for the commands that do not (``run-batch`` starts vLLM's engine first)."""
 
     def handler(args: argparse.Namespace) -> int:
-        from llm_stream.cli import commands
-
+        commands = importlib.import_module(f"llm_stream.cli.{module}")
         result: int = getattr(commands, name)(args)
         return result
 
@@ -201,16 +201,6 @@ def _add_resume(subcommands: Any) -> None:
     parser.set_defaults(handler=_command("run_resume"))
 
 
-def _curation_command(name: str) -> Handler:
-    def handler(args: argparse.Namespace) -> int:
-        from llm_stream.cli import curation_commands
-
-        result: int = getattr(curation_commands, name)(args)
-        return result
-
-    return handler
-
-
 def _add_export(subcommands: Any) -> None:
     parser = subcommands.add_parser(
         "export",
@@ -242,7 +232,7 @@ def _add_export(subcommands: Any) -> None:
     parser.add_argument(
         "--valid-only", action="store_true", help="keep only lines whose answer validates"
     )
-    parser.set_defaults(handler=_curation_command("run_export"))
+    parser.set_defaults(handler=_command("run_export", "curation_commands"))
 
 
 def _add_curate(subcommands: Any) -> None:
@@ -262,7 +252,7 @@ def _add_curate(subcommands: Any) -> None:
     studio.add_argument("--api-key", help="its token (LLM_STREAM_LABEL_STUDIO_API_KEY)")
     studio.add_argument("--input", type=Path, help="the batch's input file, if not uploaded")
     studio.add_argument("--output-dir", type=Path, help="the local file store")
-    studio.set_defaults(handler=_curation_command("run_curate"))
+    studio.set_defaults(handler=_command("run_curate", "curation_commands"))
 
 
 def _add_bench(subcommands: Any) -> None:
