@@ -242,6 +242,7 @@ def run_submit(args: argparse.Namespace) -> int:
                     on_published=progress.update,
                     models=list(check.models),
                     input_tokens=check.input_tokens,
+                    keep_input=False,  # the file itself is kept, above
                 )
 
     asyncio.run(submit())

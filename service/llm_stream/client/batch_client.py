@@ -12,6 +12,7 @@ does: ``kafka.topics.ensure_topics``), nor validate a whole input file
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import time
 from collections.abc import Collection, Iterable, Mapping
@@ -27,6 +28,7 @@ from llm_stream.batch.status import TERMINAL_STATUSES, BatchStatus, can_transiti
 from llm_stream.batch.token_estimate import count_input_tokens
 from llm_stream.client.config import ClientConfig
 from llm_stream.client.handle import BatchHandle
+from llm_stream.client.kept_input import InputKeeping
 from llm_stream.client.manifests import build_manifest, new_batch_id
 from llm_stream.client.publishing import (
     LineSender,
@@ -68,8 +70,10 @@ class SubmitError(LlmStreamError, RuntimeError):
 class BatchClient:
     """Submits batches and reads their batch objects; use it as an async context manager."""
 
-    def __init__(self, config: ClientConfig) -> None:
+    def __init__(self, config: ClientConfig, keeping: InputKeeping | None = None) -> None:
+        """``keeping``: where the batches' lines are kept for ``resume`` (None: nowhere)."""
         self.config = config
+        self.keeping = keeping
         self._producer: AIOKafkaProducer | None = None
         self._served: ServedModels | None = None
         self._workers: WorkerDirectory | None = None
@@ -81,8 +85,16 @@ class BatchClient:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BatchClient:
-        """A client of the deployment ``settings`` describe (its connection and topics only)."""
-        return cls(ClientConfig.from_settings(settings))
+        """A client of the deployment ``settings`` describe: its connection and topics, and,
+        unless ``SUBMIT_KEEP_INPUT=false``, its file store for the inputs of the batches."""
+        keeping = None
+        if settings.submit_keep_input:
+            from llm_stream.files.opening import open_store
+
+            keeping = InputKeeping(
+                functools.partial(open_store, settings), settings.files_input_expires_after_s
+            )
+        return cls(ClientConfig.from_settings(settings), keeping)
 
     async def __aenter__(self) -> BatchClient:
         return self
@@ -205,8 +217,12 @@ class BatchClient:
         input_tokens: Mapping[str, int] | None = None,
         priority: int | None = None,
         output_expires_after: ExpiresAfter | None = None,
+        keep_input: bool = True,
     ) -> BatchHandle:
         """Publish the manifest, then every line; return once the broker holds them all.
+
+        ``keep_input``: copy the lines into the client's file store as the batch's input,
+        where ``resume`` reads them (False: the caller kept the batch's input file itself).
 
         ``models``: every model the lines name, when known (a checked file), else the first
         line's is taken. Routing by model, a model no live worker serves raises
@@ -274,13 +290,24 @@ class BatchClient:
                 served=served,
                 headers=batch_line_headers(manifest),
             )
+            kept = (
+                self.keeping.copy(manifest.batch_id, manifest.project)
+                if keep_input and self.keeping is not None
+                else None
+            )
             try:
                 for line in lines:
+                    if kept is not None:
+                        kept.add(line)
                     await sender.send(line)
                 published = await sender.flush()
             except BaseException:
+                if kept is not None:
+                    kept.discard()
                 await sender.abandon()
                 raise
+            if kept is not None:
+                await kept.keep()
         if published != request_count:
             raise SubmitError(
                 f"batch {manifest.batch_id}: the manifest announced {request_count} lines, "

@@ -18,6 +18,7 @@ from llm_stream.batch import request_line
 from llm_stream.batch.request_line import Problem
 from llm_stream.client.config import ClientConfig
 from llm_stream.client.handle import BatchHandle
+from llm_stream.client.kept_input import InputKeeping, KeptInput
 from llm_stream.client.publishing import LineSender, batch_line_headers, send_manifest
 from llm_stream.contracts import BatchManifest
 from llm_stream.errors import LlmStreamError
@@ -28,6 +29,7 @@ class BatchPublisher(Protocol):
     handle to return."""
 
     config: ClientConfig
+    keeping: InputKeeping | None
 
     async def producer(self) -> AIOKafkaProducer: ...
 
@@ -58,6 +60,8 @@ class BatchWriter:
         self._handle: BatchHandle | None = None
         #: The first line's model, which the manifest names.
         self._model: str | None = None
+        #: The lines as added, kept as the batch's input for ``resume``.
+        self._kept: KeptInput | None = None
 
     @property
     def batch_id(self) -> str:
@@ -79,6 +83,8 @@ class BatchWriter:
             project=self._draft.project,
             headers=batch_line_headers(self._draft),
         )
+        if self._client.keeping is not None:
+            self._kept = self._client.keeping.copy(self.batch_id, self._draft.project)
         return self
 
     async def add(self, line: Mapping[str, Any]) -> None:
@@ -97,6 +103,8 @@ class BatchWriter:
         if not self._custom_ids:
             self._model = request_line.line_model(line)
         self._custom_ids.add(str(custom_id))
+        if self._kept is not None:
+            self._kept.add(line)
         await self._sender.send(line)
 
     async def __aexit__(
@@ -106,10 +114,18 @@ class BatchWriter:
         traceback: TracebackType | None,
     ) -> None:
         assert self._sender is not None, "entered before exit"
+        kept, self._kept = self._kept, None
         if exc_type is not None:
+            if kept is not None:
+                kept.discard()
             await self._sender.abandon()
             return
         count = await self._sender.flush()
+        if kept is not None:
+            if count:
+                await kept.keep()  # before the manifest: a batch is resumable once it exists
+            else:
+                kept.discard()
         if count == 0:
             raise EmptyBatchError(f"batch {self.batch_id} has no lines: no manifest was published")
         manifest = BatchManifest.model_validate(

@@ -199,6 +199,7 @@ class KafkaBatchStream:
             models=models,
             input_tokens=input_tokens,
             output_expires_after=output_expires_after,
+            keep_input=False,  # the upload the batch was created from is its input
         )
         await self._read_own(self._client.published())
 

@@ -41,7 +41,13 @@ async def serve_batch(
     tasks = [asyncio.create_task(role.run()) for role in (worker, aggregator)]
     try:
         async with BatchClient.from_settings(settings) as client:
-            await client.submit(lines, batch_id=batch_id, endpoint=endpoint, request_count=count)
+            await client.submit(
+                lines,
+                batch_id=batch_id,
+                endpoint=endpoint,
+                request_count=count,
+                keep_input=False,  # one run, to the end: nothing to resume later
+            )
             await _follow_to_the_end(client, batch_id, count, tasks)
     except Exception:
         if engine.failure is not None:  # the cause, not the worker stopping for want of it

@@ -21,7 +21,7 @@ class StallSettings(BaseModel):
     )
     submit_keep_input: bool = Field(
         True,
-        description="llm-stream submit stores the batch's input file in the file store (as the "
-        "gateway does its uploads), where llm-stream resume reads it; false: resume is refused "
-        "for such batches.",
+        description="llm-stream submit stores the batch's input file, and the client library "
+        "the lines it publishes, in the file store (as the gateway does its uploads), where "
+        "llm-stream resume reads them; false: resume is refused for such batches.",
     )
