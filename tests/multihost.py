@@ -29,6 +29,14 @@ from tests.netns import Host
 from tests.processes import service_env
 
 ARTIFACTS = Path(os.environ.get("LLM_STREAM_TEST_ARTIFACTS", ".cache/test-artifacts"))
+#: ``make s3rver`` installs it.
+S3RVER = Path(__file__).resolve().parent.parent / ".cache/s3rver/node_modules/.bin/s3rver"
+
+
+def s3rver_binary() -> Path:
+    if not S3RVER.exists():
+        raise RuntimeError(f"{S3RVER} is missing: run `make s3rver`")
+    return S3RVER
 
 
 def settings_env(name: str, bootstrap: str, partitions: int, **extra: str) -> dict[str, str]:
@@ -99,12 +107,13 @@ class Roles:
     env: Mapping[str, str]
     children: list[Child] = field(default_factory=list)
 
-    def worker(self, host: Host, latency_s: float, concurrency: int) -> Child:
-        name = f"worker-{host.namespace.rsplit('-', 1)[-1]}"
+    def worker(self, host: Host | str, latency_s: float, concurrency: int) -> Child:
+        """An echo worker on a namespace host, or on this host under the name given."""
+        name = host if isinstance(host, str) else f"worker-{host.namespace.rsplit('-', 1)[-1]}"
         report = self.directory / f"{name}.json"
         argv = [sys.executable, "-m", "llm_stream.bench.echo_worker", "--latency", str(latency_s)]
         argv += ["--concurrency", str(concurrency), "--report", str(report)]
-        return self._start(name, host.command(argv), report)
+        return self._start(name, argv if isinstance(host, str) else host.command(argv), report)
 
     def aggregator(self) -> Child:
         out = self.directory / "batches"
@@ -194,12 +203,16 @@ async def read_topic(
 
 
 class TansuOnS3:
-    """Tansu keeping its log in S3 (moto's server on loopback): a broker that can be stopped
-    and started again on the same address with what it had written."""
+    """Tansu keeping its log in S3 on loopback: a broker that can be stopped and started again
+    on the same address with what it had written. The S3 server is moto's, or ``s3rver`` (the
+    npm package, ``make s3rver``) where given: on s3rver, a Tansu killed with SIGKILL comes back
+    from a stale watermark and loses acknowledged writes (../shared/FACTS.md), as a broker that
+    loses data does; on moto it keeps them."""
 
-    def __init__(self, host: str, directory: Path) -> None:
+    def __init__(self, host: str, directory: Path, *, s3rver: Path | None = None) -> None:
         self.host, self.port = host, free_port(host)
         self.directory = directory
+        self.s3rver = s3rver
         self.s3_port = free_port()
         self.s3: subprocess.Popen[bytes] | None = None
         self.broker: subprocess.Popen[bytes] | None = None
@@ -210,12 +223,19 @@ class TansuOnS3:
         return f"{self.host}:{self.port}"
 
     def __enter__(self) -> TansuOnS3:
-        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.s3_port)]
+        if self.s3rver is None:
+            command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1"]
+        else:
+            (self.directory / "s3").mkdir(parents=True, exist_ok=True)
+            command = [str(self.s3rver), "-d", str(self.directory / "s3"), "-a", "127.0.0.1"]
+            command += ["--configure-bucket", "tansu", "--allow-mismatched-signatures"]
+        command += ["-p", str(self.s3_port)]
         self.s3 = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: _answers("127.0.0.1", self.s3_port), 30, "moto's S3 server")
-        endpoint = f"http://127.0.0.1:{self.s3_port}"
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **_KEYS)
-        s3.create_bucket(Bucket="tansu")
+        wait_for(lambda: _answers("127.0.0.1", self.s3_port), 30, "the S3 server")
+        if self.s3rver is None:
+            endpoint = f"http://127.0.0.1:{self.s3_port}"
+            s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **_KEYS)
+            s3.create_bucket(Bucket="tansu")
         self.start()
         return self
 
@@ -231,8 +251,8 @@ class TansuOnS3:
         ]
         env = {
             **os.environ,
-            "AWS_ACCESS_KEY_ID": _KEYS["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": _KEYS["aws_secret_access_key"],
+            "AWS_ACCESS_KEY_ID": "S3RVER" if self.s3rver else _KEYS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": "S3RVER" if self.s3rver else _KEYS["aws_secret_access_key"],
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_ENDPOINT": f"http://127.0.0.1:{self.s3_port}",
             "AWS_ALLOW_HTTP": "true",
@@ -247,6 +267,12 @@ class TansuOnS3:
                 stderr=subprocess.STDOUT,
             )
         wait_for(lambda: _answers(self.host, self.port), 15, "Tansu on S3")
+
+    def kill(self) -> None:
+        """SIGKILL: the broker gets no chance to write what it holds."""
+        if self.broker is not None and self.broker.poll() is None:
+            self.broker.kill()
+            self.broker.wait(15)
 
     def stop(self) -> None:
         """SIGTERM, as an orchestrator stops a broker."""

@@ -136,6 +136,9 @@ class AggregatorApp(Role):
         self.pending = PendingRequests(settings)
         #: Batches reported stalled, with the results they held then (open batches only).
         self._stalled: dict[str, int] = {}
+        #: Batches found stalled that made this aggregator re-read its partitions, with the
+        #: results they held then: reported if still stalled, forgotten once results pass it.
+        self._reread: dict[str, int] = {}
 
     async def _heard(self, records: Sequence[IncomingRecord]) -> None:
         self.live_workers.add(records)
@@ -173,6 +176,7 @@ class AggregatorApp(Role):
         owned = [m for m in self.aggregator.unwritten() if owns(m.batch_id)]
         received = {m.batch_id: self.aggregator.received(m.batch_id) for m in owned}
         stalled = await find_stalled(self.stalls, owned, received, self.pending.any_pending)
+        stalled -= self._reread_before_reporting(stalled, received)
         metrics.BATCHES_STALLED.set(len(stalled))
         for manifest in owned:
             batch_id, count = manifest.batch_id, received[manifest.batch_id]
@@ -196,6 +200,27 @@ class AggregatorApp(Role):
                 self._stalled[batch_id] = count
         for batch_id in set(self._stalled) - {m.batch_id for m in owned}:
             del self._stalled[batch_id]  # written, or no longer ours
+
+    def _reread_before_reporting(self, stalled: set[str], received: Mapping[str, int]) -> set[str]:
+        """The newly stalled batches not to report yet: for them the results partitions are
+        read again from the committed offsets first (``ConsumeLoop.reread_from_committed``),
+        since a broker that lost its log's end may have put their results below this
+        reader's position; still stalled after that, they are reported."""
+        self._reread = {
+            batch_id: count
+            for batch_id, count in self._reread.items()
+            if batch_id in received and received[batch_id] <= count
+        }
+        newly = {b for b in stalled if b not in self._stalled and b not in self._reread}
+        if newly:
+            logger.warning(
+                "batches %s look stalled: re-reading the results from the committed offsets "
+                "before reporting them",
+                ", ".join(sorted(newly)),
+            )
+            self._reread.update({batch_id: received[batch_id] for batch_id in newly})
+            self.loop.reread_from_committed()
+        return newly
 
     async def _report_unserved_periodically(self) -> None:
         interval = min(15.0, self.settings.unserved_model_report_s / 4)

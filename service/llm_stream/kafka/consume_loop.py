@@ -85,6 +85,7 @@ class ConsumeLoop:
         self._failures_in_a_row = 0
         self._last_commit = 0.0
         self._stopping = asyncio.Event()
+        self._reread_requested = False
         self.consumer: Any = consumer or AIOKafkaConsumer(
             **bounded_consumer_kwargs(settings),
             group_id=group_id,
@@ -108,11 +109,21 @@ class ConsumeLoop:
         """Make ``run`` return after its current poll (the handler keeps what it has)."""
         self._stopping.set()
 
+    def reread_from_committed(self) -> None:
+        """Have the handler forget its partitions and read them again from their committed
+        offsets, at the loop's next turn (never between a fetch and its handling). For records
+        a broker wrote below this reader's position: one that came back from a stale log end
+        hands out offsets again that this reader had passed, and never serves them to it."""
+        self._reread_requested = True
+
     # -- the loop -------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Fetch and hand over records until ``stop_fetching``; commit as work finishes."""
         while not self._stopping.is_set():
+            if self._reread_requested:
+                self._reread_requested = False
+                await self._rewind_to_committed()
             capacity = self._handler.capacity()
             self._pause(capacity == 0)
             try:
@@ -181,7 +192,8 @@ class ConsumeLoop:
                 self.consumer.seek(partition, offset)
 
     async def _rewind_to_committed(self) -> None:
-        """After a handler error: the handler forgets the partitions and re-reads them."""
+        """After a handler error, or asked to: the handler forgets the partitions and re-reads
+        them."""
         keys = [_key(partition) for partition in self.consumer.assignment()]
         await self._handler.revoked(keys)
         for key in keys:

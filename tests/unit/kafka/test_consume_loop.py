@@ -337,3 +337,62 @@ async def test_partitions_a_revoke_dropped_state_of_are_read_again_from_their_co
     await running
     assert handler.taken.count((1, 0)) == 1  # before the commit: not read again
     assert handler.taken.count((0, 0)) == 1  # the revoked partition: its new owner's
+
+
+class _HoldingHandler:
+    """Holds every record from offset 1 on (an open batch): only offset 1 is committable."""
+
+    def __init__(self) -> None:
+        self.taken: list[tuple[int, bytes]] = []
+        self.revokes: list[list[Any]] = []
+        self.assigns: list[dict[Any, int]] = []
+
+    def capacity(self) -> int:
+        return 100
+
+    async def handle(self, records: Any) -> None:
+        self.taken += [(record.offset, record.value) for record in records]
+
+    def committable(self) -> dict[tuple[str, int], int]:
+        return {(TOPIC, 0): 1}
+
+    async def assigned(self, partitions: Any) -> None:
+        self.assigns.append(dict(partitions))
+
+    async def revoked(self, partitions: Any) -> set[tuple[str, int]]:
+        self.revokes.append(list(partitions))
+        return set()
+
+    def holds(self, partition: Any) -> bool:
+        return False
+
+
+async def test_a_reread_asked_for_reads_from_the_commit_records_written_below_the_position() -> (
+    None
+):
+    consumer = FakeConsumer({P0: [b"a", b"b", b"c"]})
+    handler = _HoldingHandler()
+    loop = ConsumeLoop(
+        Settings(commit_interval_s=0.01),
+        TOPIC,
+        "group",
+        handler,
+        max_records=100,
+        consumer=consumer,
+    )
+    await loop.start()
+    await consumer.assign([P0])
+    running = asyncio.create_task(loop.run())
+    await _until(lambda: len(handler.taken) == 3 and consumer.group_committed.get(P0) == 1)
+    # A broker back from a stale log end writes at offsets this reader has passed.
+    consumer.logs[P0][2] = b"lost-and-rewritten"
+    await asyncio.sleep(0.05)
+    assert (2, b"lost-and-rewritten") not in handler.taken  # never served at its position
+    loop.reread_from_committed()
+    await _until(lambda: (2, b"lost-and-rewritten") in handler.taken)
+    loop.stop_fetching()
+    await running
+    assert handler.revokes == [[(TOPIC, 0)]]  # the handler forgot the partition first
+    assert handler.assigns[-1] == {(TOPIC, 0): 1}  # and took it again from its commit
+    assert handler.taken.count((0, b"a")) == 1  # before the commit: not read again
+    assert handler.taken.count((1, b"b")) == 2
