@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import orjson
 
@@ -34,10 +34,11 @@ async def export_from_stream(
     *,
     keep: frozenset[str] | None = None,
     input_path: Path | None = None,
-    schema: dict[str, Any] | None = None,
+    schema: str | None = None,
     valid_only: bool = False,
 ) -> ExportCount:
-    """``export_batch`` with the judgements read from the judgements topic."""
+    """``export_batch`` with the judgements read from the judgements topic; ``schema``: a
+    schema name of ``settings.schemas_dir``."""
     judgements = read_judgements(settings, batch_id)
     return await export_batch(
         store,
@@ -48,6 +49,7 @@ async def export_from_stream(
         keep=keep,
         input_path=input_path,
         schema=schema,
+        schemas_dir=settings.schemas_dir,
         valid_only=valid_only,
     )
 

@@ -175,6 +175,19 @@ def _lines_of_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield pending
 
 
+def batch_metadata(store: FileStore, batch_id: str) -> dict[str, str]:
+    """The metadata of the batch object written with its files (empty: none written, or none
+    readable): where a batch may name its answer schema."""
+    try:
+        written = orjson.loads(b"".join(store.read(file_id(batch_id, BatchFile.BATCH))))
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return {}
+    found = written.get("metadata") if isinstance(written, dict) else None
+    if not isinstance(found, dict):
+        return {}
+    return {str(key): value for key, value in found.items() if isinstance(value, str)}
+
+
 def answered_lines(store: FileStore, batch_id: str) -> Iterator[bytes]:
     """The batch's output lines, then its error lines (a file not written yet: none)."""
     if not store.is_written(batch_id):
