@@ -180,7 +180,7 @@ def write_parquet(
     lines: Iterable[JoinedLine],
     out: BinaryIO,
     count: ExportCount,
-    named: NamedSchema = None,
+    named: NamedSchema | None = None,
 ) -> None:
     with pq.ParquetWriter(out, PARQUET_SCHEMA, compression="zstd") as writer:
         rows: list[dict[str, Any]] = []

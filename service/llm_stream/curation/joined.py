@@ -54,17 +54,7 @@ class JoinedLine:
 
     @property
     def answer(self) -> str | None:
-        """The model's answer as text: a chat message's content or a completion's text."""
-        body = self.body
-        choices = body.get("choices") if body else None
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            return None
-        first = choices[0]
-        message = first.get("message")
-        if isinstance(message, dict) and isinstance(message.get("content"), str):
-            return str(message["content"])
-        text = first.get("text")
-        return text if isinstance(text, str) else None
+        return answer_text(self.body)
 
     @property
     def final_answer(self) -> str | None:
@@ -72,6 +62,20 @@ class JoinedLine:
         if self.judgement is not None and self.judgement.corrected is not None:
             return self.judgement.corrected
         return self.answer
+
+
+def answer_text(body: Any) -> str | None:
+    """The model's answer in a response body, as text: a chat message's content or a
+    completion's text (None: the body holds neither)."""
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None
+    first = choices[0]
+    message = first.get("message")
+    if isinstance(message, dict) and isinstance(message.get("content"), str):
+        return str(message["content"])
+    text = first.get("text")
+    return text if isinstance(text, str) else None
 
 
 class JoinIndex:

@@ -68,6 +68,11 @@ class MemoryJudgements:
     def of_line(self, batch_id: str, custom_id: str) -> Judgement | None:
         return self._by_batch.get(batch_id, {}).get(custom_id)
 
+    def of_lines(self, batch_id: str, custom_ids: Iterable[str]) -> dict[str, Judgement]:
+        """The judgements of these lines (a page's), by custom_id."""
+        lines = self._by_batch.get(batch_id, {})
+        return {custom_id: lines[custom_id] for custom_id in custom_ids if custom_id in lines}
+
     async def put(self, judgement: Judgement) -> None:
         self.take(judgement)
 
