@@ -121,11 +121,11 @@ def run_curate(args: argparse.Namespace) -> int:
                 print(f"{pulled} judgements published to {settings.judgements_topic}")
                 return 0
             project, imported = send_to_label_studio(
-                studio, open_store(settings), args.batch_id, args.input
+                studio, open_store(settings), args.batch_id, args.input, settings.schemas_dir
             )
     except MissingBatchFilesError as error:
         raise NoSuchBatchError(str(error)) from error
-    except (LabelStudioError, NotReviewableError) as error:
+    except (LabelStudioError, NotReviewableError, SchemaNotFoundError) as error:
         raise CurationError(str(error)) from error
     print(f"{url.rstrip('/')}/projects/{project.id} ({imported} tasks imported now)")
     return 0

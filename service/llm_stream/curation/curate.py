@@ -10,7 +10,13 @@ from typing import BinaryIO
 
 import orjson
 
-from llm_stream.curation.export import ExportCount, Format, export_batch
+from llm_stream.curation.export import (
+    ExportCount,
+    Format,
+    batch_schema,
+    export_batch,
+    schema_problems,
+)
 from llm_stream.curation.joined import JoinIndex, answered_lines, input_lines
 from llm_stream.curation.judgements import publish_judgements, read_judgements
 from llm_stream.curation.label_studio import (
@@ -63,19 +69,24 @@ def batch_endpoint(store: FileStore, batch_id: str, input_path: Path | None = No
 
 
 def send_to_label_studio(
-    studio: LabelStudio, store: FileStore, batch_id: str, input_path: Path | None = None
+    studio: LabelStudio,
+    store: FileStore,
+    batch_id: str,
+    input_path: Path | None = None,
+    schemas_dir: Path | None = None,
 ) -> tuple[Project, int]:
     """The batch's project (made, or found again) and the tasks imported now: every answered
-    line, once; a project that already holds tasks gets none again."""
+    line, once, with its schema check; a project that already holds tasks gets none again."""
     endpoint = batch_endpoint(store, batch_id, input_path)
     labelling_config(endpoint)  # embeddings are refused before anything is made
+    named = batch_schema(store, batch_id, None, schemas_dir)  # and a schema named in vain
     project, _made = studio.ensure_project(batch_id, endpoint)
     if project.task_count > 0:
         return project, 0
     with JoinIndex() as index:
         index.add_requests(input_lines(store, batch_id, input_path))
         tasks: Iterator[dict[str, object]] = (
-            task_of(line, batch_id)
+            task_of(line, batch_id, schema_problems(line, named))
             for line in index.join(answered_lines(store, batch_id))
             if line.answer is not None
         )

@@ -89,6 +89,17 @@ class NamedSchema:
     folder: Path | None = None
 
 
+def batch_schema(
+    store: FileStore, batch_id: str, name: str | None, folder: Path | None
+) -> NamedSchema:
+    """The batch's named schema: ``name`` if given, else its metadata's; checked now, so a
+    name that names none (``SchemaNotFoundError``) stops an export before it writes."""
+    named = NamedSchema(name or schemas.metadata_schema(batch_metadata(store, batch_id)), folder)
+    if named.name is not None:
+        schemas.load_schema(named.folder, named.name)
+    return named
+
+
 def schema_problems(line: JoinedLine, named: NamedSchema) -> list[str] | None:
     """Why the line's final answer breaks its schema (``schemas.line_schema``); None: the
     line has no schema."""
@@ -135,13 +146,18 @@ def write_finetune(lines: Iterable[JoinedLine], out: BinaryIO, count: ExportCoun
 
 
 def write_label_studio(
-    lines: Iterable[JoinedLine], out: BinaryIO, count: ExportCount, batch_id: str
+    lines: Iterable[JoinedLine],
+    out: BinaryIO,
+    count: ExportCount,
+    batch_id: str,
+    named: NamedSchema | None = None,
 ) -> None:
     """A JSON list of tasks, one task per line of the file."""
     out.write(b"[")
     for line in lines:
         out.write(b"\n" if count.written == 0 else b",\n")
-        out.write(orjson.dumps(task_of(line, batch_id)))
+        task = task_of(line, batch_id, schema_problems(line, named or NamedSchema()))
+        out.write(orjson.dumps(task))
         count.written += 1
     out.write(b"\n]\n")
 
@@ -217,11 +233,7 @@ async def export_batch(
     anything is written, for a name that names no schema."""
     if keep is None and fmt == "finetune":
         keep = PASSED
-    named = NamedSchema(
-        schema or schemas.metadata_schema(batch_metadata(store, batch_id)), schemas_dir
-    )
-    if named.name is not None:
-        schemas.load_schema(named.folder, named.name)
+    named = batch_schema(store, batch_id, schema, schemas_dir)
     count = ExportCount()
     with JoinIndex() as index:
         index.add_requests(input_lines(store, batch_id, input_path))
@@ -238,7 +250,7 @@ async def export_batch(
         if fmt == "finetune":
             write_finetune(lines, out, count)
         elif fmt == "label-studio":
-            write_label_studio(lines, out, count, batch_id)
+            write_label_studio(lines, out, count, batch_id, named)
         else:
             write_parquet(lines, out, count, named)
     return count

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from llm_stream.curation.export import export_batch
+from llm_stream.curation.label_studio_tasks import labelling_config
 from llm_stream.curation.schemas import (
     SchemaNotFoundError,
     answer_problems,
@@ -165,3 +166,24 @@ async def test_export_of_a_batch_naming_an_unknown_schema_writes_nothing(tmp_pat
     with pytest.raises(SchemaNotFoundError, match="'nowhere'"):
         await export_batch(store, BATCH, [], "parquet", out, schemas_dir=tmp_path)
     assert out.getvalue() == b""
+
+
+async def test_label_studio_tasks_say_whether_the_answer_validates(tmp_path: Path) -> None:
+    store = LocalFileStore(tmp_path / "store")
+    (tmp_path / "labels.json").write_text(json.dumps(SCHEMA))
+    _write(store, ['{"label": "spam"}', "not json"], False, {"schema": "labels"})
+    out = io.BytesIO()
+    await export_batch(store, BATCH, [], "label-studio", out, schemas_dir=tmp_path)
+    checks = {
+        t["data"]["custom_id"]: t["data"]["schema_check"] for t in orjson.loads(out.getvalue())
+    }
+    assert checks == {"c0": "validates", "c1": "does not validate: the answer is not JSON"}
+    assert 'value="$schema_check"' in labelling_config("/v1/chat/completions")
+
+
+async def test_label_studio_tasks_of_lines_without_a_schema(tmp_path: Path) -> None:
+    store = LocalFileStore(tmp_path / "store")
+    _write(store, ["not json"], False)
+    out = io.BytesIO()
+    await export_batch(store, BATCH, [], "label-studio", out)
+    assert orjson.loads(out.getvalue())[0]["data"]["schema_check"] == "no schema"
