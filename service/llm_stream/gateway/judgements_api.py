@@ -23,6 +23,10 @@ from llm_stream.gateway.state import GatewayDep
 
 router = APIRouter(prefix="/v1/batches", tags=["judgements"])
 
+#: Judgements per page of ``GET /v1/batches/{id}/judgements``.
+DEFAULT_JUDGEMENTS_PAGE = 100
+MAX_JUDGEMENTS_PAGE = 1000
+
 _RESPONSES = error_responses(
     HTTPStatus.BAD_REQUEST, HTTPStatus.NOT_FOUND, HTTPStatus.SERVICE_UNAVAILABLE
 )
@@ -107,14 +111,23 @@ async def list_review_lines(
 
 
 @router.get("/{batch_id}/judgements", responses=_RESPONSES)
-async def list_judgements(gateway: GatewayDep, caller: CallerDep, batch_id: str) -> JudgementList:
-    """Every judgement of the batch's lines, by ``custom_id``."""
+async def list_judgements(
+    gateway: GatewayDep,
+    caller: CallerDep,
+    batch_id: str,
+    after: Annotated[str, Query(max_length=512)] = "",
+    limit: Annotated[int, Query(ge=1, le=MAX_JUDGEMENTS_PAGE)] = DEFAULT_JUDGEMENTS_PAGE,
+) -> JudgementList:
+    """The judgements of the batch's lines by ``custom_id``, a page at a time: ``after``, the
+    ``last_id`` of the page before."""
     batch = await visible_batch(gateway, caller, batch_id)
-    found = gateway.judgements.of_batch(batch.id)
+    found = gateway.judgements.of_batch(batch.id, after, limit + 1)
+    shown = found[:limit]
     return JudgementList(
-        data=found,
-        first_id=found[0].custom_id if found else None,
-        last_id=found[-1].custom_id if found else None,
+        data=shown,
+        first_id=shown[0].custom_id if shown else None,
+        last_id=shown[-1].custom_id if shown else None,
+        has_more=len(found) > limit,
     )
 
 
