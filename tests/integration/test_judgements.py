@@ -13,6 +13,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from llm_stream.contracts import Judgement
+from llm_stream.curation.judgement_index import Forgotten
 from llm_stream.curation.judgements import KafkaJudgements, publish_judgements, read_judgements
 from llm_stream.kafka.connection import client_kwargs, start_client
 from llm_stream.kafka.topics import ensure_topics
@@ -70,4 +71,7 @@ async def test_judgements_are_followed_and_read_per_batch(
         await follower.close()
 
     read = [j async for j in read_judgements(settings, "batch_b")]
-    assert [(j.custom_id, j.verdict) for j in read] == [("c1", "rejected"), ("c1", "gold")]
+    assert read == [published[3], _judged("batch_b", "c1", "gold", 3)]
+    with_tombstone = [j async for j in read_judgements(settings, "batch_a")]
+    by_line = sorted(with_tombstone, key=lambda found: found.custom_id)  # in order per line
+    assert by_line == [*published[:3], Forgotten("batch_a", "c2")]

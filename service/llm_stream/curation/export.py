@@ -27,6 +27,7 @@ from llm_stream.curation.joined import (
     batch_metadata,
     input_lines,
 )
+from llm_stream.curation.judgement_index import Forgotten
 from llm_stream.curation.label_studio_tasks import task_of
 from llm_stream.errors import LlmStreamError
 from llm_stream.files.store import FileStore
@@ -211,10 +212,17 @@ def write_parquet(
             count.written += len(rows)
 
 
+def _take(index: JoinIndex, judgement: Judgement | Forgotten) -> None:
+    if isinstance(judgement, Forgotten):
+        index.forget(judgement.custom_id)
+    else:
+        index.add_judgement(judgement)
+
+
 async def export_batch(
     store: FileStore,
     batch_id: str,
-    judgements: AsyncIterable[Judgement] | Iterable[Judgement],
+    judgements: AsyncIterable[Judgement | Forgotten] | Iterable[Judgement | Forgotten],
     fmt: Format,
     out: BinaryIO,
     *,
@@ -239,10 +247,10 @@ async def export_batch(
         index.add_requests(input_lines(store, batch_id, input_path))
         if isinstance(judgements, AsyncIterable):
             async for judgement in judgements:
-                index.add_judgement(judgement)
+                _take(index, judgement)
         else:
             for judgement in judgements:
-                index.add_judgement(judgement)
+                _take(index, judgement)
         index.commit()
         lines = _kept(index.join(answered_lines(store, batch_id)), keep, count)
         if valid_only:

@@ -126,6 +126,10 @@ class JoinIndex:
             (judgement.custom_id, judgement.judged_at, judgement.model_dump_json().encode()),
         )
 
+    def forget(self, custom_id: str) -> None:
+        """A tombstone: the line's judgement is deleted."""
+        self._db.execute("DELETE FROM judgements WHERE id = ?", (custom_id,))
+
     def commit(self) -> None:
         self._db.commit()
 

@@ -62,6 +62,13 @@ class Record(NamedTuple):
     value: bytes | None
 
 
+class Forgotten(NamedTuple):
+    """A tombstone's line: its judgement is deleted (its batch was retired)."""
+
+    batch_id: str
+    custom_id: str
+
+
 def default_index_root() -> Path:
     """Under the system temp dir, one per user (a shared name would be another user's)."""
     return Path(tempfile.gettempdir()) / f"llm-stream-judgements-{os.getuid()}"

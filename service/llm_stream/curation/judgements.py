@@ -18,7 +18,13 @@ from typing import Protocol
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from llm_stream.contracts import Judgement
-from llm_stream.curation.judgement_index import JudgementIndex, Record, parse_judgement
+from llm_stream.curation.judgement_index import (
+    Forgotten,
+    JudgementIndex,
+    Record,
+    line_of,
+    parse_judgement,
+)
 from llm_stream.kafka.connection import bounded_consumer_kwargs, client_kwargs, start_client
 from llm_stream.kafka.records import install_lenient_record_parsing
 from llm_stream.kafka.topic_follower import TopicFollower
@@ -182,9 +188,12 @@ async def publish_judgements(settings: Settings, judgements: Iterable[Judgement]
     return len(sent)
 
 
-async def read_judgements(settings: Settings, batch_id: str) -> AsyncIterator[Judgement]:
-    """Every judgement of ``batch_id`` the topic holds, read once up to its end, oldest
-    first per line (a later one of a line replaces an earlier): for exports."""
+async def read_judgements(
+    settings: Settings, batch_id: str
+) -> AsyncIterator[Judgement | Forgotten]:
+    """Every judgement of ``batch_id`` the topic holds, and its tombstones, read once up to
+    its end, in order per line (a later one of a line replaces an earlier, a tombstone
+    deletes it): for exports."""
     install_lenient_record_parsing()
     consumer = AIOKafkaConsumer(**bounded_consumer_kwargs(settings), enable_auto_commit=False)
     await consumer.start()
@@ -201,11 +210,22 @@ async def read_judgements(settings: Settings, batch_id: str) -> AsyncIterator[Ju
             fetched = await consumer.getmany(*left, timeout_ms=_POLL_MS)
             for records in fetched.values():
                 for record in records:
-                    found = parse_judgement(record.value)
-                    if found is not None and found.batch_id == batch_id:
+                    found = _of_batch(record.key, record.value, batch_id)
+                    if found is not None:
                         yield found
             for tp in list(left):
                 if await consumer.position(tp) >= ends[tp]:
                     left.discard(tp)
     finally:
         await consumer.stop()
+
+
+def _of_batch(
+    key: bytes | None, value: bytes | None, batch_id: str
+) -> Judgement | Forgotten | None:
+    """The record's judgement, or the line its tombstone deletes, if it is ``batch_id``'s."""
+    if value is None:
+        line = line_of(key)
+        return Forgotten(*line) if line is not None and line[0] == batch_id else None
+    found = parse_judgement(value)
+    return found if found is not None and found.batch_id == batch_id else None
