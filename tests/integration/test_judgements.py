@@ -75,3 +75,21 @@ async def test_judgements_are_followed_and_read_per_batch(
     with_tombstone = [j async for j in read_judgements(settings, "batch_a")]
     by_line = sorted(with_tombstone, key=lambda found: found.custom_id)  # in order per line
     assert by_line == [*published[:3], Forgotten("batch_a", "c2")]
+
+
+async def test_a_gateway_is_ready_once_an_empty_judgements_topic_is_read(
+    isolated_settings: Settings, tmp_path: Path
+) -> None:
+    settings = isolated_settings
+    await ensure_topics(settings)
+    follower = KafkaJudgements(settings, index_root=tmp_path / "index")
+    await follower.start()
+    try:
+        deadline = time.monotonic() + 20
+        while (problem := follower.problem()) is not None:
+            assert time.monotonic() < deadline, f"never ready: {problem}"
+            await asyncio.sleep(0.1)
+        assert follower.of_batch("batch_a") == []
+    finally:
+        await follower.close()
+    assert follower.problem() == f"not following {settings.judgements_topic}"
