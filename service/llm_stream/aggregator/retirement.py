@@ -4,7 +4,9 @@ The batches and batch-status topics are compacted by batch id: without a tombsto
 last record stays for ever, and everything that reads those topics from their start (the
 aggregators' manifest and cancel readers, the gateway's view, the notifier) reads every batch
 ever. A batch that ended more than ``batch_retention_s`` ago gets a tombstone on both topics
-(its files stay in the store); the aggregator that owns its results partition publishes them.
+(its files stay in the store), and each of its judged lines one on the judgements topic (the
+gateways' judgement indexes delete them); the aggregator that owns its results partition
+publishes them.
 
 A sweep reads the batch-status topic once, from its start to its end, and keeps nothing
 between sweeps. On a broker that compacts, retired batches vanish from
@@ -15,10 +17,11 @@ retired twice (the sweep keeps, while it reads, the batches it would retire).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Collection
+from contextlib import asynccontextmanager
 
 import pydantic
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from llm_stream.batch.status import TERMINAL_STATUSES
 from llm_stream.contracts import BatchObject
@@ -55,45 +58,57 @@ async def retire_history(
     settings: Settings, owns: Callable[[str], bool], *, now: float
 ) -> list[str]:
     """One sweep: tombstones for every owned batch that ended ``batch_retention_s`` before
-    ``now``. Returns the ids retired."""
+    ``now``, and for its lines' judgements. Returns the ids retired."""
     topic = settings.batch_status_topic
-    consumer = AIOKafkaConsumer(**bounded_consumer_kwargs(settings), enable_auto_commit=False)
-    try:
-        await consumer.start()
+    async with _reading(settings) as consumer:
         candidates = await _read_candidates(
             consumer, topic, ended_before=now - settings.batch_retention_s
         )
-    finally:
-        await consumer.stop()  # also after a failed start: its connections are closed
     retired = [batch_id for batch_id in candidates if owns(batch_id)]
     if not retired:
         return []
+    # A consumer of its own: one assigned a topic forgets the other topics' metadata.
+    async with _reading(settings) as consumer:
+        judged = await _judged_lines(consumer, settings.judgements_topic, set(retired))
+    keys = [batch_id.encode() for batch_id in retired]
     producer = AIOKafkaProducer(**client_kwargs(settings), acks="all")
     try:
         await producer.start()
-        # The manifests first: a sweep cut short between the two leaves a status (retired by
-        # the next sweep), never a manifest whose status is gone (read as validating for ever).
-        for retired_topic in (settings.batches_topic, topic):
-            for batch_id in retired:
-                await producer.send(retired_topic, None, key=batch_id.encode())
+        # The judgements, then the manifests, then the statuses: a sweep cut short leaves a
+        # status (the batch is retired again by the next sweep, its judgements with it), never
+        # a manifest whose status is gone (read as validating for ever), nor judgements of a
+        # batch no sweep will see again.
+        for retired_topic, retired_keys in (
+            (settings.judgements_topic, judged),
+            (settings.batches_topic, keys),
+            (topic, keys),
+        ):
+            for key in retired_keys:
+                await producer.send(retired_topic, None, key=key)
             await producer.flush()
     finally:
         await producer.stop()
     return retired
 
 
-async def _read_candidates(
-    consumer: AIOKafkaConsumer, topic: str, *, ended_before: float
-) -> dict[str, None]:
-    """The batches whose latest record says they ended before ``ended_before`` (in the order
-    read), reading until the end each partition's fetches report (not the ends ListOffsets
-    answers: some brokers under-report them) or until a fetch brings nothing."""
+@asynccontextmanager
+async def _reading(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
+    consumer = AIOKafkaConsumer(**bounded_consumer_kwargs(settings), enable_auto_commit=False)
+    try:
+        await consumer.start()
+        yield consumer
+    finally:
+        await consumer.stop()  # also after a failed start: its connections are closed
+
+
+async def _read_to_end(consumer: AIOKafkaConsumer, topic: str) -> AsyncIterator[ConsumerRecord]:
+    """Every record of ``topic``, until the end each partition's fetches report (not the ends
+    ListOffsets answers: some brokers under-report them) or until a fetch brings nothing."""
     partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
     if not partitions:
-        return {}
+        return
     consumer.assign(partitions)
     await consumer.seek_to_beginning(*partitions)
-    candidates: dict[str, None] = {}
     pending = set(partitions)
     while pending:
         fetched = await consumer.getmany(*pending, timeout_ms=_FETCH_MS, max_records=500)
@@ -102,15 +117,43 @@ async def _read_candidates(
             break  # nothing more to read now (a later sweep reads further)
         for records in fetched.values():
             for record in records:
-                if record.key is None:
-                    continue
-                batch_id = record.key.decode(errors="replace")
-                if retirable(record.value, ended_before=ended_before):
-                    candidates[batch_id] = None
-                else:  # a tombstone, or a later record of a batch not (yet) to retire
-                    candidates.pop(batch_id, None)
+                yield record
         for tp in list(pending):
             end = consumer.highwater(tp)
             if end is not None and await consumer.position(tp) >= end:
                 pending.discard(tp)
+
+
+async def _read_candidates(
+    consumer: AIOKafkaConsumer, topic: str, *, ended_before: float
+) -> dict[str, None]:
+    """The batches whose latest record says they ended before ``ended_before`` (in the order
+    read)."""
+    candidates: dict[str, None] = {}
+    async for record in _read_to_end(consumer, topic):
+        if record.key is None:
+            continue
+        batch_id = record.key.decode(errors="replace")
+        if retirable(record.value, ended_before=ended_before):
+            candidates[batch_id] = None
+        else:  # a tombstone, or a later record of a batch not (yet) to retire
+            candidates.pop(batch_id, None)
     return candidates
+
+
+async def _judged_lines(
+    consumer: AIOKafkaConsumer, topic: str, retired: Collection[str]
+) -> list[bytes]:
+    """The keys (``<batch_id>/<custom_id>``) of the judged lines of ``retired`` batches whose
+    latest record is no tombstone yet. Held while the sweep runs: the judgements of the
+    batches it retires, a bound set by people's reviews."""
+    judged: dict[bytes, None] = {}
+    async for record in _read_to_end(consumer, topic):
+        key = record.key
+        if key is None or key.partition(b"/")[0].decode(errors="replace") not in retired:
+            continue
+        if record.value is None:
+            judged.pop(key, None)
+        else:
+            judged[key] = None
+    return list(judged)

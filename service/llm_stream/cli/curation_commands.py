@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from llm_stream.cli.errors import CommandError, NoSuchBatchError, OutputNotWritableError
 from llm_stream.cli.exit_codes import EXIT_USAGE
@@ -24,7 +24,7 @@ from llm_stream.curation.export import VERDICTS, InvalidExampleError
 from llm_stream.curation.joined import MissingBatchFilesError
 from llm_stream.curation.label_studio import LabelStudio, LabelStudioError
 from llm_stream.curation.label_studio_tasks import NotReviewableError
-from llm_stream.curation.schemas import SchemaNotFoundError, load_schema
+from llm_stream.curation.schemas import SchemaNotFoundError
 from llm_stream.files.opening import open_store
 from llm_stream.settings import Settings
 
@@ -51,10 +51,6 @@ def _keep(value: str | None) -> frozenset[str] | None:
     if unknown:
         raise CurationError(f"--keep takes {', '.join(sorted(VERDICTS))}; not {sorted(unknown)}")
     return kept
-
-
-def _schema(settings: Settings, name: str | None) -> dict[str, Any] | None:
-    return None if name is None else load_schema(settings.schemas_dir, name)
 
 
 @contextlib.contextmanager
@@ -91,7 +87,7 @@ def run_export(args: argparse.Namespace) -> int:
                     out,
                     keep=_keep(args.keep),
                     input_path=args.input,
-                    schema=_schema(settings, args.schema),
+                    schema=args.schema,
                     valid_only=args.valid_only,
                 )
             )
@@ -125,11 +121,11 @@ def run_curate(args: argparse.Namespace) -> int:
                 print(f"{pulled} judgements published to {settings.judgements_topic}")
                 return 0
             project, imported = send_to_label_studio(
-                studio, open_store(settings), args.batch_id, args.input
+                studio, open_store(settings), args.batch_id, args.input, settings.schemas_dir
             )
     except MissingBatchFilesError as error:
         raise NoSuchBatchError(str(error)) from error
-    except (LabelStudioError, NotReviewableError) as error:
+    except (LabelStudioError, NotReviewableError, SchemaNotFoundError) as error:
         raise CurationError(str(error)) from error
     print(f"{url.rstrip('/')}/projects/{project.id} ({imported} tasks imported now)")
     return 0

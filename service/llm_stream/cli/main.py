@@ -227,7 +227,8 @@ def _add_export(subcommands: Any) -> None:
         "--schema",
         metavar="NAME",
         help="the answers' JSON Schema, LLM_STREAM_SCHEMAS_DIR/NAME.json (a request's own "
-        "response_format schema comes first)",
+        "response_format schema comes first; default: the one the batch's metadata names "
+        "under `schema`)",
     )
     parser.add_argument(
         "--valid-only", action="store_true", help="keep only lines whose answer validates"

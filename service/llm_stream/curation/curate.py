@@ -6,11 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import orjson
 
-from llm_stream.curation.export import ExportCount, Format, export_batch
+from llm_stream.curation.export import (
+    ExportCount,
+    Format,
+    batch_schema,
+    export_batch,
+    schema_problems,
+)
 from llm_stream.curation.joined import JoinIndex, answered_lines, input_lines
 from llm_stream.curation.judgements import publish_judgements, read_judgements
 from llm_stream.curation.label_studio import (
@@ -34,10 +40,11 @@ async def export_from_stream(
     *,
     keep: frozenset[str] | None = None,
     input_path: Path | None = None,
-    schema: dict[str, Any] | None = None,
+    schema: str | None = None,
     valid_only: bool = False,
 ) -> ExportCount:
-    """``export_batch`` with the judgements read from the judgements topic."""
+    """``export_batch`` with the judgements read from the judgements topic; ``schema``: a
+    schema name of ``settings.schemas_dir``."""
     judgements = read_judgements(settings, batch_id)
     return await export_batch(
         store,
@@ -48,6 +55,7 @@ async def export_from_stream(
         keep=keep,
         input_path=input_path,
         schema=schema,
+        schemas_dir=settings.schemas_dir,
         valid_only=valid_only,
     )
 
@@ -61,19 +69,24 @@ def batch_endpoint(store: FileStore, batch_id: str, input_path: Path | None = No
 
 
 def send_to_label_studio(
-    studio: LabelStudio, store: FileStore, batch_id: str, input_path: Path | None = None
+    studio: LabelStudio,
+    store: FileStore,
+    batch_id: str,
+    input_path: Path | None = None,
+    schemas_dir: Path | None = None,
 ) -> tuple[Project, int]:
     """The batch's project (made, or found again) and the tasks imported now: every answered
-    line, once; a project that already holds tasks gets none again."""
+    line, once, with its schema check; a project that already holds tasks gets none again."""
     endpoint = batch_endpoint(store, batch_id, input_path)
     labelling_config(endpoint)  # embeddings are refused before anything is made
+    named = batch_schema(store, batch_id, None, schemas_dir)  # and a schema named in vain
     project, _made = studio.ensure_project(batch_id, endpoint)
     if project.task_count > 0:
         return project, 0
     with JoinIndex() as index:
         index.add_requests(input_lines(store, batch_id, input_path))
         tasks: Iterator[dict[str, object]] = (
-            task_of(line, batch_id)
+            task_of(line, batch_id, schema_problems(line, named))
             for line in index.join(answered_lines(store, batch_id))
             if line.answer is not None
         )

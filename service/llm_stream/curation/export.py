@@ -20,7 +20,14 @@ import pyarrow.parquet as pq
 
 from llm_stream.contracts import Judgement
 from llm_stream.curation import finetune, schemas
-from llm_stream.curation.joined import JoinedLine, JoinIndex, answered_lines, input_lines
+from llm_stream.curation.joined import (
+    JoinedLine,
+    JoinIndex,
+    answered_lines,
+    batch_metadata,
+    input_lines,
+)
+from llm_stream.curation.judgement_index import Forgotten
 from llm_stream.curation.label_studio_tasks import task_of
 from llm_stream.errors import LlmStreamError
 from llm_stream.files.store import FileStore
@@ -75,17 +82,36 @@ def verdict_of(line: JoinedLine) -> str:
     return line.judgement.verdict if line.judgement is not None else UNJUDGED
 
 
-def schema_problems(line: JoinedLine, named: dict[str, Any] | None) -> list[str] | None:
-    """Why the line's answer breaks its schema (the request's, else ``named``); None: the
+@dataclass(frozen=True)
+class NamedSchema:
+    """The batch's named schema (``--schema``, else its metadata's), and where names lie."""
+
+    name: str | None = None
+    folder: Path | None = None
+
+
+def batch_schema(
+    store: FileStore, batch_id: str, name: str | None, folder: Path | None
+) -> NamedSchema:
+    """The batch's named schema: ``name`` if given, else its metadata's; checked now, so a
+    name that names none (``SchemaNotFoundError``) stops an export before it writes."""
+    named = NamedSchema(name or schemas.metadata_schema(batch_metadata(store, batch_id)), folder)
+    if named.name is not None:
+        schemas.load_schema(named.folder, named.name)
+    return named
+
+
+def schema_problems(line: JoinedLine, named: NamedSchema) -> list[str] | None:
+    """Why the line's final answer breaks its schema (``schemas.line_schema``); None: the
     line has no schema."""
-    schema = schemas.requested_schema(line.request) or named
+    schema = schemas.line_schema(line.request, named.name, named.folder)
     if schema is None:
         return None
     return schemas.answer_problems(schema, line.final_answer)
 
 
 def _valid(
-    lines: Iterable[JoinedLine], named: dict[str, Any] | None, count: ExportCount
+    lines: Iterable[JoinedLine], named: NamedSchema, count: ExportCount
 ) -> Iterator[JoinedLine]:
     """Only the lines whose answer validates (a line with no schema passes)."""
     for line in lines:
@@ -121,18 +147,23 @@ def write_finetune(lines: Iterable[JoinedLine], out: BinaryIO, count: ExportCoun
 
 
 def write_label_studio(
-    lines: Iterable[JoinedLine], out: BinaryIO, count: ExportCount, batch_id: str
+    lines: Iterable[JoinedLine],
+    out: BinaryIO,
+    count: ExportCount,
+    batch_id: str,
+    named: NamedSchema | None = None,
 ) -> None:
     """A JSON list of tasks, one task per line of the file."""
     out.write(b"[")
     for line in lines:
         out.write(b"\n" if count.written == 0 else b",\n")
-        out.write(orjson.dumps(task_of(line, batch_id)))
+        task = task_of(line, batch_id, schema_problems(line, named or NamedSchema()))
+        out.write(orjson.dumps(task))
         count.written += 1
     out.write(b"\n]\n")
 
 
-def _row(line: JoinedLine, named: dict[str, Any] | None) -> dict[str, Any]:
+def _row(line: JoinedLine, named: NamedSchema) -> dict[str, Any]:
     body = line.body or {}
     found = body.get("usage")
     usage: dict[str, Any] = found if isinstance(found, dict) else {}
@@ -166,12 +197,12 @@ def write_parquet(
     lines: Iterable[JoinedLine],
     out: BinaryIO,
     count: ExportCount,
-    named: dict[str, Any] | None = None,
+    named: NamedSchema | None = None,
 ) -> None:
     with pq.ParquetWriter(out, PARQUET_SCHEMA, compression="zstd") as writer:
         rows: list[dict[str, Any]] = []
         for line in lines:
-            rows.append(_row(line, named))
+            rows.append(_row(line, named or NamedSchema()))
             if len(rows) == _ROWS_PER_GROUP:
                 writer.write_table(pa.Table.from_pylist(rows, schema=PARQUET_SCHEMA))
                 count.written += len(rows)
@@ -181,42 +212,53 @@ def write_parquet(
             count.written += len(rows)
 
 
+def _take(index: JoinIndex, judgement: Judgement | Forgotten) -> None:
+    if isinstance(judgement, Forgotten):
+        index.forget(judgement.custom_id)
+    else:
+        index.add_judgement(judgement)
+
+
 async def export_batch(
     store: FileStore,
     batch_id: str,
-    judgements: AsyncIterable[Judgement] | Iterable[Judgement],
+    judgements: AsyncIterable[Judgement | Forgotten] | Iterable[Judgement | Forgotten],
     fmt: Format,
     out: BinaryIO,
     *,
     keep: Collection[str] | None = None,
     input_path: Path | None = None,
-    schema: dict[str, Any] | None = None,
+    schema: str | None = None,
+    schemas_dir: Path | None = None,
     valid_only: bool = False,
 ) -> ExportCount:
     """Write the batch in ``fmt`` to ``out``. ``keep``: the verdicts kept (``UNJUDGED`` for
     lines nobody judged); default: ``PASSED`` for finetune, every line otherwise.
     ``input_path``: the batch's input file, for a batch not created from an upload.
-    ``schema``: the batch's named answer schema; ``valid_only``: keep only lines whose answer
-    validates (against the request's ``response_format`` schema, else ``schema``)."""
+    ``schema``: the name of the batch's answer schema in ``schemas_dir`` (default: the one its
+    metadata names); ``valid_only``: keep only lines whose answer validates (against the
+    request's ``response_format`` schema, else the named one). ``SchemaNotFoundError``, before
+    anything is written, for a name that names no schema."""
     if keep is None and fmt == "finetune":
         keep = PASSED
+    named = batch_schema(store, batch_id, schema, schemas_dir)
     count = ExportCount()
     with JoinIndex() as index:
         index.add_requests(input_lines(store, batch_id, input_path))
         if isinstance(judgements, AsyncIterable):
             async for judgement in judgements:
-                index.add_judgement(judgement)
+                _take(index, judgement)
         else:
             for judgement in judgements:
-                index.add_judgement(judgement)
+                _take(index, judgement)
         index.commit()
         lines = _kept(index.join(answered_lines(store, batch_id)), keep, count)
         if valid_only:
-            lines = _valid(lines, schema, count)
+            lines = _valid(lines, named, count)
         if fmt == "finetune":
             write_finetune(lines, out, count)
         elif fmt == "label-studio":
-            write_label_studio(lines, out, count, batch_id)
+            write_label_studio(lines, out, count, batch_id, named)
         else:
-            write_parquet(lines, out, count, schema)
+            write_parquet(lines, out, count, named)
     return count

@@ -54,17 +54,7 @@ class JoinedLine:
 
     @property
     def answer(self) -> str | None:
-        """The model's answer as text: a chat message's content or a completion's text."""
-        body = self.body
-        choices = body.get("choices") if body else None
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            return None
-        first = choices[0]
-        message = first.get("message")
-        if isinstance(message, dict) and isinstance(message.get("content"), str):
-            return str(message["content"])
-        text = first.get("text")
-        return text if isinstance(text, str) else None
+        return answer_text(self.body)
 
     @property
     def final_answer(self) -> str | None:
@@ -72,6 +62,20 @@ class JoinedLine:
         if self.judgement is not None and self.judgement.corrected is not None:
             return self.judgement.corrected
         return self.answer
+
+
+def answer_text(body: Any) -> str | None:
+    """The model's answer in a response body, as text: a chat message's content or a
+    completion's text (None: the body holds neither)."""
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None
+    first = choices[0]
+    message = first.get("message")
+    if isinstance(message, dict) and isinstance(message.get("content"), str):
+        return str(message["content"])
+    text = first.get("text")
+    return text if isinstance(text, str) else None
 
 
 class JoinIndex:
@@ -121,6 +125,10 @@ class JoinIndex:
             "at = excluded.at, value = excluded.value WHERE excluded.at >= judgements.at",
             (judgement.custom_id, judgement.judged_at, judgement.model_dump_json().encode()),
         )
+
+    def forget(self, custom_id: str) -> None:
+        """A tombstone: the line's judgement is deleted."""
+        self._db.execute("DELETE FROM judgements WHERE id = ?", (custom_id,))
 
     def commit(self) -> None:
         self._db.commit()
@@ -173,6 +181,19 @@ def _lines_of_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
             yield line + b"\n"
     if pending:
         yield pending
+
+
+def batch_metadata(store: FileStore, batch_id: str) -> dict[str, str]:
+    """The metadata of the batch object written with its files (empty: none written, or none
+    readable): where a batch may name its answer schema."""
+    try:
+        written = orjson.loads(b"".join(store.read(file_id(batch_id, BatchFile.BATCH))))
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return {}
+    found = written.get("metadata") if isinstance(written, dict) else None
+    if not isinstance(found, dict):
+        return {}
+    return {str(key): value for key, value in found.items() if isinstance(value, str)}
 
 
 def answered_lines(store: FileStore, batch_id: str) -> Iterator[bytes]:

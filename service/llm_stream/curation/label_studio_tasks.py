@@ -1,8 +1,9 @@
 """What Label Studio shows of a chat line: its task (custom_id kept) and the labelling config.
 
 The config shows the conversation as a dialogue, the answer as text a reviewer may rewrite in
-place, a verdict (accepted, rejected, gold), a 1-5 rating and a note. Embeddings have no
-answer to read: ``labelling_config`` refuses them.
+place, whether the answer validates against its JSON Schema (and why not), a verdict (accepted,
+rejected, gold), a 1-5 rating and a note. Embeddings have no answer to read:
+``labelling_config`` refuses them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ CHAT_CONFIG = """<View>
   <Paragraphs name="dialogue" value="$dialogue" layout="dialogue" nameKey="role" textKey="content"/>
   <Header value="Answer (edit it to correct it)"/>
   <Text name="answer" value="$answer"/>
+  <Header value="Schema check"/>
+  <Text name="schema_check" value="$schema_check"/>
   <TextArea name="corrected" toName="answer" value="$answer" editable="true" rows="8"
             maxSubmissions="1"/>
   <Choices name="verdict" toName="answer" choice="single" showInline="true" required="true">
@@ -73,13 +76,22 @@ def dialogue(request: dict[str, Any] | None) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt if isinstance(prompt, str) else str(prompt)}]
 
 
-def task_of(line: JoinedLine, batch_id: str) -> dict[str, Any]:
-    """One Label Studio task; ``custom_id`` and ``batch_id`` travel in its data."""
+def schema_check(problems: list[str] | None) -> str:
+    """What the task shows of the answer's schema problems (``export.schema_problems``)."""
+    if problems is None:
+        return "no schema"
+    return f"does not validate: {'; '.join(problems)}" if problems else "validates"
+
+
+def task_of(line: JoinedLine, batch_id: str, problems: list[str] | None = None) -> dict[str, Any]:
+    """One Label Studio task; ``custom_id`` and ``batch_id`` travel in its data, with why the
+    answer breaks its schema (``problems``; None: it has none)."""
     return {
         "data": {
             "batch_id": batch_id,
             "custom_id": line.custom_id,
             "dialogue": dialogue(line.request),
             "answer": line.answer or "",
+            "schema_check": schema_check(problems),
         }
     }

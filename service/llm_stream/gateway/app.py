@@ -20,7 +20,7 @@ from fastapi.security import HTTPBearer
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from llm_stream._version import __version__
-from llm_stream.curation.judgements import KafkaJudgements, MemoryJudgements
+from llm_stream.curation.judgements import Judgements, KafkaJudgements, MemoryJudgements
 from llm_stream.files.opening import open_store
 from llm_stream.files.store import FileStore
 from llm_stream.gateway import batches_api, files_api, judgements_api, models_api, ui
@@ -56,7 +56,7 @@ def create_app(
     store: FileStore | None = None,
     stream: BatchStream | None = None,
     share_rates: bool | None = None,
-    judgements: MemoryJudgements | None = None,
+    judgements: Judgements | None = None,
 ) -> FastAPI:
     """The gateway over ``stream`` (default: Kafka, as ``settings`` say) and ``store``
     (default: ``files.opening.open_store(settings)``, the same store as the aggregator's).
@@ -117,7 +117,7 @@ def create_app(
     quotas = CollectorRegistry(auto_describe=True)
     quotas.register(EnqueuedGauges(gateway.stream.enqueued_by_project))
     ops = build_app(
-        gateway.stream.problem, (REGISTRY, quotas), metrics_token=settings.ops_metrics_token
+        lambda: readiness(gateway), (REGISTRY, quotas), metrics_token=settings.ops_metrics_token
     )
     app.router.routes.extend(ops.routes)
     # Last added runs first: metrics see every answer, refusals included.
@@ -140,6 +140,13 @@ def create_app(
             max_age=600,
         )
     return app
+
+
+async def readiness(gateway: Gateway) -> str | None:
+    """Not ready while the batch view or the judgements are not current: an answer from
+    either would be out of date (request counts shared across replicas are not waited for:
+    without them, limits hold per replica)."""
+    return await gateway.stream.problem() or gateway.judgements.problem()
 
 
 def bind_host(settings: Settings) -> str:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from llm_stream.curation.judgements import MemoryJudgements
+from llm_stream.curation.judgements import Judgements, MemoryJudgements
 from llm_stream.files.store import FileStore
 from llm_stream.gateway.auth_limit import FailedAuthLimiter
 from llm_stream.gateway.input_links import InputLinks
@@ -30,7 +30,7 @@ class Gateway:
     #: Web page sessions ended by a logout before they expire.
     revoked_sessions: RevokedSessions
     #: Reviewers' judgements of batch lines (followed from their topic).
-    judgements: MemoryJudgements = field(default_factory=MemoryJudgements)
+    judgements: Judgements = field(default_factory=MemoryJudgements)
     #: The keys and the project each belongs to; default: as ``settings`` say.
     key_ring: KeyRing | None = None
     keys: KeyRing = field(init=False)

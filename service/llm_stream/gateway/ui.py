@@ -25,6 +25,7 @@ from llm_stream.gateway import batches_api, files_api, judgements_api, ui_auth
 from llm_stream.gateway.callers import Caller
 from llm_stream.gateway.errors import GatewayError, from_validation_error
 from llm_stream.gateway.middleware import client_address
+from llm_stream.gateway.review_lines import review_page
 from llm_stream.gateway.state import Gateway, GatewayDep
 from llm_stream.gateway.ui_lines import read_page, results_so_far
 from llm_stream.gateway.ui_view import BatchView, iso, when
@@ -183,18 +184,21 @@ async def batch_page(
             so_far = await results_so_far(gateway, batch.id, batch.created_at)
         except GatewayError as error:  # the page still shows the batch without them
             missing = error.body.error.message
+    reviewed = None
     if file_id is not None:
         try:
-            shown = await read_page(gateway, file_id, search=q, page=page, caller=caller)
+            if lines == "output":  # reviewed: judgements and schema checks with each line
+                reviewed = await review_page(gateway, caller, batch, search=q, page=page)
+                shown = reviewed.shown
+            else:
+                shown = await read_page(gateway, file_id, search=q, page=page, caller=caller)
         except GatewayError as error:
             missing = error.body.error.message
-    review = lines == "output" and shown is not None
     context = {
         "view": view,
-        "review": review,
-        "judgements": {j.custom_id: j for j in gateway.judgements.of_batch(batch.id)}
-        if review
-        else {},
+        "review": reviewed is not None,
+        "judgements": reviewed.judgements if reviewed else {},
+        "schema_error": reviewed.schema_error if reviewed else None,
         "lines": lines,
         "so_far": so_far,
         "file_id": file_id,

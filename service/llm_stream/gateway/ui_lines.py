@@ -15,6 +15,7 @@ import orjson
 from fastapi.responses import StreamingResponse
 
 from llm_stream.batch.result_lines import output_line
+from llm_stream.curation.joined import answer_text
 from llm_stream.gateway import files_api
 from llm_stream.gateway.callers import OPEN, Caller
 from llm_stream.gateway.state import Gateway
@@ -32,6 +33,11 @@ class ResultLine:
     status_code: int | None
     summary: str
     json: str
+    #: The model's whole answer (None: an error, or no text).
+    answer: str | None = None
+    #: Why the answer breaks its schema (``review_lines``): empty when it validates, None
+    #: when the line has no schema or was not checked.
+    schema_problems: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,7 @@ async def read_page(
     kept: list[ResultLine] = []
     matched = 0
     number = 0
-    async for raw in _lines(await files_api.file_content(gateway, caller, file_id)):
+    async for raw in lines_of(await files_api.file_content(gateway, caller, file_id)):
         number += 1
         if not raw.strip():
             continue
@@ -82,7 +88,8 @@ async def results_so_far(gateway: Gateway, batch_id: str, created_at: int) -> li
     return shown
 
 
-async def _lines(response: StreamingResponse) -> AsyncIterator[bytes]:
+async def lines_of(response: StreamingResponse) -> AsyncIterator[bytes]:
+    """A file's content (``files_api.file_content``) a line at a time."""
     pending = b""
     async for chunk in response.body_iterator:
         data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
@@ -112,6 +119,7 @@ def _line(number: int, custom_id: str, parsed: dict[str, Any], raw: bytes) -> Re
         status_code=status if isinstance(status, int) else None,
         summary=_summary(parsed)[:SUMMARY_CHARS] if parsed else "(not a JSON object)",
         json=pretty or raw.decode(errors="replace"),
+        answer=answer_text(response.get("body")) if response else None,
     )
 
 
@@ -126,12 +134,4 @@ def _summary(parsed: dict[str, Any]) -> str:
         return ""
     if isinstance(body.get("error"), dict):
         return str(body["error"].get("message", ""))
-    choices = body.get("choices")
-    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        choice = choices[0]
-        message = choice.get("message")
-        if isinstance(message, dict) and message.get("content") is not None:
-            return str(message["content"])
-        if choice.get("text") is not None:
-            return str(choice["text"])
-    return ""
+    return answer_text(body) or ""

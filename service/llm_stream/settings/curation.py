@@ -18,7 +18,8 @@ class CurationSettings(BaseModel):
     schemas_dir: Path | None = Field(
         None,
         description="A folder of named JSON Schemas (<name>.json) a batch's answers may be "
-        "checked against (`llm-stream export --schema <name>`); unset: none.",
+        "checked against: the one its metadata names under `schema`, or "
+        "`llm-stream export --schema <name>`; unset: none.",
     )
     label_studio_url: str = Field(
         "http://127.0.0.1:8080", description="The Label Studio server `curate` talks to."

@@ -11,6 +11,7 @@ from llm_stream.contracts import Judgement
 from llm_stream.curation import finetune
 from llm_stream.curation.export import UNJUDGED, InvalidExampleError, export_batch
 from llm_stream.curation.joined import MissingBatchFilesError
+from llm_stream.curation.judgement_index import Forgotten
 from llm_stream.files.store import LocalFileStore
 from tests.curation_support import custom_id, write_batch
 
@@ -63,6 +64,20 @@ async def test_finetune_of_every_line_and_unjudged_ones(store: LocalFileStore) -
     )
     assert count.written == 10  # the two error lines have no answer
     assert count.skipped == 2
+
+
+async def test_a_tombstone_deletes_a_lines_judgement(store: LocalFileStore) -> None:
+    judgements = [
+        judged(1, "gold"),
+        Forgotten(BATCH, custom_id(1)),  # its batch retired: the judgement is gone
+        judged(2, "gold"),
+        Forgotten(BATCH, custom_id(2)),
+        judged(2, "accepted", at=0.5),  # judged again after the tombstone: kept
+    ]
+    out = io.BytesIO()
+    count = await export_batch(store, BATCH, judgements, "finetune", out)
+    assert count.written == 1
+    assert count.verdicts == {"accepted": 1, UNJUDGED: 11}
 
 
 async def test_label_studio_tasks_keep_custom_ids(store: LocalFileStore) -> None:

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from pydantic import SecretStr, ValidationError
 
+from llm_stream.curation.judgements import MemoryJudgements
 from llm_stream.files.store import LocalFileStore
 from llm_stream.gateway.app import bind_host, create_app
 from llm_stream.settings import Settings
@@ -71,6 +72,26 @@ def test_readyz_reports_the_streams_problem(client: TestClient, stream: FakeBatc
     response = client.get("/readyz")
     assert response.status_code == 503
     assert "batch status view stopped" in response.text
+
+
+class _BehindJudgements(MemoryJudgements):
+    def __init__(self) -> None:
+        super().__init__()
+        self.behind: str | None = None
+
+    def problem(self) -> str | None:
+        return self.behind
+
+
+def test_readyz_reports_the_judgements_problem(settings: Settings, store: LocalFileStore) -> None:
+    judgements = _BehindJudgements()
+    app = create_app(settings, store=store, stream=FakeBatchStream(), judgements=judgements)
+    with TestClient(app) as client:
+        assert client.get("/readyz").status_code == 200
+        judgements.behind = "still reading the history of llm-stream.judgements"
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    assert "still reading the history of llm-stream.judgements" in response.text
 
 
 def test_a_json_body_over_the_limit_is_413(settings: Settings, store: LocalFileStore) -> None:

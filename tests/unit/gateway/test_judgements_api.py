@@ -41,6 +41,23 @@ def test_judgements_are_put_and_listed(client: TestClient, stream: FakeBatchStre
     assert listed["last_id"] == "c-2"
 
 
+def test_judgements_are_listed_a_page_at_a_time(
+    client: TestClient, stream: FakeBatchStream
+) -> None:
+    stream.add("batch_paged", BatchStatus.COMPLETED, NOW)
+    for number in range(5):
+        client.put(f"/v1/batches/batch_paged/judgements/c-{number}", json={"verdict": "gold"})
+    first = client.get("/v1/batches/batch_paged/judgements?limit=2").json()
+    assert [j["custom_id"] for j in first["data"]] == ["c-0", "c-1"]
+    assert first["has_more"] is True
+    rest = client.get(f"/v1/batches/batch_paged/judgements?after={first['last_id']}&limit=3")
+    assert [j["custom_id"] for j in rest.json()["data"]] == ["c-2", "c-3", "c-4"]
+    assert rest.json()["has_more"] is False
+    too_many = client.get("/v1/batches/batch_paged/judgements?limit=1001")
+    assert too_many.status_code == 400
+    assert too_many.json()["error"]["param"] == "limit"
+
+
 def test_a_bad_verdict_and_an_unknown_batch(client: TestClient, stream: FakeBatchStream) -> None:
     stream.add("batch_rev", BatchStatus.COMPLETED, NOW)
     bad = client.put("/v1/batches/batch_rev/judgements/c-1", json={"verdict": "maybe"})
