@@ -20,7 +20,13 @@ from aiokafka.partitioner import DefaultPartitioner
 from llm_stream.aggregator.core import BatchAggregator
 from llm_stream.aggregator.file_expiry import sweep_while_owner, with_default_expiry
 from llm_stream.aggregator.retirement import retire_history
-from llm_stream.aggregator.stalls import StallWatch, find_stalled, stalled_errors
+from llm_stream.aggregator.stalls import (
+    StallReports,
+    StallWatch,
+    find_stalled,
+    stalled_errors,
+)
+from llm_stream.aggregator.standing_errors import StandingErrors
 from llm_stream.aggregator.unserved import UnservedModels, waiting_errors
 from llm_stream.batch.recent_ids import RecentIds
 from llm_stream.contracts import BatchManifest, parse_manifest
@@ -94,7 +100,7 @@ class AggregatorApp(Role):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self._status = KafkaStatusPublisher(self.broker, settings)
+        self._status = StandingErrors(KafkaStatusPublisher(self.broker, settings))
         self.aggregator = BatchAggregator(
             open_store(settings),
             self._status,
@@ -134,11 +140,7 @@ class AggregatorApp(Role):
         self._reported: dict[str, list[str]] = {}
         self.stalls = StallWatch(settings.batch_stall_after_s)
         self.pending = PendingRequests(settings)
-        #: Batches reported stalled, with the results they held then (open batches only).
-        self._stalled: dict[str, int] = {}
-        #: Batches found stalled that made this aggregator re-read its partitions, with the
-        #: results they held then: reported if still stalled, forgotten once results pass it.
-        self._reread: dict[str, int] = {}
+        self.stall_reports = StallReports()
 
     async def _heard(self, records: Sequence[IncomingRecord]) -> None:
         self.live_workers.add(records)
@@ -170,25 +172,31 @@ class AggregatorApp(Role):
             await self.pending.close()
 
     async def report_stalls(self) -> None:
-        """Report owned batches that stalled (``aggregator.stalls``), once, and clear the
-        report when a result comes after all."""
+        """Read stalled batches' partitions again, report those still stalled after that
+        (``aggregator.stalls``), once, and clear a report when a result comes after all."""
         owns = self._owns()
         owned = [m for m in self.aggregator.unwritten() if owns(m.batch_id)]
         received = {m.batch_id: self.aggregator.received(m.batch_id) for m in owned}
         stalled = await find_stalled(self.stalls, owned, received, self.pending.any_pending)
-        stalled -= self._reread_before_reporting(stalled, received)
-        metrics.BATCHES_STALLED.set(len(stalled))
+        reread, report, clear = self.stall_reports.decide(stalled, received)
+        if reread:
+            logger.info(
+                "batches %s look stalled: re-reading the results from the committed offsets",
+                ", ".join(sorted(reread)),
+            )
+            self.stalls.restart(reread)
+            self.loop.reread_from_committed()
         for manifest in owned:
             batch_id, count = manifest.batch_id, received[manifest.batch_id]
-            if (batch_id in stalled) == (batch_id in self._stalled):
+            if batch_id not in report | clear:
                 continue
             quiet_s = self.stalls.quiet_for(batch_id)
-            errors = stalled_errors(manifest, count, quiet_s) if batch_id in stalled else None
+            errors = stalled_errors(manifest, count, quiet_s) if batch_id in report else None
             if not await self._report(manifest, errors):
                 continue
             if errors is None:
                 logger.info("batch %s: results arrive again, no longer stalled", batch_id)
-                del self._stalled[batch_id]
+                del self.stall_reports.reported[batch_id]
             else:
                 logger.warning(
                     "batch %s stalled: %d of %d requests have no result and none is pending",
@@ -197,30 +205,9 @@ class AggregatorApp(Role):
                     manifest.request_count,
                     extra={"batch_id": batch_id},
                 )
-                self._stalled[batch_id] = count
-        for batch_id in set(self._stalled) - {m.batch_id for m in owned}:
-            del self._stalled[batch_id]  # written, or no longer ours
-
-    def _reread_before_reporting(self, stalled: set[str], received: Mapping[str, int]) -> set[str]:
-        """The newly stalled batches not to report yet: for them the results partitions are
-        read again from the committed offsets first (``ConsumeLoop.reread_from_committed``),
-        since a broker that lost its log's end may have put their results below this
-        reader's position; still stalled after that, they are reported."""
-        self._reread = {
-            batch_id: count
-            for batch_id, count in self._reread.items()
-            if batch_id in received and received[batch_id] <= count
-        }
-        newly = {b for b in stalled if b not in self._stalled and b not in self._reread}
-        if newly:
-            logger.warning(
-                "batches %s look stalled: re-reading the results from the committed offsets "
-                "before reporting them",
-                ", ".join(sorted(newly)),
-            )
-            self._reread.update({batch_id: received[batch_id] for batch_id in newly})
-            self.loop.reread_from_committed()
-        return newly
+                self.stall_reports.reported[batch_id] = count
+        metrics.BATCHES_STALLED.set(len(self.stall_reports.reported))
+        self._status.keep_only([m.batch_id for m in owned])
 
     async def _report_unserved_periodically(self) -> None:
         interval = min(15.0, self.settings.unserved_model_report_s / 4)
@@ -258,6 +245,7 @@ class AggregatorApp(Role):
                 self._reported[batch_id] = models
         for batch_id in set(self._reported) - {m.batch_id for m in owned}:
             del self._reported[batch_id]  # written, or no longer ours
+        self._status.keep_only([m.batch_id for m in owned])
 
     async def _report(self, manifest: BatchManifest, errors: dict[str, object] | None) -> bool:
         """Publish an open batch's object as it stands with ``errors`` (None: clear them);
@@ -265,7 +253,9 @@ class AggregatorApp(Role):
         async with self.aggregator.lock:
             if manifest not in self.aggregator.unwritten():
                 return False
-            await self._status.publish_status(self.aggregator.standing(manifest, errors=errors))
+            standing = self.aggregator.standing(manifest, errors=errors)
+            self._status.hold(standing)
+            await self._status.publish_status(standing)
         return True
 
     async def _add_manifests(self, records: Sequence[IncomingRecord]) -> None:

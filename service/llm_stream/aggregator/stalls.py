@@ -2,9 +2,10 @@
 ``batch_stall_after_s`` while none of its requests is pending (``kafka.pending_requests``: its
 workers' groups have committed to the end of their topics) will get no more results; they were
 lost (a broker that lost acknowledged writes). Rather than sit ``in_progress`` until its window
-ends, the owner reports it: a log line naming the batch and the count missing, a gauge, and an
-error on the batch object (OpenAI's ``errors`` shape; the batch stays as it is otherwise) that
-says how to resume it. A new result clears the report.
+ends, the owner reads its partitions again (``StallReports``), then, still stalled, reports it:
+a log line naming the batch and the count missing, a gauge, and an error on the batch object
+(OpenAI's ``errors`` shape; the batch stays as it is otherwise) that says how to resume it.
+More results than when reported clear the report.
 
 A slow engine or a long queue is no stall: their requests are uncommitted, so pending; a late
 result resets the clock.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 from llm_stream.batch.objects import batch_errors
 from llm_stream.contracts import BatchManifest
@@ -48,9 +49,43 @@ class StallWatch:
         self._seen = seen
         return quiet
 
+    def restart(self, batch_ids: Iterable[str]) -> None:
+        """Count these batches quiet from now on (their results are being read again)."""
+        for batch_id in batch_ids:
+            self._seen.pop(batch_id, None)
+
     def quiet_for(self, batch_id: str) -> float:
         last = self._seen.get(batch_id)
         return 0.0 if last is None else self._clock() - last[1]
+
+
+class StallReports:
+    """Which stalled batches (``find_stalled``) to read again, to report and to clear.
+
+    A broker back from a stale log end hands out again offsets this reader has passed, so a
+    batch's missing results may be in the topic below its position: each time a batch is
+    found stalled, its aggregator reads its partitions again from the committed offsets (and
+    the batch's clock restarts). A batch is reported only once such a re-read found nothing
+    more; the report is cleared once the batch holds more results than when reported."""
+
+    def __init__(self) -> None:
+        #: Batches reported stalled, with the results they held then.
+        self.reported: dict[str, int] = {}
+        #: Batches re-read while stalled, with the results they held at the first re-read.
+        self._reread: dict[str, int] = {}
+
+    def decide(
+        self, stalled: set[str], received: Mapping[str, int]
+    ) -> tuple[set[str], set[str], set[str]]:
+        """``(to re-read, to report, to clear)``; ``received``: results held, per open batch
+        (a batch not in it is written or no longer owned, and forgotten)."""
+        self.reported = {b: n for b, n in self.reported.items() if b in received}
+        self._reread = {b: n for b, n in self._reread.items() if received.get(b, n + 1) <= n}
+        clear = {b for b, n in self.reported.items() if received[b] > n}
+        report = {b for b in stalled if b in self._reread and b not in self.reported}
+        for batch_id in stalled:
+            self._reread.setdefault(batch_id, received[batch_id])
+        return set(stalled), report, clear
 
 
 async def find_stalled(

@@ -194,7 +194,12 @@ class ConsumeLoop:
     async def _rewind_to_committed(self) -> None:
         """After a handler error, or asked to: the handler forgets the partitions and re-reads
         them."""
-        keys = [_key(partition) for partition in self.consumer.assignment()]
+        # Partitions assigned but not set up yet are left to their set-up, which seeks them.
+        keys = [
+            key
+            for partition in self.consumer.assignment()
+            if (key := _key(partition)) in self._committed
+        ]
         await self._handler.revoked(keys)
         for key in keys:
             self._next[key] = self._committed[key]

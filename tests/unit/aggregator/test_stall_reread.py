@@ -1,54 +1,44 @@
-"""Before a stalled batch is reported, its aggregator reads its partitions again from the
-committed offsets once (results a broker wrote below the reader's position); a batch still
-stalled after that is reported, and one that gets results past that point may re-read again."""
+"""Which stalled batches are read again, reported and cleared: a broker back from a stale log
+end may have put a batch's results below its aggregator's position, so each time a batch is
+found stalled its partitions are read again; it is reported only after a re-read found nothing
+more, and cleared once it holds more results than when reported."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from llm_stream.aggregator.app import AggregatorApp
-from llm_stream.settings import Settings
+from llm_stream.aggregator.stalls import StallReports
 
 
-class _Loop:
-    def __init__(self) -> None:
-        self.rereads = 0
-
-    def reread_from_committed(self) -> None:
-        self.rereads += 1
-
-
-def _app(tmp_path: Path) -> tuple[AggregatorApp, _Loop]:
-    app = AggregatorApp(Settings(output_dir=tmp_path))
-    loop = _Loop()
-    app.loop = loop  # type: ignore[assignment]
-    return app, loop
+def test_a_stalled_batch_is_re_read_first_and_reported_only_if_still_stalled_after() -> None:
+    reports = StallReports()
+    assert reports.decide({"b1"}, {"b1": 10, "b2": 5}) == ({"b1"}, set(), set())
+    # Quiet for the set time again after the re-read: reported, and read again.
+    assert reports.decide({"b1"}, {"b1": 10, "b2": 5}) == ({"b1"}, {"b1"}, set())
+    reports.reported["b1"] = 10
+    assert reports.decide({"b1"}, {"b1": 10, "b2": 5}) == ({"b1"}, set(), set())  # once
 
 
-async def test_a_newly_stalled_batch_is_re_read_once_then_reported(tmp_path: Path) -> None:
-    app, loop = _app(tmp_path)
-    held = {"b1": 10, "b2": 5}
-    assert app._reread_before_reporting({"b1"}, held) == {"b1"}  # not reported yet
-    assert loop.rereads == 1
-    assert app._reread_before_reporting({"b1"}, held) == set()  # still stalled: reported
-    assert app._reread_before_reporting({"b1", "b2"}, held) == {"b2"}
-    assert loop.rereads == 2
+def test_a_re_read_that_drops_what_the_topic_lost_is_no_progress() -> None:
+    reports = StallReports()
+    reports.decide({"b1"}, {"b1": 10})
+    # The re-read forgot results the topic lost: fewer than before, still reported.
+    assert reports.decide({"b1"}, {"b1": 8}) == ({"b1"}, {"b1"}, set())
 
 
-async def test_results_past_the_re_read_let_a_later_stall_re_read_again(tmp_path: Path) -> None:
-    app, loop = _app(tmp_path)
-    app._reread_before_reporting({"b1"}, {"b1": 10})
-    # The re-read dropped what the topic lost and found what was written below the position:
-    # fewer than before is no progress.
-    assert app._reread_before_reporting({"b1"}, {"b1": 8}) == set()
-    assert loop.rereads == 1
-    app._reread_before_reporting(set(), {"b1": 12})  # a resume's results came
-    assert app._reread_before_reporting({"b1"}, {"b1": 12}) == {"b1"}
-    assert loop.rereads == 2
+def test_results_past_the_report_clear_it_and_a_later_stall_is_re_read_first() -> None:
+    reports = StallReports()
+    reports.decide({"b1"}, {"b1": 10})
+    reports.decide({"b1"}, {"b1": 10})
+    reports.reported["b1"] = 10
+    assert reports.decide(set(), {"b1": 9}) == (set(), set(), set())  # a re-read under way
+    assert reports.decide(set(), {"b1": 14}) == (set(), set(), {"b1"})  # a resume's results
+    del reports.reported["b1"]
+    assert reports.decide({"b1"}, {"b1": 14}) == ({"b1"}, set(), set())
 
 
-async def test_batches_written_or_no_longer_owned_are_forgotten(tmp_path: Path) -> None:
-    app, _ = _app(tmp_path)
-    app._reread_before_reporting({"b1", "b2"}, {"b1": 1, "b2": 1})
-    app._reread_before_reporting(set(), {"b2": 1})
-    assert set(app._reread) == {"b2"}
+def test_batches_written_or_no_longer_owned_are_forgotten() -> None:
+    reports = StallReports()
+    reports.decide({"b1", "b2"}, {"b1": 1, "b2": 1})
+    reports.reported.update({"b1": 1, "b2": 1})
+    reports.decide(set(), {"b2": 1})
+    assert set(reports.reported) == {"b2"}
+    assert reports.decide({"b1"}, {"b1": 1}) == ({"b1"}, set(), set())  # b1 anew

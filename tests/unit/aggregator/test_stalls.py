@@ -106,3 +106,17 @@ def test_the_groups_asked_are_the_ones_that_answer_the_batch() -> None:
         f"{routed.requests_topic}.tiny",
     ]
     assert len(groups) == 2
+
+
+async def test_a_restarted_batch_must_be_quiet_for_the_whole_time_again() -> None:
+    clock, pending = Clock(), Pending()
+    watch = StallWatch(STALL_S, clock)
+    batch = _manifest("b1")
+    await find_stalled(watch, [batch], {"b1": 4}, pending)
+    clock.now += STALL_S
+    assert await find_stalled(watch, [batch], {"b1": 4}, pending) == {"b1"}
+    watch.restart(["b1"])  # its results are read again: the same count is no proof yet
+    clock.now += 1
+    assert await find_stalled(watch, [batch], {"b1": 4}, pending) == set()
+    clock.now += STALL_S
+    assert await find_stalled(watch, [batch], {"b1": 4}, pending) == {"b1"}
