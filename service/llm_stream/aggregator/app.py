@@ -37,6 +37,7 @@ from llm_stream.kafka.dead_letters import dead_letter_of
 from llm_stream.kafka.live_workers import LiveWorkers
 from llm_stream.kafka.pending_requests import PendingRequests
 from llm_stream.kafka.publishers import KafkaResultPublisher, KafkaStatusPublisher
+from llm_stream.kafka.result_scan import CLOCK_MARGIN_MS
 from llm_stream.kafka.topic_follower import TopicFollower
 from llm_stream.ops import metrics
 from llm_stream.ops.metrics import OpenBatchGauges
@@ -181,11 +182,13 @@ class AggregatorApp(Role):
         reread, report, clear = self.stall_reports.decide(stalled, received)
         if reread:
             logger.info(
-                "batches %s look stalled: re-reading the results from the committed offsets",
+                "batches %s look stalled: re-reading the results since they were created",
                 ", ".join(sorted(reread)),
             )
             self.stalls.restart(reread)
-            self.loop.reread_from_committed()
+            # From the oldest such batch's creation: its results may lie even below the commits.
+            created = min(m.created_at for m in owned if m.batch_id in reread)
+            self.loop.reread(since_ms=max(0, created * 1000 - CLOCK_MARGIN_MS))
         for manifest in owned:
             batch_id, count = manifest.batch_id, received[manifest.batch_id]
             if batch_id not in report | clear:

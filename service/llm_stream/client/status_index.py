@@ -16,12 +16,10 @@ written without fsync, deleted on close, and a dead process's file is swept by t
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import tempfile
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -29,11 +27,9 @@ import orjson
 
 from llm_stream.batch.status import TERMINAL_STATUSES
 from llm_stream.contracts import is_project_id, owner_project
-from llm_stream.ops.private_dir import PrivateDirectory
+from llm_stream.ops.sqlite_index import SqliteIndex
 
 INDEX_FILE = "status.sqlite"
-#: The page cache of each connection (KiB): lookups touch a few pages; the rest stays on disk.
-_CACHE_KIB = 1024
 
 _SCHEMA = """
 CREATE TABLE batches (
@@ -172,37 +168,11 @@ def _count(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=OFF")
-    db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
-    return db
-
-
-class StatusIndex:
+class StatusIndex(SqliteIndex["Record"]):
     """Batches by id and newest first; ``apply`` from the event loop, reads on it."""
 
     def __init__(self, root: Path | None = None) -> None:
-        self._directory = PrivateDirectory(default_index_root() if root is None else root)
-        writer: sqlite3.Connection | None = None
-        try:
-            path = self._directory.path / INDEX_FILE
-            writer = _connect(path)
-            writer.executescript(_SCHEMA)
-            self._reader = _connect(path)
-        except BaseException:
-            if writer is not None:
-                writer.close()
-            self._directory.close()
-            raise
-        self._writer = writer
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="status-index")
-
-    async def apply(self, records: Sequence[Record]) -> None:
-        """Store ``records`` in order, in one transaction, in the index's thread."""
-        if records:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._write, records)
+        super().__init__(default_index_root() if root is None else root, INDEX_FILE, _SCHEMA)
 
     def get(self, batch_id: str) -> Row | None:
         found = self._reader.execute(f"{_COLUMNS} WHERE id = ?", (batch_id,)).fetchone()
@@ -250,31 +220,17 @@ class StatusIndex:
         """Every batch id held, sorted (for tests and tools: it reads the whole table)."""
         return [row[0] for row in self._reader.execute("SELECT id FROM batches ORDER BY id")]
 
-    def close(self) -> None:
-        """Wait for a write under way, then delete the file."""
-        self._thread.shutdown(wait=True)
-        self._reader.close()
-        self._writer.close()
-        self._directory.close()
-
-    def _write(self, records: Sequence[Record]) -> None:
-        db = self._writer
-        db.execute("BEGIN")
-        try:
-            for record in records:
-                kind = "status" if record.is_status else "manifest"
-                if record.value is None:  # a tombstone: the batch is forgotten
-                    db.execute(_FORGET[kind], (record.batch_id,))
-                    db.execute(_DROP_EMPTY, (record.batch_id,))
-                else:
-                    listed_at = created_at(record.value)
-                    project = project_of(record.value)
-                    db.execute(_PUT[kind], (record.batch_id, record.value, listed_at, project))
-                _recount(db, record.batch_id)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _store(self, db: sqlite3.Connection, records: Sequence[Record]) -> None:
+        for record in records:
+            kind = "status" if record.is_status else "manifest"
+            if record.value is None:  # a tombstone: the batch is forgotten
+                db.execute(_FORGET[kind], (record.batch_id,))
+                db.execute(_DROP_EMPTY, (record.batch_id,))
+            else:
+                listed_at = created_at(record.value)
+                project = project_of(record.value)
+                db.execute(_PUT[kind], (record.batch_id, record.value, listed_at, project))
+            _recount(db, record.batch_id)
 
 
 def _recount(db: sqlite3.Connection, batch_id: str) -> None:

@@ -16,23 +16,19 @@ process's file is swept by the next one.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
 import pydantic
 
 from llm_stream.contracts import Judgement
-from llm_stream.ops.private_dir import PrivateDirectory
+from llm_stream.ops.sqlite_index import SqliteIndex
 
 INDEX_FILE = "judgements.sqlite"
-#: The page cache of each connection (KiB).
-_CACHE_KIB = 1024
 #: SQLite's default bound on the parameters of one statement is 999 (older builds).
 _IDS_PER_QUERY = 500
 
@@ -92,37 +88,11 @@ def line_of(key: bytes | None) -> tuple[str, str] | None:
     return (batch_id, custom_id) if slash and batch_id and custom_id else None
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=OFF")
-    db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
-    return db
-
-
-class JudgementIndex:
+class JudgementIndex(SqliteIndex["Record"]):
     """Judgements by batch and line; ``apply`` from the event loop, reads on it."""
 
     def __init__(self, root: Path | None = None) -> None:
-        self._directory = PrivateDirectory(default_index_root() if root is None else root)
-        writer: sqlite3.Connection | None = None
-        try:
-            path = self._directory.path / INDEX_FILE
-            writer = _connect(path)
-            writer.executescript(_SCHEMA)
-            self._reader = _connect(path)
-        except BaseException:
-            if writer is not None:
-                writer.close()
-            self._directory.close()
-            raise
-        self._writer = writer
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judgement-index")
-
-    async def apply(self, records: Sequence[Record]) -> None:
-        """Store ``records`` in order, in one transaction, in the index's thread."""
-        if records:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._write, records)
+        super().__init__(default_index_root() if root is None else root, INDEX_FILE, _SCHEMA)
 
     def of_batch(self, batch_id: str, after: str = "", limit: int = -1) -> list[Judgement]:
         """Up to ``limit`` (-1: every) of the batch's judgements, by custom_id, after the
@@ -149,25 +119,11 @@ class JudgementIndex:
         """Judgements held (for tests and metrics: it counts the table)."""
         return int(self._reader.execute("SELECT count(*) FROM judgements").fetchone()[0])
 
-    def close(self) -> None:
-        """Wait for a write under way, then delete the file."""
-        self._thread.shutdown(wait=True)
-        self._reader.close()
-        self._writer.close()
-        self._directory.close()
-
-    def _write(self, records: Sequence[Record]) -> None:
-        db = self._writer
-        db.execute("BEGIN")
-        try:
-            for record in records:
-                judgement = parse_judgement(record.value)
-                if judgement is not None:
-                    row = (judgement.batch_id, judgement.custom_id, judgement.judged_at)
-                    db.execute(_PUT, (*row, record.value))
-                elif record.value is None and (line := line_of(record.key)) is not None:
-                    db.execute(_FORGET, line)  # a tombstone: the line is no longer judged
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _store(self, db: sqlite3.Connection, records: Sequence[Record]) -> None:
+        for record in records:
+            judgement = parse_judgement(record.value)
+            if judgement is not None:
+                row = (judgement.batch_id, judgement.custom_id, judgement.judged_at)
+                db.execute(_PUT, (*row, record.value))
+            elif record.value is None and (line := line_of(record.key)) is not None:
+                db.execute(_FORGET, line)  # a tombstone: the line is no longer judged

@@ -85,7 +85,9 @@ class ConsumeLoop:
         self._failures_in_a_row = 0
         self._last_commit = 0.0
         self._stopping = asyncio.Event()
+        #: A re-read asked for (``reread``), and from when (ms) if not from the commits.
         self._reread_requested = False
+        self._reread_since: int | None = None
         self.consumer: Any = consumer or AIOKafkaConsumer(
             **bounded_consumer_kwargs(settings),
             group_id=group_id,
@@ -109,12 +111,16 @@ class ConsumeLoop:
         """Make ``run`` return after its current poll (the handler keeps what it has)."""
         self._stopping.set()
 
-    def reread_from_committed(self) -> None:
-        """Have the handler forget its partitions and read them again from their committed
-        offsets, at the loop's next turn (never between a fetch and its handling). For records
-        a broker wrote below this reader's position: one that came back from a stale log end
-        hands out offsets again that this reader had passed, and never serves them to it."""
+    def reread(self, since_ms: int | None = None) -> None:
+        """Have the handler forget its partitions and read them again, at the loop's next turn
+        (never between a fetch and its handling), from their committed offsets or, where the
+        first record stamped ``since_ms`` or later lies before, from there. For records a
+        broker wrote where this reader does not look: one back from a stale log end hands
+        out again offsets this reader had passed, even below its commits."""
         self._reread_requested = True
+        if since_ms is not None:
+            earliest = self._reread_since
+            self._reread_since = since_ms if earliest is None else min(earliest, since_ms)
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -122,8 +128,8 @@ class ConsumeLoop:
         """Fetch and hand over records until ``stop_fetching``; commit as work finishes."""
         while not self._stopping.is_set():
             if self._reread_requested:
-                self._reread_requested = False
-                await self._rewind_to_committed()
+                since, self._reread_since, self._reread_requested = self._reread_since, None, False
+                await self._rewind_to_committed(since)
             capacity = self._handler.capacity()
             self._pause(capacity == 0)
             try:
@@ -191,18 +197,26 @@ class ConsumeLoop:
             if offset is not None:
                 self.consumer.seek(partition, offset)
 
-    async def _rewind_to_committed(self) -> None:
-        """After a handler error, or asked to: the handler forgets the partitions and re-reads
-        them."""
+    async def _rewind_to_committed(self, since_ms: int | None = None) -> None:
+        """After a handler error, or asked to (``reread``): the handler forgets the partitions
+        and re-reads them from their commits (or the first record stamped ``since_ms``, where
+        that lies before; commits still only go forward)."""
         # Partitions assigned but not set up yet are left to their set-up, which seeks them.
-        keys = [
-            key
-            for partition in self.consumer.assignment()
-            if (key := _key(partition)) in self._committed
-        ]
+        owned = [p for p in self.consumer.assignment() if _key(p) in self._committed]
+        starts = {_key(p): self._committed[_key(p)] for p in owned}
+        if since_ms is not None and owned:
+            try:
+                found = await self.consumer.offsets_for_times(dict.fromkeys(owned, since_ms))
+            except Exception as error:  # the commits, then
+                logger.warning("looking up offsets by time failed: %r", error)
+                found = {}
+            for partition, stamped in found.items():
+                if stamped is not None:
+                    key = _key(partition)
+                    starts[key] = min(starts[key], int(stamped.offset))
+        keys = list(starts)
         await self._handler.revoked(keys)
-        for key in keys:
-            self._next[key] = self._committed[key]
+        self._next.update(starts)
         self._rewind()
         await self._handler.assigned({key: self._next[key] for key in keys})
 

@@ -78,6 +78,15 @@ class FakeConsumer:
             await self.committed_gate.wait()
         return self.group_committed.get(tp)
 
+    async def offsets_for_times(
+        self, stamps: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, Any]:
+        """Records are stamped with their offset (ms), as if written one a millisecond."""
+        return {
+            tp: SimpleNamespace(offset=ms) if ms < len(self.logs[tp]) else None
+            for tp, ms in stamps.items()
+        }
+
     async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         return dict.fromkeys(tps, 0)
 
@@ -346,6 +355,7 @@ class _HoldingHandler:
         self.taken: list[tuple[int, bytes]] = []
         self.revokes: list[list[Any]] = []
         self.assigns: list[dict[Any, int]] = []
+        self.holds_from = 1
 
     def capacity(self) -> int:
         return 100
@@ -354,7 +364,7 @@ class _HoldingHandler:
         self.taken += [(record.offset, record.value) for record in records]
 
     def committable(self) -> dict[tuple[str, int], int]:
-        return {(TOPIC, 0): 1}
+        return {(TOPIC, 0): self.holds_from}
 
     async def assigned(self, partitions: Any) -> None:
         self.assigns.append(dict(partitions))
@@ -388,7 +398,7 @@ async def test_a_reread_asked_for_reads_from_the_commit_records_written_below_th
     consumer.logs[P0][2] = b"lost-and-rewritten"
     await asyncio.sleep(0.05)
     assert (2, b"lost-and-rewritten") not in handler.taken  # never served at its position
-    loop.reread_from_committed()
+    loop.reread()
     await _until(lambda: (2, b"lost-and-rewritten") in handler.taken)
     loop.stop_fetching()
     await running
@@ -396,3 +406,29 @@ async def test_a_reread_asked_for_reads_from_the_commit_records_written_below_th
     assert handler.assigns[-1] == {(TOPIC, 0): 1}  # and took it again from its commit
     assert handler.taken.count((0, b"a")) == 1  # before the commit: not read again
     assert handler.taken.count((1, b"b")) == 2
+
+
+async def test_a_reread_since_a_time_goes_below_the_commit_and_never_commits_backwards() -> None:
+    consumer = FakeConsumer({P0: [b"a", b"b", b"c"]})
+    handler = _HoldingHandler()
+    loop = ConsumeLoop(
+        Settings(commit_interval_s=0.01),
+        TOPIC,
+        "group",
+        handler,
+        max_records=100,
+        consumer=consumer,
+    )
+    await loop.start()
+    await consumer.assign([P0])
+    running = asyncio.create_task(loop.run())
+    await _until(lambda: len(handler.taken) == 3 and consumer.group_committed.get(P0) == 1)
+    consumer.logs[P0][0] = b"rewritten-below-the-commit"
+    handler.holds_from = 0  # what it re-read from there is held again
+    loop.reread(since_ms=0)
+    await _until(lambda: (0, b"rewritten-below-the-commit") in handler.taken)
+    await asyncio.sleep(0.05)  # commits go on meanwhile
+    loop.stop_fetching()
+    await running
+    assert handler.assigns[-1] == {(TOPIC, 0): 0}
+    assert all(commit[P0] >= 1 for commit in consumer.commits)  # never back below the commit
