@@ -65,8 +65,9 @@ class StallReports:
     A broker back from a stale log end hands out again offsets this reader has passed, so a
     batch's missing results may be in the topic below its position: each time a batch is
     found stalled, its aggregator reads its partitions again since the batch was created
-    (``ConsumeLoop.reread``; the batch's clock restarts). A batch is reported only once such a re-read found nothing
-    more; the report is cleared once the batch holds more results than when reported."""
+    (``ConsumeLoop.reread``; the batch's clock restarts). A batch is reported only once such
+    a re-read found nothing more; the report is cleared once the batch holds more results
+    than when reported."""
 
     def __init__(self) -> None:
         #: Batches reported stalled, with the results they held then.
