@@ -377,9 +377,10 @@ class _HoldingHandler:
         return False
 
 
-async def test_a_reread_asked_for_reads_from_the_commit_records_written_below_the_position() -> (
-    None
-):
+async def _holding_loop_past_its_commit() -> tuple[
+    ConsumeLoop, FakeConsumer, _HoldingHandler, asyncio.Task[None]
+]:
+    """A running loop that has handed over all three records and committed up to offset 1."""
     consumer = FakeConsumer({P0: [b"a", b"b", b"c"]})
     handler = _HoldingHandler()
     loop = ConsumeLoop(
@@ -394,6 +395,13 @@ async def test_a_reread_asked_for_reads_from_the_commit_records_written_below_th
     await consumer.assign([P0])
     running = asyncio.create_task(loop.run())
     await _until(lambda: len(handler.taken) == 3 and consumer.group_committed.get(P0) == 1)
+    return loop, consumer, handler, running
+
+
+async def test_a_reread_asked_for_reads_from_the_commit_records_written_below_the_position() -> (
+    None
+):
+    loop, consumer, handler, running = await _holding_loop_past_its_commit()
     # A broker back from a stale log end writes at offsets this reader has passed.
     consumer.logs[P0][2] = b"lost-and-rewritten"
     await asyncio.sleep(0.05)
@@ -409,20 +417,7 @@ async def test_a_reread_asked_for_reads_from_the_commit_records_written_below_th
 
 
 async def test_a_reread_since_a_time_goes_below_the_commit_and_never_commits_backwards() -> None:
-    consumer = FakeConsumer({P0: [b"a", b"b", b"c"]})
-    handler = _HoldingHandler()
-    loop = ConsumeLoop(
-        Settings(commit_interval_s=0.01),
-        TOPIC,
-        "group",
-        handler,
-        max_records=100,
-        consumer=consumer,
-    )
-    await loop.start()
-    await consumer.assign([P0])
-    running = asyncio.create_task(loop.run())
-    await _until(lambda: len(handler.taken) == 3 and consumer.group_committed.get(P0) == 1)
+    loop, consumer, handler, running = await _holding_loop_past_its_commit()
     consumer.logs[P0][0] = b"rewritten-below-the-commit"
     handler.holds_from = 0  # what it re-read from there is held again
     loop.reread(since_ms=0)
