@@ -94,4 +94,6 @@ async def _requests(
         body = line.get("body")
         if isinstance(body, dict):
             found[str(line["custom_id"])] = body
+            if len(found) == len(wanted):
+                break  # the page's lines all found: the rest of the file is not read
     return found

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,7 +34,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-class SqliteIndex(Generic[RecordT]):
+class SqliteIndex(ABC, Generic[RecordT]):
     """The file, its two connections and its writer thread; a subclass says how records are
     stored (``_store``, inside one transaction) and reads on ``_reader``."""
 
@@ -65,8 +66,9 @@ class SqliteIndex(Generic[RecordT]):
         self._writer.close()
         self._directory.close()
 
+    @abstractmethod
     def _store(self, db: sqlite3.Connection, records: Sequence[RecordT]) -> None:
-        raise NotImplementedError
+        """Write ``records`` on ``db``, the writer's connection, inside its transaction."""
 
     def _write(self, records: Sequence[RecordT]) -> None:
         db = self._writer

@@ -83,3 +83,18 @@ def test_a_key_names_its_line() -> None:
     assert line_of(b"batch_a") is None
     assert line_of(b"/c1") is None
     assert line_of(None) is None
+
+
+async def test_records_that_are_no_judgement_are_passed_over(index: JudgementIndex) -> None:
+    await index.apply(
+        [
+            Record(b"\xff\xfe/\x00", b"not json"),
+            Record(None, b'{"batch_id": "batch_a"}'),  # JSON, but no judgement
+            Record(b"batch_a/c1", b"\xff" * 10_000),
+            Record(b"\xff/\xfe", None),  # a tombstone of a key no judgement has
+            _record("batch_a", "c1", "accepted", 1),
+        ]
+    )
+    assert [(j.custom_id, j.verdict) for j in index.of_batch("batch_a")] == [("c1", "accepted")]
+    assert index.count() == 1
+    index.close()
