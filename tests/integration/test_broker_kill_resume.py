@@ -22,6 +22,7 @@ import orjson
 import pytest
 
 from llm_stream.client import BatchClient
+from llm_stream.kafka.topics import ensure_topics
 from llm_stream.settings import Settings
 from tests.multihost import (
     Roles,
@@ -77,6 +78,20 @@ def _cli(env: dict[str, str], *args: str) -> str:
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     return done.stdout.decode()
+
+
+def _create_topics(settings: Settings) -> None:
+    """The run's topics, made before any role starts: a Tansu new on an empty s3rver bucket
+    can answer its first metadata requests with an error while it writes its own, and a role
+    that cannot reach Kafka at start exits (as it should: its orchestrator restarts it)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            asyncio.run(ensure_topics(settings))
+            return
+        except Exception:
+            assert time.monotonic() < deadline, "the broker never took the topics"
+            time.sleep(0.5)
 
 
 def _stall_reports(started: Roles, batch_id: str) -> list[str]:
@@ -145,10 +160,16 @@ def test_a_batch_the_broker_lost_results_of_is_reported_stalled_and_resumed(
             commit_interval_s="0.2",
         )
         settings = Settings(**env)
+        _create_topics(settings)
         with roles(tmp_path, env) as started:
-            started.aggregator()
+            aggregator = started.aggregator()
             workers = [started.worker(f"worker-{n}", LATENCY_S, CONCURRENCY) for n in (1, 2)]
             wait_for(lambda: all(w.assignment() for w in workers), 60, "both workers assigned")
+            wait_for(
+                lambda: "assigned partitions" in aggregator.log.read_text(errors="replace"),
+                60,
+                "the aggregator assigned",
+            )
             # The loss is the broker's, so not certain on each kill: a batch it lost none of
             # completes, and the next attempt kills it again under a new batch.
             kills, stalled = 0, None
